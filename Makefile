@@ -1,0 +1,106 @@
+# sluice — build, run and test.
+#
+#   make            build build/sluice
+#   make run        run the main example (word count)
+#   make test       C unit tests + luaunit suites + REPL + examples
+#   make check      the whole suite under ASan+UBSan and under TSan
+#   make bench      benchmark suite (QUICK=1 for a small corpus)
+#   make clean
+
+# ---- settings --------------------------------------------------------------
+CC        ?= cc
+LUA_PKG   ?= lua5.4
+LUA       ?= lua5.4
+SANITIZER ?=
+OPT       ?= -O2
+WERROR    ?=
+WARN      := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+             -Wno-unused-parameter $(WERROR)
+
+ifeq ($(SANITIZER),)
+  BUILD   ?= build
+  SANFLAGS :=
+else
+  BUILD   ?= build-$(subst $(comma),-,$(SANITIZER))
+  SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+endif
+comma := ,
+
+DEPS_OK   := $(shell pkg-config --exists $(LUA_PKG) 2>/dev/null && command -v $(LUA) >/dev/null && \
+               test -f /usr/include/readline/readline.h && test -f /usr/share/lua/5.4/luaunit.lua && \
+               command -v tmux >/dev/null && echo yes)
+ifneq ($(DEPS_OK),yes)
+  $(shell scripts/deps.sh >&2)
+endif
+
+LUA_CFLAGS := $(shell pkg-config --cflags $(LUA_PKG))
+LUA_LIBS   := $(shell pkg-config --libs $(LUA_PKG))
+CFLAGS  := -std=c11 $(OPT) -g -D_GNU_SOURCE -pthread $(WARN) $(SANFLAGS) -MMD -MP
+LDFLAGS := -pthread $(SANFLAGS)
+LDLIBS  := -lm
+
+# ---- sources -----------------------------------------------------------------
+ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+LUAC_SRC   := $(filter-out lua/main.c,$(wildcard lua/*.c))
+LUAC_OBJ   := $(LUAC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/lua/embedded.o
+LUALIB_SRC := $(sort $(wildcard lua/sluice/*.lua))
+MAIN_OBJ   := $(BUILD)/lua/main.o
+BIN        := $(BUILD)/sluice
+
+ETEST_SRC  := $(wildcard tests/engine/test_*.c)
+ETEST_BIN  := $(ETEST_SRC:tests/engine/%.c=$(BUILD)/tests/%)
+CTEST_SRC  := $(wildcard tests/capi/test_*.c)
+CTEST_BIN  := $(CTEST_SRC:tests/capi/%.c=$(BUILD)/tests/%)
+
+.PHONY: all run test check bench clean deps
+all: $(BIN)
+
+$(BIN): $(MAIN_OBJ) $(LUAC_OBJ) $(ENGINE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) -lreadline $(LDLIBS)
+
+$(BUILD)/engine/%.o: engine/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -iquote engine -c -o $@ $<
+
+$(BUILD)/lua/%.o: lua/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -iquote engine -iquote lua $(LUA_CFLAGS) -c -o $@ $<
+
+# The Lua library files are compiled into the binary as strings.
+$(BUILD)/lua/embedded.c: $(LUALIB_SRC) scripts/embed.lua
+	@mkdir -p $(dir $@)
+	$(LUA) scripts/embed.lua $@ $(LUALIB_SRC)
+
+$(BUILD)/lua/embedded.o: $(BUILD)/lua/embedded.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/engine/%.c $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -iquote engine -iquote tests -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/capi/%.c $(LUAC_OBJ) $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -iquote engine -iquote lua -iquote tests $(LUA_CFLAGS) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(LDLIBS)
+
+# ---- jobs --------------------------------------------------------------------
+run: $(BIN)
+	$(BIN) examples/wordcount.lua examples/data/text.txt
+
+test: $(BIN) $(ETEST_BIN) $(CTEST_BIN)
+	@scripts/test.sh $(BUILD)
+
+check:
+	$(MAKE) SANITIZER=address,undefined test
+	$(MAKE) SANITIZER=thread test
+
+bench: $(BIN)
+	scripts/bench.sh $(BUILD)
+
+deps:
+	scripts/deps.sh
+
+clean:
+	rm -rf build build-*
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,114 @@
+/* batch: refcounted event stores and views over them. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include "batch.h"
+#include "status.h"
+
+struct sl_store {
+  atomic_int refs;
+  uint32_t n;
+  uint32_t *off;   /* n+1 offsets */
+  char *data;
+};
+
+void sl_bb_init(sl_batch_builder *bb) {
+  memset(bb, 0, sizeof *bb);
+}
+
+static int bb_grow(sl_batch_builder *bb) {
+  if (bb->n + 2 <= bb->cap) return 0;
+  uint32_t cap = bb->cap ? bb->cap * 2 : 64;
+  uint32_t *p = realloc(bb->off, cap * sizeof *p);
+  if (!p) return SL_ENOMEM;
+  if (!bb->off) p[0] = 0;
+  bb->off = p;
+  bb->cap = cap;
+  return 0;
+}
+
+int sl_bb_end_event(sl_batch_builder *bb) {
+  if (bb_grow(bb)) return SL_ENOMEM;
+  if (bb->bytes.len > UINT32_MAX) return SL_ENOMEM;
+  bb->off[++bb->n] = (uint32_t)bb->bytes.len;
+  return 0;
+}
+
+int sl_bb_add(sl_batch_builder *bb, const void *p, size_t len) {
+  if (sl_buf_append(&bb->bytes, p, len)) return SL_ENOMEM;
+  return sl_bb_end_event(bb);
+}
+
+int sl_bb_finish(sl_batch_builder *bb, sl_batch *out) {
+  *out = SL_BATCH_EMPTY;
+  if (bb->n == 0) {
+    bb->bytes.len = 0;
+    return 0;
+  }
+  sl_store *s = malloc(sizeof *s);
+  if (!s) return SL_ENOMEM;
+  atomic_init(&s->refs, 1);
+  s->n = bb->n;
+  s->off = bb->off;
+  s->data = sl_buf_take(&bb->bytes, NULL);
+  out->store = s;
+  out->first = 0;
+  out->count = bb->n;
+  bb->off = NULL;
+  bb->n = bb->cap = 0;
+  return 0;
+}
+
+void sl_bb_free(sl_batch_builder *bb) {
+  sl_buf_free(&bb->bytes);
+  free(bb->off);
+  memset(bb, 0, sizeof *bb);
+}
+
+const char *sl_batch_event(const sl_batch *b, uint32_t i, size_t *len) {
+  const sl_store *s = b->store;
+  uint32_t k = b->first + i;
+  *len = s->off[k + 1] - s->off[k];
+  return s->data + s->off[k];
+}
+
+sl_batch sl_batch_slice(const sl_batch *b, uint32_t from, uint32_t count) {
+  if (count == 0 || !b->store) return SL_BATCH_EMPTY;
+  atomic_fetch_add_explicit(&b->store->refs, 1, memory_order_relaxed);
+  return (sl_batch){b->store, b->first + from, count};
+}
+
+void sl_batch_drop(sl_batch *b, uint32_t n) {
+  if (n >= b->count) {
+    sl_batch_release(b);
+    return;
+  }
+  b->first += n;
+  b->count -= n;
+}
+
+int sl_batch_gather(const sl_batch *b, const uint32_t *idx, uint32_t n, sl_batch *out) {
+  sl_batch_builder bb;
+  sl_bb_init(&bb);
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len;
+    const char *p = sl_batch_event(b, idx[i], &len);
+    if (sl_bb_add(&bb, p, len)) {
+      sl_bb_free(&bb);
+      return SL_ENOMEM;
+    }
+  }
+  int rc = sl_bb_finish(&bb, out);
+  sl_bb_free(&bb);
+  return rc;
+}
+
+void sl_batch_release(sl_batch *b) {
+  sl_store *s = b->store;
+  *b = SL_BATCH_EMPTY;
+  if (!s) return;
+  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+    free(s->off);
+    free(s->data);
+    free(s);
+  }
+}

@@ -1,0 +1,343 @@
+/* sched: worker threads, inboxes and timers.
+ *
+ * DESIGN
+ * Each inbox is a mutex-protected FIFO list plus a binary min-heap of timers
+ * ordered by (due, id); it belongs to one consumer thread (a worker or the
+ * main thread) and any thread may post. There is no global lock on the
+ * message path: posting takes only the target inbox's mutex, and the owner
+ * takes the whole list in one swap. The owner is signalled only when it is
+ * parked on the condition variable. Lock order: an inbox mutex is a leaf;
+ * no code holds two of them.
+ * Lua states are not touched here: the host's handler runs on the worker's
+ * thread and owns whatever state it keeps in its context. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include "sched.h"
+#include "status.h"
+
+typedef struct timer {
+  int64_t due;
+  uint64_t id;
+  sl_msg *msg;
+} timer;
+
+struct sl_inbox {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  sl_msg *head, *tail;
+  timer *heap;
+  size_t nheap, capheap;
+  uint64_t next_timer;
+  int parked;     /* owner is waiting on cv */
+  int woken;      /* sl_inbox_wake was called */
+  int closing;    /* worker: exit once the list is drained */
+};
+
+typedef struct sl_worker {
+  sl_sched *sched;
+  int index;
+  pthread_t thread;
+  sl_inbox inbox;
+} sl_worker;
+
+struct sl_sched {
+  int n;
+  sl_worker *workers;
+  sl_inbox main;
+  sl_sched_hooks hooks;
+  pthread_mutex_t start_mu;
+  pthread_cond_t start_cv;
+  int started;
+};
+
+static _Thread_local int current_worker = -1;
+
+int64_t sl_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+sl_msg *sl_msg_new(uint32_t kind) {
+  sl_msg *m = calloc(1, sizeof *m);
+  if (m) m->kind = kind;
+  return m;
+}
+
+void sl_msg_free(sl_msg *m) {
+  if (!m) return;
+  sl_batch_release(&m->batch);
+  if (m->obj_free) m->obj_free(m->obj);
+  free(m->data);
+  free(m);
+}
+
+/* ---- inbox ---------------------------------------------------------- */
+
+static void inbox_init(sl_inbox *in) {
+  memset(in, 0, sizeof *in);
+  pthread_mutex_init(&in->mu, NULL);
+  pthread_cond_init(&in->cv, NULL);
+  in->next_timer = 1;
+}
+
+static void inbox_destroy(sl_inbox *in) {
+  for (sl_msg *m = in->head, *next; m; m = next) {
+    next = m->next;
+    sl_msg_free(m);
+  }
+  for (size_t i = 0; i < in->nheap; i++) sl_msg_free(in->heap[i].msg);
+  free(in->heap);
+  pthread_mutex_destroy(&in->mu);
+  pthread_cond_destroy(&in->cv);
+}
+
+static void push_locked(sl_inbox *in, sl_msg *m) {
+  m->next = NULL;
+  if (in->tail) in->tail->next = m;
+  else in->head = m;
+  in->tail = m;
+}
+
+void sl_inbox_post(sl_inbox *in, sl_msg *m) {
+  pthread_mutex_lock(&in->mu);
+  push_locked(in, m);
+  int wake = in->parked;
+  pthread_mutex_unlock(&in->mu);
+  if (wake) pthread_cond_signal(&in->cv);
+}
+
+static int timer_less(const timer *a, const timer *b) {
+  return a->due < b->due || (a->due == b->due && a->id < b->id);
+}
+
+static void heap_up(timer *h, size_t i) {
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!timer_less(&h[i], &h[p])) break;
+    timer t = h[i]; h[i] = h[p]; h[p] = t;
+    i = p;
+  }
+}
+
+static void heap_down(timer *h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < n && timer_less(&h[l], &h[m])) m = l;
+    if (r < n && timer_less(&h[r], &h[m])) m = r;
+    if (m == i) break;
+    timer t = h[i]; h[i] = h[m]; h[m] = t;
+    i = m;
+  }
+}
+
+/* Removes heap entry i, keeping the heap order. */
+static sl_msg *heap_remove(sl_inbox *in, size_t i) {
+  sl_msg *m = in->heap[i].msg;
+  in->heap[i] = in->heap[--in->nheap];
+  if (i < in->nheap) {
+    heap_down(in->heap, in->nheap, i);
+    heap_up(in->heap, i);
+  }
+  return m;
+}
+
+uint64_t sl_inbox_after(sl_inbox *in, int64_t delay_ms, sl_msg *m) {
+  int64_t due = sl_now_ms() + (delay_ms > 0 ? delay_ms : 0);
+  pthread_mutex_lock(&in->mu);
+  if (in->nheap == in->capheap) {
+    size_t cap = in->capheap ? in->capheap * 2 : 16;
+    timer *h = realloc(in->heap, cap * sizeof *h);
+    if (!h) {  /* out of memory: deliver at once rather than lose it */
+      push_locked(in, m);
+      pthread_mutex_unlock(&in->mu);
+      pthread_cond_signal(&in->cv);
+      return 0;
+    }
+    in->heap = h;
+    in->capheap = cap;
+  }
+  uint64_t id = in->next_timer++;
+  in->heap[in->nheap] = (timer){due, id, m};
+  heap_up(in->heap, in->nheap++);
+  int wake = in->parked;
+  pthread_mutex_unlock(&in->mu);
+  if (wake) pthread_cond_signal(&in->cv);
+  return id;
+}
+
+int sl_inbox_cancel(sl_inbox *in, uint64_t id) {
+  sl_msg *m = NULL;
+  pthread_mutex_lock(&in->mu);
+  for (size_t i = 0; i < in->nheap; i++)
+    if (in->heap[i].id == id) {
+      m = heap_remove(in, i);
+      break;
+    }
+  pthread_mutex_unlock(&in->mu);
+  sl_msg_free(m);
+  return m != NULL;
+}
+
+/* Moves due timers to the list; returns ms until the next one (-1: none). */
+static int64_t fire_timers_locked(sl_inbox *in) {
+  if (in->nheap == 0) return -1;
+  int64_t now = sl_now_ms();
+  while (in->nheap > 0 && in->heap[0].due <= now) push_locked(in, heap_remove(in, 0));
+  return in->nheap ? in->heap[0].due - now : -1;
+}
+
+static void abs_deadline(struct timespec *ts, int64_t ms) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000;
+  if (ts->tv_nsec >= 1000000000) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000;
+  }
+}
+
+/* Waits until the list is non-empty, a wake, closing, or timeout_ms
+ * passes (<0: no limit). Returns the whole list (caller owns it). */
+static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
+  int64_t deadline = timeout_ms >= 0 ? sl_now_ms() + timeout_ms : -1;
+  pthread_mutex_lock(&in->mu);
+  for (;;) {
+    int64_t next = fire_timers_locked(in);
+    if (in->head || in->woken || in->closing) break;
+    int64_t wait = next;
+    if (deadline >= 0) {
+      int64_t left = deadline - sl_now_ms();
+      if (left <= 0) break;
+      if (wait < 0 || left < wait) wait = left;
+    }
+    in->parked = 1;
+    if (wait < 0) {
+      pthread_cond_wait(&in->cv, &in->mu);
+    } else {
+      struct timespec ts;
+      abs_deadline(&ts, wait);
+      pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+    }
+    in->parked = 0;
+  }
+  sl_msg *list = in->head;
+  in->head = in->tail = NULL;
+  in->woken = 0;
+  if (closing) *closing = in->closing;
+  pthread_mutex_unlock(&in->mu);
+  return list;
+}
+
+sl_msg *sl_inbox_wait(sl_inbox *in, int64_t timeout_ms) {
+  /* The main thread takes one message at a time; put the rest back. */
+  sl_msg *list = take_all(in, timeout_ms, NULL);
+  if (!list || !list->next) return list;
+  sl_msg *rest = list->next, *last = rest;
+  while (last->next) last = last->next;
+  pthread_mutex_lock(&in->mu);
+  last->next = in->head;
+  in->head = rest;
+  if (!in->tail) in->tail = last;
+  pthread_mutex_unlock(&in->mu);
+  list->next = NULL;
+  return list;
+}
+
+void sl_inbox_wake(sl_inbox *in) {
+  pthread_mutex_lock(&in->mu);
+  in->woken = 1;
+  pthread_mutex_unlock(&in->mu);
+  pthread_cond_signal(&in->cv);
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+static void *worker_main(void *arg) {
+  sl_worker *w = arg;
+  sl_sched *s = w->sched;
+  current_worker = w->index;
+  void *ctx = s->hooks.start(w->index, s->hooks.ud);
+  pthread_mutex_lock(&s->start_mu);
+  s->started++;
+  pthread_cond_broadcast(&s->start_cv);
+  pthread_mutex_unlock(&s->start_mu);
+  for (;;) {
+    int closing = 0;
+    sl_msg *list = take_all(&w->inbox, -1, &closing);
+    while (list) {
+      sl_msg *next = list->next;
+      list->next = NULL;
+      s->hooks.handle(ctx, list);
+      list = next;
+    }
+    if (closing) {
+      pthread_mutex_lock(&w->inbox.mu);
+      int empty = w->inbox.head == NULL;
+      pthread_mutex_unlock(&w->inbox.mu);
+      if (empty) break;
+    }
+  }
+  s->hooks.stop(ctx);
+  return NULL;
+}
+
+int sl_sched_start(int n, const sl_sched_hooks *hooks, sl_sched **out) {
+  if (n < 1) return SL_EINVAL;
+  sl_sched *s = calloc(1, sizeof *s);
+  if (!s) return SL_ENOMEM;
+  s->workers = calloc((size_t)n, sizeof *s->workers);
+  if (!s->workers) goto err;
+  s->hooks = *hooks;
+  inbox_init(&s->main);
+  pthread_mutex_init(&s->start_mu, NULL);
+  pthread_cond_init(&s->start_cv, NULL);
+  for (int i = 0; i < n; i++) {
+    sl_worker *w = &s->workers[i];
+    w->sched = s;
+    w->index = i;
+    inbox_init(&w->inbox);
+  }
+  for (int i = 0; i < n; i++) {
+    if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+      s->n = i;   /* stop the ones that started */
+      sl_sched_stop(s);
+      return SL_ENOMEM;
+    }
+    s->n = i + 1;
+  }
+  pthread_mutex_lock(&s->start_mu);
+  while (s->started < n) pthread_cond_wait(&s->start_cv, &s->start_mu);
+  pthread_mutex_unlock(&s->start_mu);
+  *out = s;
+  return 0;
+err:
+  free(s);
+  return SL_ENOMEM;
+}
+
+void sl_sched_stop(sl_sched *s) {
+  if (!s) return;
+  for (int i = 0; i < s->n; i++) {
+    sl_inbox *in = &s->workers[i].inbox;
+    pthread_mutex_lock(&in->mu);
+    in->closing = 1;
+    pthread_mutex_unlock(&in->mu);
+    pthread_cond_signal(&in->cv);
+  }
+  for (int i = 0; i < s->n; i++) pthread_join(s->workers[i].thread, NULL);
+  for (int i = 0; i < s->n; i++) inbox_destroy(&s->workers[i].inbox);
+  inbox_destroy(&s->main);
+  pthread_mutex_destroy(&s->start_mu);
+  pthread_cond_destroy(&s->start_cv);
+  free(s->workers);
+  free(s);
+}
+
+int sl_sched_workers(const sl_sched *s) { return s->n; }
+sl_inbox *sl_sched_inbox(sl_sched *s, int worker) { return &s->workers[worker].inbox; }
+sl_inbox *sl_sched_main(sl_sched *s) { return &s->main; }
+int sl_sched_current(void) { return current_worker; }

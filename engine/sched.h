@@ -1,0 +1,73 @@
+/* sched: worker threads, their inboxes and timers.
+ *
+ * The scheduler knows nothing of what messages mean: it runs N worker
+ * threads, each draining its own inbox and timer heap and handing every
+ * message to the host's handler on that thread. The main thread has an
+ * inbox too (replies, stream events), which it drains itself from blocking
+ * calls with sl_inbox_wait. */
+#ifndef SLUICE_SCHED_H
+#define SLUICE_SCHED_H
+#include <stddef.h>
+#include <stdint.h>
+#include "batch.h"
+
+/* A message. Owned by whoever holds it: the sender until posted, then the
+ * inbox, then the handler, which frees it with sl_msg_free. */
+typedef struct sl_msg {
+  struct sl_msg *next;
+  uint32_t kind;    /* meaning defined by the host */
+  uint64_t to;      /* target id (stage, task...) */
+  uint64_t from;    /* sender id */
+  int64_t n;        /* integer argument (demand, timer id...) */
+  sl_batch batch;   /* events, owned by the message */
+  char *data;       /* payload bytes, owned (malloc), may be NULL */
+  size_t len;
+  void *obj;        /* host object; obj_free(obj) runs when the message is freed */
+  void (*obj_free)(void *obj);
+} sl_msg;
+
+sl_msg *sl_msg_new(uint32_t kind);
+/* Frees the message, its payload and its batch reference. */
+void sl_msg_free(sl_msg *m);
+
+typedef struct sl_inbox sl_inbox;
+typedef struct sl_sched sl_sched;
+
+/* Host callbacks, each run on the worker's own thread. */
+typedef struct sl_sched_hooks {
+  void *(*start)(int worker, void *ud);   /* returns the worker's context */
+  void (*handle)(void *ctx, sl_msg *m);   /* takes ownership of m */
+  void (*stop)(void *ctx);                /* last call on the thread */
+  void *ud;
+} sl_sched_hooks;
+
+/* Starts nworkers threads (each calls hooks->start before anything else
+ * and the call returns only once every start has run). */
+int sl_sched_start(int nworkers, const sl_sched_hooks *hooks, sl_sched **out);
+/* Stops the workers after the messages already queued, joins them and
+ * frees everything. */
+void sl_sched_stop(sl_sched *s);
+int sl_sched_workers(const sl_sched *s);
+/* Worker inbox (0-based) or the main thread's inbox. */
+sl_inbox *sl_sched_inbox(sl_sched *s, int worker);
+sl_inbox *sl_sched_main(sl_sched *s);
+/* The 0-based worker running the calling thread, or -1 for other threads. */
+int sl_sched_current(void);
+
+/* Queues m (ownership moves to the inbox). FIFO per sender. Wakes the
+ * owner only when it is parked. */
+void sl_inbox_post(sl_inbox *in, sl_msg *m);
+/* Queues m to be delivered after delay_ms; returns a timer id > 0. */
+uint64_t sl_inbox_after(sl_inbox *in, int64_t delay_ms, sl_msg *m);
+/* Cancels a pending timer; returns 1 if it was still pending. */
+int sl_inbox_cancel(sl_inbox *in, uint64_t timer);
+/* Main-thread use: waits up to timeout_ms (<0: forever) for a message.
+ * Returns it, or NULL on timeout or when sl_inbox_wake was called. */
+sl_msg *sl_inbox_wait(sl_inbox *in, int64_t timeout_ms);
+/* Makes a pending or the next sl_inbox_wait return NULL at once (signal-safe
+ * enough for a Ctrl-C path: only sets a flag and signals). */
+void sl_inbox_wake(sl_inbox *in);
+
+/* Monotonic milliseconds. */
+int64_t sl_now_ms(void);
+#endif

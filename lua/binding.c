@@ -1,0 +1,645 @@
+/* binding: the sluice module's runtime part: worker Lua states, the
+ * globals snapshot, tasks, sleep, line-atomic print and the main thread's
+ * wait loop.
+ *
+ * DESIGN
+ * Every lua_State is touched by exactly one thread: the main state by the
+ * main thread, each worker state by its worker thread (created in the
+ * scheduler's start hook, closed in its stop hook). Values cross only as
+ * encoded bytes inside messages (codec.c). The only cross-thread calls on
+ * a state are lua_sethook from the SIGINT handler (main.c). The globals
+ * snapshot is an immutable, refcounted object shared by the messages that
+ * carry it; a worker keeps the newest one it has seen. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "rt.h"
+#include "stage.h"
+#include "status.h"
+
+sl_rt sl_rt_g;
+
+typedef struct { const char *name; const char *src; size_t len; } sl_embedded_t;
+extern const sl_embedded_t sl_embedded[];
+
+static atomic_uint_fast64_t next_id = 1;
+uint64_t sl_rt_id(void) { return atomic_fetch_add(&next_id, 1); }
+
+/* ---- output ------------------------------------------------------------ */
+
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sl_rt_write_line(const char *s, size_t len) {
+  pthread_mutex_lock(&out_mu);
+  fwrite(s, 1, len, stdout);
+  fflush(stdout);
+  pthread_mutex_unlock(&out_mu);
+}
+
+/* print(...) that writes its whole line with one locked write. */
+static int l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    size_t len;
+    const char *s = luaL_tolstring(L, i, &len);  /* stack: ... buf? s */
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_addvalue(&b);
+    (void)s;
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  sl_rt_write_line(s, len);
+  return 0;
+}
+
+/* ---- protected calls ---------------------------------------------------- */
+
+/* Message handler: keeps the error value, adds the traceback as a second
+ * value through a table {err, traceback} unpacked by sl_pcall. */
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  lua_createtable(L, 2, 0);             /* stack: err t */
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, msg ? NULL : "(error object is not a string)", 1);
+  lua_rawseti(L, -2, 2);
+  return 1;
+}
+
+int sl_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs;     /* function index */
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, base);                  /* stack: msgh f args... */
+  int st = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  if (st != LUA_OK) {
+    if (lua_istable(L, -1)) {           /* stack: {err, tb} */
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);            /* stack: t err tb */
+      lua_remove(L, -3);
+    } else {                            /* memory error: no handler ran */
+      lua_pushliteral(L, "");
+    }
+  }
+  return st;
+}
+
+int sl_rt_codec_error(lua_State *L, const char *fn, const char *err) {
+  return luaL_error(L, "%s: %s", fn, err);
+}
+
+/* ---- embedded Lua modules ----------------------------------------------- */
+
+static int load_embedded(lua_State *L) {
+  const sl_embedded_t *e = lua_touserdata(L, lua_upvalueindex(1));
+  char chunk[96];
+  snprintf(chunk, sizeof chunk, "=[%s]", e->name);
+  if (luaL_loadbuffer(L, e->src, e->len, chunk) != LUA_OK) return lua_error(L);
+  lua_pushstring(L, e->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void preload_embedded(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);  /* stack: preload */
+  for (const sl_embedded_t *e = sl_embedded; e->name; e++) {
+    lua_pushlightuserdata(L, (void *)e);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, e->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- globals snapshot ----------------------------------------------------- */
+
+/* An immutable list of (name, encoded value | error) plus package paths. */
+typedef struct snapshot {
+  atomic_int refs;
+  uint64_t version;
+  int n;
+  struct snap_entry { char *name; int ok; char *bytes; size_t len; } *e;
+  char *path, *cpath;
+} snapshot;
+
+static void snap_release(void *p) {
+  snapshot *s = p;
+  if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
+  for (int i = 0; i < s->n; i++) {
+    free(s->e[i].name);
+    free(s->e[i].bytes);
+  }
+  free(s->e);
+  free(s->path);
+  free(s->cpath);
+  free(s);
+}
+
+static const char BASELINE_KEY[] = "sluice.baseline";
+
+/* Records the global names of a fresh state (the ones not snapshotted). */
+static void record_baseline(lua_State *L) {
+  lua_State *F = luaL_newstate();
+  if (!F) return;
+  luaL_openlibs(F);
+  lua_newtable(L);                              /* stack: base */
+  lua_pushnil(F);
+  while (lua_next(F, LUA_REGISTRYINDEX) != 0) lua_pop(F, 1);  /* (keep F warm) */
+  lua_rawgeti(F, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushnil(F);
+  while (lua_next(F, -2) != 0) {
+    if (lua_type(F, -2) == LUA_TSTRING) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, lua_tostring(F, -2));
+    }
+    lua_pop(F, 1);
+  }
+  lua_close(F);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "sluice");
+  lua_setfield(L, LUA_REGISTRYINDEX, BASELINE_KEY);
+}
+
+static char *dup_field(lua_State *L, const char *field) {
+  lua_getglobal(L, "package");
+  char *r = NULL;
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, field);
+    const char *s = lua_tostring(L, -1);
+    if (s) r = strdup(s);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+static uint64_t snap_version;
+
+/* Encodes every user global of the main state L into a new snapshot. */
+static snapshot *snap_take(lua_State *L) {
+  snapshot *s = calloc(1, sizeof *s);
+  if (!s) luaL_error(L, "sluice: out of memory");
+  atomic_init(&s->refs, 1);
+  s->version = ++snap_version;
+  s->path = dup_field(L, "path");
+  s->cpath = dup_field(L, "cpath");
+  int cap = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, BASELINE_KEY);    /* stack: base */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* stack: base G */
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {                       /* stack: base G k v */
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      lua_pushvalue(L, -2);
+      lua_rawget(L, -5);                               /* stack: base G k v inbase */
+      int skip = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+      if (!skip) {
+        if (s->n == cap) {
+          cap = cap ? cap * 2 : 16;
+          void *p = realloc(s->e, (size_t)cap * sizeof *s->e);
+          if (!p) break;
+          s->e = p;
+        }
+        struct snap_entry *e = &s->e[s->n++];
+        memset(e, 0, sizeof *e);
+        e->name = strdup(lua_tostring(L, -2));
+        sl_buf b = SL_BUF_INIT;
+        char err[256];
+        if (sl_encode(L, -1, &b, e->name, err, sizeof err) == 0) {
+          e->ok = 1;
+          e->bytes = sl_buf_take(&b, &e->len);
+        } else {
+          sl_buf_free(&b);
+          e->bytes = strdup(err);
+          e->len = strlen(err);
+        }
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return s;
+}
+
+void sl_rt_attach_snapshot(lua_State *L, sl_msg *m) {
+  m->obj = snap_take(L);
+  m->obj_free = snap_release;
+}
+
+/* ---- worker states ---------------------------------------------------------- */
+
+typedef struct wctx {
+  int index;
+  lua_State *L;
+  snapshot *snap;   /* newest installed, one reference */
+} wctx;
+
+static const char SNAPCACHE_KEY[] = "sluice.snapcache";
+
+static wctx *ctx_of(lua_State *L) { return *(wctx **)lua_getextraspace(L); }
+
+int sl_rt_place(lua_State *L) {
+  wctx *c = ctx_of(L);
+  return c ? c->index : -1;
+}
+
+static void set_package_field(lua_State *L, const char *field, const char *v) {
+  if (!v) return;
+  lua_getglobal(L, "package");
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, field);
+  lua_pop(L, 1);
+}
+
+void sl_rt_install_snapshot(lua_State *L, sl_msg *m) {
+  wctx *c = ctx_of(L);
+  snapshot *s = m->obj;
+  if (!c || !s || m->obj_free != snap_release) return;
+  if (c->snap && c->snap->version >= s->version) return;
+  atomic_fetch_add(&s->refs, 1);
+  snap_release(c->snap);
+  c->snap = s;
+  set_package_field(L, "path", s->path);
+  set_package_field(L, "cpath", s->cpath);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
+}
+
+/* __index of a worker's globals: a name missing from the worker's own
+ * globals is decoded from the snapshot on first use and cached. */
+static int l_global_index(lua_State *L) {
+  /* stack: G name */
+  wctx *c = ctx_of(L);
+  if (!c || !c->snap || lua_type(L, 2) != LUA_TSTRING) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);   /* stack: G name cache */
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  const char *name = lua_tostring(L, 2);
+  snapshot *s = c->snap;
+  for (int i = 0; i < s->n; i++) {
+    if (strcmp(s->e[i].name, name) != 0) continue;
+    if (!s->e[i].ok)
+      return luaL_error(L, "global '%s' holds a value that cannot cross states (%s)", name,
+                        s->e[i].bytes);
+    char err[256];
+    if (sl_decode(L, s->e[i].bytes, s->e[i].len, err, sizeof err) != 0)
+      return luaL_error(L, "global '%s': %s", name, err);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);                               /* stack: G name cache v name v */
+    lua_rawset(L, -4);
+    return 1;
+  }
+  return 0;
+}
+
+int luaopen_sluice(lua_State *L);
+
+/* Sets up a new state (main or worker): libraries, embedded modules,
+ * line-atomic print, the sluice module as a global. */
+static void setup_state(lua_State *L) {
+  luaL_openlibs(L);
+  preload_embedded(L);
+  lua_pushcfunction(L, l_print);
+  lua_setglobal(L, "print");
+  luaL_requiref(L, "sluice", luaopen_sluice, 1);
+  lua_pop(L, 1);
+}
+
+static void *worker_start(int index, void *ud) {
+  wctx *c = calloc(1, sizeof *c);
+  if (!c) abort();
+  c->index = index;
+  c->L = luaL_newstate();
+  if (!c->L) abort();
+  *(wctx **)lua_getextraspace(c->L) = c;
+  setup_state(c->L);
+  lua_newtable(c->L);
+  lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
+  lua_rawgeti(c->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: G */
+  lua_createtable(c->L, 0, 1);
+  lua_pushcfunction(c->L, l_global_index);
+  lua_setfield(c->L, -2, "__index");
+  lua_setmetatable(c->L, -2);
+  lua_pop(c->L, 1);
+  return c;
+}
+
+static void worker_stop(void *ctx) {
+  wctx *c = ctx;
+  sl_stage_close_place(c->index);
+  lua_close(c->L);
+  snap_release(c->snap);
+  free(c);
+}
+
+/* Runs a task: decodes {fn, args...}, calls it, posts the results back. */
+static void run_task(wctx *c, sl_msg *m) {
+  lua_State *L = c->L;
+  int top = lua_gettop(L);
+  sl_msg *r = sl_msg_new(SL_M_TASK_DONE);
+  if (!r) abort();
+  r->to = m->to;
+  char err[256];
+  sl_buf out = SL_BUF_INIT;
+  if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) {
+    lua_pushfstring(L, "sluice.task: %s", err);
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushliteral(L, "");
+    lua_rawseti(L, -2, 2);
+  } else {
+    /* stack: {fn, args...} */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_rawgeti(L, -1, 0);
+    lua_Integer nargs = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (nargs > n - 1) nargs = n - 1;
+    luaL_checkstack(L, (int)nargs + 4, "task arguments");
+    for (lua_Integer i = 1; i <= nargs + 1; i++) lua_rawgeti(L, top + 1, i);
+    int st = sl_pcall(L, (int)nargs, LUA_MULTRET);
+    if (st == LUA_OK) {
+      int nres = lua_gettop(L) - top - 1;
+      lua_createtable(L, nres, 1);                     /* stack: args res... t */
+      lua_pushinteger(L, nres);
+      lua_setfield(L, -2, "n");
+      for (int i = 1; i <= nres; i++) {
+        lua_pushvalue(L, top + 1 + i);
+        lua_rawseti(L, -2, i);
+      }
+      r->n = 1;
+    } else {                                           /* stack: args err tb */
+      lua_createtable(L, 2, 0);
+      lua_insert(L, -3);
+      lua_rawseti(L, -3, 2);
+      lua_rawseti(L, -2, 1);
+    }
+  }
+  if (sl_encode(L, -1, &out, r->n ? "results" : "error", err, sizeof err) != 0) {
+    sl_buf_free(&out);
+    lua_pushfstring(L, "sluice.task: %s", err);
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    r->n = 0;
+    sl_encode(L, -1, &out, "error", err, sizeof err);
+  }
+  r->data = sl_buf_take(&out, &r->len);
+  lua_settop(L, top);
+  sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
+}
+
+static void worker_handle(void *ctx, sl_msg *m) {
+  wctx *c = ctx;
+  sl_rt_install_snapshot(c->L, m);
+  if (m->kind == SL_M_TASK) run_task(c, m);
+  else if (!(sl_rt_g.worker_handler && sl_rt_g.worker_handler(c->L, c->index, m))) {
+    sl_msg_free(m);
+    return;
+  }
+  if (m->kind == SL_M_TASK) sl_msg_free(m);
+}
+
+/* ---- main thread waits ------------------------------------------------------ */
+
+static sl_msg *done_tasks;   /* SL_M_TASK_DONE messages not yet awaited (main thread only) */
+
+void sl_rt_check_interrupt(lua_State *L) {
+  if (sl_rt_g.interrupted) {
+    sl_rt_g.interrupted = 0;
+    luaL_error(L, "interrupted");
+  }
+}
+
+int sl_rt_pump(lua_State *L, int64_t timeout_ms) {
+  sl_rt_check_interrupt(L);
+  if (timeout_ms < 0 || timeout_ms > 50) timeout_ms = 50;  /* poll for Ctrl-C */
+  sl_msg *m = sl_inbox_wait(sl_sched_main(sl_rt_g.sched), timeout_ms);
+  sl_rt_check_interrupt(L);
+  if (!m) return 0;
+  if (m->kind == SL_M_TASK_DONE) {
+    m->next = done_tasks;
+    done_tasks = m;
+  } else if (!(sl_rt_g.main_handler && sl_rt_g.main_handler(L, m))) {
+    sl_msg_free(m);
+  }
+  return 1;
+}
+
+/* ---- sluice.* functions ----------------------------------------------------- */
+
+static int l_workers(lua_State *L) {
+  lua_pushinteger(L, sl_rt_g.nworkers);
+  return 1;
+}
+
+static int is_main(lua_State *L) { return ctx_of(L) == NULL; }
+
+static int l_sleep(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+  if (!is_main(L)) {   /* a worker just blocks its thread */
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+    return 0;
+  }
+  int64_t deadline = sl_now_ms() + ms;
+  for (;;) {
+    int64_t left = deadline - sl_now_ms();
+    if (left <= 0) break;
+    sl_rt_pump(L, left);
+  }
+  return 0;
+}
+
+static int l_inspect(lua_State *L) {
+  lua_settop(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "sluice.inspect");
+  lua_call(L, 1, 1);                              /* stack: v opts inspect */
+  lua_insert(L, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* sluice.task(fn, ...) -> task handle */
+static int l_task(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!is_main(L)) return luaL_error(L, "sluice.task: only the main thread may start tasks");
+  int n = lua_gettop(L);
+  lua_createtable(L, n, 0);                       /* stack: fn args... t */
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushinteger(L, n - 1);
+  lua_rawseti(L, -2, 0);
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  if (sl_encode(L, -1, &b, "task", err, sizeof err) != 0) {
+    sl_buf_free(&b);
+    return sl_rt_codec_error(L, "sluice.task", err);
+  }
+  static int rr;
+  int w = rr++ % sl_rt_g.nworkers;
+  sl_msg *m = sl_msg_new(SL_M_TASK);
+  if (!m) {
+    sl_buf_free(&b);
+    return luaL_error(L, "sluice.task: out of memory");
+  }
+  m->to = sl_rt_id();
+  m->data = sl_buf_take(&b, &m->len);
+  sl_rt_attach_snapshot(L, m);
+  sl_handle_push(L, SL_H_TASK, m->to, (uint64_t)w);
+  sl_inbox_post(sl_sched_inbox(sl_rt_g.sched, w), m);
+  return 1;
+}
+
+static sl_msg *take_done(uint64_t id) {
+  for (sl_msg **p = &done_tasks; *p; p = &(*p)->next)
+    if ((*p)->to == id) {
+      sl_msg *m = *p;
+      *p = m->next;
+      m->next = NULL;
+      return m;
+    }
+  return NULL;
+}
+
+/* task:await([timeout_ms]) -> results of fn, or raises its error. */
+static int l_task_await(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_TASK);
+  luaL_argexpected(L, h != NULL, 1, "task");
+  lua_Integer timeout = luaL_optinteger(L, 2, -1);
+  if (!is_main(L)) return luaL_error(L, "task:await: only the main thread may wait");
+  uint64_t id = h->id;
+  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  sl_msg *m;
+  lua_getfield(L, LUA_REGISTRYINDEX, "sluice.awaited");  /* results kept for a second await */
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sluice.awaited");
+  }
+  int awaited = lua_gettop(L);
+  while (!(m = take_done(id))) {
+    if (deadline >= 0 && sl_now_ms() >= deadline)
+      return luaL_error(L, "task:await: timed out after %d ms", (int)timeout);
+    if (lua_rawgeti(L, awaited, (lua_Integer)id) != LUA_TNIL)
+      return luaL_error(L, "task:await: the task was already awaited");
+    lua_pop(L, 1);
+    sl_rt_pump(L, deadline >= 0 ? deadline - sl_now_ms() : -1);
+  }
+  lua_pushboolean(L, 1);
+  lua_rawseti(L, awaited, (lua_Integer)id);
+  char err[256];
+  int ok = (int)m->n;
+  int st = sl_decode(L, m->data, m->len, err, sizeof err);
+  sl_msg_free(m);
+  if (st != 0) return luaL_error(L, "task:await: %s", err);
+  if (!ok) {                                             /* stack: {err, tb} */
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    const char *tb = lua_tostring(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING && tb && *tb) {
+      lua_pushfstring(L, "%s\n[task on worker %d] %s", lua_tostring(L, -2), (int)h->aux + 1, tb);
+      return lua_error(L);
+    }
+    lua_pop(L, 1);
+    return lua_error(L);
+  }
+  lua_getfield(L, -1, "n");
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  return n;
+}
+
+static int l_handle_tostring(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, 0);
+  static const char *names[] = {"?", "stage", "subscription", "task", "timer", "from"};
+  lua_pushfstring(L, "<%s %d>", names[h && h->kind < SL_H_NKINDS ? h->kind : 0],
+                  h ? (int)h->id : 0);
+  return 1;
+}
+
+static int l_handle_eq(lua_State *L) {
+  sl_handle *a = sl_handle_test(L, 1, 0), *b = sl_handle_test(L, 2, 0);
+  lua_pushboolean(L, a && b && a->kind == b->kind && a->id == b->id);
+  return 1;
+}
+
+/* Fills the metatable of handle kind `kind` with methods. */
+void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods);
+void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
+  sl_handle_push(L, kind, 0, 0);                   /* creates the metatable if needed */
+  lua_getmetatable(L, -1);                         /* stack: h mt */
+  lua_remove(L, -2);
+  lua_getfield(L, -1, "__index");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+  }
+  luaL_setfuncs(L, methods, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_handle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, l_handle_eq);
+  lua_setfield(L, -2, "__eq");
+  lua_pop(L, 1);
+}
+
+
+int luaopen_sluice(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
+    {"task", l_task}, {NULL, NULL}};
+  static const luaL_Reg task_methods[] = {{"await", l_task_await}, {NULL, NULL}};
+  for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
+  sl_rt_handle_methods(L, SL_H_TASK, task_methods);
+  luaL_newlib(L, funcs);                            /* stack: sluice */
+  lua_pushliteral(L, SLUICE_VERSION);
+  lua_setfield(L, -2, "version");
+  sl_stage_open(L);
+  return 1;
+}
+
+static int main_handler(lua_State *L, sl_msg *m) { return sl_stage_handle(L, PLACE_MAIN, m); }
+
+int sl_rt_open(lua_State *L, int nworkers) {
+  sl_rt_g.L = L;
+  sl_rt_g.nworkers = nworkers;
+  sl_rt_g.worker_handler = sl_stage_handle;
+  sl_rt_g.main_handler = main_handler;
+  sl_stage_init(nworkers);
+  setup_state(L);
+  record_baseline(L);
+  sl_sched_hooks hooks = {worker_start, worker_handle, worker_stop, NULL};
+  int rc = sl_sched_start(nworkers, &hooks, &sl_rt_g.sched);
+  if (rc != 0) return rc;
+  lua_getglobal(L, "sluice");
+  return 0;
+}
+
+void sl_rt_close(void) {
+  while (done_tasks) {
+    sl_msg *m = done_tasks;
+    done_tasks = m->next;
+    sl_msg_free(m);
+  }
+  sl_sched_stop(sl_rt_g.sched);
+  sl_rt_g.sched = NULL;
+  sl_stage_close(sl_rt_g.L);
+}

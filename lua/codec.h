@@ -1,0 +1,50 @@
+/* codec: Lua values <-> bytes, the only way a value crosses from one Lua
+ * state to another (API.md §1). Encoding appends to an sl_buf in one pass;
+ * decoding reads in one pass and never trusts its input. */
+#ifndef SLUICE_CODEC_H
+#define SLUICE_CODEC_H
+#include <stddef.h>
+#include <stdint.h>
+#include <lua.h>
+#include "buf.h"
+#include "batch.h"
+
+/* Deepest table/function nesting accepted by encode and decode. */
+#define SL_CODEC_MAX_DEPTH 200
+
+/* Handles (stage, subscription, task, timer) are full userdata that cross
+ * by identity: kind plus two ids. Their metatables live in the registry
+ * under "sluice.handle.<n>" (n = kind) and are filled in by the binding. */
+enum { SL_H_STAGE = 1, SL_H_SUB = 2, SL_H_TASK = 3, SL_H_TIMER = 4, SL_H_FROM = 5, SL_H_NKINDS = 6 };
+typedef struct sl_handle {
+  int kind;
+  uint64_t id;
+  uint64_t aux;
+} sl_handle;
+
+/* Pushes a new handle userdata of the given kind. */
+sl_handle *sl_handle_push(lua_State *L, int kind, uint64_t id, uint64_t aux);
+/* The handle at idx, or NULL when the value is not a handle (of that kind;
+ * kind 0 accepts any kind). */
+sl_handle *sl_handle_test(lua_State *L, int idx, int kind);
+
+/* Encodes the value at idx, appending to out. root names the value in
+ * error messages ("events[3]"). On failure returns a negative status,
+ * writes a message to err ("cannot send a userdata value (at
+ * events[3].conn)") and leaves out->len as it was. Raises no Lua error
+ * (may raise only on Lua memory errors). */
+int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, size_t errlen);
+
+/* Decodes one value from p[0..len) and pushes it. Functions get the
+ * receiving state's globals as _ENV. On malformed input returns a negative
+ * status with a message in err and pushes nothing. */
+int sl_decode(lua_State *L, const char *p, size_t len, char *err, size_t errlen);
+
+/* Encodes every element t[1..#t] of the array at idx as one event of a new
+ * batch. A nil element fails ("... is nil"). Error paths are named
+ * root[i]... */
+int sl_encode_batch(lua_State *L, int idx, sl_batch *out, const char *root, char *err, size_t errlen);
+
+/* Pushes a new array with the batch's events decoded in order. */
+int sl_decode_batch(lua_State *L, const sl_batch *b, char *err, size_t errlen);
+#endif

@@ -1,0 +1,466 @@
+/* main: the sluice executable: command line, script runner and REPL,
+ * modelled on the standalone lua interpreter (protected main, expression
+ * first, <eof> continuation lines, Ctrl-C through a hook). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <readline/history.h>
+#include <readline/readline.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "rt.h"
+
+static const char *progname = "sluice";
+static lua_State *globalL;
+
+static void print_usage(const char *badoption) {
+  if (badoption) {
+    if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'w')
+      fprintf(stderr, "%s: '%s' needs argument\n", progname, badoption);
+    else
+      fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
+  }
+  fprintf(stderr,
+          "usage: %s [options] [script [args...]]\n"
+          "Available options are:\n"
+          "  -e chunk  run the string 'chunk'\n"
+          "  -l name   require library 'name' into global 'name'\n"
+          "  -i        enter the REPL after running script\n"
+          "  -w N      number of worker threads (default: online CPUs; env SLUICE_WORKERS)\n"
+          "  -v        show version information\n"
+          "  -h        show this help\n"
+          "  --        stop handling options\n"
+          "  -         run stdin as a script and stop handling options\n",
+          progname);
+}
+
+static void l_message(const char *msg) {
+  fprintf(stderr, "%s: %s\n", progname, msg);
+  fflush(stderr);
+}
+
+/* ---- Ctrl-C -------------------------------------------------------------- */
+
+static void lstop(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  sl_rt_g.interrupted = 0;
+  luaL_error(L, "interrupted");
+}
+
+/* SIGINT while evaluating: C waits see the flag, Lua code the hook. */
+static void laction(int sig) {
+  (void)sig;
+  sl_rt_g.interrupted = 1;
+  lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void set_sigint(void (*fn)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = fn;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+/* ---- running chunks -------------------------------------------------------- */
+
+/* Reports a failed call: "sluice: message" plus the traceback. */
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -2);
+    if (!msg) {
+      if (luaL_callmeta(L, -2, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+        msg = lua_tostring(L, -1);
+        lua_replace(L, -3);
+      } else {
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -2));
+        lua_replace(L, -3);
+      }
+    }
+    const char *tb = lua_tostring(L, -1);
+    if (tb && *tb) fprintf(stderr, "%s: %s\n%s\n", progname, msg, tb);
+    else l_message(msg);
+    fflush(stderr);
+    lua_pop(L, 2);
+  }
+  return status;
+}
+
+/* Calls the chunk on the stack with Ctrl-C armed. Leaves the results, or
+ * (on error) the message and traceback. */
+static int docall(lua_State *L, int narg, int nres) {
+  sl_rt_g.interrupted = 0;
+  set_sigint(laction);
+  int status = sl_pcall(L, narg, nres);
+  set_sigint(SIG_DFL);
+  lua_sethook(L, NULL, 0, 0);
+  sl_rt_g.interrupted = 0;
+  return status;
+}
+
+static int dochunk(lua_State *L, int status) {
+  if (status == LUA_OK) status = docall(L, 0, 0);
+  else lua_pushliteral(L, "");
+  return report(L, status);
+}
+
+static int dofile(lua_State *L, const char *name) {
+  return dochunk(L, luaL_loadfile(L, name));
+}
+
+static int dostring(lua_State *L, const char *s, const char *name) {
+  return dochunk(L, luaL_loadbuffer(L, s, strlen(s), name));
+}
+
+/* require 'name', store the result in global 'name'. */
+static int dolibrary(lua_State *L, const char *name) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name);
+  int status = docall(L, 1, 1);
+  if (status == LUA_OK) lua_setglobal(L, name);
+  return report(L, status);
+}
+
+/* arg table: script at 0, its arguments at 1.., options at negatives. */
+static void createargtable(lua_State *L, char **argv, int argc, int script) {
+  if (script == argc) script = 0;
+  int narg = argc - (script + 1);
+  lua_createtable(L, narg, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int pushargs(lua_State *L) {
+  if (lua_getglobal(L, "arg") != LUA_TTABLE) luaL_error(L, "'arg' is not a table");
+  int n = (int)luaL_len(L, -1);
+  luaL_checkstack(L, n + 3, "too many arguments to script");
+  int i;
+  for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  lua_remove(L, -i);
+  return n;
+}
+
+static int handle_script(lua_State *L, char **argv) {
+  const char *fname = argv[0];
+  if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0) fname = NULL;
+  int status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    int n = pushargs(L);
+    status = docall(L, n, 0);
+  } else {
+    lua_pushliteral(L, "");
+  }
+  return report(L, status);
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+enum { has_error = 1, has_i = 2, has_v = 4, has_e = 8, has_h = 16 };
+
+/* Scans the options; returns the flags and sets *first to the script's
+ * index (argc when there is none) and *workers from -w. */
+static int collectargs(char **argv, int *first, int *workers) {
+  int args = 0;
+  int i;
+  for (i = 1; argv[i] != NULL; i++) {
+    *first = i;
+    if (argv[i][0] != '-') return args;
+    switch (argv[i][1]) {
+    case '-':
+      if (argv[i][2] != '\0') return has_error;
+      *first = i + 1;
+      return args;
+    case '\0':
+      return args;
+    case 'i':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_i | has_v;
+      break;
+    case 'v':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_v;
+      break;
+    case 'h':
+      args |= has_h;
+      break;
+    case 'e':
+      args |= has_e; /* fall through */
+    case 'l':
+      if (argv[i][2] == '\0') {
+        i++;
+        if (argv[i] == NULL || argv[i][0] == '-') return has_error;
+      }
+      break;
+    case 'w': {
+      const char *v = argv[i][2] ? argv[i] + 2 : argv[++i];
+      if (v == NULL) return has_error;
+      char *end;
+      long n = strtol(v, &end, 10);
+      if (*end || n < 1 || n > 1024) {
+        fprintf(stderr, "%s: -w needs a number of workers from 1 to 1024, got '%s'\n", progname, v);
+        exit(EXIT_FAILURE);
+      }
+      *workers = (int)n;
+      break;
+    }
+    default:
+      return has_error;
+    }
+  }
+  *first = i;
+  return args;
+}
+
+/* Runs -e and -l in order. */
+static int runargs(lua_State *L, char **argv, int n) {
+  for (int i = 1; i < n; i++) {
+    int option = argv[i][1];
+    if (option == 'e' || option == 'l') {
+      const char *extra = argv[i] + 2;
+      if (*extra == '\0') extra = argv[++i];
+      int status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
+      if (status != LUA_OK) return 0;
+    } else if (option == 'w' && argv[i][2] == '\0') {
+      i++;
+    }
+  }
+  return 1;
+}
+
+static void print_version(void) {
+  printf("sluice %s (%s) -- GenStage and Flow for Lua\n", SLUICE_VERSION, LUA_RELEASE);
+  fflush(stdout);
+}
+
+/* ---- REPL ------------------------------------------------------------------- */
+
+static char history_path[4096];
+
+static const char *get_prompt(int firstline) {
+  return firstline ? "sluice> " : ">> ";
+}
+
+/* Keeps main-thread producers served while readline waits for keys. */
+static int idle_pump_protected(lua_State *L) {
+  while (sl_rt_pump(L, 0)) {}
+  return 0;
+}
+
+static int idle_hook(void) {
+  lua_State *L = globalL;
+  lua_pushcfunction(L, idle_pump_protected);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int pushline(lua_State *L, int firstline) {
+  char *b = readline(get_prompt(firstline));
+  if (b == NULL) return 0;
+  size_t l = strlen(b);
+  if (firstline && b[0] == '=') lua_pushfstring(L, "return %s", b + 1);
+  else lua_pushlstring(L, b, l);
+  free(b);
+  return 1;
+}
+
+static void save_line(lua_State *L, int idx) {
+  const char *line = lua_tostring(L, idx);
+  if (line && *line) {
+    add_history(line);
+    if (*history_path) write_history(history_path);
+  }
+}
+
+static int addreturn(lua_State *L) {
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  if (status == LUA_OK) {
+    lua_remove(L, -2);
+    save_line(L, -2);
+  } else {
+    lua_pop(L, 2);
+  }
+  return status;
+}
+
+static int incomplete(lua_State *L, int status) {
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    if (lmsg >= 5 && strcmp(msg + lmsg - 5, "<eof>") == 0) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int multiline(lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *line = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, line, len, "=stdin");
+    if (!incomplete(L, status) || !pushline(L, 0)) {
+      save_line(L, 1);
+      return status;
+    }
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  }
+}
+
+/* Reads a whole statement or expression; returns -1 at end of input. */
+static int loadline(lua_State *L) {
+  lua_settop(L, 0);
+  if (!pushline(L, 1)) return -1;
+  int status = addreturn(L);
+  if (status != LUA_OK) status = multiline(L);
+  lua_remove(L, 1);
+  return status;
+}
+
+/* Prints the values on the stack with sluice.inspect, tab separated. */
+static int print_results(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  lua_getglobal(L, "sluice");
+  lua_getfield(L, -1, "inspect");
+  lua_remove(L, -2);                            /* stack: v1..vn inspect */
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, n + 1);
+    lua_pushvalue(L, i);
+    lua_call(L, 1, 1);
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  sl_rt_write_line(s, len);
+  return 0;
+}
+
+static void doREPL(lua_State *L) {
+  const char *home = getenv("HOME");
+  if (home) {
+    snprintf(history_path, sizeof history_path, "%s/.sluice_history", home);
+    read_history(history_path);
+  }
+  rl_event_hook = idle_hook;
+  rl_set_keyboard_input_timeout(100000);
+  const char *oldprogname = progname;
+  progname = NULL;
+  int status;
+  while ((status = loadline(L)) != -1) {
+    if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
+    else lua_pushliteral(L, "");
+    progname = oldprogname;
+    if (status == LUA_OK) {
+      if (lua_gettop(L) > 0) {
+        lua_pushcfunction(L, print_results);
+        lua_insert(L, 1);
+        if (lua_pcall(L, lua_gettop(L) - 1, 0, 0) != LUA_OK) {
+          l_message(lua_tostring(L, -1));
+          lua_pop(L, 1);
+        }
+      }
+    } else {
+      report(L, status);
+    }
+    progname = NULL;
+  }
+  progname = oldprogname;
+  lua_settop(L, 0);
+  printf("\n");
+  fflush(stdout);
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static int default_workers(void) {
+  const char *e = getenv("SLUICE_WORKERS");
+  if (e && *e) {
+    char *end;
+    long n = strtol(e, &end, 10);
+    if (*end == '\0' && n >= 1 && n <= 1024) return (int)n;
+    fprintf(stderr, "%s: SLUICE_WORKERS must be a number from 1 to 1024, got '%s'\n", progname, e);
+    exit(EXIT_FAILURE);
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 1 ? (int)n : 1;
+}
+
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  int workers = (int)lua_tointeger(L, 3);
+  int script = 0;
+  int args = collectargs(argv, &script, &workers);
+  (void)workers;
+  if (args == has_error) {
+    print_usage(argv[script]);
+    return 0;
+  }
+  if (args & has_h) {
+    print_usage(NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (args & has_v) print_version();
+  createargtable(L, argv, argc, script);
+  if (!runargs(L, argv, script)) return 0;
+  if (script < argc && handle_script(L, argv + script) != LUA_OK) return 0;
+  if (args & has_i) {
+    doREPL(L);
+  } else if (script == argc && !(args & (has_e | has_v))) {
+    if (isatty(0)) {
+      print_version();
+      doREPL(L);
+    } else if (dofile(L, NULL) != LUA_OK) {
+      return 0;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  int workers = default_workers();
+  int script = 0;
+  collectargs(argv, &script, &workers);   /* -w must be known before the workers start */
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    l_message("cannot create state: not enough memory");
+    return EXIT_FAILURE;
+  }
+  globalL = L;
+  if (sl_rt_open(L, workers) != 0) {
+    l_message("cannot start the worker threads");
+    lua_close(L);
+    return EXIT_FAILURE;
+  }
+  lua_settop(L, 0);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  lua_pushinteger(L, workers);
+  int status = lua_pcall(L, 3, 1, 0);
+  int result = lua_toboolean(L, -1);
+  if (status != LUA_OK) l_message(lua_tostring(L, -1));
+  sl_rt_close();
+  lua_close(L);
+  return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,71 @@
+/* rt: the runtime shared by the binding's files: the scheduler, the main
+ * state, worker states, message kinds and the main thread's wait loop.
+ * Only lua/ includes this. */
+#ifndef SLUICE_RT_H
+#define SLUICE_RT_H
+#include <signal.h>
+#include <stdint.h>
+#include <lua.h>
+#include "sched.h"
+#include "codec.h"
+
+#define SLUICE_VERSION "0.1.0"
+
+/* Message kinds (sl_msg.kind). */
+enum {
+  SL_M_TASK = 1,      /* main -> worker: data = encoded {fn, args...} */
+  SL_M_TASK_DONE,     /* worker -> main: data = encoded result, n = ok */
+  SL_M_HOST_FIRST     /* first kind free for other binding files */
+};
+
+/* A per-worker hook for message kinds handled outside binding.c: returns
+ * 1 when it took the message. */
+typedef int (*sl_rt_handler)(lua_State *L, int worker, sl_msg *m);
+
+typedef struct sl_rt {
+  sl_sched *sched;
+  int nworkers;
+  lua_State *L;                     /* main state; main thread only */
+  volatile sig_atomic_t interrupted; /* set by the SIGINT handler */
+  sl_rt_handler worker_handler;     /* stage messages, set by stage.c */
+  int (*main_handler)(lua_State *L, sl_msg *m);
+} sl_rt;
+
+extern sl_rt sl_rt_g;
+
+/* Opens the runtime with n workers and leaves the sluice module on the
+ * stack of the main state L (also stored as global "sluice"). */
+int sl_rt_open(lua_State *L, int nworkers);
+/* Stops and joins the workers, closes their states. */
+void sl_rt_close(void);
+
+/* The worker (0-based) owning state L, or -1 for the main state. */
+int sl_rt_place(lua_State *L);
+
+/* Fresh, process-unique id (> 0). */
+uint64_t sl_rt_id(void);
+
+/* lua_pcall with a traceback handler. On error, leaves two values: the
+ * error value and a traceback string. Returns the lua_pcall status. */
+int sl_pcall(lua_State *L, int nargs, int nresults);
+
+/* Main thread: waits up to timeout_ms for one message and handles it.
+ * Raises "interrupted" when Ctrl-C was pressed. Returns 1 if a message was
+ * handled. */
+int sl_rt_pump(lua_State *L, int64_t timeout_ms);
+/* Raises the pending interrupt, if any. */
+void sl_rt_check_interrupt(lua_State *L);
+
+/* Raises a Lua error "fn: message" after the codec failed. */
+int sl_rt_codec_error(lua_State *L, const char *fn, const char *err);
+
+/* Encodes the globals snapshot (API.md §1) into a new object the message
+ * carries to a worker; the worker installs it before running anything. */
+void sl_rt_attach_snapshot(lua_State *L, sl_msg *m);
+/* Worker side: installs the snapshot carried by m, if any. */
+void sl_rt_install_snapshot(lua_State *L, sl_msg *m);
+
+/* Line-atomic write to stdout (worker and main output never interleave
+ * inside a line). */
+void sl_rt_write_line(const char *s, size_t len);
+#endif

@@ -1,0 +1,2203 @@
+/* stage: GenStage stages in the binding: lifecycle, subscriptions, the
+ * message protocol between stages, and the Lua callbacks. Demand
+ * accounting, buffers and dispatchers are the engine's state machines
+ * (engine/demand, engine/buffer, engine/dispatch); this file drives them.
+ *
+ * DESIGN
+ * A stage lives on one place: a worker (0..n-1) or the main thread
+ * (PLACE_MAIN, for iterator producers and stream consumers). Its C record
+ * and its Lua data (spec and state, in a registry table of that place's
+ * state) are touched only by that place's thread. Stages talk only through
+ * messages posted to the peer's place inbox; a stage reference ("ref")
+ * packs the id and the place, so routing needs no lookup and no lock. The
+ * registry (names, liveness, exit reasons) is the only shared table, under
+ * one mutex, and is touched at start, stop, whereis and await only.
+ * Per sender, messages arrive in send order, which the protocol relies on
+ * (subscribe before ask, events before cancel). */
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "buffer.h"
+#include "demand.h"
+#include "dispatch.h"
+#include "rt.h"
+#include "stage.h"
+#include "status.h"
+
+/* ---- refs and places --------------------------------------------------- */
+
+uint64_t sl_ref_make(uint64_t id, int place) { return id | ((uint64_t)(place + 1) << 48); }
+int sl_ref_place(uint64_t ref) { return (int)(ref >> 48) - 1; }
+
+static sl_inbox *place_inbox(int place) {
+  return place == PLACE_MAIN ? sl_sched_main(sl_rt_g.sched) : sl_sched_inbox(sl_rt_g.sched, place);
+}
+
+static void post(uint64_t ref, sl_msg *m) { sl_inbox_post(place_inbox(sl_ref_place(ref)), m); }
+
+static sl_msg *msg(uint32_t kind, uint64_t to, uint64_t from, int64_t n) {
+  sl_msg *m = sl_msg_new(kind);
+  if (!m) abort();   /* out of memory on the message path: nothing sane to do */
+  m->to = to;
+  m->from = from;
+  m->n = n;
+  return m;
+}
+
+static void msg_bytes(sl_msg *m, const char *p, size_t len) {
+  if (!len) return;
+  m->data = malloc(len);
+  if (!m->data) abort();
+  memcpy(m->data, p, len);
+  m->len = len;
+}
+
+
+
+/* ---- registry --------------------------------------------------------------- */
+
+typedef struct reg_entry {
+  uint64_t ref;
+  char *name;
+  int alive;
+  char *reason;    /* encoded exit reason once dead */
+  size_t rlen;
+  struct reg_entry *next;
+} reg_entry;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static reg_entry *reg_head;
+
+static void reg_add(uint64_t ref, const char *name) {
+  reg_entry *e = calloc(1, sizeof *e);
+  if (!e) abort();
+  e->ref = ref;
+  e->name = name ? strdup(name) : NULL;
+  e->alive = 1;
+  pthread_mutex_lock(&reg_mu);
+  e->next = reg_head;
+  reg_head = e;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_dead(uint64_t ref, const char *reason, size_t len) {
+  pthread_mutex_lock(&reg_mu);
+  for (reg_entry *e = reg_head; e; e = e->next)
+    if (e->ref == ref) {
+      e->alive = 0;
+      e->reason = malloc(len ? len : 1);
+      if (e->reason) memcpy(e->reason, reason, len);
+      e->rlen = len;
+      free(e->name);   /* a dead stage no longer answers to its name */
+      e->name = NULL;
+      break;
+    }
+  pthread_mutex_unlock(&reg_mu);
+}
+
+/* 1 alive, 0 dead (pushes the exit reason onto L when L is given), -1 unknown */
+static int reg_status(lua_State *L, uint64_t ref) {
+  int st = -1;
+  char *copy = NULL;
+  size_t len = 0;
+  pthread_mutex_lock(&reg_mu);
+  for (reg_entry *e = reg_head; e; e = e->next)
+    if (e->ref == ref) {
+      st = e->alive;
+      if (!st && L && e->reason) {
+        copy = malloc(e->rlen ? e->rlen : 1);
+        if (copy) memcpy(copy, e->reason, e->rlen);
+        len = e->rlen;
+      }
+      break;
+    }
+  pthread_mutex_unlock(&reg_mu);
+  if (copy) {
+    char err[128];
+    if (sl_decode(L, copy, len, err, sizeof err) != 0) lua_pushstring(L, err);
+    free(copy);
+  } else if (st == 0 && L) {
+    lua_pushliteral(L, "normal");
+  }
+  return st;
+}
+
+static uint64_t reg_whereis(const char *name) {
+  uint64_t ref = 0;
+  pthread_mutex_lock(&reg_mu);
+  for (reg_entry *e = reg_head; e; e = e->next)
+    if (e->alive && e->name && strcmp(e->name, name) == 0) {
+      ref = e->ref;
+      break;
+    }
+  pthread_mutex_unlock(&reg_mu);
+  return ref;
+}
+
+static char *reg_name(uint64_t ref) {
+  char *n = NULL;
+  pthread_mutex_lock(&reg_mu);
+  for (reg_entry *e = reg_head; e; e = e->next)
+    if (e->ref == ref) {
+      if (e->name) n = strdup(e->name);
+      break;
+    }
+  pthread_mutex_unlock(&reg_mu);
+  return n;
+}
+
+static void reg_free(void) {
+  pthread_mutex_lock(&reg_mu);
+  while (reg_head) {
+    reg_entry *e = reg_head;
+    reg_head = e->next;
+    free(e->name);
+    free(e->reason);
+    free(e);
+  }
+  pthread_mutex_unlock(&reg_mu);
+}
+
+/* ---- messages ------------------------------------------------------------------ */
+
+enum {
+  M_START = SL_M_HOST_FIRST, /* to: stage ref; from: waiter; data: {spec,arg,opts} (n: main ref) */
+  M_START_REPLY,   /* to: waiter; n: 1 ok; data: error */
+  M_SUBSCRIBE_TO,  /* to: consumer; from: producer ref; n: sub id; data: opts */
+  M_SUBSCRIBE,     /* to: producer; from: consumer ref; n: sub id; data: opts */
+  M_ASK,           /* to: producer; from: sub id; n: demand */
+  M_EVENTS,        /* to: consumer; from: sub id; batch */
+  M_CANCEL_SUB,    /* to: consumer; from: sub id; data: reason (sub:cancel) */
+  M_CANCEL_REQ,    /* to: producer; from: sub id; data: reason */
+  M_CANCELLED,     /* to: consumer; from: sub id; n: 1 down; data: reason */
+  M_DOWN,          /* to: producer; from: sub id; data: reason (consumer ended) */
+  M_INFO,          /* to: stage; data: message */
+  M_CAST,          /* to: stage; data: message */
+  M_CALL,          /* to: stage; from: call id; n: op; data: request */
+  M_REPLY,         /* to: call id; n: 1 ok / 0 error; data: value */
+  M_EXIT           /* to: main; a stage ended (wakes waiters) */
+};
+
+/* Internal call operations (M_CALL.n). */
+enum { OP_USER, OP_BUFFERED, OP_DEMAND_GET, OP_DEMAND_SET, OP_STATS, OP_STOP, OP_FINISH, OP_ALIVE };
+
+enum { T_PRODUCER, T_PC, T_CONSUMER };
+static const char *const type_names[] = {"producer", "producer_consumer", "consumer", NULL};
+enum { C_PERMANENT, C_TRANSIENT, C_TEMPORARY };
+static const char *const cancel_names[] = {"permanent", "transient", "temporary", NULL};
+
+#define REPLY_FLAG ((uint64_t)1 << 63)
+
+/* ---- stage records ------------------------------------------------------------ */
+
+typedef struct sub {
+  uint64_t id;
+  uint64_t peer;          /* the other stage's ref */
+  int cancel;             /* consumer side */
+  int manual;
+  int selector;           /* consumer side: registry ref or LUA_NOREF */
+  sl_demand d;            /* consumer side */
+  struct sub *next;
+} sub;
+
+typedef struct pin {      /* producer_consumer input waiting for demand */
+  uint32_t kind;          /* M_EVENTS, M_CANCELLED, M_INFO */
+  uint64_t sub;
+  int down;
+  sl_batch batch;
+  char *data;
+  size_t len;
+  struct pin *next;
+} pin;
+
+typedef struct acc {      /* what an accumulating producer holds back */
+  uint64_t demand;        /* > 0: a demand; 0: a batch */
+  sl_batch batch;
+  struct acc *next;
+} acc;
+
+typedef struct info {     /* stage:send messages waiting behind events */
+  uint64_t token;
+  char *data;
+  size_t len;
+  struct info *next;
+} info;
+
+typedef struct stage {
+  uint64_t ref;
+  int type, place;
+  lua_State *L;
+  int lref;               /* registry: {spec = ..., state = ...} */
+  char *name;
+  /* producer side */
+  sl_dispatch *disp;
+  int part_hash;          /* registry ref of the partition hash, or LUA_NOREF */
+  int part_names;         /* registry ref of name -> index, or LUA_NOREF */
+  uint32_t nparts;
+  sl_buffer *buf;
+  int accumulate;
+  acc *acc_head, *acc_tail;
+  sub *consumers;
+  int on_cancel_stop;
+  /* consumer side */
+  sub *producers;
+  pin *in_head, *in_tail;
+  uint64_t pc_demand;
+  /* infos */
+  info *infos;
+  uint64_t next_token;
+  /* lifecycle */
+  int finishing;
+  int stop_pending;
+  char *stop_reason;
+  size_t stop_len;
+  int dead;
+  /* stats */
+  uint64_t events_in, events_out;
+  struct stage *hnext;
+} stage;
+
+#define NBUCKETS 256
+typedef struct place {
+  stage *table[NBUCKETS];
+  stage *current;         /* the stage whose callback is running */
+  int rr;
+} place;
+
+static place *places;     /* index place + 1; each touched by its own thread */
+
+static place *place_of(int p) { return &places[p + 1]; }
+
+static stage *find_stage(int p, uint64_t ref) {
+  for (stage *s = place_of(p)->table[ref % NBUCKETS]; s; s = s->hnext)
+    if (s->ref == ref) return s;
+  return NULL;
+}
+
+static sub *find_sub(sub *list, uint64_t id) {
+  for (; list; list = list->next)
+    if (list->id == id) return list;
+  return NULL;
+}
+
+static sub *unlink_sub(sub **list, uint64_t id) {
+  for (sub **p = list; *p; p = &(*p)->next)
+    if ((*p)->id == id) {
+      sub *x = *p;
+      *p = x->next;
+      return x;
+    }
+  return NULL;
+}
+
+static int count_subs(const sub *l) {
+  int n = 0;
+  for (; l; l = l->next) n++;
+  return n;
+}
+
+static const char *stage_label(stage *s, char *buf, size_t len) {
+  if (s->name) snprintf(buf, len, "stage '%s'", s->name);
+  else snprintf(buf, len, "stage %llu", (unsigned long long)(s->ref & 0xffffffffffffULL));
+  return buf;
+}
+
+/* ---- Lua side of a stage --------------------------------------------------------- */
+
+static const char NOREPLY_KEY = 0;   /* its address is sluice.NOREPLY */
+#define NOREPLY ((void *)&NOREPLY_KEY)
+
+/* Encodes the value at idx into a malloc'd reason; on failure encodes a
+ * string describing it instead. */
+static char *encode_reason(lua_State *L, int idx, size_t *len) {
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  idx = lua_absindex(L, idx);
+  if (sl_encode(L, idx, &b, "reason", err, sizeof err) != 0) {
+    sl_buf_free(&b);
+    lua_pushstring(L, err);
+    sl_encode(L, -1, &b, "reason", err, sizeof err);
+    lua_pop(L, 1);
+  }
+  return sl_buf_take(&b, len);
+}
+
+static void set_stop(stage *s, int idx) {
+  if (s->stop_pending) return;
+  s->stop_pending = 1;
+  s->stop_reason = encode_reason(s->L, idx, &s->stop_len);
+}
+
+static void set_stop_str(stage *s, const char *reason) {
+  lua_pushstring(s->L, reason);
+  set_stop(s, -1);
+  lua_pop(s->L, 1);
+}
+
+/* Stops s with {"error", message, traceback}: message at -2, tb at -1. */
+static void set_error(stage *s, int pop) {
+  lua_State *L = s->L;
+  lua_createtable(L, 3, 0);                 /* stack: msg tb r */
+  lua_pushliteral(L, "error");
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, 2);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 3);
+  set_stop(s, -1);
+  lua_pop(L, 1 + pop);
+}
+
+/* Stops s with an error whose message is built from fmt. */
+static void set_errorf(stage *s, const char *fmt, ...) {
+  lua_State *L = s->L;
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushliteral(L, "");
+  set_error(s, 2);
+}
+
+static int push_callback(stage *s, const char *cb) {
+  lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->lref);   /* stack: t */
+  lua_getfield(s->L, -1, "spec");
+  lua_getfield(s->L, -1, cb);                       /* stack: t spec fn */
+  lua_remove(s->L, -2);
+  lua_remove(s->L, -2);
+  if (lua_isnil(s->L, -1)) {
+    lua_pop(s->L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static int has_callback(stage *s, const char *cb) {
+  if (!push_callback(s, cb)) return 0;
+  lua_pop(s->L, 1);
+  return 1;
+}
+
+static void set_state(stage *s, int idx) {
+  idx = lua_absindex(s->L, idx);
+  lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->lref);
+  lua_pushvalue(s->L, idx);
+  lua_setfield(s->L, -2, "state");
+  lua_pop(s->L, 1);
+}
+
+/* Calls spec[cb](args..., state): the nargs arguments are on the stack.
+ * Leaves nres results and returns 1, or on error stops the stage and
+ * returns 0 (args popped). A missing callback returns -1 (args popped). */
+static int invoke(stage *s, const char *cb, int nargs, int nres) {
+  lua_State *L = s->L;
+  if (!push_callback(s, cb)) {
+    lua_pop(L, nargs);
+    return -1;
+  }
+  lua_insert(L, -nargs - 1);                        /* stack: fn args */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->lref);
+  lua_getfield(L, -1, "state");
+  lua_remove(L, -2);                                /* stack: fn args state */
+  place *pl = place_of(s->place);
+  stage *prev = pl->current;
+  pl->current = s;
+  int st = sl_pcall(L, nargs + 1, nres);
+  pl->current = prev;
+  if (st != LUA_OK) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      char label[96];
+      lua_pushfstring(L, "%s (%s): %s", stage_label(s, label, sizeof label), cb, lua_tostring(L, -2));
+      lua_replace(L, -3);
+    }
+    set_error(s, 2);
+    return 0;
+  }
+  return 1;
+}
+
+static void push_from(lua_State *L, uint64_t sub_id, uint64_t peer) {
+  sl_handle_push(L, SL_H_FROM, sub_id, peer);
+}
+
+static void push_stage(lua_State *L, uint64_t ref) { sl_handle_push(L, SL_H_STAGE, ref, 0); }
+
+/* ---- producer side ------------------------------------------------------------ */
+
+static void stage_warn(stage *s, const char *fmt, unsigned long long n) {
+  char label[96], line[256];
+  int len = snprintf(line, sizeof line, "sluice: %s ", stage_label(s, label, sizeof label));
+  len += snprintf(line + len, sizeof line - (size_t)len, fmt, n);
+  if (len > (int)sizeof line - 2) len = (int)sizeof line - 2;
+  line[len++] = '\n';
+  fwrite(line, 1, (size_t)len, stderr);
+}
+
+/* Emit callback of the dispatcher: sends one batch to a consumer. */
+static void send_events(void *ud, uint64_t sub_id, sl_batch b) {
+  stage *s = ud;
+  sub *c = find_sub(s->consumers, sub_id);
+  if (!c) {
+    sl_batch_release(&b);
+    return;
+  }
+  s->events_out += b.count;
+  sl_msg *m = msg(M_EVENTS, c->peer, sub_id, 0);
+  m->batch = b;
+  post(c->peer, m);
+}
+
+/* Computes the partition of every event of *b for a partition dispatcher
+ * with a Lua hash; may replace *b when the hash returns new events.
+ * Returns 0, or -1 after stopping the stage. */
+static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
+  lua_State *L = s->L;
+  char err[256];
+  int top = lua_gettop(L);
+  if (sl_decode_batch(L, b, err, sizeof err) != 0) {
+    set_errorf(s, "partition: %s", err);
+    return -1;
+  }
+  int events = lua_gettop(L);
+  int changed = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->part_hash);
+  int hash = lua_gettop(L);
+  for (uint32_t i = 0; i < b->count; i++) {
+    lua_pushvalue(L, hash);
+    lua_rawgeti(L, events, (lua_Integer)i + 1);
+    if (sl_pcall(L, 1, 2) != LUA_OK) {
+      char label[96];
+      lua_pushfstring(L, "%s (partition hash): %s", stage_label(s, label, sizeof label),
+                      lua_tostring(L, -2));
+      lua_replace(L, -3);
+      set_error(s, 2);
+      lua_settop(L, top);
+      return -1;
+    }
+    if (!lua_isnil(L, -1)) {                       /* stack: ... p newev */
+      lua_rawseti(L, events, (lua_Integer)i + 1);
+      changed = 1;
+    } else {
+      lua_pop(L, 1);
+    }
+    if (lua_isnil(L, -1)) {
+      parts[i] = -1;
+    } else {
+      lua_Integer p = -2;
+      if (s->part_names != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->part_names);
+        lua_pushvalue(L, -2);
+        if (lua_rawget(L, -2) == LUA_TNUMBER) p = lua_tointeger(L, -1) - 1;
+        lua_pop(L, 2);
+      } else if (lua_isinteger(L, -1)) {
+        p = lua_tointeger(L, -1) - 1;
+      }
+      if (p < 0 || p >= (lua_Integer)s->nparts) {
+        char label[96];
+        lua_pushfstring(L, "%s: unknown partition %s computed for event %d", stage_label(s, label, sizeof label),
+                        luaL_tolstring(L, -1, NULL), (int)i + 1);
+        lua_pushliteral(L, "");
+        set_error(s, 3);
+        lua_settop(L, top);
+        return -1;
+      }
+      parts[i] = (int32_t)p;
+    }
+    lua_pop(L, 1);
+  }
+  if (changed) {
+    sl_batch nb;
+    if (sl_encode_batch(L, events, &nb, "event", err, sizeof err) != 0) {
+      set_errorf(s, "partition hash: %s", err);
+      lua_settop(L, top);
+      return -1;
+    }
+    sl_batch_release(b);
+    *b = nb;
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+static void buffer_leftovers(stage *s, sl_batch *left) {
+  if (!left->count) return;
+  size_t discarded = 0;
+  if (sl_buffer_push(s->buf, left, &discarded) != 0) {
+    sl_batch_release(left);
+    set_errorf(s, "out of memory buffering events");
+    return;
+  }
+  if (discarded) stage_warn(s, "discarded %llu events from its buffer", (unsigned long long)discarded);
+}
+
+/* Hands *b to the dispatcher; what the consumers cannot take yet is
+ * buffered. Consumes *b. */
+static void dispatch_batch(stage *s, sl_batch *b) {
+  if (!b->count) return;
+  int32_t stackparts[256], *parts = NULL;
+  if (sl_dispatch_kind_of(s->disp) == SL_DISPATCH_PARTITION) {
+    parts = b->count <= 256 ? stackparts : malloc(b->count * sizeof *parts);
+    if (!parts) abort();
+    if (s->part_hash != LUA_NOREF) {
+      if (lua_partitions(s, b, parts) != 0) {
+        sl_batch_release(b);
+        if (parts != stackparts) free(parts);
+        return;
+      }
+    } else {
+      sl_dispatch_hash_partitions(b, s->nparts, parts);
+    }
+  }
+  uint32_t n = b->count, bad = 0;
+  sl_batch left = SL_BATCH_EMPTY;
+  int rc = sl_dispatch_dispatch(s->disp, b, parts, &left, &bad);
+  if (parts != stackparts) free(parts);
+  if (rc == SL_ENOENT) {
+    sl_batch_release(b);
+    set_errorf(s, "unknown partition computed for event %d", (int)bad + 1);
+    return;
+  }
+  if (s->type == T_PC) {
+    uint64_t used = n - left.count;
+    s->pc_demand = s->pc_demand > used ? s->pc_demand - used : 0;
+  }
+  buffer_leftovers(s, &left);
+}
+
+/* Events emitted by a callback: held back while accumulating, dispatched
+ * otherwise. Consumes *b. */
+static void produce(stage *s, sl_batch *b) {
+  if (!b->count) return;
+  if (s->accumulate) {
+    acc *a = calloc(1, sizeof *a);
+    if (!a) abort();
+    a->batch = *b;
+    *b = SL_BATCH_EMPTY;
+    if (s->acc_tail) s->acc_tail->next = a;
+    else s->acc_head = a;
+    s->acc_tail = a;
+    return;
+  }
+  dispatch_batch(s, b);
+}
+
+/* Encodes the events array a callback returned (at idx) and produces it.
+ * cb names the callback in errors. */
+static void emit_lua(stage *s, int idx, const char *cb) {
+  lua_State *L = s->L;
+  if (lua_isnil(L, idx)) return;
+  if (!lua_istable(L, idx)) {
+    set_errorf(s, "%s must return an array of events, got %s", cb, luaL_typename(L, idx));
+    return;
+  }
+  if (lua_rawlen(L, idx) == 0) return;
+  if (s->type == T_CONSUMER) {
+    set_errorf(s, "%s: a consumer cannot emit events (got %d)", cb, (int)lua_rawlen(L, idx));
+    return;
+  }
+  sl_batch b;
+  char err[256], root[64];
+  snprintf(root, sizeof root, "%s events", cb);
+  if (sl_encode_batch(L, idx, &b, root, err, sizeof err) != 0) {
+    set_errorf(s, "%s", err);
+    return;
+  }
+  produce(s, &b);
+}
+
+static info *take_info(stage *s, uint64_t token) {
+  for (info **p = &s->infos; *p; p = &(*p)->next)
+    if ((*p)->token == token) {
+      info *i = *p;
+      *p = i->next;
+      return i;
+    }
+  return NULL;
+}
+
+/* Runs handle_info with an encoded message. */
+static void run_info(stage *s, const char *data, size_t len) {
+  lua_State *L = s->L;
+  char err[256];
+  if (sl_decode(L, data, len, err, sizeof err) != 0) {
+    set_errorf(s, "handle_info: %s", err);
+    return;
+  }
+  int r = invoke(s, "handle_info", 1, 2);
+  if (r <= 0) return;
+  set_state(s, -1);
+  emit_lua(s, -2, "handle_info");
+  lua_pop(L, 2);
+}
+
+static void deliver_token(stage *s, uint64_t token) {
+  info *i = take_info(s, token);
+  if (!i) return;
+  if (!s->stop_pending) run_info(s, i->data, i->len);
+  free(i->data);
+  free(i);
+}
+
+static void deliver_ready_infos(stage *s) {
+  uint64_t token;
+  while (!s->stop_pending && s->buf && sl_buffer_pop_info(s->buf, &token)) deliver_token(s, token);
+  while (!s->stop_pending && s->disp && sl_dispatch_pop_info(s->disp, &token)) deliver_token(s, token);
+}
+
+static void pc_take(stage *s);
+
+/* Serves n of new upstream demand: first from the buffer, then from
+ * handle_demand (producers) or the queued input (producer_consumers). */
+static void serve(stage *s, uint64_t n) {
+  deliver_ready_infos(s);
+  while (n > 0 && !s->stop_pending && sl_buffer_count(s->buf) > 0) {
+    uint64_t want = n, accepts = sl_dispatch_accepts(s->disp);
+    if (want > accepts) want = accepts;
+    if (want == 0) break;
+    sl_batch b;
+    if (sl_buffer_take_batch(s->buf, want, &b) != 0) {
+      set_errorf(s, "out of memory taking buffered events");
+      return;
+    }
+    if (b.count == 0) {            /* an info marker is next */
+      deliver_ready_infos(s);
+      continue;
+    }
+    n -= b.count;
+    dispatch_batch(s, &b);
+    deliver_ready_infos(s);
+  }
+  if (n == 0 || s->stop_pending) return;
+  if (s->type == T_PRODUCER) {
+    if (s->finishing) return;
+    lua_pushinteger(s->L, (lua_Integer)n);
+    if (invoke(s, "handle_demand", 1, 2) <= 0) return;
+    set_state(s, -1);
+    emit_lua(s, -2, "handle_demand");
+    lua_pop(s->L, 2);
+  } else {
+    s->pc_demand += n;
+    pc_take(s);
+  }
+}
+
+/* Demand that arrived for the producer (after the dispatcher). */
+static void demand_arrived(stage *s, uint64_t n) {
+  if (n == 0) return;
+  if (s->accumulate) {
+    acc *a = calloc(1, sizeof *a);
+    if (!a) abort();
+    a->demand = n;
+    if (s->acc_tail) s->acc_tail->next = a;
+    else s->acc_head = a;
+    s->acc_tail = a;
+    return;
+  }
+  serve(s, n);
+}
+
+/* Switches an accumulating producer to forward: replays what it held, in
+ * order, demands not merged. */
+static void forward(stage *s) {
+  s->accumulate = 0;
+  while (s->acc_head && !s->stop_pending) {
+    acc *a = s->acc_head;
+    s->acc_head = a->next;
+    if (!s->acc_head) s->acc_tail = NULL;
+    if (a->demand) serve(s, a->demand);
+    else dispatch_batch(s, &a->batch);
+    sl_batch_release(&a->batch);
+    free(a);
+  }
+}
+
+/* Queues an info behind the buffered events (producers) or runs it now. */
+static void buffer_info(stage *s, char *data, size_t len) {
+  info *i = calloc(1, sizeof *i);
+  if (!i) abort();
+  i->token = ++s->next_token;
+  i->data = data;
+  i->len = len;
+  i->next = s->infos;
+  s->infos = i;
+  int r = sl_buffer_push_info(s->buf, i->token);
+  if (r == 1 && sl_dispatch_info(s->disp, i->token) == 1) deliver_token(s, i->token);
+}
+
+/* ---- consumer side -------------------------------------------------------------- */
+
+static void pin_push(stage *s, uint32_t kind, uint64_t sub_id, sl_msg *m) {
+  pin *p = calloc(1, sizeof *p);
+  if (!p) abort();
+  p->kind = kind;
+  p->sub = sub_id;
+  p->down = (int)m->n;
+  p->batch = m->batch;
+  m->batch = SL_BATCH_EMPTY;
+  p->data = m->data;
+  p->len = m->len;
+  m->data = NULL;
+  m->len = 0;
+  if (s->in_tail) s->in_tail->next = p;
+  else s->in_head = p;
+  s->in_tail = p;
+}
+
+static void ask_producer(sub *c, uint64_t n) {
+  if (n == 0) return;
+  post(c->peer, msg(M_ASK, c->peer, c->id, (int64_t)n));
+}
+
+/* Pushes a new array with items [from, from+n) of the array at idx. */
+static void push_slice(lua_State *L, int idx, lua_Integer from, lua_Integer n) {
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, from + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* Applies the subscription's selector to the array at the top, replacing
+ * it with the accepted events; gives the demand of rejected ones back. */
+static int select_events(stage *s, sub *c) {
+  lua_State *L = s->L;
+  int all = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, all), kept = 0;
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->selector);
+    lua_rawgeti(L, all, i);
+    if (sl_pcall(L, 1, 1) != LUA_OK) {
+      lua_pushfstring(L, "selector: %s", lua_tostring(L, -2));
+      lua_replace(L, -3);
+      set_error(s, 2);
+      lua_settop(L, all - 1);
+      return -1;
+    }
+    int keep = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (keep) {
+      lua_rawgeti(L, all, i);
+      lua_rawseti(L, -2, ++kept);
+    }
+  }
+  lua_remove(L, all);
+  ask_producer(c, (uint64_t)(n - kept));
+  return 0;
+}
+
+/* Hands an incoming batch to handle_events in demand-sized chunks and asks
+ * upstream after each chunk. Consumes *b. */
+static void consume(stage *s, sub *c, sl_batch *b) {
+  lua_State *L = s->L;
+  int top = lua_gettop(L);
+  char err[256];
+  int rc = sl_decode_batch(L, b, err, sizeof err);
+  sl_batch_release(b);
+  if (rc != 0) {
+    set_errorf(s, "handle_events: %s", err);
+    return;
+  }
+  if (c->selector != LUA_NOREF && select_events(s, c) != 0) return;
+  int arr = lua_gettop(L);
+  lua_Integer k = (lua_Integer)lua_rawlen(L, arr), from = 1;
+  uint64_t excess = sl_demand_begin(&c->d, (uint64_t)k);
+  if (excess) stage_warn(s, "has received %llu events in excess", (unsigned long long)excess);
+  uint64_t n;
+  while ((n = sl_demand_next(&c->d)) > 0) {
+    if (from == 1 && (lua_Integer)n == k) lua_pushvalue(L, arr);
+    else push_slice(L, arr, from, (lua_Integer)n);
+    push_from(L, c->id, c->peer);
+    s->events_in += n;
+    if (invoke(s, "handle_events", 2, 2) <= 0) break;
+    set_state(s, -1);
+    emit_lua(s, -2, "handle_events");
+    lua_pop(L, 2);
+    from += (lua_Integer)n;
+    if (s->stop_pending) break;
+    /* the subscription may have been cancelled inside the callback */
+    if (find_sub(s->producers, c->id) != c) break;
+    ask_producer(c, sl_demand_done(&c->d));
+  }
+  lua_settop(L, top);
+}
+
+static int is_normal_reason(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *r = lua_tostring(L, idx);
+    return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0;
+  }
+  if (lua_istable(L, idx)) {
+    lua_rawgeti(L, idx, 1);
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "shutdown") == 0;
+    lua_pop(L, 1);
+    return yes;
+  }
+  return 0;
+}
+
+/* Runs handle_cancel({kind, reason}, from, state) for subscription c
+ * (already unlinked) and reacts per cancel mode (consumer side). */
+static void consumer_cancelled(stage *s, sub *c, int down, const char *data, size_t len) {
+  lua_State *L = s->L;
+  char err[256];
+  if (sl_decode(L, data, len, err, sizeof err) != 0) lua_pushstring(L, err);
+  int reason = lua_gettop(L);
+  lua_createtable(L, 2, 0);
+  lua_pushstring(L, down ? "down" : "cancel");
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, reason);
+  lua_rawseti(L, -2, 2);
+  push_from(L, c->id, c->peer);
+  int r = invoke(s, "handle_cancel", 2, 2);
+  if (r > 0) {
+    set_state(s, -1);
+    emit_lua(s, -2, "handle_cancel");
+    lua_pop(L, 2);
+  }
+  int already = lua_type(L, reason) == LUA_TSTRING && strcmp(lua_tostring(L, reason), "already_subscribed") == 0;
+  if (!already && (c->cancel == C_PERMANENT || (c->cancel == C_TRANSIENT && !is_normal_reason(L, reason))))
+    set_stop(s, reason);
+  lua_settop(L, reason - 1);
+  if (c->selector != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->selector);
+  free(c);
+}
+
+static void cancelled_arrived(stage *s, uint64_t sub_id, int down, const char *data, size_t len) {
+  sub *c = unlink_sub(&s->producers, sub_id);
+  if (c) consumer_cancelled(s, c, down, data, len);
+}
+
+/* Hands queued input to a producer_consumer while downstream demand lasts. */
+static void pc_take(stage *s) {
+  while (s->in_head && !s->stop_pending) {
+    pin *p = s->in_head;
+    if (p->kind == M_EVENTS && s->pc_demand == 0) break;
+    s->in_head = p->next;
+    if (!s->in_head) s->in_tail = NULL;
+    if (p->kind == M_EVENTS) {
+      sub *c = find_sub(s->producers, p->sub);
+      if (c) consume(s, c, &p->batch);
+    } else if (p->kind == M_CANCELLED) {
+      cancelled_arrived(s, p->sub, p->down, p->data, p->len);
+    } else {
+      buffer_info(s, p->data, p->len);
+      p->data = NULL;
+    }
+    sl_batch_release(&p->batch);
+    free(p->data);
+    free(p);
+  }
+}
+
+/* ---- subscriptions ------------------------------------------------------------------ */
+
+static int opt_integer(lua_State *L, int idx, const char *key, lua_Integer def) {
+  lua_getfield(L, idx, key);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return (int)v;
+}
+
+/* Consumer side of a new subscription to producer: opts at idx. */
+static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int idx) {
+  lua_State *L = s->L;
+  idx = lua_absindex(L, idx);
+  sub *c = calloc(1, sizeof *c);
+  if (!c) abort();
+  c->id = sub_id;
+  c->peer = producer;
+  c->selector = LUA_NOREF;
+  lua_getfield(L, idx, "cancel");
+  c->cancel = lua_isnil(L, -1) ? C_PERMANENT : luaL_checkoption(L, -1, "permanent", cancel_names);
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "selector");
+  if (lua_isfunction(L, -1)) c->selector = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  int max = opt_integer(L, idx, "max_demand", 1000);
+  int min = opt_integer(L, idx, "min_demand", max / 2);
+  c->next = s->producers;
+  s->producers = c;
+  lua_pushliteral(L, "producer");
+  lua_pushvalue(L, idx);
+  push_from(L, c->id, c->peer);
+  int r = invoke(s, "handle_subscribe", 3, 2);
+  if (r == 0) return;
+  if (r > 0) {
+    const char *mode = lua_tostring(L, -2);
+    if (mode && strcmp(mode, "manual") == 0) c->manual = 1;
+    else if (!lua_isnil(L, -2) && !(mode && strcmp(mode, "automatic") == 0)) {
+      set_errorf(s, "handle_subscribe must return \"automatic\" or \"manual\", got %s",
+                 luaL_tolstring(L, -2, NULL));
+      lua_pop(L, 3);
+      return;
+    }
+    set_state(s, -1);
+    lua_pop(L, 2);
+  }
+  sl_demand_init(&c->d, (uint64_t)max, (uint64_t)min, c->manual);
+  /* the producer gets the options without the selector (it runs here) */
+  lua_pushnil(L);
+  lua_setfield(L, idx, "selector");
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  sl_msg *m = msg(M_SUBSCRIBE, producer, s->ref, (int64_t)sub_id);
+  if (sl_encode(L, idx, &b, "opts", err, sizeof err) == 0) m->data = sl_buf_take(&b, &m->len);
+  else sl_buf_free(&b);
+  post(producer, m);
+  ask_producer(c, sl_demand_initial_ask(&c->d));
+}
+
+/* Tells a consumer its subscription ended with a string reason. */
+static void cancel_consumer(lua_State *L, uint64_t consumer, uint64_t sub_id, int down, const char *reason) {
+  sl_msg *m = msg(M_CANCELLED, consumer, sub_id, down);
+  lua_pushstring(L, reason);
+  m->data = encode_reason(L, -1, &m->len);
+  lua_pop(L, 1);
+  post(consumer, m);
+}
+
+/* Producer side of a new subscription (M_SUBSCRIBE). */
+static void producer_subscribe(stage *s, sl_msg *m) {
+  lua_State *L = s->L;
+  uint64_t consumer = m->from, sub_id = (uint64_t)m->n;
+  char err[256], reason[160];
+  if (s->type == T_CONSUMER) {
+    cancel_consumer(L, consumer, sub_id, 1, "not a producer");
+    return;
+  }
+  if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_newtable(L);
+  int opts = lua_gettop(L);
+  int32_t part = 0;
+  sl_dispatch_kind kind = sl_dispatch_kind_of(s->disp);
+  if (kind == SL_DISPATCH_PARTITION) {
+    lua_getfield(L, opts, "partition");
+    part = -1;
+    if (s->part_names != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, s->part_names);
+      lua_pushvalue(L, -2);
+      if (lua_rawget(L, -2) == LUA_TNUMBER) part = (int32_t)lua_tointeger(L, -1) - 1;
+      lua_pop(L, 2);
+    } else if (lua_isinteger(L, -1)) {
+      lua_Integer p = lua_tointeger(L, -1);
+      if (p >= 1 && p <= (lua_Integer)s->nparts) part = (int32_t)(p - 1);
+    }
+    if (part < 0) {
+      snprintf(reason, sizeof reason, "partition must be one of the dispatcher's %u partitions, got %s",
+               s->nparts, lua_isnil(L, -1) ? "nil" : luaL_tolstring(L, -1, NULL));
+      lua_settop(L, opts - 1);
+      cancel_consumer(L, consumer, sub_id, 0, reason);
+      return;
+    }
+    lua_pop(L, 1);
+  } else if (kind == SL_DISPATCH_BROADCAST) {
+    for (sub *c = s->consumers; c; c = c->next)
+      if (c->peer == consumer) {
+        lua_settop(L, opts - 1);
+        cancel_consumer(L, consumer, sub_id, 0, "already_subscribed");
+        return;
+      }
+  }
+  int rc = sl_dispatch_subscribe(s->disp, sub_id, part);
+  if (rc != 0) {
+    if (rc == SL_EEXIST) snprintf(reason, sizeof reason, "the partition %d is already taken", (int)part + 1);
+    else snprintf(reason, sizeof reason, "cannot subscribe: %s", sl_strerror(rc));
+    lua_settop(L, opts - 1);
+    cancel_consumer(L, consumer, sub_id, 0, reason);
+    return;
+  }
+  sub *c = calloc(1, sizeof *c);
+  if (!c) abort();
+  c->id = sub_id;
+  c->peer = consumer;
+  c->selector = LUA_NOREF;
+  c->next = s->consumers;
+  s->consumers = c;
+  lua_pushliteral(L, "consumer");
+  lua_pushvalue(L, opts);
+  push_from(L, sub_id, consumer);
+  if (invoke(s, "handle_subscribe", 3, 2) > 0) {
+    const char *mode = lua_tostring(L, -2);
+    if (mode && strcmp(mode, "manual") == 0)
+      set_errorf(s, "handle_subscribe: a producer cannot use manual demand (bad return value \"manual\")");
+    set_state(s, -1);
+    lua_pop(L, 2);
+  }
+  lua_settop(L, opts - 1);
+}
+
+/* Producer side: consumer sub_id is gone (cancelled or down). */
+static void producer_drop(stage *s, uint64_t sub_id, int down, const char *data, size_t len, int notify) {
+  lua_State *L = s->L;
+  sub *c = unlink_sub(&s->consumers, sub_id);
+  if (!c) return;
+  uint64_t up = 0;
+  sl_dispatch_cancel(s->disp, sub_id, &up);
+  char err[256];
+  if (sl_decode(L, data, len, err, sizeof err) != 0) lua_pushstring(L, err);
+  int reason = lua_gettop(L);
+  if (has_callback(s, "handle_cancel")) {
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, down ? "down" : "cancel");
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, reason);
+    lua_rawseti(L, -2, 2);
+    push_from(L, sub_id, c->peer);
+    if (invoke(s, "handle_cancel", 2, 2) > 0) {
+      set_state(s, -1);
+      emit_lua(s, -2, "handle_cancel");
+      lua_pop(L, 2);
+    }
+  }
+  if (notify) {
+    sl_msg *m = msg(M_CANCELLED, c->peer, sub_id, 0);
+    msg_bytes(m, data, len);
+    post(c->peer, m);
+  }
+  lua_settop(L, reason - 1);
+  free(c);
+  deliver_ready_infos(s);
+  if (up && !s->stop_pending) demand_arrived(s, up);
+  if (s->on_cancel_stop && !s->consumers && !s->stop_pending) set_stop_str(s, "normal");
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+static void unlink_stage(stage *s) {
+  for (stage **p = &place_of(s->place)->table[s->ref % NBUCKETS]; *p; p = &(*p)->hnext)
+    if (*p == s) {
+      *p = s->hnext;
+      return;
+    }
+}
+
+static void free_stage(stage *s) {
+  lua_State *L = s->L;
+  for (sub *c = s->consumers, *n; c; c = n) {
+    n = c->next;
+    free(c);
+  }
+  for (sub *c = s->producers, *n; c; c = n) {
+    n = c->next;
+    if (c->selector != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->selector);
+    free(c);
+  }
+  for (pin *p = s->in_head, *n; p; p = n) {
+    n = p->next;
+    sl_batch_release(&p->batch);
+    free(p->data);
+    free(p);
+  }
+  for (acc *a = s->acc_head, *n; a; a = n) {
+    n = a->next;
+    sl_batch_release(&a->batch);
+    free(a);
+  }
+  for (info *i = s->infos, *n; i; i = n) {
+    n = i->next;
+    free(i->data);
+    free(i);
+  }
+  if (s->buf) sl_buffer_free(s->buf);
+  if (s->disp) sl_dispatch_free(s->disp);
+  if (s->part_hash != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_hash);
+  if (s->part_names != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_names);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->lref);
+  free(s->stop_reason);
+  free(s->name);
+  free(s);
+}
+
+/* Ends a stage: terminate, tell every peer, record the exit reason. */
+static void do_stop(stage *s) {
+  lua_State *L = s->L;
+  char err[256];
+  if (sl_decode(L, s->stop_reason, s->stop_len, err, sizeof err) != 0) lua_pushliteral(L, "normal");
+  if (has_callback(s, "terminate")) {
+    lua_pushvalue(L, -1);
+    s->stop_pending = 2;   /* errors in terminate do not change the reason */
+    if (invoke(s, "terminate", 1, 0) < 0) {}
+  }
+  lua_pop(L, 1);
+  for (sub *c = s->consumers; c; c = c->next) {
+    sl_msg *m = msg(M_CANCELLED, c->peer, c->id, 1);
+    msg_bytes(m, s->stop_reason, s->stop_len);
+    post(c->peer, m);
+  }
+  for (sub *c = s->producers; c; c = c->next) {
+    sl_msg *m = msg(M_DOWN, c->peer, c->id, 0);
+    msg_bytes(m, s->stop_reason, s->stop_len);
+    post(c->peer, m);
+  }
+  unlink_stage(s);
+  reg_dead(s->ref, s->stop_reason, s->stop_len);
+  sl_inbox_post(sl_sched_main(sl_rt_g.sched), msg(M_EXIT, s->ref, 0, 0));
+  free_stage(s);
+}
+
+/* After each message: a finishing stage stops once its buffer is empty;
+ * a pending stop is carried out. */
+static void settle(stage *s) {
+  if (!s->stop_pending && s->finishing && s->type != T_CONSUMER && sl_buffer_count(s->buf) == 0 &&
+      !s->in_head && !s->acc_head && sl_buffer_infos(s->buf) == 0)
+    set_stop_str(s, "normal");
+  if (!s->stop_pending && s->finishing && s->type == T_CONSUMER) set_stop_str(s, "normal");
+  if (s->stop_pending) do_stop(s);
+}
+
+/* Reads the dispatcher option table at idx and creates the dispatcher. */
+static int make_dispatcher(stage *s, int idx) {
+  lua_State *L = s->L;
+  sl_dispatch_opts o;
+  memset(&o, 0, sizeof o);
+  o.emit = send_events;
+  o.ud = s;
+  sl_dispatch_kind kind = SL_DISPATCH_DEMAND;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "kind");
+    const char *k = lua_tostring(L, -1);
+    if (k && strcmp(k, "broadcast") == 0) kind = SL_DISPATCH_BROADCAST;
+    else if (k && strcmp(k, "partition") == 0) kind = SL_DISPATCH_PARTITION;
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "shuffle_demands_on_first_dispatch");
+    o.shuffle_demands_on_first_dispatch = lua_toboolean(L, -1);
+    o.seed = s->ref;
+    lua_pop(L, 1);
+    if (kind == SL_DISPATCH_PARTITION) {
+      lua_getfield(L, idx, "partitions");
+      if (lua_istable(L, -1)) {
+        o.partitions = (uint32_t)lua_rawlen(L, -1);
+        lua_newtable(L);                          /* stack: names map */
+        for (uint32_t i = 1; i <= o.partitions; i++) {
+          lua_rawgeti(L, -2, i);
+          lua_pushinteger(L, i);
+          lua_rawset(L, -3);
+        }
+        s->part_names = luaL_ref(L, LUA_REGISTRYINDEX);
+      } else {
+        o.partitions = (uint32_t)lua_tointeger(L, -1);
+      }
+      lua_pop(L, 1);
+      lua_getfield(L, idx, "hash");
+      if (lua_isfunction(L, -1)) s->part_hash = luaL_ref(L, LUA_REGISTRYINDEX);
+      else lua_pop(L, 1);
+      s->nparts = o.partitions;
+    }
+  }
+  return sl_dispatch_new(kind, &o, &s->disp);
+}
+
+/* Creates the stage described by the table on the stack top ({spec, arg,
+ * opts}), runs init, answers the waiter, then subscribes. */
+static void start_stage(lua_State *L, int p, sl_msg *m) {
+  int t = lua_gettop(L);
+  stage *s = calloc(1, sizeof *s);
+  if (!s) abort();
+  s->ref = m->to;
+  s->place = p;
+  s->L = L;
+  s->part_hash = s->part_names = LUA_NOREF;
+  lua_getfield(L, t, "spec");
+  lua_getfield(L, -1, "type");
+  s->type = luaL_checkoption(L, -1, NULL, type_names);
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 2);                        /* stack: t spec lt */
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "spec");
+  s->lref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, t, "opts");
+  int opts = lua_gettop(L);
+  lua_getfield(L, opts, "name");
+  if (lua_isstring(L, -1)) s->name = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  int rc = 0;
+  if (s->type != T_CONSUMER) {
+    lua_getfield(L, opts, "dispatcher");
+    rc = make_dispatcher(s, lua_gettop(L));
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "buffer_size");
+    size_t size = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1)
+                  : (s->type == T_PC || lua_isnumber(L, -1) ? SL_BUFFER_UNLIMITED : 10000);
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "buffer_keep");
+    const char *keep = lua_tostring(L, -1);
+    int k = keep && strcmp(keep, "first") == 0 ? SL_KEEP_FIRST : SL_KEEP_LAST;
+    lua_pop(L, 1);
+    if (rc == 0) rc = sl_buffer_new(size, k, &s->buf);
+    lua_getfield(L, opts, "demand");
+    const char *d = lua_tostring(L, -1);
+    s->accumulate = d && strcmp(d, "accumulate") == 0;
+    lua_pop(L, 1);
+    lua_getfield(L, opts, "_on_cancel");
+    const char *oc = lua_tostring(L, -1);
+    s->on_cancel_stop = oc && strcmp(oc, "stop") == 0;
+    lua_pop(L, 1);
+  }
+  sl_msg *r = msg(M_START_REPLY, m->from, 0, 0);
+  if (rc != 0) {
+    lua_pushfstring(L, "sluice.start: cannot create the stage: %s", sl_strerror(rc));
+    r->data = encode_reason(L, -1, &r->len);
+    sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
+    free_stage(s);
+    reg_dead(m->to, "", 0);
+    lua_settop(L, t - 1);
+    return;
+  }
+  place *pl = place_of(p);
+  s->hnext = pl->table[s->ref % NBUCKETS];
+  pl->table[s->ref % NBUCKETS] = s;
+  /* init(arg) -> state; without init the state is arg */
+  lua_getfield(L, t, "arg");
+  if (has_callback(s, "init")) {
+    push_callback(s, "init");
+    lua_insert(L, -2);
+    pl->current = s;
+    int st = sl_pcall(L, 1, 1);
+    pl->current = NULL;
+    if (st != LUA_OK) {
+      lua_pushfstring(L, "%s\n%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      r->data = encode_reason(L, -1, &r->len);
+      sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
+      unlink_stage(s);
+      lua_pushvalue(L, -3);
+      size_t len;
+      char *reason = encode_reason(L, -1, &len);
+      reg_dead(s->ref, reason, len);
+      free(reason);
+      free_stage(s);
+      lua_settop(L, t - 1);
+      return;
+    }
+  }
+  set_state(s, -1);
+  lua_pop(L, 1);
+  r->n = 1;
+  sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
+  lua_getfield(L, opts, "subscribe_to");
+  int subs = lua_gettop(L);
+  if (lua_istable(L, subs)) {
+    for (lua_Integer i = 1; !s->stop_pending; i++) {
+      if (lua_rawgeti(L, subs, i) == LUA_TNIL) {
+        lua_pop(L, 1);
+        break;
+      }
+      lua_getfield(L, -1, "producer");
+      sl_handle *h = sl_handle_test(L, -1, SL_H_STAGE);
+      lua_getfield(L, -2, "opts");
+      if (h) consumer_subscribe(s, h->id, sl_rt_id(), -1);
+      lua_pop(L, 3);
+    }
+  }
+  lua_settop(L, t - 1);
+  settle(s);
+}
+
+/* ---- message handling ---------------------------------------------------------------- */
+
+static sl_msg *replies;   /* M_START_REPLY / M_REPLY waiting for the main thread */
+
+static void push_stats(stage *s) {
+  lua_State *L = s->L;
+  lua_createtable(L, 0, 10);
+  lua_pushinteger(L, (lua_Integer)s->events_in);
+  lua_setfield(L, -2, "events_in");
+  lua_pushinteger(L, (lua_Integer)s->events_out);
+  lua_setfield(L, -2, "events_out");
+  lua_pushinteger(L, s->buf ? (lua_Integer)sl_buffer_count(s->buf) : 0);
+  lua_setfield(L, -2, "buffered");
+  uint64_t demand = 0;
+  if (s->disp) {
+    sl_dispatch_state st;
+    sl_dispatch_get_state(s->disp, &st);
+    demand = st.waiting;
+  } else {
+    for (sub *c = s->producers; c; c = c->next) demand += c->d.pending;
+  }
+  lua_pushinteger(L, (lua_Integer)demand);
+  lua_setfield(L, -2, "demand");
+  lua_pushinteger(L, count_subs(s->producers));
+  lua_setfield(L, -2, "producers");
+  lua_pushinteger(L, count_subs(s->consumers));
+  lua_setfield(L, -2, "consumers");
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "late");
+  lua_pushstring(L, type_names[s->type]);
+  lua_setfield(L, -2, "type");
+  if (s->name) {
+    lua_pushstring(L, s->name);
+    lua_setfield(L, -2, "name");
+  }
+  lua_pushinteger(L, s->place + 1);
+  lua_setfield(L, -2, "worker");
+}
+
+/* Answers an internal or user call; pushes nothing. reply_to = 0: a cast. */
+static void reply(lua_State *L, uint64_t call_id, int ok, int idx) {
+  if (!call_id) return;
+  sl_msg *m = msg(M_REPLY, call_id, 0, ok);
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  if (sl_encode(L, idx, &b, "reply", err, sizeof err) != 0) {
+    sl_buf_free(&b);
+    lua_pushfstring(L, "call: %s", err);
+    sl_encode(L, -1, &b, "reply", err, sizeof err);
+    lua_pop(L, 1);
+    m->n = 0;
+  }
+  m->data = sl_buf_take(&b, &m->len);
+  sl_inbox_post(sl_sched_main(sl_rt_g.sched), m);
+}
+
+static void reply_str(lua_State *L, uint64_t call_id, int ok, const char *s) {
+  lua_pushstring(L, s);
+  reply(L, call_id, ok, -1);
+  lua_pop(L, 1);
+}
+
+static void handle_call(stage *s, sl_msg *m) {
+  lua_State *L = s->L;
+  char err[256];
+  switch ((int)(m->n & 0xff)) {
+  case OP_USER: {
+    if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) {
+      reply_str(L, m->from, 0, err);
+      return;
+    }
+    sl_handle_push(L, SL_H_FROM, m->from, REPLY_FLAG);
+    int r = invoke(s, "handle_call", 2, 3);
+    if (r < 0) {
+      reply_str(L, m->from, 0, "the stage has no handle_call callback");
+      return;
+    }
+    if (r == 0) return;   /* the stage stops; the caller sees it gone */
+    set_state(s, -1);
+    emit_lua(s, -2, "handle_call");
+    if (!(lua_touserdata(L, -3) == NOREPLY)) reply(L, m->from, 1, -3);
+    lua_pop(L, 3);
+    return;
+  }
+  case OP_BUFFERED:
+    lua_pushinteger(L, s->buf ? (lua_Integer)sl_buffer_count(s->buf) : 0);
+    break;
+  case OP_DEMAND_GET:
+    if (s->type != T_PRODUCER) {
+      reply_str(L, m->from, 0, "demand mode is only for producers");
+      return;
+    }
+    lua_pushstring(L, s->accumulate ? "accumulate" : "forward");
+    break;
+  case OP_DEMAND_SET:
+    if (s->type == T_PRODUCER) {
+      if (m->n >> 8) s->accumulate = 1;
+      else forward(s);
+    }
+    lua_pushboolean(L, 1);
+    break;
+  case OP_STATS:
+    push_stats(s);
+    break;
+  case OP_STOP:
+    if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_pushliteral(L, "normal");
+    set_stop(s, -1);
+    break;
+  case OP_FINISH:
+    s->finishing = 1;
+    lua_pushboolean(L, 1);
+    break;
+  default:
+    lua_pushboolean(L, 1);
+    break;
+  }
+  reply(L, m->from, 1, -1);
+  lua_pop(L, 1);
+}
+
+/* A message for a stage that is not (or no longer) on this place. */
+static void stage_gone(lua_State *L, sl_msg *m) {
+  if (m->kind == M_SUBSCRIBE) cancel_consumer(L, m->from, (uint64_t)m->n, 1, "noproc");
+  else if (m->kind == M_CALL) reply_str(L, m->from, 0, "noproc");
+}
+
+static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
+  if (m->kind == M_START) {
+    char err[256];
+    if (p == PLACE_MAIN) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, (int)m->n);
+      luaL_unref(L, LUA_REGISTRYINDEX, (int)m->n);
+    } else if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) {
+      lua_pushfstring(L, "sluice.start: %s", err);
+      sl_msg *r = msg(M_START_REPLY, m->from, 0, 0);
+      r->data = encode_reason(L, -1, &r->len);
+      lua_pop(L, 1);
+      sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
+      return;
+    }
+    start_stage(L, p, m);
+    return;
+  }
+  stage *s = find_stage(p, m->to);
+  if (!s) {
+    stage_gone(L, m);
+    return;
+  }
+  char err[256];
+  switch (m->kind) {
+  case M_SUBSCRIBE_TO:
+    if (s->type == T_PRODUCER) break;
+    if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_newtable(L);
+    consumer_subscribe(s, m->from, (uint64_t)m->n, -1);
+    lua_pop(L, 1);
+    break;
+  case M_SUBSCRIBE:
+    producer_subscribe(s, m);
+    break;
+  case M_ASK: {
+    if (!find_sub(s->consumers, m->from)) break;
+    uint64_t up = 0;
+    int rc = sl_dispatch_ask(s->disp, m->from, (uint64_t)m->n, &up);
+    if (rc == SL_DISPATCH_OVER_MAX) stage_warn(s, "expects a maximum demand of its first ask, got %llu",
+                                               (unsigned long long)m->n);
+    deliver_ready_infos(s);
+    demand_arrived(s, up);
+    break;
+  }
+  case M_EVENTS: {
+    sub *c = find_sub(s->producers, m->from);
+    if (!c) break;
+    if (s->type == T_PC && (s->in_head || s->pc_demand == 0)) pin_push(s, M_EVENTS, c->id, m);
+    else consume(s, c, &m->batch);
+    break;
+  }
+  case M_CANCEL_SUB: {
+    sub *c = find_sub(s->producers, m->from);
+    if (c) {
+      sl_msg *r = msg(M_CANCEL_REQ, c->peer, c->id, 0);
+      msg_bytes(r, m->data, m->len);
+      post(c->peer, r);
+    }
+    break;
+  }
+  case M_CANCEL_REQ:
+    producer_drop(s, m->from, 0, m->data, m->len, 1);
+    break;
+  case M_DOWN:
+    producer_drop(s, m->from, 1, m->data, m->len, 0);
+    break;
+  case M_CANCELLED:
+    if (s->type == T_PC && s->in_head) pin_push(s, M_CANCELLED, m->from, m);
+    else cancelled_arrived(s, m->from, (int)m->n, m->data, m->len);
+    break;
+  case M_INFO:
+    if (s->type == T_CONSUMER) run_info(s, m->data, m->len);
+    else if (s->type == T_PC && s->in_head) pin_push(s, M_INFO, 0, m);
+    else {
+      buffer_info(s, m->data, m->len);
+      m->data = NULL;
+    }
+    break;
+  case M_CAST:
+    if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) break;
+    if (invoke(s, "handle_cast", 1, 2) > 0) {
+      set_state(s, -1);
+      emit_lua(s, -2, "handle_cast");
+      lua_pop(L, 2);
+    }
+    break;
+  case M_CALL:
+    handle_call(s, m);
+    break;
+  default:
+    break;
+  }
+  if (s->type == T_PC && !s->stop_pending) pc_take(s);
+  settle(s);
+}
+
+int sl_stage_handle(lua_State *L, int p, sl_msg *m) {
+  if (m->kind < M_START || m->kind > M_EXIT) return 0;
+  if (m->kind == M_START_REPLY || m->kind == M_REPLY) {
+    m->next = replies;
+    replies = m;
+    return 1;
+  }
+  if (m->kind != M_EXIT) handle_stage_msg(L, p, m);
+  sl_msg_free(m);
+  return 1;
+}
+
+/* ---- the main thread waits -------------------------------------------------------------- */
+
+static sl_msg *take_reply(uint64_t id) {
+  for (sl_msg **p = &replies; *p; p = &(*p)->next)
+    if ((*p)->to == id) {
+      sl_msg *m = *p;
+      *p = m->next;
+      m->next = NULL;
+      return m;
+    }
+  return NULL;
+}
+
+/* Waits for the reply to call id; raises on timeout or when target (if
+ * not 0) has ended without answering. */
+static sl_msg *wait_reply(lua_State *L, uint64_t id, int64_t timeout, uint64_t target, const char *fn) {
+  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  for (;;) {
+    sl_msg *m = take_reply(id);
+    if (m) return m;
+    if (target && reg_status(NULL, target) == 0) {
+      while (sl_rt_pump(L, 0)) {}
+      if ((m = take_reply(id))) return m;
+      luaL_error(L, "%s: the stage has stopped", fn);
+    }
+    int64_t left = deadline >= 0 ? deadline - sl_now_ms() : 50;
+    if (deadline >= 0 && left <= 0) luaL_error(L, "%s: timed out after %d ms", fn, (int)timeout);
+    sl_rt_pump(L, left);
+  }
+}
+
+static int is_main_thread(lua_State *L) { return sl_rt_place(L) == PLACE_MAIN; }
+
+static stage *current_stage(lua_State *L) {
+  int p = sl_rt_place(L);
+  return places ? place_of(p)->current : NULL;
+}
+
+/* The stage record of ref when it is the one running a callback here. */
+static stage *self_stage(lua_State *L, uint64_t ref) {
+  stage *s = current_stage(L);
+  return s && s->ref == ref ? s : NULL;
+}
+
+static sl_msg *encode_msg(lua_State *L, int idx, uint32_t kind, uint64_t to, const char *fn) {
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  if (sl_encode(L, idx, &b, "message", err, sizeof err) != 0) {
+    sl_buf_free(&b);
+    luaL_error(L, "%s: %s", fn, err);
+  }
+  sl_msg *m = msg(kind, to, 0, 0);
+  m->data = sl_buf_take(&b, &m->len);
+  return m;
+}
+
+/* A synchronous internal call from the main thread; pushes the reply. */
+static int call_stage(lua_State *L, uint64_t ref, int op, int arg, int64_t timeout, const char *fn) {
+  if (!is_main_thread(L)) return luaL_error(L, "%s: only the main thread may call a stage", fn);
+  if (reg_status(NULL, ref) == 0) return luaL_error(L, "%s: the stage has stopped", fn);
+  sl_msg *m = arg ? encode_msg(L, arg, M_CALL, ref, fn) : msg(M_CALL, ref, 0, 0);
+  uint64_t id = sl_rt_id();
+  m->from = id;
+  m->n = op;
+  post(ref, m);
+  sl_msg *r = wait_reply(L, id, timeout, ref, fn);
+  char err[256];
+  int ok = (int)r->n;
+  int st = sl_decode(L, r->data, r->len, err, sizeof err);
+  sl_msg_free(r);
+  if (st != 0) return luaL_error(L, "%s: %s", fn, err);
+  if (!ok) return luaL_error(L, "%s: %s", fn, lua_tostring(L, -1));
+  return 1;
+}
+
+/* ---- option checking ------------------------------------------------------------------------ */
+
+static int is_handle_kind(lua_State *L, int idx, int kind) { return sl_handle_test(L, idx, kind) != NULL; }
+
+/* Checks subscription options (table at idx, may be nil) and leaves a
+ * normalised copy on the stack. skip_first: the table's [1] is the
+ * producer (subscribe_to entries). */
+static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  if (lua_isnoneornil(L, idx)) {
+    lua_pushinteger(L, 1000);
+    lua_setfield(L, out, "max_demand");
+    lua_pushinteger(L, 500);
+    lua_setfield(L, out, "min_demand");
+    return;
+  }
+  if (!lua_istable(L, idx)) luaL_error(L, "%s: subscription options must be a table, got %s", fn, luaL_typename(L, idx));
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!(skip_first && lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "%s: subscription option keys must be strings, got %s", fn, luaL_typename(L, -2));
+      lua_pushvalue(L, -2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, out);
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, out, "max_demand");
+  lua_Integer max = 1000;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+      luaL_error(L, "%s: max_demand must be an integer >= 1, got %s", fn, luaL_tolstring(L, -1, NULL));
+    max = lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, max);
+  lua_setfield(L, out, "max_demand");
+  lua_getfield(L, out, "min_demand");
+  lua_Integer min = max / 2;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+      luaL_error(L, "%s: min_demand must be an integer >= 0, got %s", fn, luaL_tolstring(L, -1, NULL));
+    min = lua_tointeger(L, -1);
+    if (min >= max) luaL_error(L, "%s: min_demand must be < max_demand (%d), got %d", fn, (int)max, (int)min);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, min);
+  lua_setfield(L, out, "min_demand");
+  lua_getfield(L, out, "cancel");
+  if (!lua_isnil(L, -1)) {
+    const char *c = lua_tostring(L, -1);
+    int ok = 0;
+    for (int i = 0; cancel_names[i]; i++) ok |= c && lua_type(L, -1) == LUA_TSTRING && strcmp(c, cancel_names[i]) == 0;
+    if (!ok) luaL_error(L, "%s: unknown cancel mode %s (permanent, transient or temporary)", fn, luaL_tolstring(L, -1, NULL));
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, out, "selector");
+  if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+    luaL_error(L, "%s: selector must be a function, got %s", fn, luaL_typename(L, -1));
+  lua_pop(L, 1);
+}
+
+/* Resolves a producer given as a handle or a registered name. */
+static int check_stage_arg(lua_State *L, int idx, const char *fn, const char *what) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    uint64_t ref = reg_whereis(lua_tostring(L, idx));
+    if (!ref) return luaL_error(L, "%s: no stage is named '%s'", fn, lua_tostring(L, idx));
+    push_stage(L, ref);
+    lua_replace(L, idx);
+  }
+  if (!is_handle_kind(L, idx, SL_H_STAGE))
+    return luaL_error(L, "%s: %s must be a stage, got %s", fn, what, luaL_typename(L, idx));
+  return 1;
+}
+
+static const char *const start_keys[] = {"subscribe_to", "dispatcher", "demand", "buffer_size", "buffer_keep",
+                                         "worker", "name", "_on_cancel", "_main", NULL};
+
+/* Checks sluice.start's options (at idx) against the spec's type; leaves
+ * the normalised options table on the stack. */
+static void check_start_opts(lua_State *L, int idx, int type) {
+  const char *fn = "sluice.start";
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_argexpected(L, lua_istable(L, idx), idx, "table of options");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    int known = 0;
+    for (int i = 0; k && start_keys[i]; i++) known |= strcmp(k, start_keys[i]) == 0;
+    if (!known) luaL_error(L, "%s: unknown option %s", fn, luaL_tolstring(L, -2, NULL));
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, out);
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, out, "subscribe_to");
+  if (!lua_isnil(L, -1)) {
+    if (type == T_PRODUCER) luaL_error(L, "%s: subscribe_to is for consumers and producer_consumers", fn);
+    if (!lua_istable(L, -1)) luaL_error(L, "%s: subscribe_to must be a list, got %s", fn, luaL_typename(L, -1));
+    int list = lua_gettop(L);
+    lua_newtable(L);
+    int norm = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
+      int e = lua_gettop(L);
+      lua_createtable(L, 0, 2);
+      if (lua_istable(L, e) && !is_handle_kind(L, e, SL_H_STAGE)) {
+        lua_rawgeti(L, e, 1);
+        check_stage_arg(L, lua_gettop(L), fn, "a subscribe_to producer");
+        lua_setfield(L, -2, "producer");
+        check_sub_opts(L, fn, e, 1);
+      } else {
+        lua_pushvalue(L, e);
+        check_stage_arg(L, lua_gettop(L), fn, "a subscribe_to entry");
+        lua_setfield(L, -2, "producer");
+        lua_pushnil(L);
+        check_sub_opts(L, fn, -1, 0);
+        lua_remove(L, -2);
+      }
+      lua_setfield(L, -2, "opts");
+      lua_rawseti(L, norm, i);
+      lua_settop(L, norm);
+    }
+    lua_settop(L, norm);
+    lua_setfield(L, out, "subscribe_to");
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "dispatcher");
+  if (!lua_isnil(L, -1)) {
+    if (type == T_CONSUMER) luaL_error(L, "%s: dispatcher is for producers and producer_consumers", fn);
+    lua_getfield(L, -1, "kind");
+    if (!lua_istable(L, -2) || !lua_isstring(L, -1))
+      luaL_error(L, "%s: dispatcher must come from sluice.dispatcher.demand/broadcast/partition", fn);
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "demand");
+  if (!lua_isnil(L, -1)) {
+    const char *d = lua_tostring(L, -1);
+    if (type != T_PRODUCER) luaL_error(L, "%s: demand is an option for producers only", fn);
+    if (!d || (strcmp(d, "forward") != 0 && strcmp(d, "accumulate") != 0))
+      luaL_error(L, "%s: demand must be \"forward\" or \"accumulate\", got %s", fn, luaL_tolstring(L, -1, NULL));
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "buffer_size");
+  if (!lua_isnil(L, -1)) {
+    if (type == T_CONSUMER) luaL_error(L, "%s: buffer_size is for producers and producer_consumers", fn);
+    int ok = (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) ||
+             (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == HUGE_VAL);
+    if (!ok) luaL_error(L, "%s: buffer_size must be an integer >= 1 or math.huge, got %s", fn, luaL_tolstring(L, -1, NULL));
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "buffer_keep");
+  if (!lua_isnil(L, -1)) {
+    const char *k = lua_tostring(L, -1);
+    if (!k || (strcmp(k, "first") != 0 && strcmp(k, "last") != 0))
+      luaL_error(L, "%s: buffer_keep must be \"first\" or \"last\", got %s", fn, luaL_tolstring(L, -1, NULL));
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "worker");
+  if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > sl_rt_g.nworkers))
+    luaL_error(L, "%s: worker must be an integer from 1 to %d, got %s", fn, sl_rt_g.nworkers, luaL_tolstring(L, -1, NULL));
+  lua_settop(L, out);
+  lua_getfield(L, out, "name");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: name must be a string, got %s", fn, luaL_typename(L, -1));
+    if (reg_whereis(lua_tostring(L, -1))) luaL_error(L, "%s: a stage named '%s' is already running", fn, lua_tostring(L, -1));
+  }
+  lua_settop(L, out);
+}
+
+/* ---- sluice.* stage functions ------------------------------------------------------------------ */
+
+/* sluice.start(spec, arg [, opts]) -> stage */
+static int l_start(lua_State *L) {
+  const char *fn = "sluice.start";
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 3);
+  if (!is_main_thread(L)) return luaL_error(L, "%s: only the main thread may start stages", fn);
+  lua_getfield(L, 1, "type");
+  const char *tn = lua_tostring(L, -1);
+  int type = -1;
+  for (int i = 0; tn && lua_type(L, -1) == LUA_TSTRING && type_names[i]; i++)
+    if (strcmp(tn, type_names[i]) == 0) type = i;
+  if (type < 0)
+    return luaL_error(L, "%s: spec.type must be \"producer\", \"producer_consumer\" or \"consumer\", got %s", fn,
+                      luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 1);
+  const char *need = type == T_PRODUCER ? "handle_demand" : "handle_events";
+  lua_getfield(L, 1, need);
+  if (!lua_isfunction(L, -1)) return luaL_error(L, "%s: a %s needs a %s function", fn, type_names[type], need);
+  lua_pop(L, 1);
+  static const char *const cbs[] = {"init", "handle_demand", "handle_events", "handle_info", "handle_cast",
+                                    "handle_call", "handle_subscribe", "handle_cancel", "terminate", NULL};
+  for (int i = 0; cbs[i]; i++) {
+    lua_getfield(L, 1, cbs[i]);
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+      return luaL_error(L, "%s: spec.%s must be a function, got %s", fn, cbs[i], luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  check_start_opts(L, 3, type);                    /* stack: spec arg opts nopts */
+  int nopts = lua_gettop(L);
+  lua_getfield(L, nopts, "_main");
+  int p;
+  if (lua_toboolean(L, -1)) {
+    p = PLACE_MAIN;
+  } else {
+    lua_getfield(L, nopts, "worker");
+    if (lua_isinteger(L, -1)) p = (int)lua_tointeger(L, -1) - 1;
+    else p = place_of(PLACE_MAIN)->rr++ % sl_rt_g.nworkers;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 3);                        /* stack: ... nopts t */
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "spec");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "arg");
+  lua_pushvalue(L, nopts);
+  lua_setfield(L, -2, "opts");
+  uint64_t ref = sl_ref_make(sl_rt_id(), p);
+  sl_msg *m;
+  if (p == PLACE_MAIN) {
+    m = msg(M_START, ref, 0, 0);
+    m->n = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    m = encode_msg(L, -1, M_START, ref, fn);
+    sl_rt_attach_snapshot(L, m);
+  }
+  uint64_t waiter = sl_rt_id();
+  m->from = waiter;
+  lua_getfield(L, nopts, "name");
+  reg_add(ref, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  post(ref, m);
+  sl_msg *r = wait_reply(L, waiter, -1, 0, fn);
+  int ok = (int)r->n;
+  if (!ok) {
+    char err[256];
+    if (sl_decode(L, r->data, r->len, err, sizeof err) != 0) lua_pushstring(L, err);
+    sl_msg_free(r);
+    return luaL_error(L, "%s: init failed: %s", fn, lua_tostring(L, -1));
+  }
+  sl_msg_free(r);
+  push_stage(L, ref);
+  return 1;
+}
+
+/* sluice.subscribe(consumer, producer [, opts]) -> subscription */
+static int l_subscribe(lua_State *L) {
+  const char *fn = "sluice.subscribe";
+  check_stage_arg(L, 1, fn, "the consumer");
+  check_stage_arg(L, 2, fn, "the producer");
+  check_sub_opts(L, fn, 3, 0);
+  uint64_t consumer = sl_handle_test(L, 1, SL_H_STAGE)->id;
+  uint64_t producer = sl_handle_test(L, 2, SL_H_STAGE)->id;
+  sl_msg *m = encode_msg(L, -1, M_SUBSCRIBE_TO, consumer, fn);
+  uint64_t id = sl_rt_id();
+  m->from = producer;
+  m->n = (int64_t)id;
+  post(consumer, m);
+  sl_handle_push(L, SL_H_SUB, id, consumer);
+  return 1;
+}
+
+static int l_self(lua_State *L) {
+  stage *s = current_stage(L);
+  if (!s) return luaL_error(L, "sluice.self: not inside a stage callback");
+  push_stage(L, s->ref);
+  return 1;
+}
+
+static int l_whereis(lua_State *L) {
+  uint64_t ref = reg_whereis(luaL_checkstring(L, 1));
+  if (!ref) return 0;
+  push_stage(L, ref);
+  return 1;
+}
+
+static uint64_t check_stage(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_STAGE);
+  luaL_argexpected(L, h != NULL, 1, "stage");
+  return h->id;
+}
+
+static int l_stage_send(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  luaL_checkany(L, 2);
+  post(ref, encode_msg(L, 2, M_INFO, ref, "stage:send"));
+  return 0;
+}
+
+static int l_stage_send_after(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "must be >= 0");
+  luaL_checkany(L, 3);
+  sl_msg *m = encode_msg(L, 3, M_INFO, ref, "stage:send_after");
+  int p = sl_ref_place(ref);
+  uint64_t id = sl_inbox_after(place_inbox(p), ms, m);
+  sl_handle_push(L, SL_H_TIMER, id, (uint64_t)(p + 1));
+  return 1;
+}
+
+static int l_timer_cancel(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_TIMER);
+  luaL_argexpected(L, h != NULL, 1, "timer");
+  lua_pushboolean(L, sl_inbox_cancel(place_inbox((int)h->aux - 1), h->id));
+  return 1;
+}
+
+static int l_stage_cast(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  luaL_checkany(L, 2);
+  post(ref, encode_msg(L, 2, M_CAST, ref, "stage:cast"));
+  return 0;
+}
+
+static int l_stage_call(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  luaL_checkany(L, 2);
+  lua_Integer timeout = luaL_optinteger(L, 3, 5000);
+  return call_stage(L, ref, OP_USER, 2, timeout, "stage:call");
+}
+
+/* Local (self) or remote internal operation without a reply. */
+static void cast_op(lua_State *L, uint64_t ref, int64_t op, int arg) {
+  sl_msg *m = arg ? encode_msg(L, arg, M_CALL, ref, "stage") : msg(M_CALL, ref, 0, 0);
+  m->n = op;
+  post(ref, m);
+}
+
+static int l_stage_demand(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = self_stage(L, ref);
+  if (lua_isnoneornil(L, 2)) {
+    if (s) {
+      if (s->type != T_PRODUCER) return luaL_error(L, "stage:demand: demand mode is only for producers");
+      lua_pushstring(L, s->accumulate ? "accumulate" : "forward");
+      return 1;
+    }
+    return call_stage(L, ref, OP_DEMAND_GET, 0, 5000, "stage:demand");
+  }
+  const char *mode = luaL_checkstring(L, 2);
+  int accumulate = strcmp(mode, "accumulate") == 0;
+  if (!accumulate && strcmp(mode, "forward") != 0)
+    return luaL_error(L, "stage:demand: mode must be \"forward\" or \"accumulate\", got \"%s\"", mode);
+  if (s) {
+    if (s->type == T_PRODUCER) {
+      if (accumulate) s->accumulate = 1;
+      else forward(s);
+    }
+    return 0;
+  }
+  cast_op(L, ref, OP_DEMAND_SET | ((int64_t)accumulate << 8), 0);
+  return 0;
+}
+
+static int l_stage_buffered(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = self_stage(L, ref);
+  if (s) {
+    lua_pushinteger(L, s->buf ? (lua_Integer)sl_buffer_count(s->buf) : 0);
+    return 1;
+  }
+  return call_stage(L, ref, OP_BUFFERED, 0, 5000, "stage:buffered");
+}
+
+static int l_stage_stats(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = self_stage(L, ref);
+  if (s) {
+    push_stats(s);
+    return 1;
+  }
+  return call_stage(L, ref, OP_STATS, 0, 5000, "stage:stats");
+}
+
+static int l_stage_finish(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = self_stage(L, ref);
+  if (s) s->finishing = 1;
+  else cast_op(L, ref, OP_FINISH, 0);
+  return 0;
+}
+
+/* stage:stop([reason]): from the main thread, returns once it has stopped. */
+static int l_stage_stop(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "normal");
+  }
+  stage *s = self_stage(L, ref);
+  if (s) {
+    set_stop(s, 2);
+    return 0;
+  }
+  if (reg_status(NULL, ref) != 1) return 0;
+  cast_op(L, ref, OP_STOP, 2);
+  if (is_main_thread(L))
+    while (reg_status(NULL, ref) == 1) sl_rt_pump(L, 50);
+  return 0;
+}
+
+static int l_stage_await(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  lua_Integer timeout = luaL_optinteger(L, 2, -1);
+  if (!is_main_thread(L)) return luaL_error(L, "stage:await: only the main thread may wait");
+  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  for (;;) {
+    int st = reg_status(L, ref);
+    if (st == 0) return 1;
+    if (st < 0) return luaL_error(L, "stage:await: unknown stage");
+    int64_t left = deadline >= 0 ? deadline - sl_now_ms() : 50;
+    if (deadline >= 0 && left <= 0) return luaL_error(L, "stage:await: timed out after %d ms", (int)timeout);
+    sl_rt_pump(L, left);
+  }
+}
+
+static int l_stage_alive(lua_State *L) {
+  lua_pushboolean(L, reg_status(NULL, check_stage(L)) == 1);
+  return 1;
+}
+
+static int l_stage_name(lua_State *L) {
+  char *n = reg_name(check_stage(L));
+  if (!n) return 0;
+  lua_pushstring(L, n);
+  free(n);
+  return 1;
+}
+
+static int l_sub_cancel(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_SUB);
+  luaL_argexpected(L, h != NULL, 1, "subscription");
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "normal");
+  }
+  sl_msg *m = encode_msg(L, 2, M_CANCEL_SUB, h->aux, "subscription:cancel");
+  m->from = h->id;
+  post(h->aux, m);
+  return 0;
+}
+
+static int l_from_ask(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
+  luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "demand must be >= 0");
+  if (n == 0) return 0;
+  stage *s = current_stage(L);
+  sub *c = s ? find_sub(s->producers, h->id) : NULL;
+  if (c) sl_demand_asked(&c->d, (uint64_t)n);
+  post(h->aux, msg(M_ASK, h->aux, h->id, n));
+  return 0;
+}
+
+static int l_from_cancel(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
+  luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "normal");
+  }
+  stage *s = current_stage(L);
+  if (s && find_sub(s->consumers, h->id)) {   /* we are the producer */
+    size_t len;
+    char *reason = encode_reason(L, 2, &len);
+    producer_drop(s, h->id, 0, reason, len, 1);
+    free(reason);
+    return 0;
+  }
+  sl_msg *m = encode_msg(L, 2, M_CANCEL_REQ, h->aux, "from:cancel");
+  m->from = h->id;
+  post(h->aux, m);
+  return 0;
+}
+
+static int l_from_reply(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
+  luaL_argexpected(L, h != NULL && (h->aux & REPLY_FLAG), 1, "call from");
+  luaL_checkany(L, 2);
+  reply(L, h->id, 1, 2);
+  return 0;
+}
+
+/* sluice.dispatcher.demand{...} / broadcast{...} / partition{...} */
+static int l_disp_demand(lua_State *L) {
+  lua_settop(L, 1);
+  lua_newtable(L);
+  lua_pushliteral(L, "demand");
+  lua_setfield(L, -2, "kind");
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "shuffle_demands_on_first_dispatch");
+    lua_setfield(L, -2, "shuffle_demands_on_first_dispatch");
+  }
+  return 1;
+}
+
+static int l_disp_broadcast(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, "broadcast");
+  lua_setfield(L, -2, "kind");
+  return 1;
+}
+
+static int l_disp_partition(lua_State *L) {
+  const char *fn = "sluice.dispatcher.partition";
+  if (!lua_istable(L, 1)) return luaL_error(L, "%s: expects a table of options", fn);
+  lua_newtable(L);
+  lua_pushliteral(L, "partition");
+  lua_setfield(L, -2, "kind");
+  lua_getfield(L, 1, "partitions");
+  if (lua_istable(L, -1)) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (n < 1) return luaL_error(L, "%s: partitions must not be empty", fn);
+    lua_getfield(L, 1, "hash");
+    int has_hash = lua_isfunction(L, -1);
+    lua_pop(L, 1);
+    if (!has_hash) return luaL_error(L, "%s: named partitions need a hash function", fn);
+  } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+    return luaL_error(L, "%s: partitions must be an integer >= 1 or a list of names, got %s", fn,
+                      luaL_tolstring(L, -1, NULL));
+  }
+  lua_setfield(L, -2, "partitions");
+  lua_getfield(L, 1, "hash");
+  if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+    return luaL_error(L, "%s: hash must be a function, got %s", fn, luaL_typename(L, -1));
+  lua_setfield(L, -2, "hash");
+  return 1;
+}
+
+extern void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods);
+
+void sl_stage_open(lua_State *L) {
+  static const luaL_Reg stage_methods[] = {
+    {"send", l_stage_send}, {"send_after", l_stage_send_after}, {"cast", l_stage_cast},
+    {"call", l_stage_call}, {"demand", l_stage_demand}, {"buffered", l_stage_buffered},
+    {"finish", l_stage_finish}, {"stop", l_stage_stop}, {"await", l_stage_await},
+    {"alive", l_stage_alive}, {"name", l_stage_name}, {"stats", l_stage_stats}, {NULL, NULL}};
+  static const luaL_Reg sub_methods[] = {{"cancel", l_sub_cancel}, {NULL, NULL}};
+  static const luaL_Reg from_methods[] = {
+    {"ask", l_from_ask}, {"cancel", l_from_cancel}, {"reply", l_from_reply}, {NULL, NULL}};
+  static const luaL_Reg timer_methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {NULL, NULL}};
+  static const luaL_Reg disp[] = {
+    {"demand", l_disp_demand}, {"broadcast", l_disp_broadcast}, {"partition", l_disp_partition}, {NULL, NULL}};
+  sl_rt_handle_methods(L, SL_H_STAGE, stage_methods);
+  sl_rt_handle_methods(L, SL_H_SUB, sub_methods);
+  sl_rt_handle_methods(L, SL_H_FROM, from_methods);
+  sl_rt_handle_methods(L, SL_H_TIMER, timer_methods);
+  luaL_setfuncs(L, funcs, 0);                      /* stack: sluice */
+  luaL_newlib(L, disp);
+  lua_setfield(L, -2, "dispatcher");
+  lua_pushlightuserdata(L, NOREPLY);
+  lua_setfield(L, -2, "NOREPLY");
+}
+
+void sl_stage_init(int nworkers) {
+  places = calloc((size_t)nworkers + 1, sizeof *places);
+  if (!places) abort();
+}
+
+void sl_stage_close(lua_State *L) {
+  place *pl = place_of(PLACE_MAIN);
+  for (int b = 0; b < NBUCKETS; b++)
+    while (pl->table[b]) {
+      stage *s = pl->table[b];
+      pl->table[b] = s->hnext;
+      free_stage(s);
+    }
+  while (replies) {
+    sl_msg *m = replies;
+    replies = m->next;
+    sl_msg_free(m);
+  }
+  reg_free();
+  free(places);
+  places = NULL;
+}
+
+/* Worker places: stages left at shutdown are freed with their state. */
+void sl_stage_close_place(int p) {
+  place *pl = place_of(p);
+  for (int b = 0; b < NBUCKETS; b++)
+    while (pl->table[b]) {
+      stage *s = pl->table[b];
+      pl->table[b] = s->hnext;
+      free_stage(s);
+    }
+}

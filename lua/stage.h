@@ -1,0 +1,24 @@
+/* stage: GenStage stages (see stage.c). */
+#ifndef SLUICE_STAGE_H
+#define SLUICE_STAGE_H
+#include <stdint.h>
+#include <lua.h>
+#include "sched.h"
+
+#define PLACE_MAIN (-1)
+
+/* A stage reference: id in the low 48 bits, place + 1 above. */
+uint64_t sl_ref_make(uint64_t id, int place);
+int sl_ref_place(uint64_t ref);
+
+/* Registers stage functions into the sluice table on the stack top. */
+void sl_stage_open(lua_State *L);
+/* Handles a stage message on a worker or the main thread: 1 if taken. */
+int sl_stage_handle(lua_State *L, int place, sl_msg *m);
+/* Frees what the stages of the main place and the registry hold. */
+void sl_stage_close(lua_State *L);
+/* Sets up the places before the workers start. */
+void sl_stage_init(int nworkers);
+/* Frees the stages left on worker place p (on its thread, at shutdown). */
+void sl_stage_close_place(int p);
+#endif

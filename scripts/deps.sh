@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian packages sluice needs to build and test.
+# Run as root it uses apt-get; otherwise it prints the command and fails.
+set -e
+PKGS="gcc make pkg-config liblua5.4-dev lua5.4 lua-unit libreadline-dev tmux"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+  echo "deps: installing$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
+else
+  echo "deps: missing packages:$missing" >&2
+  echo "deps: run: sudo apt-get install -y$missing" >&2
+  exit 1
+fi

@@ -1,0 +1,777 @@
+/* test_codec: values encoded in one Lua state and decoded in another
+ * (lua/codec.c). Each test makes two fresh states A and B, builds a value
+ * in A with Lua code, sends it to B (where it becomes the global v) and
+ * checks it there with Lua code. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "check.h"
+#include "codec.h"
+#include "status.h"
+
+static char err[512];
+
+/* {====================================================================
+** Helpers
+** ===================================================================== */
+
+/* Returns a new C closure: a C function that no module holds. */
+static int l_mkcfn(lua_State *L) {
+  lua_pushinteger(L, 1);
+  lua_pushcclosure(L, l_mkcfn, 1);
+  return 1;
+}
+
+static int l_lightud(lua_State *L) {
+  lua_pushlightuserdata(L, &err);
+  return 1;
+}
+
+static lua_State *newstate(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  lua_pushcfunction(L, l_mkcfn);
+  lua_setfield(L, LUA_REGISTRYINDEX, "mkcfn");
+  lua_pushcfunction(L, l_lightud);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lightud");
+  return L;
+}
+
+/* The C helpers live in the registry, so that they are not globals (and
+ * so not nameable as _G.<name>); scripts get them through this chunk. */
+static const char prelude[] =
+  "local mkcfn, lightud = ...\n";
+
+/* Runs chunk (with mkcfn and lightud as locals) and leaves its first
+ * result on the stack; returns 0 on error (printed). */
+static int eval(lua_State *L, const char *chunk) {
+  char *src = malloc(sizeof prelude + strlen(chunk));
+  strcpy(src, prelude);
+  strcat(src, chunk);
+  int rc = luaL_loadstring(L, src);
+  free(src);
+  if (rc == LUA_OK) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "mkcfn");
+    lua_getfield(L, LUA_REGISTRYINDEX, "lightud");
+    rc = lua_pcall(L, 2, 1, 0);
+  }
+  if (rc != LUA_OK) {
+    fprintf(stderr, "  lua error: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static void run(lua_State *L, const char *chunk) {
+  if (eval(L, chunk)) lua_pop(L, 1);
+  else CHECK(!"chunk failed");
+}
+
+/* True when "return <cond>" is true in L. */
+static int truth(lua_State *L, const char *cond) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "return %s", cond);
+  if (!eval(L, buf)) return 0;
+  int ok = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!ok) fprintf(stderr, "  false in B: %s\n", cond);
+  return ok;
+}
+#define CHECK_LUA(L, cond) CHECK(truth(L, cond))
+
+/* Encodes the value of chunk in A (root "x") and decodes it in B into the
+ * global v. Returns the first failing status; the message is in err.
+ * Checks that both stacks are left balanced. */
+static int send_root(lua_State *A, lua_State *B, const char *chunk, const char *root) {
+  sl_buf buf = SL_BUF_INIT;
+  int rc;
+  err[0] = '\0';
+  if (!eval(A, chunk)) return -100;
+  int ta = lua_gettop(A), tb = lua_gettop(B);
+  rc = sl_encode(A, -1, &buf, root, err, sizeof err);
+  CHECK_INT(lua_gettop(A), ta);
+  lua_pop(A, 1);
+  if (rc == 0) {
+    rc = sl_decode(B, buf.data, buf.len, err, sizeof err);
+    CHECK_INT(lua_gettop(B), rc == 0 ? tb + 1 : tb);
+    if (rc == 0) lua_setglobal(B, "v");
+  } else {
+    CHECK_INT(buf.len, 0);
+  }
+  sl_buf_free(&buf);
+  return rc;
+}
+
+static int send(lua_State *A, lua_State *B, const char *chunk) {
+  return send_root(A, B, chunk, "x");
+}
+
+/* Encodes the value of chunk in L and returns the bytes (caller frees). */
+static char *encode_chunk(lua_State *L, const char *chunk, size_t *len) {
+  sl_buf buf = SL_BUF_INIT;
+  *len = 0;
+  if (!eval(L, chunk)) return NULL;
+  int rc = sl_encode(L, -1, &buf, "x", err, sizeof err);
+  lua_pop(L, 1);
+  if (rc) {
+    fprintf(stderr, "  encode failed: %s\n", err);
+    sl_buf_free(&buf);
+    return NULL;
+  }
+  return sl_buf_take(&buf, len);
+}
+
+/* Encoding of chunk's value == the len bytes at want. */
+static int encodes_as(lua_State *L, const char *chunk, const char *want, size_t len) {
+  size_t n;
+  char *p = encode_chunk(L, chunk, &n);
+  int ok = p && n == len && memcmp(p, want, len) == 0;
+  if (!ok) {
+    fprintf(stderr, "  %s encodes as", chunk);
+    for (size_t i = 0; p && i < n; i++) fprintf(stderr, " %02x", (unsigned char)p[i]);
+    fprintf(stderr, "\n");
+  }
+  free(p);
+  return ok;
+}
+
+static void close2(lua_State *A, lua_State *B) {
+  lua_close(A);
+  lua_close(B);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Round trips
+** ===================================================================== */
+
+static void test_scalars(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "return nil"), 0);
+  CHECK_LUA(B, "v == nil");
+  CHECK_INT(send(A, B, "return true"), 0);
+  CHECK_LUA(B, "v == true");
+  CHECK_INT(send(A, B, "return false"), 0);
+  CHECK_LUA(B, "v == false");
+  const char *ints[] = {"0", "1", "63", "64", "-1", "-64", "127", "128", "300", "-300",
+                        "math.maxinteger", "math.mininteger", "1 << 62", "-(1 << 40)"};
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+    char chunk[64], cond[128];
+    snprintf(chunk, sizeof chunk, "return %s", ints[i]);
+    snprintf(cond, sizeof cond, "math.type(v) == 'integer' and v == %s", ints[i]);
+    CHECK_INT(send(A, B, chunk), 0);
+    CHECK_LUA(B, cond);
+  }
+  CHECK_INT(send(A, B, "return 1.0"), 0);
+  CHECK_LUA(B, "math.type(v) == 'float' and v == 1");
+  CHECK_INT(send(A, B, "return 0.1"), 0);
+  CHECK_LUA(B, "v == 0.1");
+  CHECK_INT(send(A, B, "return -0.0"), 0);
+  CHECK_LUA(B, "math.type(v) == 'float' and v == 0 and 1/v == -math.huge");
+  CHECK_INT(send(A, B, "return 0/0"), 0);
+  CHECK_LUA(B, "math.type(v) == 'float' and v ~= v");
+  CHECK_INT(send(A, B, "return math.huge"), 0);
+  CHECK_LUA(B, "v == math.huge");
+  CHECK_INT(send(A, B, "return -math.huge"), 0);
+  CHECK_LUA(B, "v == -math.huge");
+  CHECK_INT(send(A, B, "return 2^63"), 0);
+  CHECK_LUA(B, "math.type(v) == 'float' and v == 2^63");
+  close2(A, B);
+}
+
+static void test_strings(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "return ''"), 0);
+  CHECK_LUA(B, "v == ''");
+  CHECK_INT(send(A, B, "return 'a\\0b\\255\\n'"), 0);
+  CHECK_LUA(B, "v == 'a\\0b\\255\\n' and #v == 5");
+  const int lens[] = {1, 127, 128, 129, 16383, 16384, 100000};
+  for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+    char chunk[64], cond[128];
+    snprintf(chunk, sizeof chunk, "return string.rep('\\0x', %d)", lens[i]);
+    snprintf(cond, sizeof cond, "v == string.rep('\\0x', %d)", lens[i]);
+    CHECK_INT(send(A, B, chunk), 0);
+    CHECK_LUA(B, cond);
+  }
+  close2(A, B);
+}
+
+static void test_tables(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "return {}"), 0);
+  CHECK_LUA(B, "type(v) == 'table' and next(v) == nil");
+  CHECK_INT(send(A, B, "return {1, 'two', 3.0, {4}, a = 1, ['b c'] = {d = true},"
+                       " [1.5] = 'f', [true] = false, [-7] = 'neg', [0] = 0}"), 0);
+  CHECK_LUA(B, "v[1] == 1 and v[2] == 'two' and math.type(v[3]) == 'float' and v[4][1] == 4");
+  CHECK_LUA(B, "v.a == 1 and v['b c'].d == true and v[1.5] == 'f' and v[true] == false");
+  CHECK_LUA(B, "v[-7] == 'neg' and v[0] == 0 and #v == 4");
+  CHECK_INT(send(A, B, "return {1, nil, 3}"), 0);
+  CHECK_LUA(B, "v[1] == 1 and v[2] == nil and v[3] == 3");
+  /* a big array and a big hash, past the one-byte counts */
+  CHECK_INT(send(A, B, "local t = {} for i = 1, 1000 do t[i] = i * 2 t['k' .. i] = i end return t"), 0);
+  CHECK_LUA(B, "#v == 1000 and v[1000] == 2000 and v.k1000 == 1000");
+  CHECK_LUA(B, "(function() local n = 0 for _ in pairs(v) do n = n + 1 end return n end)() == 2000");
+  /* integer keys stored in the hash part, sparse arrays */
+  CHECK_INT(send(A, B, "local t = {} t[3] = 'c' t[1] = 'a' t[2] = 'b' t[100] = 'z' return t"), 0);
+  CHECK_LUA(B, "v[1] == 'a' and v[2] == 'b' and v[3] == 'c' and v[100] == 'z'");
+  /* a table as a key */
+  CHECK_INT(send(A, B, "local k = {name = 'k'} return {[k] = 'val', k = k}"), 0);
+  CHECK_LUA(B, "v[v.k] == 'val'");
+  close2(A, B);
+}
+
+static void test_shared_and_cycles(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "local s = {1} return {a = s, b = s, c = {s}}"), 0);
+  CHECK_LUA(B, "v.a == v.b and v.c[1] == v.a and v.a[1] == 1");
+  CHECK_INT(send(A, B, "local t = {} t.self = t t[1] = t return t"), 0);
+  CHECK_LUA(B, "v.self == v and v[1] == v");
+  CHECK_INT(send(A, B, "local a, b = {}, {} a.b = b b.a = a a.name = 'a' return {a, b}"), 0);
+  CHECK_LUA(B, "v[1].b == v[2] and v[2].a == v[1] and v[1].name == 'a'");
+  CHECK_INT(send(A, B, "local t = {} t[t] = t return t"), 0);
+  CHECK_LUA(B, "v[v] == v");
+  close2(A, B);
+}
+
+static void test_metatables_dropped(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "return setmetatable({a = 1}, {__index = function() return 5 end,"
+                       " __len = function() return 99 end,"
+                       " __pairs = function() error('pairs') end})"), 0);
+  CHECK_LUA(B, "getmetatable(v) == nil and v.a == 1 and v.b == nil and #v == 0");
+  CHECK_INT(send(A, B, "return setmetatable({}, {__len = function() return 3 end,"
+                       " __index = function(_, k) return k end})"), 0);
+  CHECK_LUA(B, "next(v) == nil");
+  close2(A, B);
+}
+
+static void test_functions(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "return function(a, b) return a + b end"), 0);
+  CHECK_LUA(B, "v(2, 3) == 5");
+  CHECK_INT(send(A, B, "local n, s, t = 10, 'str', {k = 1}"
+                       " return function(x) return n + x, s, t.k end"), 0);
+  CHECK_LUA(B, "select('#', v(1)) == 3 and v(1) == 11 and select(2, v(1)) == 'str'");
+  /* _ENV becomes B's globals: the function reads B's g */
+  run(A, "g = 'in A'");
+  run(B, "g = 'in B'");
+  CHECK_INT(send(A, B, "return function() return g end"), 0);
+  CHECK_LUA(B, "v() == 'in B'");
+  CHECK_INT(send(A, B, "return function(x) newglobal = x end"), 0);
+  run(B, "v(42)");
+  CHECK_LUA(B, "newglobal == 42");
+  /* debug info is kept: errors carry a line */
+  CHECK_INT(send(A, B, "return function() error('boom') end"), 0);
+  CHECK_LUA(B, "select(2, pcall(v)):match(':%d+: boom$') ~= nil");
+  close2(A, B);
+}
+
+static void test_recursive_functions(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "local function fact(n) if n <= 1 then return 1 end"
+                       " return n * fact(n - 1) end return fact"), 0);
+  CHECK_LUA(B, "v(5) == 120");
+  CHECK_INT(send(A, B, "local even, odd"
+                       " function even(n) if n == 0 then return true end return odd(n - 1) end"
+                       " function odd(n) if n == 0 then return false end return even(n - 1) end"
+                       " return {even = even, odd = odd}"), 0);
+  CHECK_LUA(B, "v.even(10) and v.odd(7) and not v.even(3)");
+  /* shared function and function inside tables that hold it */
+  CHECK_INT(send(A, B, "local f = function() return 1 end local t = {f = f}"
+                       " t.g = function() return t.f() + 1 end return {f, f, t}"), 0);
+  CHECK_LUA(B, "v[1] == v[2] and v[3].f == v[1] and v[3].g() == 2");
+  close2(A, B);
+}
+
+static void test_shared_upvalues(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "local n = 0"
+                       " local function inc() n = n + 1 return n end"
+                       " local function get() return n end"
+                       " return {inc = inc, get = get}"), 0);
+  CHECK_LUA(B, "v.inc() == 1 and v.inc() == 2 and v.get() == 2");
+  /* a table upvalue shared with the value itself */
+  CHECK_INT(send(A, B, "local t = {1} return {t = t, f = function() return t end}"), 0);
+  CHECK_LUA(B, "v.f() == v.t");
+  close2(A, B);
+}
+
+static void test_by_name(void) {
+  lua_State *A = newstate(), *B = newstate();
+  CHECK_INT(send(A, B, "return {string.format, math, _G, print, string, table.concat,"
+                       " io.write, require}"), 0);
+  CHECK_LUA(B, "v[1] == string.format and v[2] == math and v[3] == _G and v[4] == print");
+  CHECK_LUA(B, "v[5] == string and v[6] == table.concat and v[7] == io.write and v[8] == require");
+  CHECK_INT(send(A, B, "return _G"), 0);
+  CHECK_LUA(B, "v == _G");
+  /* a function using a module upvalue gets B's module */
+  CHECK_INT(send(A, B, "local fmt = string.format return function(x) return fmt('%03d', x) end"), 0);
+  CHECK_LUA(B, "v(7) == '007'");
+  /* a module required after the index was built crosses by name, and
+   * the receiver requires it */
+  run(A, "package.preload.mymod = function() return {x = 1} end");
+  run(B, "package.preload.mymod = function() return {x = 1, inB = true} end");
+  CHECK_INT(send(A, B, "return require('mymod')"), 0);
+  CHECK_LUA(B, "v == package.loaded.mymod and v.inB");
+  /* a C function added to a module after the index was built */
+  run(A, "string.cf = mkcfn()");
+  run(B, "string.cf = mkcfn()");
+  CHECK_INT(send(A, B, "return string.cf"), 0);
+  CHECK_LUA(B, "v == string.cf");
+  close2(A, B);
+}
+
+static void test_by_name_unresolved(void) {
+  lua_State *A = newstate(), *B = newstate();
+  run(A, "package.preload.onlyA = function() return {} end require('onlyA')");
+  CHECK_INT(send(A, B, "return {m = require('onlyA')}"), SL_ENOENT);
+  CHECK(strncmp(err, "cannot resolve module 'onlyA': module 'onlyA' not found", 55) == 0);
+  run(A, "string.cf = mkcfn()");
+  CHECK_INT(send(A, B, "return string.cf"), SL_ENOENT);
+  CHECK_STR(err, "cannot resolve 'string.cf' (no such function)");
+  close2(A, B);
+}
+
+static void test_handles(void) {
+  lua_State *A = newstate(), *B = newstate();
+  sl_buf buf = SL_BUF_INIT;
+  sl_handle *h = sl_handle_push(A, SL_H_STAGE, 42, 7);   /* stack: h */
+  CHECK(h && sl_handle_test(A, -1, SL_H_STAGE) == h && sl_handle_test(A, -1, 0) == h);
+  CHECK(sl_handle_test(A, -1, SL_H_SUB) == NULL);
+  lua_createtable(A, 2, 0);                               /* stack: h t */
+  lua_pushvalue(A, -2);
+  lua_rawseti(A, -2, 1);
+  lua_pushvalue(A, -2);
+  lua_rawseti(A, -2, 2);
+  sl_handle_push(A, SL_H_TIMER, UINT64_MAX, 0);
+  lua_rawseti(A, -2, 3);
+  CHECK_INT(sl_encode(A, -1, &buf, "x", err, sizeof err), 0);
+  lua_pop(A, 2);
+  CHECK_INT(sl_decode(B, buf.data, buf.len, err, sizeof err), 0);  /* stack: t */
+  lua_rawgeti(B, -1, 1);
+  sl_handle *g = sl_handle_test(B, -1, SL_H_STAGE);
+  CHECK(g && g->kind == SL_H_STAGE && g->id == 42 && g->aux == 7);
+  lua_pop(B, 1);
+  lua_rawgeti(B, -1, 3);
+  g = sl_handle_test(B, -1, 0);
+  CHECK(g && g->kind == SL_H_TIMER && g->id == UINT64_MAX && g->aux == 0);
+  lua_pop(B, 1);
+  lua_setglobal(B, "v");
+  CHECK_LUA(B, "rawequal(v[1], v[2]) and type(v[1]) == 'userdata'");
+  /* not handles */
+  CHECK(sl_handle_push(B, 0, 1, 1) == NULL && lua_isnil(B, -1));
+  lua_pop(B, 1);
+  lua_getglobal(B, "io");
+  lua_getfield(B, -1, "stdout");
+  CHECK(sl_handle_test(B, -1, 0) == NULL);
+  lua_pop(B, 2);
+  lua_newuserdatauv(B, sizeof(sl_handle), 0);
+  CHECK(sl_handle_test(B, -1, 0) == NULL);
+  lua_pop(B, 1);
+  lua_pushinteger(B, 1);
+  CHECK(sl_handle_test(B, -1, 0) == NULL);
+  lua_pop(B, 1);
+  CHECK_INT(lua_gettop(B), 0);
+  sl_buf_free(&buf);
+  close2(A, B);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Rejections
+** ===================================================================== */
+
+static void test_rejections(void) {
+  static const struct { const char *chunk, *root, *msg; } cases[] = {
+    {"return {conn = io.stdout}", "events[3]",
+     "cannot send a userdata value (at events[3].conn)"},
+    {"return {co = coroutine.create(print)}", "x", "cannot send a thread value (at x.co)"},
+    {"return mkcfn()", "x", "cannot send a C function value (at x)"},
+    {"return {f = {mkcfn()}}", "x", "cannot send a C function value (at x.f[1])"},
+    {"return lightud()", "x", "cannot send a light userdata value (at x)"},
+    {"return io.stdout", "x", "cannot send a userdata value (at x)"},
+    {"local conn = io.stdout return function() return conn end", "fn",
+     "cannot send a userdata value (at fn.conn)"},
+    {"local t = {1, {c = coroutine.running()}} return function() return t end", "fn",
+     "cannot send a thread value (at fn.t[2].c)"},
+    {"return {1, 2, io.stdout}", "x", "cannot send a userdata value (at x[3])"},
+    {"return {a = {b = {1, {c = io.stdout}}}}", "x", "cannot send a userdata value (at x.a.b[2].c)"},
+    {"return {['a b'] = io.stdout}", "x", "cannot send a userdata value (at x[\"a b\"])"},
+    {"return {['end'] = io.stdout}", "x", "cannot send a userdata value (at x[\"end\"])"},
+    {"return {['q\"\\n'] = io.stdout}", "x", "cannot send a userdata value (at x[\"q\\\"\\10\"])"},
+    {"return {[1.5] = io.stdout}", "x", "cannot send a userdata value (at x[1.5])"},
+    {"return {[-3] = io.stdout}", "x", "cannot send a userdata value (at x[-3])"},
+    {"return {[true] = io.stdout}", "x", "cannot send a userdata value (at x[true])"},
+    {"return {[{}] = io.stdout}", "x", "cannot send a userdata value (at x[<table>])"},
+    {"return {[coroutine.create(print)] = 1}", "x",
+     "cannot send a thread value (at x[<thread key>])"},
+    {"return {k = {[{conn = io.stdout}] = 1}}", "x",
+     "cannot send a userdata value (at x.k[<table key>].conn)"},
+    {"return {[io.stdout] = 1}", "x", "cannot send a userdata value (at x[<userdata key>])"},
+    {"return {[mkcfn()] = 1}", "x", "cannot send a C function value (at x[<function key>])"},
+  };
+  lua_State *A = newstate();
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    sl_buf buf = SL_BUF_INIT;
+    sl_buf_append(&buf, "abc", 3);
+    err[0] = '\0';
+    if (!eval(A, cases[i].chunk)) {
+      CHECK(!"chunk failed");
+      continue;
+    }
+    int top = lua_gettop(A);
+    CHECK_INT(sl_encode(A, -1, &buf, cases[i].root, err, sizeof err), SL_EINVAL);
+    CHECK_STR(err, cases[i].msg);
+    CHECK_INT(lua_gettop(A), top);
+    CHECK(buf.len == 3 && memcmp(buf.data, "abc", 3) == 0);
+    lua_pop(A, 1);
+    sl_buf_free(&buf);
+  }
+  lua_close(A);
+}
+
+static void test_long_path(void) {
+  lua_State *A = newstate();
+  sl_buf buf = SL_BUF_INIT;
+  CHECK(eval(A, "local t = {} local c = t for i = 1, 150 do c.field = {} c = c.field end"
+                " c.x = io.stdout return t"));
+  CHECK_INT(sl_encode(A, -1, &buf, "x", err, sizeof err), SL_EINVAL);
+  CHECK(strncmp(err, "cannot send a userdata value (at x...", 37) == 0);
+  CHECK(strlen(err) > 200 && strcmp(err + strlen(err) - 9, ".field.x)") == 0);
+  lua_close(A);
+  sl_buf_free(&buf);
+}
+
+static void test_depth_limit(void) {
+  lua_State *A = newstate(), *B = newstate();
+  char chunk[256];
+  snprintf(chunk, sizeof chunk, "local t = {} local c = t for i = 2, %d do c[1] = {} c = c[1] end"
+           " return t", SL_CODEC_MAX_DEPTH);
+  CHECK_INT(send(A, B, chunk), 0);
+  CHECK_LUA(B, "(function() local n, c = 0, v while c do n = n + 1 c = c[1] end return n end)() == 200");
+  snprintf(chunk, sizeof chunk, "local t = {} local c = t for i = 2, %d do c[1] = {} c = c[1] end"
+           " return t", SL_CODEC_MAX_DEPTH + 1);
+  CHECK_INT(send(A, B, chunk), SL_EINVAL);
+  CHECK(strncmp(err, "value nested deeper than 200 levels (at x", 41) == 0);
+  CHECK(strcmp(err + strlen(err) - 4, "[1])") == 0);
+  /* a cycle is not deep */
+  CHECK_INT(send(A, B, "local t = {} t[1] = t return t"), 0);
+  /* functions nest too: each function holds the previous one */
+  CHECK_INT(send(A, B, "local f = function() return 0 end"
+                       " for i = 1, 199 do local g = f f = function() return g() + 1 end end return f"), 0);
+  CHECK_LUA(B, "v() == 199");
+  CHECK_INT(send(A, B, "local f = function() return 0 end"
+                       " for i = 1, 200 do local g = f f = function() return g() + 1 end end return f"), SL_EINVAL);
+  CHECK(strncmp(err, "value nested deeper than 200 levels (at x...", 44) == 0);
+  CHECK(strcmp(err + strlen(err) - 5, ".g.g)") == 0);
+  /* decode enforces the same limit on hand-made bytes */
+  for (int depth = SL_CODEC_MAX_DEPTH; depth <= SL_CODEC_MAX_DEPTH + 1; depth++) {
+    char bytes[3 * (SL_CODEC_MAX_DEPTH + 1) + 1];
+    size_t n = 0;
+    for (int i = 0; i < depth; i++) {
+      bytes[n++] = 0x06;
+      bytes[n++] = 1;
+      bytes[n++] = 0;
+    }
+    bytes[n++] = 0x00;
+    int rc = sl_decode(B, bytes, n, err, sizeof err);
+    if (depth <= SL_CODEC_MAX_DEPTH) {
+      CHECK_INT(rc, 0);
+      lua_pop(B, 1);
+    } else {
+      CHECK_INT(rc, SL_ECORRUPT);
+      CHECK_STR(err, "value nested deeper than 200 levels");
+    }
+    CHECK_INT(lua_gettop(B), 0);
+  }
+  close2(A, B);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Format and batches
+** ===================================================================== */
+
+static void test_format(void) {
+  lua_State *A = newstate();
+  CHECK(encodes_as(A, "return nil", "\x00", 1));
+  CHECK(encodes_as(A, "return 5", "\x45", 1));
+  CHECK(encodes_as(A, "return 64", "\x03\x80\x01", 3));
+  CHECK(encodes_as(A, "return -1", "\x03\x01", 2));
+  CHECK(encodes_as(A, "return 1.5", "\x04\x00\x00\x00\x00\x00\x00\xf8\x3f", 9));
+  CHECK(encodes_as(A, "return 'ab'", "\x82" "ab", 3));
+  CHECK(encodes_as(A, "return {'a', 1}", "\x06\x02\x00\x81" "a" "\x41", 6));
+  CHECK(encodes_as(A, "return {k = true}", "\x06\x00\x01\x81" "k" "\x02", 6));
+  CHECK(encodes_as(A, "local t = {} t[1] = t return t", "\x06\x01\x00\x08\x00", 5));
+  CHECK(encodes_as(A, "return string", "\x09\x06string", 8));
+  CHECK(encodes_as(A, "return string.format", "\x0a\x06string\x06" "format", 15));
+  CHECK(encodes_as(A, "return print", "\x0a\x02_G\x05print", 10));
+  lua_close(A);
+}
+
+static void test_batch(void) {
+  lua_State *A = newstate(), *B = newstate();
+  sl_batch b = SL_BATCH_EMPTY;
+  CHECK(eval(A, "local t = {1} local n = 0 return {1, 'two', {3, k = t}, t, t,"
+                " function() n = n + 1 return n end}"));
+  CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), 0);
+  CHECK_INT(b.count, 6);
+  lua_pop(A, 1);
+  CHECK_INT(sl_decode_batch(B, &b, err, sizeof err), 0);
+  lua_setglobal(B, "v");
+  CHECK_LUA(B, "#v == 6 and v[1] == 1 and v[2] == 'two' and v[3][1] == 3 and v[3].k[1] == 1");
+  /* each event stands alone: sharing does not cross events */
+  CHECK_LUA(B, "v[4] ~= v[5] and v[4][1] == 1 and v[6]() == 1");
+  /* a slice decodes on its own */
+  sl_batch s = sl_batch_slice(&b, 3, 3);
+  CHECK_INT(sl_decode_batch(B, &s, err, sizeof err), 0);
+  lua_setglobal(B, "v");
+  CHECK_LUA(B, "#v == 3 and v[1][1] == 1 and v[3]() == 1");
+  sl_batch_release(&s);
+  sl_batch_release(&b);
+  /* empty */
+  CHECK(eval(A, "return {}"));
+  CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), 0);
+  CHECK(b.store == NULL && b.count == 0);
+  lua_pop(A, 1);
+  CHECK_INT(sl_decode_batch(B, &b, err, sizeof err), 0);
+  CHECK(lua_istable(B, -1) && lua_rawlen(B, -1) == 0);
+  lua_pop(B, 1);
+  /* failures leave no batch and a balanced stack */
+  CHECK(eval(A, "return {1, nil, 3}"));
+  CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), SL_EINVAL);
+  CHECK_STR(err, "events[2] is nil");
+  CHECK(b.store == NULL && b.count == 0);
+  CHECK_INT(lua_gettop(A), 1);
+  lua_pop(A, 1);
+  CHECK(eval(A, "return {1, 2, {conn = io.stdout}}"));
+  CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), SL_EINVAL);
+  CHECK_STR(err, "cannot send a userdata value (at events[3].conn)");
+  CHECK(b.store == NULL && b.count == 0);
+  CHECK_INT(lua_gettop(A), 1);
+  lua_pop(A, 1);
+  CHECK(eval(A, "return 'nope'"));
+  CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), SL_EINVAL);
+  CHECK_STR(err, "events must be an array, got string");
+  lua_pop(A, 1);
+  CHECK_INT(lua_gettop(B), 0);
+  close2(A, B);
+}
+
+/* }==================================================================== */
+
+
+/* {====================================================================
+** Garbage: decoding never trusts its input
+** ===================================================================== */
+
+static uint64_t rng = 0x9E3779B97F4A7C15u;
+
+static uint64_t next_rand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+/* Decodes p[0..n) in L both alone and as a batch event; whatever the
+ * result, the stack must be balanced. Returns the status of sl_decode. */
+static int decode_any(lua_State *L, const char *p, size_t n) {
+  int top = lua_gettop(L);
+  int rc = sl_decode(L, p, n, err, sizeof err);
+  if (rc == 0) {
+    CHECK_INT(lua_gettop(L), top + 1);
+    lua_pop(L, 1);
+  } else {
+    CHECK(rc < 0);
+    CHECK_INT(lua_gettop(L), top);
+  }
+  return rc;
+}
+
+static void decode_batch_any(lua_State *L, char **events, size_t *lens, int n) {
+  sl_batch_builder bb;
+  sl_batch b;
+  int top = lua_gettop(L);
+  sl_bb_init(&bb);
+  for (int i = 0; i < n; i++) sl_bb_add(&bb, events[i], lens[i]);
+  sl_bb_finish(&bb, &b);
+  sl_bb_free(&bb);
+  int rc = sl_decode_batch(L, &b, err, sizeof err);
+  CHECK_INT(lua_gettop(L), rc == 0 ? top + 1 : top);
+  if (rc == 0) lua_pop(L, 1);
+  sl_batch_release(&b);
+}
+
+static const char *const corpus[] = {
+  "return {1, 'two', 3.5, {4, {5}}, a = {b = {c = 'deep'}}, [true] = false}",
+  "local t = {} t.self = t t[1] = t t[t] = {t} return t",
+  "return {string.format, math, _G, print, string.rep('z', 300)}",
+  "local n = 0 local function inc() n = n + 1 return n end"
+  " return {inc, function() return n end, inc}",
+  "local function fact(k) if k <= 1 then return 1 end return k * fact(k - 1) end return fact",
+  "local t = {} for i = 1, 200 do t[i] = i * 1000 t['k' .. i] = -i end return t",
+  "return {0/0, -0.0, math.huge, math.mininteger, math.maxinteger, 2^53}",
+};
+#define NCORPUS (sizeof corpus / sizeof *corpus)
+
+static void test_truncations(void) {
+  lua_State *A = newstate(), *B = newstate();
+  for (size_t c = 0; c < NCORPUS; c++) {
+    size_t n;
+    char *p = encode_chunk(A, corpus[c], &n);
+    CHECK(p != NULL);
+    if (!p) continue;
+    CHECK_INT(decode_any(B, p, n), 0);
+    for (size_t k = 0; k < n; k++) {
+      char *q = malloc(k ? k : 1);   /* exact size, so ASan sees overreads */
+      memcpy(q, p, k);
+      int rc = decode_any(B, q, k);
+      if (rc >= 0) fprintf(stderr, "  prefix %zu of corpus %zu decoded\n", k, c);
+      CHECK(rc < 0);
+      free(q);
+    }
+    /* trailing bytes are rejected too */
+    char *q = malloc(n + 1);
+    memcpy(q, p, n);
+    q[n] = 0;
+    CHECK_INT(decode_any(B, q, n + 1), SL_ECORRUPT);
+    free(q);
+    free(p);
+  }
+  close2(A, B);
+}
+
+static void test_garbage(void) {
+  lua_State *A = newstate(), *B = newstate();
+  char *enc[NCORPUS];
+  size_t enclen[NCORPUS];
+  int decoded = 0, failed = 0;
+  for (size_t c = 0; c < NCORPUS; c++) enc[c] = encode_chunk(A, corpus[c], &enclen[c]);
+  /* random bytes, biased towards small tag values so that some parse */
+  for (int it = 0; it < 20000; it++) {
+    size_t n = next_rand() % 48;
+    char *p = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t r = next_rand();
+      p[i] = (char)((r & 0x300) ? (uint8_t)(r % 16) : (uint8_t)(r >> 16));
+    }
+    if (decode_any(B, p, n) == 0) decoded++;
+    else failed++;
+    free(p);
+  }
+  /* bit flips in valid encodings */
+  for (int it = 0; it < 20000; it++) {
+    size_t c = next_rand() % NCORPUS;
+    if (!enc[c]) continue;
+    size_t n = enclen[c];
+    char *p = malloc(n);
+    memcpy(p, enc[c], n);
+    int flips = 1 + (int)(next_rand() % 3);
+    for (int f = 0; f < flips; f++) {
+      size_t at = next_rand() % n;
+      p[at] = (char)(p[at] ^ (1 << (next_rand() % 8)));
+    }
+    if (decode_any(B, p, n) == 0) decoded++;
+    else failed++;
+    free(p);
+  }
+  /* batches mixing valid, flipped and random events */
+  for (int it = 0; it < 2000; it++) {
+    char *ev[8];
+    size_t len[8];
+    int m = 1 + (int)(next_rand() % 8);
+    for (int i = 0; i < m; i++) {
+      size_t c = next_rand() % NCORPUS;
+      len[i] = enc[c] ? enclen[c] : 0;
+      ev[i] = malloc(len[i] ? len[i] : 1);
+      if (len[i]) memcpy(ev[i], enc[c], len[i]);
+      if (len[i] && next_rand() % 2) {
+        size_t at = next_rand() % len[i];
+        ev[i][at] = (char)(ev[i][at] ^ (1 << (next_rand() % 8)));
+      }
+      if (next_rand() % 4 == 0) len[i] = next_rand() % (len[i] + 1);
+    }
+    decode_batch_any(B, ev, len, m);
+    for (int i = 0; i < m; i++) free(ev[i]);
+  }
+  printf("     garbage: %d decoded, %d rejected\n", decoded, failed);
+  CHECK(decoded > 0 && failed > 0);
+  CHECK_INT(lua_gettop(B), 0);
+  for (size_t c = 0; c < NCORPUS; c++) free(enc[c]);
+  close2(A, B);
+}
+
+/* Hand-made malformed inputs with known reasons. */
+static void test_malformed(void) {
+  static const struct { const char *bytes; size_t n; const char *msg; } cases[] = {
+    {"", 0, "malformed encoded value: truncated (at byte 0)"},
+    {"\x3f", 1, "malformed encoded value: bad tag 0x3f (at byte 0)"},
+    {"\x05\x05" "abc", 5, "malformed encoded value: length out of range (at byte 2)"},
+    {"\x83" "ab", 3, "malformed encoded value: truncated (at byte 1)"},
+    {"\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 11,
+     "malformed encoded value: varint overflow (at byte 11)"},
+    {"\x06\x01\x00\x08\x01", 5, "malformed encoded value: bad back-reference (at byte 5)"},
+    {"\x08\x00", 2, "malformed encoded value: bad back-reference (at byte 2)"},
+    {"\x06\x00\x01\x00\x41", 5, "malformed encoded value: nil or NaN table key (at byte 4)"},
+    {"\x06\x00\x01\x04\x00\x00\x00\x00\x00\x00\xf8\x7f\x41", 13,
+     "malformed encoded value: nil or NaN table key (at byte 12)"},
+    {"\x06\x7f\x00", 3, "malformed encoded value: length out of range (at byte 2)"},
+    {"\x0b\x09\x01\x01", 4, "malformed encoded value: bad handle kind (at byte 2)"},
+    {"\x0c", 1, "malformed encoded value: bad tag 0x0c (at byte 0)"},
+    {"\x07\x03" "abc\x00", 6, "malformed encoded value: bad function bytecode (at byte 5)"},
+    {"\x41\x41", 2, "malformed encoded value: trailing bytes (at byte 1)"},
+  };
+  lua_State *B = newstate();
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    CHECK_INT(decode_any(B, cases[i].bytes, cases[i].n), SL_ECORRUPT);
+    CHECK_STR(err, cases[i].msg);
+  }
+  /* bytecode that passes the pre-check but not lua_load: a wrong version */
+  size_t n;
+  char *p = encode_chunk(B, "return function() end", &n);
+  char *sig = p ? memmem(p, n, "\x1bLua", 4) : NULL;
+  CHECK(sig != NULL);
+  if (sig) {
+    sig[4] = 0x53;
+    CHECK_INT(decode_any(B, p, n), SL_ECORRUPT);
+    CHECK(strncmp(err, "malformed encoded value: bad function (", 39) == 0);
+  }
+  free(p);
+  lua_close(B);
+}
+
+/* }==================================================================== */
+
+int main(void) {
+  RUN(test_scalars);
+  RUN(test_strings);
+  RUN(test_tables);
+  RUN(test_shared_and_cycles);
+  RUN(test_metatables_dropped);
+  RUN(test_functions);
+  RUN(test_recursive_functions);
+  RUN(test_shared_upvalues);
+  RUN(test_by_name);
+  RUN(test_by_name_unresolved);
+  RUN(test_handles);
+  RUN(test_rejections);
+  RUN(test_long_path);
+  RUN(test_depth_limit);
+  RUN(test_format);
+  RUN(test_batch);
+  RUN(test_truncations);
+  RUN(test_garbage);
+  RUN(test_malformed);
+  return CHECK_SUMMARY();
+}
