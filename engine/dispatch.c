@@ -243,7 +243,14 @@ static void demand_dispatch(sl_dispatch *d, sl_batch *batch, sl_batch *leftovers
     memcpy(d->dems + d->ndems, d->scratch, x * sizeof *d->dems);
     d->ndems += x;
   }
-  *leftovers = left ? sl_batch_slice(batch, from, left) : SL_BATCH_EMPTY;
+  if (left == 0) {
+    *leftovers = SL_BATCH_EMPTY;
+  } else if (from == 0) {
+    *leftovers = *batch;                      /* nothing went out */
+    *batch = SL_BATCH_EMPTY;
+  } else {
+    *leftovers = sl_batch_slice(batch, from, left);
+  }
   sl_batch_release(batch);
   d->pending -= min64(d->pending, left);
 }
@@ -474,8 +481,13 @@ static int partition_dispatch(sl_dispatch *d, sl_batch *batch, const int32_t *pa
     uint32_t start = p ? c[p - 1] : 0, len = c[p] - start;
     if (len && partition_feed(d, &d->parts[p], batch, d->idx + start, len)) rc = SL_ENOMEM;
   }
-  *leftovers = cut < n ? sl_batch_slice(batch, cut, n - cut) : SL_BATCH_EMPTY;
-  sl_batch_release(batch);
+  if (cut == 0) {
+    *leftovers = *batch;                      /* nothing was taken */
+    *batch = SL_BATCH_EMPTY;
+  } else {
+    *leftovers = cut < n ? sl_batch_slice(batch, cut, n - cut) : SL_BATCH_EMPTY;
+    sl_batch_release(batch);
+  }
   return rc;
 }
 

@@ -40,7 +40,8 @@ typedef enum sl_dispatch_kind {
 } sl_dispatch_kind;
 
 /* Receives one outgoing batch (never empty) for consumer. The callee owns
- * the view and must release it or pass it on. */
+ * the view and must release it or pass it on; it must not call back into
+ * the dispatcher (queue the message, return). */
 typedef void (*sl_emit_fn)(void *ud, uint64_t consumer, sl_batch batch);
 
 typedef struct sl_dispatch_opts {

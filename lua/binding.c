@@ -20,6 +20,7 @@
 #include "rt.h"
 #include "stage.h"
 #include "status.h"
+#include "hash.h"
 
 sl_rt sl_rt_g;
 
@@ -311,6 +312,10 @@ static void setup_state(lua_State *L) {
   lua_setglobal(L, "print");
   luaL_requiref(L, "sluice", luaopen_sluice, 1);
   lua_pop(L, 1);
+  /* the parts of the module written in Lua add themselves to it */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "sluice.stages");
+  lua_call(L, 1, 0);
 }
 
 static void *worker_start(int index, void *ud) {
@@ -460,6 +465,42 @@ static int l_sleep(lua_State *L) {
   return 0;
 }
 
+/* sluice._pump([ms]): handles main-thread messages for up to ms (one at
+ * least when available); used by the Lua library's waits. */
+static int l_pump(lua_State *L) {
+  lua_Integer ms = luaL_optinteger(L, 1, 0);
+  if (!is_main(L)) return 0;
+  lua_pushboolean(L, sl_rt_pump(L, ms));
+  return 1;
+}
+
+/* sluice._hash(value, n) -> 1..n: the engine's hash of the encoded value,
+ * the same on every state (partitioning by key). */
+static int l_hash(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 2, "must be a partition count >= 1");
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  if (sl_encode(L, 1, &b, "key", err, sizeof err) != 0) {
+    sl_buf_free(&b);
+    return luaL_error(L, "partition key: %s", err);
+  }
+  uint64_t h = sl_hash_bytes(b.data, b.len);
+  sl_buf_free(&b);
+  lua_pushinteger(L, (lua_Integer)sl_hash_partition(h, (uint32_t)n) + 1);
+  return 1;
+}
+
+/* sluice._handle_id(h) -> the id a handle refers to (a subscription's id
+ * is shared by its subscription handle and its "from" handles). */
+static int l_handle_id(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, 0);
+  luaL_argexpected(L, h != NULL, 1, "handle");
+  lua_pushinteger(L, (lua_Integer)h->id);
+  return 1;
+}
+
 static int l_inspect(lua_State *L) {
   lua_settop(L, 2);
   lua_getglobal(L, "require");
@@ -605,7 +646,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 int luaopen_sluice(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);
@@ -619,6 +660,7 @@ int luaopen_sluice(lua_State *L) {
 static int main_handler(lua_State *L, sl_msg *m) { return sl_stage_handle(L, PLACE_MAIN, m); }
 
 int sl_rt_open(lua_State *L, int nworkers) {
+  *(wctx **)lua_getextraspace(L) = NULL;   /* marks the main state */
   sl_rt_g.L = L;
   sl_rt_g.nworkers = nworkers;
   sl_rt_g.worker_handler = sl_stage_handle;

@@ -903,7 +903,10 @@ static int opt_integer(lua_State *L, int idx, const char *key, lua_Integer def) 
   return (int)v;
 }
 
-/* Consumer side of a new subscription to producer: opts at idx. */
+/* Consumer side of a new subscription to producer (opts at idx), in
+ * GenStage's order: the subscribe goes out first, then handle_subscribe
+ * runs (so a from:ask made inside it reaches the producer after the
+ * subscribe), then the automatic first ask. */
 static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int idx) {
   lua_State *L = s->L;
   idx = lua_absindex(L, idx);
@@ -913,15 +916,30 @@ static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int
   c->peer = producer;
   c->selector = LUA_NOREF;
   lua_getfield(L, idx, "cancel");
-  c->cancel = lua_isnil(L, -1) ? C_PERMANENT : luaL_checkoption(L, -1, "permanent", cancel_names);
+  const char *cm = lua_tostring(L, -1);
+  c->cancel = C_PERMANENT;
+  for (int i = 0; cm && cancel_names[i]; i++)
+    if (strcmp(cm, cancel_names[i]) == 0) c->cancel = i;
   lua_pop(L, 1);
   lua_getfield(L, idx, "selector");
   if (lua_isfunction(L, -1)) c->selector = luaL_ref(L, LUA_REGISTRYINDEX);
   else lua_pop(L, 1);
   int max = opt_integer(L, idx, "max_demand", 1000);
   int min = opt_integer(L, idx, "min_demand", max / 2);
+  if (sl_demand_init(&c->d, (uint64_t)max, (uint64_t)min, 0) != 0) sl_demand_init(&c->d, 1000, 500, 0);
   c->next = s->producers;
   s->producers = c;
+  /* the producer gets the options without the selector (it runs here) */
+  lua_getfield(L, idx, "selector");
+  lua_pushnil(L);
+  lua_setfield(L, idx, "selector");                /* stack: selector */
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  sl_msg *m = msg(M_SUBSCRIBE, producer, s->ref, (int64_t)sub_id);
+  if (sl_encode(L, idx, &b, "opts", err, sizeof err) == 0) m->data = sl_buf_take(&b, &m->len);
+  else sl_buf_free(&b);
+  post(producer, m);
+  lua_setfield(L, idx, "selector");                /* handle_subscribe sees every option */
   lua_pushliteral(L, "producer");
   lua_pushvalue(L, idx);
   push_from(L, c->id, c->peer);
@@ -939,16 +957,9 @@ static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int
     set_state(s, -1);
     lua_pop(L, 2);
   }
-  sl_demand_init(&c->d, (uint64_t)max, (uint64_t)min, c->manual);
-  /* the producer gets the options without the selector (it runs here) */
-  lua_pushnil(L);
-  lua_setfield(L, idx, "selector");
-  sl_buf b = SL_BUF_INIT;
-  char err[256];
-  sl_msg *m = msg(M_SUBSCRIBE, producer, s->ref, (int64_t)sub_id);
-  if (sl_encode(L, idx, &b, "opts", err, sizeof err) == 0) m->data = sl_buf_take(&b, &m->len);
-  else sl_buf_free(&b);
-  post(producer, m);
+  uint64_t asked = c->d.pending;                   /* from:ask calls made in handle_subscribe */
+  sl_demand_init(&c->d, c->d.max, c->d.min, c->manual);
+  sl_demand_asked(&c->d, asked);
   ask_producer(c, sl_demand_initial_ask(&c->d));
 }
 
@@ -1275,8 +1286,6 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
   }
   set_state(s, -1);
   lua_pop(L, 1);
-  r->n = 1;
-  sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
   lua_getfield(L, opts, "subscribe_to");
   int subs = lua_gettop(L);
   if (lua_istable(L, subs)) {
@@ -1292,6 +1301,10 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
       lua_pop(L, 3);
     }
   }
+  /* answered once the subscriptions are on their way, so that whatever
+   * the main thread sends a producer next arrives behind them */
+  r->n = 1;
+  sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
   lua_settop(L, t - 1);
   settle(s);
 }

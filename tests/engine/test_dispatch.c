@@ -778,6 +778,134 @@ static void test_partition_free_with_queues(void) {
   sl_dispatch_free(d);
 }
 
+/* Many infos in flight: each comes out once, in order, and their slots
+ * are reused round after round. */
+static void test_partition_many_infos(void) {
+  sl_dispatch *d = new_disp(SL_DISPATCH_PARTITION, (sl_dispatch_opts){.partitions = 2});
+  CHECK_INT(sl_dispatch_subscribe(d, 1, 0), 0);
+  CHECK_INT(sl_dispatch_subscribe(d, 2, 1), 0);
+  static const int32_t p0[8] = {0};
+  uint64_t tok, next = 1;
+  for (int round = 0; round < 3; round++) {
+    ask(d, 2, 5);               /* credits waiting; partition 0 has no demand */
+    for (int i = 0; i < 5; i++) {
+      CHECK_STR(dispatch(d, "e", p0), "");
+      CHECK_INT(sl_dispatch_info(d, next + (uint64_t)i), 0);
+    }
+    CHECK_STR(queues(d), "5 0");
+    CHECK_INT(sl_dispatch_pop_info(d, &tok), 0);
+    ask(d, 1, 2);
+    CHECK_STR(received(), "1:e | 1:e");
+    for (int i = 0; i < 2; i++) {
+      CHECK_INT(sl_dispatch_pop_info(d, &tok), 1);
+      CHECK_INT(tok, next++);
+    }
+    CHECK_INT(sl_dispatch_pop_info(d, &tok), 0);
+    ask(d, 1, 3);
+    CHECK_STR(received(), "1:e | 1:e | 1:e");
+    for (int i = 0; i < 3; i++) {
+      CHECK_INT(sl_dispatch_pop_info(d, &tok), 1);
+      CHECK_INT(tok, next++);
+    }
+    CHECK_INT(sl_dispatch_pop_info(d, &tok), 0);
+    CHECK_INT(state(d).queued, 0);
+  }
+  CHECK_STR(demands(d), "1:0 2:15");
+  sl_dispatch_free(d);
+}
+
+/* ---- invariants under random traffic ------------------------------------ */
+
+typedef struct tally {
+  uint64_t got[4];     /* events received per consumer 1..3 (index 0 unused) */
+} tally;
+
+static void count_emit(void *ud, uint64_t consumer, sl_batch b) {
+  tally *t = ud;
+  if (consumer >= 1 && consumer <= 3) t->got[consumer] += b.count;
+  sl_batch_release(&b);
+}
+
+static uint64_t rnd(uint64_t *s) {
+  *s = *s * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+  return *s >> 33;
+}
+
+static sl_batch mk_n(uint32_t n) {
+  sl_batch_builder bb;
+  sl_batch b;
+  sl_bb_init(&bb);
+  for (uint32_t i = 0; i < n; i++) sl_bb_add(&bb, "e", 1);
+  sl_bb_finish(&bb, &b);
+  sl_bb_free(&bb);
+  return b;
+}
+
+/* For every kind: nobody gets more than it asked, every event is either
+ * emitted, queued, dropped or left over, and (demand) the list stays
+ * sorted, (broadcast) demand upstream is exactly the slowest consumer's. */
+static void test_invariants_under_random_traffic(void) {
+  for (int kind = 0; kind < 3; kind++) {
+    tally t = {{0}};
+    sl_dispatch_opts o = {.emit = count_emit, .ud = &t, .partitions = 3};
+    sl_dispatch *d;
+    CHECK_INT(sl_dispatch_new((sl_dispatch_kind)kind, &o, &d), 0);
+    uint64_t asked[4] = {0}, seed = 7 + (uint64_t)kind, upstream = 0;
+    uint64_t in = 0, left = 0, dropped = 0;
+    for (uint64_t c = 1; c <= 3; c++) CHECK_INT(sl_dispatch_subscribe(d, c, (int32_t)c - 1), 0);
+    for (int step = 0; step < 5000; step++) {
+      if (rnd(&seed) % 2) {
+        uint64_t c = 1 + rnd(&seed) % 3, n = rnd(&seed) % 20, up;
+        int rc = sl_dispatch_ask(d, c, n, &up);
+        CHECK(rc == 0 || rc == SL_DISPATCH_OVER_MAX);
+        asked[c] += n;
+        upstream += up;
+      } else {
+        uint32_t n = (uint32_t)(rnd(&seed) % 30);
+        int32_t parts[30];
+        for (uint32_t i = 0; i < n; i++) {
+          parts[i] = (int32_t)(rnd(&seed) % 4) - 1;
+        }
+        uint64_t before = sl_dispatch_accepts(d);
+        sl_batch b = mk_n(n), l;
+        CHECK_INT(sl_dispatch_dispatch(d, &b, kind == 2 ? parts : NULL, &l, NULL), 0);
+        in += n;
+        left += l.count;
+        if (kind == 2) {
+          uint32_t cut = n - l.count;
+          for (uint32_t i = 0; i < cut; i++) dropped += parts[i] < 0;
+        } else {
+          CHECK_INT(n - l.count, n < before ? n : before);
+        }
+        sl_batch_release(&l);
+      }
+      for (uint64_t c = 1; c <= 3; c++) CHECK(t.got[c] <= asked[c]);
+      if (kind == SL_DISPATCH_DEMAND) {
+        sl_dispatch_entry e, prev = {0, 0, UINT64_MAX, 0};
+        uint64_t sum = 0;
+        for (size_t i = 0; sl_dispatch_entry_at(d, i, &e) == 0; prev = e, i++) {
+          CHECK(e.demand <= prev.demand);
+          sum += e.demand;
+        }
+        CHECK_INT(sum, sl_dispatch_accepts(d));
+        CHECK_INT(t.got[1] + t.got[2] + t.got[3] + left, in);
+        CHECK_INT(upstream, asked[1] + asked[2] + asked[3]);
+      } else if (kind == SL_DISPATCH_BROADCAST) {
+        uint64_t slowest = asked[1];
+        for (uint64_t c = 2; c <= 3; c++) slowest = asked[c] < slowest ? asked[c] : slowest;
+        CHECK_INT(upstream, slowest);
+        CHECK(t.got[1] == t.got[2] && t.got[2] == t.got[3]);
+        CHECK_INT(t.got[1] + left, in);
+      } else {
+        CHECK_INT(t.got[1] + t.got[2] + t.got[3] + state(d).queued + dropped + left, in);
+        CHECK_INT(upstream, asked[1] + asked[2] + asked[3]);
+      }
+    }
+    CHECK(t.got[1] > 0 && t.got[2] > 0 && t.got[3] > 0);
+    sl_dispatch_free(d);
+  }
+}
+
 /* ---- default hash ------------------------------------------------------- */
 
 static void test_hash_is_deterministic_and_spreads(void) {
@@ -863,6 +991,8 @@ int main(void) {
   RUN(test_partition_slices_contiguous_runs);
   RUN(test_partition_info_waits_behind_queues);
   RUN(test_partition_free_with_queues);
+  RUN(test_partition_many_infos);
+  RUN(test_invariants_under_random_traffic);
   RUN(test_hash_is_deterministic_and_spreads);
   RUN(test_hash_partitions_feed_dispatch);
   return CHECK_SUMMARY();

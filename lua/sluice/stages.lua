@@ -1,0 +1,255 @@
+-- sluice.stages: the parts of the GenStage API written in Lua on top of
+-- sluice.start: enumerables (sluice.range, sluice.lines), producers over
+-- them (sluice.from_enumerable), main-thread streams (sluice.stream) and
+-- the consumer supervisor. Loaded into every state; adds to `sluice`.
+local sluice = require("sluice")
+
+local M = {}
+
+-- Enumerables ---------------------------------------------------------------
+
+local function check_int(fn, name, v)
+  if math.type(v) ~= "integer" then
+    error(("%s: %s must be an integer, got %s"):format(fn, name, sluice.inspect(v)), 3)
+  end
+end
+
+--- sluice.range(first, last [, step]): a lazy enumerable of integers;
+--- `last` may be math.huge (or -math.huge with a negative step).
+function M.range(first, last, step)
+  step = step == nil and 1 or step
+  check_int("sluice.range", "first", first)
+  check_int("sluice.range", "step", step)
+  if step == 0 then error("sluice.range: step must not be 0", 2) end
+  if not (math.type(last) == "integer" or last == math.huge or last == -math.huge) then
+    error(("sluice.range: last must be an integer or math.huge, got %s"):format(sluice.inspect(last)), 2)
+  end
+  return { __sluice_enum = "range", first = first, last = last, step = step }
+end
+
+--- sluice.lines(path): a lazy enumerable of the file's lines (without
+--- their newline), read on the worker that consumes it.
+function M.lines(path)
+  if type(path) ~= "string" then
+    error(("sluice.lines: path must be a string, got %s"):format(sluice.inspect(path)), 2)
+  end
+  local f, err = io.open(path, "rb")
+  if not f then error("sluice.lines: " .. err, 2) end
+  f:close()
+  return { __sluice_enum = "lines", path = path }
+end
+
+-- An enumerator pulls up to n items into out and says whether it is done.
+-- Every kind of enumerable gets one (built in the state that runs it).
+local function enumerator(enum)
+  local kind = type(enum) == "table" and enum.__sluice_enum
+  if type(enum) == "function" then
+    local done = false
+    return function(n, out)
+      local k = #out
+      for _ = 1, n do
+        local v = enum()
+        if v == nil then done = true; break end
+        k = k + 1; out[k] = v
+      end
+      return done
+    end
+  elseif kind == "range" then
+    local cur, last, step = enum.first, enum.last, enum.step
+    return function(n, out)
+      local k = #out
+      if step > 0 then
+        for _ = 1, n do
+          if cur > last then return true end
+          k = k + 1; out[k] = cur; cur = cur + step
+        end
+        return cur > last
+      else
+        for _ = 1, n do
+          if cur < last then return true end
+          k = k + 1; out[k] = cur; cur = cur + step
+        end
+        return cur < last
+      end
+    end
+  elseif kind == "lines" then
+    local f = assert(io.open(enum.path, "rb"))
+    local read = f.read
+    return function(n, out)
+      local k = #out
+      for _ = 1, n do
+        local line = read(f, "L")
+        if line == nil then f:close(); return true end
+        if line:byte(-1) == 10 then
+          line = line:sub(1, line:byte(-2) == 13 and -3 or -2)
+        end
+        k = k + 1; out[k] = line
+      end
+      return false
+    end
+  elseif type(enum) == "table" then
+    local i, len = 0, #enum
+    return function(n, out)
+      local k = #out
+      local stop = i + n
+      if stop > len then stop = len end
+      for j = i + 1, stop do k = k + 1; out[k] = enum[j] end
+      i = stop
+      return i >= len
+    end
+  end
+  error(("expected an enumerable (an array, sluice.range, sluice.lines or an iterator function), got %s")
+    :format(type(enum)), 0)
+end
+M._enumerator = enumerator
+
+local function is_enumerable(v)
+  return type(v) == "table" or type(v) == "function"
+end
+M._is_enumerable = is_enumerable
+
+-- The producer that emits an enumerable: exactly `demand` items per
+-- handle_demand, then finishes (stops "normal" once dispatched).
+local EnumProducer = {
+  type = "producer",
+  init = function(enum)
+    return { next = enumerator(enum) }
+  end,
+  handle_demand = function(n, st)
+    local out = {}
+    if st.next(n, out) then sluice.self():finish() end
+    return out, st
+  end,
+}
+M._EnumProducer = EnumProducer
+
+local START_KEYS = { dispatcher = true, demand = true, buffer_size = true, buffer_keep = true,
+                     worker = true, name = true }
+
+--- sluice.from_enumerable(enum [, opts]) -> producer stage
+function M.from_enumerable(enum, opts)
+  if not is_enumerable(enum) then
+    error(("sluice.from_enumerable: expected an enumerable, got %s"):format(type(enum)), 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("sluice.from_enumerable: opts must be a table", 2) end
+  local start = {}
+  for k, v in pairs(opts) do
+    if k == "on_cancel" then
+      if v ~= "continue" and v ~= "stop" then
+        error(("sluice.from_enumerable: on_cancel must be \"continue\" or \"stop\", got %s")
+          :format(sluice.inspect(v)), 2)
+      end
+      start._on_cancel = v
+    elseif START_KEYS[k] then
+      start[k] = v
+    else
+      error(("sluice.from_enumerable: unknown option %s"):format(sluice.inspect(k)), 2)
+    end
+  end
+  -- an iterator function runs where it was made: on the main thread
+  if type(enum) == "function" then start._main = true end
+  return sluice.start(EnumProducer, enum, start)
+end
+
+-- Streams -------------------------------------------------------------------
+
+function M._is_normal(r)
+  return r == "normal" or r == "shutdown" or (type(r) == "table" and r[1] == "shutdown")
+end
+
+local function reason_error(fn, reason)
+  if type(reason) == "table" and reason[1] == "error" then
+    error(("%s: %s\n%s"):format(fn, tostring(reason[2]), tostring(reason[3] or "")), 0)
+  end
+  error(("%s: a producer ended with %s"):format(fn, sluice.inspect(reason)), 0)
+end
+M._reason_error = reason_error
+
+--- sluice.stream(subscriptions [, opts]) -> iterator, for use in a generic
+--- for; breaking out of the loop cancels the subscriptions.
+function M.stream(subscriptions, opts)
+  local fn = "sluice.stream"
+  if type(subscriptions) ~= "table" then
+    error(("%s: expected a list of producers, got %s"):format(fn, type(subscriptions)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table", 2) end
+  local queue, head, tail = {}, 1, 0
+  local live = #subscriptions
+  local temporary = {}   -- subscription id -> true for "temporary" ones
+  if live == 0 then return function() return nil end end
+  local Collector = {
+    type = "consumer",
+    handle_events = function(events, _, st)
+      for i = 1, #events do tail = tail + 1; queue[tail] = events[i] end
+      return {}, st
+    end,
+    handle_cancel = function(reason, from, st)
+      live = live - 1
+      -- an abnormal end of a permanent/transient subscription stops the
+      -- collector with that reason (the engine does it); otherwise the
+      -- stream ends when the last producer has ended
+      if live == 0 and (M._is_normal(reason[2]) or temporary[sluice._handle_id(from)]) then
+        sluice.self():stop("normal")
+      end
+      return {}, st
+    end,
+  }
+  local consumer = sluice.start(Collector, nil, { _main = true })
+  local subs = {}
+  for i, entry in ipairs(subscriptions) do
+    local producer, sopts = entry, { cancel = "transient" }
+    if type(entry) == "table" then
+      producer = entry[1]
+      for k, v in pairs(entry) do if k ~= 1 then sopts[k] = v end end
+    end
+    subs[i] = sluice.subscribe(consumer, producer, sopts)
+    if sopts.cancel == "temporary" then temporary[sluice._handle_id(subs[i])] = true end
+  end
+  local closed = false
+  local function close()
+    if closed then return end
+    closed = true
+    if consumer:alive() then
+      for _, s in ipairs(subs) do s:cancel("normal") end
+      consumer:stop("normal")
+    end
+  end
+  local function iter()
+    while true do
+      if head <= tail then
+        local v = queue[head]
+        queue[head] = nil
+        head = head + 1
+        return v
+      end
+      if closed then return nil end
+      if not consumer:alive() then
+        local reason = consumer:await()
+        closed = true
+        if reason ~= "normal" then reason_error(fn, reason) end
+        return nil
+      end
+      sluice._pump(50)
+    end
+  end
+  return iter, nil, nil, setmetatable({}, { __close = close })
+end
+
+for k, v in pairs(M) do
+  if k:sub(1, 1) ~= "_" then sluice[k] = v end
+end
+sluice._is_enumerable = is_enumerable
+
+-- sluice.flow and sluice.window load on first use.
+setmetatable(sluice, {
+  __index = function(t, k)
+    if k == "flow" or k == "window" then
+      local mod = require("sluice." .. k)
+      rawset(t, k, mod)
+      return mod
+    end
+  end,
+})
+
+return M

@@ -1,0 +1,104 @@
+-- Enumerables, from_enumerable and sluice.stream.
+local lu = require("luaunit")
+
+local function collect(subs, limit)
+  local out = {}
+  for ev in sluice.stream(subs) do
+    out[#out + 1] = ev
+    if limit and #out == limit then break end
+  end
+  return out
+end
+
+local tmp = os.tmpname()
+
+TestEnumerables = {}
+
+function TestEnumerables:test_array()
+  lu.assertEquals(collect({sluice.from_enumerable({1, 2, 3, "x", {y = 1}})}), {1, 2, 3, "x", {y = 1}})
+  lu.assertEquals(collect({sluice.from_enumerable({})}), {})
+end
+
+function TestEnumerables:test_range()
+  lu.assertEquals(collect({sluice.from_enumerable(sluice.range(1, 5))}), {1, 2, 3, 4, 5})
+  lu.assertEquals(collect({sluice.from_enumerable(sluice.range(10, 1, -3))}), {10, 7, 4, 1})
+  lu.assertEquals(collect({sluice.from_enumerable(sluice.range(5, 1))}), {})
+  -- infinite, stopped by breaking out
+  lu.assertEquals(collect({sluice.from_enumerable(sluice.range(1, math.huge))}, 4), {1, 2, 3, 4})
+  local n = 0
+  for _ in sluice.stream({sluice.from_enumerable(sluice.range(1, 100000))}) do n = n + 1 end
+  lu.assertEquals(n, 100000)
+end
+
+function TestEnumerables:test_range_errors()
+  lu.assertErrorMsgContains("sluice.range: first must be an integer, got 1.5", sluice.range, 1.5, 3)
+  lu.assertErrorMsgContains("sluice.range: step must not be 0", sluice.range, 1, 3, 0)
+  lu.assertErrorMsgContains("sluice.range: last must be an integer or math.huge", sluice.range, 1, "x")
+end
+
+function TestEnumerables:test_lines()
+  local f = assert(io.open(tmp, "wb"))
+  f:write("first\nsecond\r\n\nlast")
+  f:close()
+  lu.assertEquals(collect({sluice.from_enumerable(sluice.lines(tmp))}), {"first", "second", "", "last"})
+  lu.assertErrorMsgContains("sluice.lines: /nonexistent/x", sluice.lines, "/nonexistent/x")
+  lu.assertErrorMsgContains("sluice.lines: path must be a string", sluice.lines, 42)
+end
+
+function TestEnumerables:test_iterator_function_runs_on_main()
+  local i = 0
+  local calls_on_main = 0
+  local function it()
+    i = i + 1
+    calls_on_main = calls_on_main + 1   -- an upvalue of the main state: not copied
+    if i <= 7 then return i * i end
+  end
+  lu.assertEquals(collect({{sluice.from_enumerable(it), max_demand = 3}}), {1, 4, 9, 16, 25, 36, 49})
+  lu.assertEquals(calls_on_main, 8)
+end
+
+function TestEnumerables:test_from_enumerable_errors()
+  lu.assertErrorMsgContains("sluice.from_enumerable: expected an enumerable, got number",
+    sluice.from_enumerable, 42)
+  lu.assertErrorMsgContains("sluice.from_enumerable: unknown option \"bogus\"",
+    sluice.from_enumerable, {1}, {bogus = 1})
+  lu.assertErrorMsgContains("on_cancel must be \"continue\" or \"stop\"",
+    sluice.from_enumerable, {1}, {on_cancel = "never"})
+end
+
+function TestEnumerables:test_on_cancel_stop()
+  local p = sluice.from_enumerable(sluice.range(1, math.huge), {on_cancel = "stop"})
+  lu.assertEquals(collect({p}, 3), {1, 2, 3})
+  lu.assertEquals(p:await(2000), "normal")
+  local q = sluice.from_enumerable(sluice.range(1, math.huge))
+  lu.assertEquals(collect({q}, 3), {1, 2, 3})
+  sluice.sleep(50)
+  lu.assertTrue(q:alive())
+  q:stop()
+  lu.assertFalse(q:alive())
+end
+
+function TestEnumerables:test_stream_two_producers()
+  local a = sluice.from_enumerable({1, 2, 3})
+  local b = sluice.from_enumerable({10, 20})
+  local out = collect({a, b})
+  table.sort(out)
+  lu.assertEquals(out, {1, 2, 3, 10, 20})
+end
+
+function TestEnumerables:test_stream_raises_producer_error()
+  local p = sluice.start({type = "producer", handle_demand = function(n, s) error("boom in producer") end}, 0)
+  local ok, err = pcall(collect, {p})
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "boom in producer")
+  -- temporary: the failing producer just ends its part
+  local q = sluice.start({type = "producer", handle_demand = function(n, s) error("boom again") end}, 0)
+  lu.assertEquals(collect({{q, cancel = "temporary"}, sluice.from_enumerable({5})}), {5})
+end
+
+function TestEnumerables:test_stream_bad_arguments()
+  lu.assertErrorMsgContains("sluice.stream: expected a list of producers, got number", sluice.stream, 1)
+  lu.assertEquals(collect({}), {})
+end
+
+os.exit(lu.LuaUnit.run())
