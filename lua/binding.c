@@ -492,6 +492,20 @@ static int l_hash(lua_State *L) {
   return 1;
 }
 
+/* sluice._key(v) -> the encoded bytes of v as a string (uniq on tables). */
+static int l_key(lua_State *L) {
+  luaL_checkany(L, 1);
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  if (sl_encode(L, 1, &b, "key", err, sizeof err) != 0) {
+    sl_buf_free(&b);
+    return luaL_error(L, "key: %s", err);
+  }
+  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  sl_buf_free(&b);
+  return 1;
+}
+
 /* sluice._handle_id(h) -> the id a handle refers to (a subscription's id
  * is shared by its subscription handle and its "from" handles). */
 static int l_handle_id(lua_State *L) {
@@ -646,7 +660,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 int luaopen_sluice(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {"_key", l_key}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);

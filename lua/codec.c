@@ -3,7 +3,6 @@
  * memory errors; the decoder checks every length, count and reference
  * against its input before using it. */
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <lua.h>
@@ -30,8 +29,8 @@ enum {
 };
 
 #define MAXVARINT 10
-#define NAMES_KEY "sluice.codec.names"
-#define NAMES_SIG "#sig"   /* a string key cannot clash with the index's keys */
+/* Registry and index keys: addresses, cheaper to look up than strings. */
+static const char NAMES_KEY = 'n', NAMES_SIG = 's';
 #define PATHMAX 256
 
 static const char *const handle_mt[SL_H_NKINDS] = {
@@ -159,16 +158,22 @@ sl_handle *sl_handle_push(lua_State *L, int kind, uint64_t id, uint64_t aux) {
   return h;
 }
 
+/* A userdata is a handle of kind k when its metatable is k's: the
+ * metatable is checked before the bytes are read, as the bytes of another
+ * userdata of the same size mean nothing. */
 sl_handle *sl_handle_test(lua_State *L, int idx, int kind) {
-  if (lua_type(L, idx) != LUA_TUSERDATA || kind < 0 || kind >= SL_H_NKINDS) return NULL;
-  if (lua_rawlen(L, idx) != sizeof(sl_handle)) return NULL;
+  int k, found = 0;
+  if (lua_type(L, idx) != LUA_TUSERDATA || kind < 0 || kind >= SL_H_NKINDS ||
+      lua_rawlen(L, idx) != sizeof(sl_handle) || !lua_getmetatable(L, idx))  /* stack: mt */
+    return NULL;
+  for (k = kind ? kind : 1; !found && k <= (kind ? kind : SL_H_NKINDS - 1); k++) {
+    lua_getfield(L, LUA_REGISTRYINDEX, handle_mt[k]);       /* stack: mt kindmt */
+    found = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   sl_handle *h = lua_touserdata(L, idx);
-  if (h->kind <= 0 || h->kind >= SL_H_NKINDS || (kind && h->kind != kind)) return NULL;
-  if (!lua_getmetatable(L, idx)) return NULL;               /* stack: mt */
-  lua_getfield(L, LUA_REGISTRYINDEX, handle_mt[h->kind]);   /* stack: mt kindmt */
-  int ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return ok ? h : NULL;
+  return found && h->kind == k - 1 ? h : NULL;
 }
 
 /* }==================================================================== */
@@ -177,11 +182,11 @@ sl_handle *sl_handle_test(lua_State *L, int idx, int kind) {
 /* {====================================================================
 ** Name index: values reachable from package.loaded, by name
 **
-** registry[NAMES_KEY] maps each module table or C function (every
+** registry[&NAMES_KEY] maps each module table or C function (every
 ** package.loaded[name], and every C function field of those that are
 ** tables) to its encoding, ready to append: T_MOD name or T_FIELD module
 ** field. The globals table is always "_G". The index also keeps a
-** signature of package.loaded under NAMES_SIG; when package.loaded has
+** signature of package.loaded under &NAMES_SIG; when package.loaded has
 ** changed since, or when a C function is not found, it is rebuilt.
 ** ===================================================================== */
 
@@ -243,7 +248,7 @@ static void names_build(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* stack: index loaded */
   int loaded = index + 1;
   lua_pushinteger(L, loaded_sig(L, loaded));
-  lua_setfield(L, index, NAMES_SIG);
+  lua_rawsetp(L, index, &NAMES_SIG);
   if (lua_istable(L, loaded)) {
     lua_pushnil(L);
     while (lua_next(L, loaded)) {                   /* stack: index loaded mod m */
@@ -278,16 +283,16 @@ static void names_build(lua_State *L) {
   push_name(L, "_G", 2, NULL, 0);                  /* stack: index _G name */
   lua_rawset(L, index);
   lua_pushvalue(L, index);
-  lua_setfield(L, LUA_REGISTRYINDEX, NAMES_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
 }
 
 /* Pushes the index, rebuilding it when package.loaded has changed. */
 static void names_get(lua_State *L) {
   lua_checkstack(L, 4);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, NAMES_KEY) == LUA_TTABLE) {  /* stack: index */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_KEY) == LUA_TTABLE) {  /* stack: index */
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* stack: index loaded */
     lua_Integer sig = loaded_sig(L, lua_gettop(L));
-    lua_getfield(L, -2, NAMES_SIG);                  /* stack: index loaded sig */
+    lua_rawgetp(L, -2, &NAMES_SIG);                  /* stack: index loaded sig */
     int same = lua_tointeger(L, -1) == sig;
     lua_pop(L, 2);                                   /* stack: index */
     if (same) return;
@@ -303,21 +308,42 @@ static void names_get(lua_State *L) {
 ** Encoder
 ** ===================================================================== */
 
+/* The seen map: the address of every table, Lua function and handle met
+ * in the value being encoded (lua_topointer) -> its ref number (1-based,
+ * in order of appearance), and the identity of every upvalue met
+ * (lua_upvalueid) -> ref * 256 + n for upvalue n of the function with
+ * number ref. Addresses are stable: Lua's collector does not move objects,
+ * and the value holds them alive. Open addressing, linear probing; the map
+ * starts inside Enc and grows into a userdata kept in a stack slot, so
+ * that a memory error raised while it grows leaks nothing. used[] lists
+ * the filled slots, so that clearing costs one store per entry. */
+#define SEEN_INLINE 16
+
+typedef struct SeenSlot {
+  const void *key;   /* NULL: empty */
+  lua_Integer val;
+} SeenSlot;
+
 typedef struct Enc {
   lua_State *L;
   sl_buf *b;
-  int seen;           /* stack slot: object -> ref number (nil until needed) */
+  int seenslot;       /* stack slot: the seen map's storage once it grew */
   int names;          /* stack slot: the name index (nil until needed) */
-  int hasseen, hasnames, rebuilt;
-  lua_Integer base;   /* ref numbers <= base belong to earlier values */
-  lua_Integer nref;   /* last ref number handed out */
+  int hasnames, rebuilt;
+  SeenSlot *slot;
+  uint32_t *used;
+  size_t mask, count;
+  lua_Integer nref;   /* last ref number handed out in this value */
   int depth;
+  SeenSlot inl[SEEN_INLINE];
+  uint32_t inlused[SEEN_INLINE / 2];
   /* error report: the message, and the path built right to left while
    * the recursion unwinds */
   char msg[80];
   char path[PATHMAX];
   size_t pathpos;
-  int pathcut;
+  int pathcut;        /* the path was too long: its start is left out */
+  int nomem;          /* a memory failure: the message has no path */
 } Enc;
 
 static int enc_value(Enc *e, int idx);
@@ -326,20 +352,26 @@ static void enc_init(Enc *e, lua_State *L, sl_buf *b) {
   e->L = L;
   e->b = b;
   lua_pushnil(L);
-  e->seen = lua_gettop(L);
+  e->seenslot = lua_gettop(L);
   lua_pushnil(L);
   e->names = lua_gettop(L);
-  e->hasseen = e->hasnames = e->rebuilt = 0;
-  e->base = e->nref = 0;
+  e->hasnames = e->rebuilt = 0;
+  memset(e->inl, 0, sizeof e->inl);
+  e->slot = e->inl;
+  e->used = e->inlused;
+  e->mask = SEEN_INLINE - 1;
+  e->count = 0;
+  e->nref = 0;
   e->depth = 0;
   e->msg[0] = '\0';
   e->pathpos = PATHMAX - 1;
   e->path[PATHMAX - 1] = '\0';
-  e->pathcut = 0;
+  e->pathcut = e->nomem = 0;
 }
 
 static int enc_fail(Enc *e, int status, const char *what) {
-  if (status == SL_ENOMEM) snprintf(e->msg, sizeof e->msg, "not enough memory");
+  e->nomem = status == SL_ENOMEM;
+  if (e->nomem) snprintf(e->msg, sizeof e->msg, "not enough memory");
   else if (what) snprintf(e->msg, sizeof e->msg, "cannot send a %s value", what);
   else snprintf(e->msg, sizeof e->msg, "value nested deeper than %d levels", SL_CODEC_MAX_DEPTH);
   return status;
@@ -442,42 +474,71 @@ static void enc_report(Enc *e, const char *root, lua_Integer rootidx, char *err,
   if (!err || errlen == 0) return;
   if (!root) root = "value";
   if (rootidx > 0) snprintf(ri, sizeof ri, "[" LUA_INTEGER_FMT "]", (LUAI_UACINT)rootidx);
-  if (strcmp(e->msg, "not enough memory") == 0)
+  if (e->nomem)
     snprintf(err, errlen, "%s", e->msg);
   else
     snprintf(err, errlen, "%s (at %s%s%s%s)", e->msg, root, ri, e->pathcut ? "..." : "",
              e->path + e->pathpos);
 }
 
-/* Writes a back-reference and returns 1 when the object at idx was seen
- * earlier in this value; otherwise gives it the next ref number and
- * returns 0. Names are looked up by the caller in between, so split in
- * two: seen_find, then seen_add. */
-static int seen_find(Enc *e, int idx) {
-  lua_State *L = e->L;
-  if (!e->hasseen) return 0;
-  lua_pushvalue(L, idx);                            /* stack: obj */
-  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {      /* stack: ref */
-    lua_Integer r = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (r > e->base)
-      return put_tag_varint(e->b, T_REF, (uint64_t)(r - e->base - 1)) ? SL_ENOMEM : 1;
-    return 0;
-  }
-  lua_pop(L, 1);
-  return 0;
+static size_t seen_hash(const void *key, size_t mask) {
+  uint64_t x = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15u;
+  return (size_t)(x >> 32) & mask;
 }
 
-static lua_Integer seen_add(Enc *e, int idx) {
-  lua_State *L = e->L;
-  if (!e->hasseen) {
-    lua_createtable(L, 0, 8);                       /* stack: seen */
-    lua_replace(L, e->seen);
-    e->hasseen = 1;
+/* The value stored for key, or 0. */
+static lua_Integer seen_get(const Enc *e, const void *key) {
+  if (e->count == 0) return 0;
+  for (size_t i = seen_hash(key, e->mask);; i = (i + 1) & e->mask) {
+    if (e->slot[i].key == key) return e->slot[i].val;
+    if (e->slot[i].key == NULL) return 0;
   }
-  lua_pushvalue(L, idx);                            /* stack: obj */
-  lua_pushinteger(L, ++e->nref);                    /* stack: obj ref */
-  lua_rawset(L, e->seen);
+}
+
+static void seen_insert(Enc *e, const void *key, lua_Integer val) {
+  size_t i = seen_hash(key, e->mask);
+  while (e->slot[i].key) i = (i + 1) & e->mask;
+  e->slot[i].key = key;
+  e->slot[i].val = val;
+  e->used[e->count++] = (uint32_t)i;
+}
+
+/* Adds key (not in the map) with val, growing the map at half full. */
+static void seen_put(Enc *e, const void *key, lua_Integer val) {
+  if ((e->count + 1) * 2 > e->mask + 1) {
+    size_t cap = (e->mask + 1) * 2, n = e->count;
+    SeenSlot *old = e->slot;
+    uint32_t *oldused = e->used;
+    char *mem = lua_newuserdatauv(e->L, cap * sizeof(SeenSlot) + cap / 2 * sizeof(uint32_t), 0);
+    memset(mem, 0, cap * sizeof(SeenSlot));
+    e->slot = (SeenSlot *)mem;
+    e->used = (uint32_t *)(mem + cap * sizeof(SeenSlot));
+    e->mask = cap - 1;
+    e->count = 0;
+    for (size_t k = 0; k < n; k++) seen_insert(e, old[oldused[k]].key, old[oldused[k]].val);
+    lua_replace(e->L, e->seenslot);  /* stack: (the old storage may go) */
+  }
+  seen_insert(e, key, val);
+}
+
+/* Empties the map, for the next value of a batch. */
+static void seen_clear(Enc *e) {
+  for (size_t k = 0; k < e->count; k++) e->slot[e->used[k]].key = NULL;
+  e->count = 0;
+  e->nref = 0;
+}
+
+/* Writes a back-reference and returns 1 when the object at idx was met
+ * earlier in this value, else returns 0; a negative status on failure. */
+static int seen_find(Enc *e, int idx) {
+  lua_Integer r = seen_get(e, lua_topointer(e->L, idx));
+  if (r == 0) return 0;
+  return put_tag_varint(e->b, T_REF, (uint64_t)(r - 1)) ? SL_ENOMEM : 1;
+}
+
+/* Gives the object at idx the next ref number. */
+static lua_Integer seen_add(Enc *e, int idx) {
+  seen_put(e, lua_topointer(e->L, idx), ++e->nref);
   return e->nref;
 }
 
@@ -582,24 +643,19 @@ static int enc_upvalues(Enc *e, int f, lua_Integer ref, int nups) {
       if (sl_buf_putc(e->b, T_ENV)) return enc_fail(e, SL_ENOMEM, NULL);
       continue;
     }
-    lua_pushlightuserdata(L, lua_upvalueid(L, f, i));  /* stack: v id */
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, e->seen) == LUA_TNUMBER) {     /* stack: v id code */
-      lua_Integer code = lua_tointeger(L, -1), r = code >> 8;
-      if (r > e->base) {
-        lua_pop(L, 3);
-        char *p = room(e->b, 1 + 2 * MAXVARINT);
-        if (!p) return enc_fail(e, SL_ENOMEM, NULL);
-        p[0] = (char)T_UPREF;
-        size_t n = 1 + varint_put(p + 1, (uint64_t)(r - e->base - 1));
-        n += varint_put(p + n, (uint64_t)(code & 0xff));
-        e->b->len += n;
-        continue;
-      }
+    const void *id = lua_upvalueid(L, f, i);
+    lua_Integer code = seen_get(e, id);
+    if (code) {
+      lua_pop(L, 1);
+      char *p = room(e->b, 1 + 2 * MAXVARINT);
+      if (!p) return enc_fail(e, SL_ENOMEM, NULL);
+      p[0] = (char)T_UPREF;
+      size_t n = 1 + varint_put(p + 1, (uint64_t)((code >> 8) - 1));
+      n += varint_put(p + n, (uint64_t)(code & 0xff));
+      e->b->len += n;
+      continue;
     }
-    lua_pop(L, 1);                                  /* stack: v id */
-    lua_pushinteger(L, ref * 256 + i);              /* stack: v id code */
-    lua_rawset(L, e->seen);                         /* stack: v */
+    seen_put(e, id, ref * 256 + i);
     if ((rc = enc_value(e, lua_gettop(L))) != 0) {
       path_upvalue(e, name, i);
       return rc;
@@ -743,7 +799,7 @@ static int encode_batch_body(lua_State *L) {
   lua_checkstack(L, 8);
   enc_init(&e, L, &c->bb.bytes);                    /* stack: ctx array seen names */
   for (lua_Unsigned i = 1; i <= n; i++) {
-    e.base = e.nref;
+    seen_clear(&e);
     if (lua_rawgeti(L, 2, (lua_Integer)i) == LUA_TNIL) {  /* stack: ... v */
       c->rc = SL_EINVAL;
       snprintf(c->err, c->errlen, "%s[" LUA_INTEGER_FMT "] is nil", c->root, (LUAI_UACINT)i);
@@ -795,7 +851,8 @@ int sl_encode_batch(lua_State *L, int idx, sl_batch *out, const char *root, char
                                                                 : "not enough memory");
     lua_pop(L, 1);
   }
-  if (c.rc == 0) c.rc = sl_bb_finish(&c.bb, out);
+  if (c.rc == 0 && (c.rc = sl_bb_finish(&c.bb, out)) != 0)
+    snprintf(err, errlen, "not enough memory");
   sl_bb_free(&c.bb);
   if (c.rc) *out = SL_BATCH_EMPTY;
   return c.rc;
@@ -813,8 +870,7 @@ typedef struct Dec {
   const uint8_t *p, *end, *start;
   int refs;           /* stack slot: ref number -> object (nil until needed) */
   int hasrefs;
-  lua_Integer base;   /* refs[base+1 .. base+nref] belong to this value */
-  lua_Integer nref;
+  lua_Integer nref;   /* refs[1..nref] belong to the value being decoded */
   int depth;
   char *err;
   size_t errlen;
@@ -873,13 +929,13 @@ static void ref_add(Dec *d, int idx) {
     d->hasrefs = 1;
   }
   lua_pushvalue(L, idx);                            /* stack: obj */
-  lua_rawseti(L, d->refs, d->base + ++d->nref);
+  lua_rawseti(L, d->refs, ++d->nref);
 }
 
 /* Pushes the ref with number k (0-based within this value). */
 static int ref_get(Dec *d, uint64_t k) {
   if (k >= (uint64_t)d->nref) return dec_bad(d, "bad back-reference");
-  lua_rawgeti(d->L, d->refs, d->base + 1 + (lua_Integer)k);
+  lua_rawgeti(d->L, d->refs, 1 + (lua_Integer)k);
   return 0;
 }
 
@@ -946,8 +1002,9 @@ static const char *bytes_reader(lua_State *L, void *ud, size_t *size) {
 ** before reading them, and it recurses once per nested function without
 ** a limit. So before handing bytes to it, walk the chunk the way lundump
 ** reads it (Lua 5.4 layout, ldump.c) and check that every count fits in
-** the bytes that are left and that functions nest at most
-** BYTECODE_MAXNEST deep. The instructions themselves are not verified:
+** the bytes that are left, that the counts lundump takes on trust agree
+** (upvalue names, line info, the closure's upvalues), and that functions
+** nest at most BYTECODE_MAXNEST deep. The instructions themselves are not verified:
 ** the bytes come from our own encoder in this process.
 ** --------------------------------------------------------------------- */
 
@@ -992,12 +1049,13 @@ static int sc_string(Scan *s) {
   return sc_size(s, &n) || (n && sc_skip(s, n - 1)) ? -1 : 0;
 }
 
-static int sc_function(Scan *s, int nest) {
-  uint64_t n, x;
+/* Walks one function; *nups gets its number of upvalues. */
+static int sc_function(Scan *s, int nest, uint64_t *nups) {
+  uint64_t n, x, ncode;
   if (nest > BYTECODE_MAXNEST) return -1;
   /* source, linedefined, lastlinedefined, numparams, is_vararg, maxstack */
   if (sc_string(s) || sc_size(s, &x) || sc_size(s, &x) || sc_skip(s, 3)) return -1;
-  if (sc_count(s, &n, s->isize) || sc_skip(s, n * s->isize)) return -1;  /* code */
+  if (sc_count(s, &ncode, s->isize) || sc_skip(s, ncode * s->isize)) return -1;  /* code */
   if (sc_count(s, &n, 1)) return -1;                                   /* constants */
   for (uint64_t i = 0; i < n; i++) {
     if (s->p == s->end) return -1;
@@ -1015,33 +1073,38 @@ static int sc_function(Scan *s, int nest) {
     default: return -1;
     }
   }
-  if (sc_count(s, &n, 3) || sc_skip(s, 3 * n)) return -1;             /* upvalues */
+  if (sc_count(s, nups, 3) || sc_skip(s, 3 * *nups)) return -1;       /* upvalues */
   if (sc_count(s, &n, 1)) return -1;                                   /* protos */
   for (uint64_t i = 0; i < n; i++)
-    if (sc_function(s, nest + 1)) return -1;
-  if (sc_count(s, &n, 1) || sc_skip(s, n)) return -1;                  /* lineinfo */
+    if (sc_function(s, nest + 1, &x)) return -1;
+  if (sc_count(s, &n, 1) || (n && n != ncode) || sc_skip(s, n)) return -1;  /* lineinfo */
   if (sc_count(s, &n, 2)) return -1;                                   /* abslineinfo */
   for (uint64_t i = 0; i < n; i++)
     if (sc_size(s, &x) || sc_size(s, &x)) return -1;
   if (sc_count(s, &n, 3)) return -1;                                   /* locvars */
   for (uint64_t i = 0; i < n; i++)
     if (sc_string(s) || sc_size(s, &x) || sc_size(s, &x)) return -1;
-  if (sc_count(s, &n, 1)) return -1;                                   /* upvalue names */
+  /* upvalue names: lundump 5.4.0-5.4.5 stores as many as the count says
+   * into the upvalue vector, without comparing with its size */
+  if (sc_count(s, &n, 1) || (n && n != *nups)) return -1;
   for (uint64_t i = 0; i < n; i++)
     if (sc_string(s)) return -1;
   return 0;
 }
 
 /* Whether the binary chunk p[0..n) passes the pre-check. Its header is
- * left to lua_load to verify, except for the sizes the walk needs. */
+ * left to lua_load to verify, except for the sizes the walk needs. The
+ * byte after the header is the closure's upvalue count, which lundump
+ * does not compare with the function's own count (only asserts it). */
 static int bytecode_ok(const char *p, size_t n) {
   const uint8_t *u = (const uint8_t *)p;
   size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
+  uint64_t nups;
   if (n < hdr + 1 || u[12] < 1 || u[12] > 8 || u[13] != sizeof(lua_Integer) ||
       u[14] != sizeof(lua_Number))
     return 0;
   Scan s = {u + hdr + 1, u + n, u[12], sizeof(lua_Number)};
-  return sc_function(&s, 0) == 0 && s.p == s.end;
+  return sc_function(&s, 0, &nups) == 0 && s.p == s.end && nups == u[hdr];
 }
 
 /* }-------------------------------------------------------------------- */
@@ -1250,7 +1313,7 @@ static void dec_init(Dec *d, lua_State *L, char *err, size_t errlen) {
   lua_pushnil(L);
   d->refs = lua_gettop(L);
   d->hasrefs = 0;
-  d->base = d->nref = 0;
+  d->nref = 0;
   d->depth = 0;
   d->err = err;
   d->errlen = errlen;
@@ -1260,8 +1323,7 @@ static void dec_init(Dec *d, lua_State *L, char *err, size_t errlen) {
 static int dec_one(Dec *d, const char *p, size_t len) {
   d->start = d->p = (const uint8_t *)p;
   d->end = d->p + len;
-  d->base += d->nref;
-  d->nref = 0;
+  d->nref = 0;  /* refs[] of the previous value are overwritten */
   d->depth = 0;
   int rc = dec_value(d);
   if (rc == 0 && d->p != d->end) rc = dec_bad(d, "trailing bytes");

@@ -37,7 +37,9 @@ int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, s
 
 /* Decodes one value from p[0..len) and pushes it. Functions get the
  * receiving state's globals as _ENV. On malformed input returns a negative
- * status with a message in err and pushes nothing. */
+ * status with a message in err and pushes nothing: SL_ECORRUPT for bytes
+ * that are not a well-formed value, SL_ENOENT for a module or module
+ * function that this state cannot resolve by name, SL_ENOMEM. */
 int sl_decode(lua_State *L, const char *p, size_t len, char *err, size_t errlen);
 
 /* Encodes every element t[1..#t] of the array at idx as one event of a new

@@ -63,6 +63,7 @@ static void msg_bytes(sl_msg *m, const char *p, size_t len) {
 typedef struct reg_entry {
   uint64_t ref;
   char *name;
+  int type;        /* T_PRODUCER, T_PC, T_CONSUMER */
   int alive;
   char *reason;    /* encoded exit reason once dead */
   size_t rlen;
@@ -72,10 +73,11 @@ typedef struct reg_entry {
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static reg_entry *reg_head;
 
-static void reg_add(uint64_t ref, const char *name) {
+static void reg_add(uint64_t ref, const char *name, int type) {
   reg_entry *e = calloc(1, sizeof *e);
   if (!e) abort();
   e->ref = ref;
+  e->type = type;
   e->name = name ? strdup(name) : NULL;
   e->alive = 1;
   pthread_mutex_lock(&reg_mu);
@@ -92,9 +94,7 @@ static void reg_dead(uint64_t ref, const char *reason, size_t len) {
       e->reason = malloc(len ? len : 1);
       if (e->reason) memcpy(e->reason, reason, len);
       e->rlen = len;
-      free(e->name);   /* a dead stage no longer answers to its name */
-      e->name = NULL;
-      break;
+      break;   /* a dead stage keeps its name but no longer answers to it */
     }
   pthread_mutex_unlock(&reg_mu);
 }
@@ -136,6 +136,19 @@ static uint64_t reg_whereis(const char *name) {
     }
   pthread_mutex_unlock(&reg_mu);
   return ref;
+}
+
+/* The type of stage ref, or -1 when unknown. */
+static int reg_type(uint64_t ref) {
+  int t = -1;
+  pthread_mutex_lock(&reg_mu);
+  for (reg_entry *e = reg_head; e; e = e->next)
+    if (e->ref == ref) {
+      t = e->type;
+      break;
+    }
+  pthread_mutex_unlock(&reg_mu);
+  return t;
 }
 
 static char *reg_name(uint64_t ref) {
@@ -300,10 +313,21 @@ static int count_subs(const sub *l) {
   return n;
 }
 
+/* "stage 'name' on worker 2": how errors and warnings name a stage. */
 static const char *stage_label(stage *s, char *buf, size_t len) {
-  if (s->name) snprintf(buf, len, "stage '%s'", s->name);
-  else snprintf(buf, len, "stage %llu", (unsigned long long)(s->ref & 0xffffffffffffULL));
+  char where[32];
+  if (s->place == PLACE_MAIN) snprintf(where, sizeof where, "the main thread");
+  else snprintf(where, sizeof where, "worker %d", s->place + 1);
+  if (s->name) snprintf(buf, len, "stage '%s' on %s", s->name, where);
+  else snprintf(buf, len, "stage %llu on %s", (unsigned long long)(s->ref & 0xffffffffffffULL), where);
   return buf;
+}
+
+/* Pushes how an error message shows the value at idx: strings quoted,
+ * anything else as tostring does. */
+static const char *push_got(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) return lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
+  return luaL_tolstring(L, idx, NULL);
 }
 
 /* ---- Lua side of a stage --------------------------------------------------------- */
@@ -352,13 +376,18 @@ static void set_error(stage *s, int pop) {
   lua_pop(L, 1 + pop);
 }
 
-/* Stops s with an error whose message is built from fmt. */
+/* Stops s with an error found by the engine (not raised by Lua code, so
+ * with an empty traceback); the message is built from fmt and names the
+ * stage. */
 static void set_errorf(stage *s, const char *fmt, ...) {
   lua_State *L = s->L;
+  char label[128];
   va_list ap;
+  lua_pushfstring(L, "%s: ", stage_label(s, label, sizeof label));
   va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
+  lua_concat(L, 2);                                 /* stack: msg */
   lua_pushliteral(L, "");
   set_error(s, 2);
 }
@@ -410,7 +439,7 @@ static int invoke(stage *s, const char *cb, int nargs, int nres) {
   pl->current = prev;
   if (st != LUA_OK) {
     if (lua_type(L, -2) == LUA_TSTRING) {
-      char label[96];
+      char label[128];
       lua_pushfstring(L, "%s (%s): %s", stage_label(s, label, sizeof label), cb, lua_tostring(L, -2));
       lua_replace(L, -3);
     }
@@ -429,7 +458,7 @@ static void push_stage(lua_State *L, uint64_t ref) { sl_handle_push(L, SL_H_STAG
 /* ---- producer side ------------------------------------------------------------ */
 
 static void stage_warn(stage *s, const char *fmt, unsigned long long n) {
-  char label[96], line[256];
+  char label[128], line[256];
   int len = snprintf(line, sizeof line, "sluice: %s ", stage_label(s, label, sizeof label));
   len += snprintf(line + len, sizeof line - (size_t)len, fmt, n);
   if (len > (int)sizeof line - 2) len = (int)sizeof line - 2;
@@ -470,7 +499,7 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
     lua_pushvalue(L, hash);
     lua_rawgeti(L, events, (lua_Integer)i + 1);
     if (sl_pcall(L, 1, 2) != LUA_OK) {
-      char label[96];
+      char label[128];
       lua_pushfstring(L, "%s (partition hash): %s", stage_label(s, label, sizeof label),
                       lua_tostring(L, -2));
       lua_replace(L, -3);
@@ -497,9 +526,9 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
         p = lua_tointeger(L, -1) - 1;
       }
       if (p < 0 || p >= (lua_Integer)s->nparts) {
-        char label[96];
+        char label[128];
         lua_pushfstring(L, "%s: unknown partition %s computed for event %d", stage_label(s, label, sizeof label),
-                        luaL_tolstring(L, -1, NULL), (int)i + 1);
+                        push_got(L, -1), (int)i + 1);
         lua_pushliteral(L, "");
         set_error(s, 3);
         lua_settop(L, top);
@@ -949,8 +978,7 @@ static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int
     const char *mode = lua_tostring(L, -2);
     if (mode && strcmp(mode, "manual") == 0) c->manual = 1;
     else if (!lua_isnil(L, -2) && !(mode && strcmp(mode, "automatic") == 0)) {
-      set_errorf(s, "handle_subscribe must return \"automatic\" or \"manual\", got %s",
-                 luaL_tolstring(L, -2, NULL));
+      set_errorf(s, "handle_subscribe must return \"automatic\" or \"manual\", got %s", push_got(L, -2));
       lua_pop(L, 3);
       return;
     }
@@ -999,7 +1027,7 @@ static void producer_subscribe(stage *s, sl_msg *m) {
     }
     if (part < 0) {
       snprintf(reason, sizeof reason, "partition must be one of the dispatcher's %u partitions, got %s",
-               s->nparts, lua_isnil(L, -1) ? "nil" : luaL_tolstring(L, -1, NULL));
+               s->nparts, push_got(L, -1));
       lua_settop(L, opts - 1);
       cancel_consumer(L, consumer, sub_id, 0, reason);
       return;
@@ -1250,11 +1278,11 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
   }
   sl_msg *r = msg(M_START_REPLY, m->from, 0, 0);
   if (rc != 0) {
-    lua_pushfstring(L, "sluice.start: cannot create the stage: %s", sl_strerror(rc));
+    lua_pushfstring(L, "cannot create the stage: %s", sl_strerror(rc));
     r->data = encode_reason(L, -1, &r->len);
-    sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
     free_stage(s);
-    reg_dead(m->to, "", 0);
+    reg_dead(m->to, r->data, r->len);   /* before the reply: the name is free once start returns */
+    sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
     lua_settop(L, t - 1);
     return;
   }
@@ -1269,16 +1297,16 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
     pl->current = s;
     int st = sl_pcall(L, 1, 1);
     pl->current = NULL;
-    if (st != LUA_OK) {
-      lua_pushfstring(L, "%s\n%s", lua_tostring(L, -2), lua_tostring(L, -1));
-      r->data = encode_reason(L, -1, &r->len);
-      sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
+    if (st != LUA_OK) {                            /* stack: ... err tb */
+      if (lua_type(L, -2) == LUA_TSTRING) {          /* a message gets its traceback */
+        lua_pushfstring(L, "%s\n%s", lua_tostring(L, -2), lua_tostring(L, -1));
+        lua_replace(L, -3);
+      }
+      r->data = encode_reason(L, -2, &r->len);
       unlink_stage(s);
-      lua_pushvalue(L, -3);
-      size_t len;
-      char *reason = encode_reason(L, -1, &len);
-      reg_dead(s->ref, reason, len);
-      free(reason);
+      set_error(s, 0);                               /* the reason await would give */
+      reg_dead(s->ref, s->stop_reason, s->stop_len); /* before the reply: the name is free again */
+      sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
       free_stage(s);
       lua_settop(L, t - 1);
       return;
@@ -1371,6 +1399,28 @@ static void reply_str(lua_State *L, uint64_t call_id, int ok, const char *s) {
   lua_pop(L, 1);
 }
 
+/* Answers call_id with the error that is stopping s: the message and the
+ * traceback of its {"error", message, traceback} reason. */
+static void reply_failure(stage *s, uint64_t call_id) {
+  lua_State *L = s->L;
+  char err[256];
+  if (sl_decode(L, s->stop_reason, s->stop_len, err, sizeof err) != 0) lua_pushstring(L, err);
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, -1, 2);
+    lua_rawgeti(L, -2, 3);                          /* stack: reason msg tb */
+    if (lua_isstring(L, -2) && lua_isstring(L, -1) && lua_rawlen(L, -1) > 0) {
+      lua_pushliteral(L, "\n");
+      lua_insert(L, -2);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+    }
+    lua_remove(L, -2);                              /* stack: msg */
+  }
+  reply(L, call_id, 0, -1);
+  lua_pop(L, 1);
+}
+
 static void handle_call(stage *s, sl_msg *m) {
   lua_State *L = s->L;
   char err[256];
@@ -1386,7 +1436,10 @@ static void handle_call(stage *s, sl_msg *m) {
       reply_str(L, m->from, 0, "the stage has no handle_call callback");
       return;
     }
-    if (r == 0) return;   /* the stage stops; the caller sees it gone */
+    if (r == 0) {          /* the stage stops; the caller gets the error */
+      reply_failure(s, m->from);
+      return;
+    }
     set_state(s, -1);
     emit_lua(s, -2, "handle_call");
     if (!(lua_touserdata(L, -3) == NOREPLY)) reply(L, m->from, 1, -3);
@@ -1432,7 +1485,7 @@ static void handle_call(stage *s, sl_msg *m) {
 /* A message for a stage that is not (or no longer) on this place. */
 static void stage_gone(lua_State *L, sl_msg *m) {
   if (m->kind == M_SUBSCRIBE) cancel_consumer(L, m->from, (uint64_t)m->n, 1, "noproc");
-  else if (m->kind == M_CALL) reply_str(L, m->from, 0, "noproc");
+  else if (m->kind == M_CALL) reply_str(L, m->from, 0, "the stage has stopped");
 }
 
 static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
@@ -1613,7 +1666,10 @@ static int call_stage(lua_State *L, uint64_t ref, int op, int arg, int64_t timeo
   int st = sl_decode(L, r->data, r->len, err, sizeof err);
   sl_msg_free(r);
   if (st != 0) return luaL_error(L, "%s: %s", fn, err);
-  if (!ok) return luaL_error(L, "%s: %s", fn, lua_tostring(L, -1));
+  if (!ok) {
+    if (lua_type(L, -1) == LUA_TSTRING) return luaL_error(L, "%s: %s", fn, lua_tostring(L, -1));
+    return lua_error(L);   /* an error value that is not a string is raised as is */
+  }
   return 1;
 }
 
@@ -1651,7 +1707,7 @@ static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first
   lua_Integer max = 1000;
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-      luaL_error(L, "%s: max_demand must be an integer >= 1, got %s", fn, luaL_tolstring(L, -1, NULL));
+      luaL_error(L, "%s: max_demand must be an integer >= 1, got %s", fn, push_got(L, -1));
     max = lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
@@ -1660,10 +1716,10 @@ static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first
   lua_getfield(L, out, "min_demand");
   lua_Integer min = max / 2;
   if (!lua_isnil(L, -1)) {
-    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-      luaL_error(L, "%s: min_demand must be an integer >= 0, got %s", fn, luaL_tolstring(L, -1, NULL));
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) >= max)
+      luaL_error(L, "%s: min_demand must be an integer from 0 to max_demand - 1 (%I), got %s", fn,
+                 (lua_Integer)(max - 1), push_got(L, -1));
     min = lua_tointeger(L, -1);
-    if (min >= max) luaL_error(L, "%s: min_demand must be < max_demand (%d), got %d", fn, (int)max, (int)min);
   }
   lua_pop(L, 1);
   lua_pushinteger(L, min);
@@ -1673,7 +1729,8 @@ static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first
     const char *c = lua_tostring(L, -1);
     int ok = 0;
     for (int i = 0; cancel_names[i]; i++) ok |= c && lua_type(L, -1) == LUA_TSTRING && strcmp(c, cancel_names[i]) == 0;
-    if (!ok) luaL_error(L, "%s: unknown cancel mode %s (permanent, transient or temporary)", fn, luaL_tolstring(L, -1, NULL));
+    if (!ok)
+      luaL_error(L, "%s: cancel must be \"permanent\", \"transient\" or \"temporary\", got %s", fn, push_got(L, -1));
   }
   lua_pop(L, 1);
   lua_getfield(L, out, "selector");
@@ -1693,6 +1750,13 @@ static int check_stage_arg(lua_State *L, int idx, const char *fn, const char *wh
   if (!is_handle_kind(L, idx, SL_H_STAGE))
     return luaL_error(L, "%s: %s must be a stage, got %s", fn, what, luaL_typename(L, idx));
   return 1;
+}
+
+/* check_stage_arg for a stage that must be able to produce. */
+static void check_producer_arg(lua_State *L, int idx, const char *fn, const char *what) {
+  check_stage_arg(L, idx, fn, what);
+  if (reg_type(sl_handle_test(L, idx, SL_H_STAGE)->id) == T_CONSUMER)
+    luaL_error(L, "%s: %s must be a producer or a producer_consumer, got a consumer", fn, what);
 }
 
 static const char *const start_keys[] = {"subscribe_to", "dispatcher", "demand", "buffer_size", "buffer_keep",
@@ -1729,12 +1793,12 @@ static void check_start_opts(lua_State *L, int idx, int type) {
       lua_createtable(L, 0, 2);
       if (lua_istable(L, e) && !is_handle_kind(L, e, SL_H_STAGE)) {
         lua_rawgeti(L, e, 1);
-        check_stage_arg(L, lua_gettop(L), fn, "a subscribe_to producer");
+        check_producer_arg(L, lua_gettop(L), fn, "a subscribe_to producer");
         lua_setfield(L, -2, "producer");
         check_sub_opts(L, fn, e, 1);
       } else {
         lua_pushvalue(L, e);
-        check_stage_arg(L, lua_gettop(L), fn, "a subscribe_to entry");
+        check_producer_arg(L, lua_gettop(L), fn, "a subscribe_to entry");
         lua_setfield(L, -2, "producer");
         lua_pushnil(L);
         check_sub_opts(L, fn, -1, 0);
@@ -1761,7 +1825,7 @@ static void check_start_opts(lua_State *L, int idx, int type) {
     const char *d = lua_tostring(L, -1);
     if (type != T_PRODUCER) luaL_error(L, "%s: demand is an option for producers only", fn);
     if (!d || (strcmp(d, "forward") != 0 && strcmp(d, "accumulate") != 0))
-      luaL_error(L, "%s: demand must be \"forward\" or \"accumulate\", got %s", fn, luaL_tolstring(L, -1, NULL));
+      luaL_error(L, "%s: demand must be \"forward\" or \"accumulate\", got %s", fn, push_got(L, -1));
   }
   lua_settop(L, out);
   lua_getfield(L, out, "buffer_size");
@@ -1769,19 +1833,19 @@ static void check_start_opts(lua_State *L, int idx, int type) {
     if (type == T_CONSUMER) luaL_error(L, "%s: buffer_size is for producers and producer_consumers", fn);
     int ok = (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) ||
              (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == HUGE_VAL);
-    if (!ok) luaL_error(L, "%s: buffer_size must be an integer >= 1 or math.huge, got %s", fn, luaL_tolstring(L, -1, NULL));
+    if (!ok) luaL_error(L, "%s: buffer_size must be an integer >= 1 or math.huge, got %s", fn, push_got(L, -1));
   }
   lua_settop(L, out);
   lua_getfield(L, out, "buffer_keep");
   if (!lua_isnil(L, -1)) {
     const char *k = lua_tostring(L, -1);
     if (!k || (strcmp(k, "first") != 0 && strcmp(k, "last") != 0))
-      luaL_error(L, "%s: buffer_keep must be \"first\" or \"last\", got %s", fn, luaL_tolstring(L, -1, NULL));
+      luaL_error(L, "%s: buffer_keep must be \"first\" or \"last\", got %s", fn, push_got(L, -1));
   }
   lua_settop(L, out);
   lua_getfield(L, out, "worker");
   if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > sl_rt_g.nworkers))
-    luaL_error(L, "%s: worker must be an integer from 1 to %d, got %s", fn, sl_rt_g.nworkers, luaL_tolstring(L, -1, NULL));
+    luaL_error(L, "%s: worker must be an integer from 1 to %d, got %s", fn, sl_rt_g.nworkers, push_got(L, -1));
   lua_settop(L, out);
   lua_getfield(L, out, "name");
   if (!lua_isnil(L, -1)) {
@@ -1806,7 +1870,7 @@ static int l_start(lua_State *L) {
     if (strcmp(tn, type_names[i]) == 0) type = i;
   if (type < 0)
     return luaL_error(L, "%s: spec.type must be \"producer\", \"producer_consumer\" or \"consumer\", got %s", fn,
-                      luaL_tolstring(L, -1, NULL));
+                      push_got(L, -1));
   lua_pop(L, 1);
   const char *need = type == T_PRODUCER ? "handle_demand" : "handle_events";
   lua_getfield(L, 1, need);
@@ -1852,7 +1916,7 @@ static int l_start(lua_State *L) {
   uint64_t waiter = sl_rt_id();
   m->from = waiter;
   lua_getfield(L, nopts, "name");
-  reg_add(ref, lua_tostring(L, -1));
+  reg_add(ref, lua_tostring(L, -1), type);
   lua_pop(L, 1);
   post(ref, m);
   sl_msg *r = wait_reply(L, waiter, -1, 0, fn);
@@ -1861,6 +1925,7 @@ static int l_start(lua_State *L) {
     char err[256];
     if (sl_decode(L, r->data, r->len, err, sizeof err) != 0) lua_pushstring(L, err);
     sl_msg_free(r);
+    if (lua_type(L, -1) != LUA_TSTRING) return lua_error(L);   /* an error value raised as is */
     return luaL_error(L, "%s: init failed: %s", fn, lua_tostring(L, -1));
   }
   sl_msg_free(r);
@@ -1876,6 +1941,10 @@ static int l_subscribe(lua_State *L) {
   check_sub_opts(L, fn, 3, 0);
   uint64_t consumer = sl_handle_test(L, 1, SL_H_STAGE)->id;
   uint64_t producer = sl_handle_test(L, 2, SL_H_STAGE)->id;
+  if (reg_type(consumer) == T_PRODUCER)
+    return luaL_error(L, "%s: the consumer must be a consumer or a producer_consumer, got a producer", fn);
+  if (reg_type(producer) == T_CONSUMER)
+    return luaL_error(L, "%s: the producer must be a producer or a producer_consumer, got a consumer", fn);
   sl_msg *m = encode_msg(L, -1, M_SUBSCRIBE_TO, consumer, fn);
   uint64_t id = sl_rt_id();
   m->from = producer;

@@ -206,6 +206,8 @@ function M.stream(subscriptions, opts)
     subs[i] = sluice.subscribe(consumer, producer, sopts)
     if sopts.cancel == "temporary" then temporary[sluice._handle_id(subs[i])] = true end
   end
+  -- returns once the subscriptions are on their way to the producers
+  consumer:stats()
   local closed = false
   local function close()
     if closed then return end
@@ -240,6 +242,7 @@ for k, v in pairs(M) do
   if k:sub(1, 1) ~= "_" then sluice[k] = v end
 end
 sluice._is_enumerable = is_enumerable
+sluice._is_normal = M._is_normal
 
 -- sluice.flow and sluice.window load on first use.
 setmetatable(sluice, {

@@ -266,6 +266,24 @@ static void test_functions(void) {
   CHECK_INT(send(A, B, "return function(x) newglobal = x end"), 0);
   run(B, "v(42)");
   CHECK_LUA(B, "newglobal == 42");
+  /* a bigger function: nested functions, every kind of constant, long
+   * strings, varargs, locals */
+  CHECK_INT(send(A, B, "local up = {n = 3}"
+                       " return function(...)"
+                       "   local long = string.rep('long constant ', 20)"
+                       "   local k = {1, 2.5, -7, 2^60, 1 << 62, true, false, 0, 'short', long}"
+                       "   local function inner(x) return function(y) return x + y + up.n end end"
+                       "   local sum = 0 for i = 1, select('#', ...) do sum = sum + select(i, ...) end"
+                       "   return inner(sum)(1), #k, k[10] == long, k[4] == 2^60"
+                       " end"), 0);
+  CHECK_LUA(B, "select('#', v(1, 2, 3)) == 4 and v(1, 2, 3) == 10 and select(2, v()) == 10");
+  CHECK_LUA(B, "select(3, v()) == true and select(4, v()) == true");
+  /* a function made by load() from source, and one from stripped bytecode */
+  CHECK_INT(send(A, B, "return load('local a, b = ... return a * b')"), 0);
+  CHECK_LUA(B, "v(6, 7) == 42");
+  CHECK_INT(send(A, B, "local n = 5 local f = function(x) return x + n end"
+                       " local g = load(string.dump(f, true)) debug.setupvalue(g, 1, 5) return g"), 0);
+  CHECK_LUA(B, "v(1) == 6");
   /* debug info is kept: errors carry a line */
   CHECK_INT(send(A, B, "return function() error('boom') end"), 0);
   CHECK_LUA(B, "select(2, pcall(v)):match(':%d+: boom$') ~= nil");
@@ -575,6 +593,13 @@ static void test_batch(void) {
 ** Garbage: decoding never trusts its input
 ** ===================================================================== */
 
+#ifndef FUZZ_ROUNDS
+#define FUZZ_ROUNDS 20000
+#endif
+
+/* The random inputs are fixed by the seed; the mutated encodings are not
+ * quite: the order of hash keys in an encoding follows lua_next, which
+ * depends on each state's string hash seed. */
 static uint64_t rng = 0x9E3779B97F4A7C15u;
 
 static uint64_t next_rand(void) {
@@ -617,8 +642,8 @@ static const char *const corpus[] = {
   "return {1, 'two', 3.5, {4, {5}}, a = {b = {c = 'deep'}}, [true] = false}",
   "local t = {} t.self = t t[1] = t t[t] = {t} return t",
   "return {string.format, math, _G, print, string.rep('z', 300)}",
-  "local n = 0 local function inc() n = n + 1 return n end"
-  " return {inc, function() return n end, inc}",
+  ("local n = 0 local function inc() n = n + 1 return n end"
+   " return {inc, function() return n end, inc}"),
   "local function fact(k) if k <= 1 then return 1 end return k * fact(k - 1) end return fact",
   "local t = {} for i = 1, 200 do t[i] = i * 1000 t['k' .. i] = -i end return t",
   "return {0/0, -0.0, math.huge, math.mininteger, math.maxinteger, 2^53}",
@@ -659,7 +684,7 @@ static void test_garbage(void) {
   int decoded = 0, failed = 0;
   for (size_t c = 0; c < NCORPUS; c++) enc[c] = encode_chunk(A, corpus[c], &enclen[c]);
   /* random bytes, biased towards small tag values so that some parse */
-  for (int it = 0; it < 20000; it++) {
+  for (int it = 0; it < FUZZ_ROUNDS; it++) {
     size_t n = next_rand() % 48;
     char *p = malloc(n ? n : 1);
     for (size_t i = 0; i < n; i++) {
@@ -671,7 +696,7 @@ static void test_garbage(void) {
     free(p);
   }
   /* bit flips in valid encodings */
-  for (int it = 0; it < 20000; it++) {
+  for (int it = 0; it < FUZZ_ROUNDS; it++) {
     size_t c = next_rand() % NCORPUS;
     if (!enc[c]) continue;
     size_t n = enclen[c];
@@ -687,7 +712,7 @@ static void test_garbage(void) {
     free(p);
   }
   /* batches mixing valid, flipped and random events */
-  for (int it = 0; it < 2000; it++) {
+  for (int it = 0; it < FUZZ_ROUNDS / 10; it++) {
     char *ev[8];
     size_t len[8];
     int m = 1 + (int)(next_rand() % 8);
@@ -746,6 +771,18 @@ static void test_malformed(void) {
     sig[4] = 0x53;
     CHECK_INT(decode_any(B, p, n), SL_ECORRUPT);
     CHECK(strncmp(err, "malformed encoded value: bad function (", 39) == 0);
+  }
+  free(p);
+  /* the closure's upvalue count (the byte after the header) must match the
+   * function's: lua_load only asserts it */
+  p = encode_chunk(B, "local u = 1 return function() return u end", &n);
+  sig = p ? memmem(p, n, "\x1bLua", 4) : NULL;
+  CHECK(sig != NULL);
+  if (sig) {
+    CHECK_INT(sig[31], 1);
+    sig[31] = 2;
+    CHECK_INT(decode_any(B, p, n), SL_ECORRUPT);
+    CHECK(strncmp(err, "malformed encoded value: bad function bytecode", 46) == 0);
   }
   free(p);
   lua_close(B);
