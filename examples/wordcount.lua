@@ -1,0 +1,27 @@
+-- Word count on Flow: lines -> words -> partition by word -> counts,
+-- then the ten most frequent words.
+--   sluice examples/wordcount.lua [file] [stages]
+local path = arg[1] or "examples/data/text.txt"
+local stages = tonumber(arg[2]) or sluice.workers()
+local flow = sluice.flow
+
+local counts = flow.from_enumerable(sluice.lines(path), { stages = stages })
+  :flat_map(function(line)
+    local words = {}
+    for w in line:lower():gmatch("%a+") do words[#words + 1] = w end
+    return words
+  end)
+  :partition({ stages = stages })
+  :reduce(function() return {} end, function(word, acc)
+    acc[word] = (acc[word] or 0) + 1
+    return acc
+  end)
+  :to_list()
+
+table.sort(counts, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[1] < b[1]
+end)
+for i = 1, math.min(10, #counts) do
+  print(("%-8s %d"):format(counts[i][1], counts[i][2]))
+end
