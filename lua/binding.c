@@ -620,6 +620,20 @@ static int l_task_await(lua_State *L) {
   return n;
 }
 
+/* task:done() -> true once the task's result has arrived (never waits). */
+static int l_task_done(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_TASK);
+  luaL_argexpected(L, h != NULL, 1, "task");
+  if (!is_main(L)) return luaL_error(L, "task:done: only the main thread may check tasks");
+  for (sl_msg *m = done_tasks; m; m = m->next)
+    if (m->to == h->id) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 static int l_handle_tostring(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, 0);
   static const char *names[] = {"?", "stage", "subscription", "task", "timer", "from"};
@@ -661,7 +675,7 @@ int luaopen_sluice(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
     {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {"_key", l_key}, {NULL, NULL}};
-  static const luaL_Reg task_methods[] = {{"await", l_task_await}, {NULL, NULL}};
+  static const luaL_Reg task_methods[] = {{"await", l_task_await}, {"done", l_task_done}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);
   luaL_newlib(L, funcs);                            /* stack: sluice */

@@ -552,6 +552,8 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
   return 0;
 }
 
+static void deliver_ready_infos(stage *s);
+
 static void buffer_leftovers(stage *s, sl_batch *left) {
   if (!left->count) return;
   size_t discarded = 0;
@@ -560,7 +562,10 @@ static void buffer_leftovers(stage *s, sl_batch *left) {
     set_errorf(s, "out of memory buffering events");
     return;
   }
-  if (discarded) stage_warn(s, "discarded %llu events from its buffer", (unsigned long long)discarded);
+  if (discarded) {
+    stage_warn(s, "discarded %llu events from its buffer", (unsigned long long)discarded);
+    deliver_ready_infos(s);   /* infos pushed out with the oldest events (keep last) */
+  }
 }
 
 /* Hands *b to the dispatcher; what the consumers cannot take yet is
@@ -679,13 +684,15 @@ static void deliver_ready_infos(stage *s) {
 
 static void pc_take(stage *s);
 
-/* Serves n of new upstream demand: first from the buffer, then from
- * handle_demand (producers) or the queued input (producer_consumers). */
+/* Serves n of new upstream demand (n may be 0): first the buffer gives
+ * the dispatcher as many events as it accepts now, which may be more than
+ * n (a broadcast dispatcher does not ask again for events it requested
+ * that wait in the buffer); then what is left of n goes to handle_demand
+ * (producers) or opens the queued input (producer_consumers). */
 static void serve(stage *s, uint64_t n) {
   deliver_ready_infos(s);
-  while (n > 0 && !s->stop_pending && sl_buffer_count(s->buf) > 0) {
-    uint64_t want = n, accepts = sl_dispatch_accepts(s->disp);
-    if (want > accepts) want = accepts;
+  while (!s->stop_pending && sl_buffer_count(s->buf) > 0) {
+    uint64_t want = sl_dispatch_accepts(s->disp);
     if (want == 0) break;
     sl_batch b;
     if (sl_buffer_take_batch(s->buf, want, &b) != 0) {
@@ -696,7 +703,7 @@ static void serve(stage *s, uint64_t n) {
       deliver_ready_infos(s);
       continue;
     }
-    n -= b.count;
+    n = n > b.count ? n - b.count : 0;
     dispatch_batch(s, &b);
     deliver_ready_infos(s);
   }
@@ -714,10 +721,11 @@ static void serve(stage *s, uint64_t n) {
   }
 }
 
-/* Demand that arrived for the producer (after the dispatcher). */
+/* Upstream demand n (possibly 0) computed by the dispatcher after an ask
+ * or a cancel. */
 static void demand_arrived(stage *s, uint64_t n) {
-  if (n == 0) return;
   if (s->accumulate) {
+    if (n == 0) return;
     acc *a = calloc(1, sizeof *a);
     if (!a) abort();
     a->demand = n;
@@ -742,6 +750,7 @@ static void forward(stage *s) {
     sl_batch_release(&a->batch);
     free(a);
   }
+  if (!s->stop_pending) serve(s, 0);   /* buffered events the dispatcher accepts now */
 }
 
 /* Queues an info behind the buffered events (producers) or runs it now. */
@@ -1100,7 +1109,7 @@ static void producer_drop(stage *s, uint64_t sub_id, int down, const char *data,
   lua_settop(L, reason - 1);
   free(c);
   deliver_ready_infos(s);
-  if (up && !s->stop_pending) demand_arrived(s, up);
+  if (!s->stop_pending) demand_arrived(s, up);
   if (s->on_cancel_stop && !s->consumers && !s->stop_pending) set_stop_str(s, "normal");
 }
 
@@ -1178,11 +1187,17 @@ static void do_stop(stage *s) {
   free_stage(s);
 }
 
-/* After each message: a finishing stage stops once its buffer is empty;
- * a pending stop is carried out. */
+static int dispatcher_holds_events(const stage *s) {
+  sl_dispatch_state st;
+  sl_dispatch_get_state(s->disp, &st);
+  return st.queued > 0;   /* partition queues count as not yet dispatched */
+}
+
+/* After each message: a finishing stage stops once it holds nothing more
+ * to send; a pending stop is carried out. */
 static void settle(stage *s) {
   if (!s->stop_pending && s->finishing && s->type != T_CONSUMER && sl_buffer_count(s->buf) == 0 &&
-      !s->in_head && !s->acc_head && sl_buffer_infos(s->buf) == 0)
+      !s->in_head && !s->acc_head && sl_buffer_infos(s->buf) == 0 && !dispatcher_holds_events(s))
     set_stop_str(s, "normal");
   if (!s->stop_pending && s->finishing && s->type == T_CONSUMER) set_stop_str(s, "normal");
   if (s->stop_pending) do_stop(s);

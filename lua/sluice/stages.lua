@@ -238,6 +238,119 @@ function M.stream(subscriptions, opts)
   return iter, nil, nil, setmetatable({}, { __close = close })
 end
 
+
+-- Consumer supervisor -------------------------------------------------------
+
+local SUP_KEYS = { handler = true, subscribe_to = true, restart = true, max_restarts = true,
+                   max_seconds = true, name = true }
+
+-- The supervisor is a main-thread consumer in manual demand mode: each
+-- event runs handler(event) as a task on a worker; finished tasks are
+-- counted per subscription and asked for again once min_demand of them
+-- have finished (GenStage's ConsumerSupervisor accounting).
+local Supervisor = {
+  type = "consumer",
+  init = function(cfg)
+    return { cfg = cfg, subs = {}, running = {}, restarts = {}, polling = false }
+  end,
+  handle_subscribe = function(kind, opts, from, st)
+    if kind == "producer" then
+      local id = sluice._handle_id(from)
+      st.subs[id] = { from = from, max = opts.max_demand, min = opts.min_demand, done = 0 }
+      -- asked from handle_info: the subscription reaches the producer first
+      sluice.self():send({ "__sup_ask", id })
+    end
+    return "manual", st
+  end,
+  handle_events = function(events, from, st)
+    local id = sluice._handle_id(from)
+    for _, ev in ipairs(events) do
+      st.running[#st.running + 1] = { task = sluice.task(st.cfg.handler, ev), event = ev, sub = id }
+    end
+    if not st.polling then
+      st.polling = true
+      sluice.self():send_after(1, "__sup_poll")
+    end
+    return {}, st
+  end,
+  handle_info = function(msg, st)
+    local cfg = st.cfg
+    if type(msg) == "table" and msg[1] == "__sup_ask" then
+      local s = st.subs[msg[2]]
+      if s then s.from:ask(s.max) end
+      return {}, st
+    end
+    if msg ~= "__sup_poll" then return {}, st end
+    local still = {}
+    for _, r in ipairs(st.running) do
+      if r.task:done() then
+        local ok, err = pcall(r.task.await, r.task)
+        if not ok and cfg.restart == "transient" then
+          local now = os.time()
+          local recent = {}
+          for _, t in ipairs(st.restarts) do
+            if now - t < cfg.max_seconds then recent[#recent + 1] = t end
+          end
+          recent[#recent + 1] = now
+          st.restarts = recent
+          if #recent > cfg.max_restarts then
+            sluice.self():stop({ "error", "consumer_supervisor: too many restarts: " .. tostring(err), "" })
+            return {}, st
+          end
+          still[#still + 1] = { task = sluice.task(cfg.handler, r.event), event = r.event, sub = r.sub }
+        else
+          if not ok then
+            io.stderr:write("sluice: consumer_supervisor: handler failed: " .. tostring(err) .. "\n")
+          end
+          local s = st.subs[r.sub]
+          if s then
+            s.done = s.done + 1
+            if s.done >= s.min then s.from:ask(s.done); s.done = 0 end
+          end
+        end
+      else
+        still[#still + 1] = r
+      end
+    end
+    st.running = still
+    if #still > 0 then sluice.self():send_after(1, "__sup_poll") else st.polling = false end
+    return {}, st
+  end,
+  handle_cancel = function(_, from, st)
+    st.subs[sluice._handle_id(from)] = nil
+    return {}, st
+  end,
+}
+
+--- sluice.consumer_supervisor{handler = fn, subscribe_to = {...}, restart =
+--- "temporary" | "transient", max_restarts = 3, max_seconds = 5} -> stage
+function M.consumer_supervisor(opts)
+  local fn = "sluice.consumer_supervisor"
+  if type(opts) ~= "table" then error(fn .. ": expects a table of options", 2) end
+  for k in pairs(opts) do
+    if not SUP_KEYS[k] then error(("%s: unknown option %s"):format(fn, sluice.inspect(k)), 2) end
+  end
+  if type(opts.handler) ~= "function" then
+    error(("%s: handler must be a function, got %s"):format(fn, type(opts.handler)), 2)
+  end
+  local restart = opts.restart or "temporary"
+  if restart == "permanent" then
+    error(fn .. ": restart \"permanent\" is not supported (use \"temporary\" or \"transient\")", 2)
+  elseif restart ~= "temporary" and restart ~= "transient" then
+    error(("%s: restart must be \"temporary\" or \"transient\", got %s"):format(fn, sluice.inspect(restart)), 2)
+  end
+  local max_restarts, max_seconds = opts.max_restarts or 3, opts.max_seconds or 5
+  if math.type(max_restarts) ~= "integer" or max_restarts < 0 then
+    error(("%s: max_restarts must be an integer >= 0, got %s"):format(fn, sluice.inspect(max_restarts)), 2)
+  end
+  if type(max_seconds) ~= "number" or max_seconds <= 0 then
+    error(("%s: max_seconds must be a number > 0, got %s"):format(fn, sluice.inspect(max_seconds)), 2)
+  end
+  local cfg = { handler = opts.handler, restart = restart, max_restarts = max_restarts,
+                max_seconds = max_seconds }
+  return sluice.start(Supervisor, cfg, { _main = true, subscribe_to = opts.subscribe_to, name = opts.name })
+end
+
 for k, v in pairs(M) do
   if k:sub(1, 1) ~= "_" then sluice[k] = v end
 end
