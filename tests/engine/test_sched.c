@@ -1,0 +1,211 @@
+/* Scheduler tests: inbox FIFO per sender, parking and waking, the timer
+ * heap (order, cancel, equal due times), and workers handing messages to
+ * the host on their own thread. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include "check.h"
+#include "sched.h"
+
+/* ---- a host that records what each worker got ------------------------- */
+
+typedef struct {
+  int index;
+  int started;
+  int64_t got[4096];
+  int n;
+  int thread_ok;
+} rec;
+
+static rec recs[4];
+static atomic_int stopped;
+
+static void *h_start(int index, void *ud) {
+  (void)ud;
+  recs[index].index = index;
+  recs[index].started = 1;
+  recs[index].thread_ok = 1;
+  return &recs[index];
+}
+
+static void h_handle(void *ctx, sl_msg *m) {
+  rec *r = ctx;
+  if (sl_sched_current() != r->index) r->thread_ok = 0;
+  if (r->n < 4096) r->got[r->n++] = m->n;
+  sl_msg_free(m);
+}
+
+static void h_stop(void *ctx) {
+  (void)ctx;
+  atomic_fetch_add(&stopped, 1);
+}
+
+static sl_msg *num(int64_t n) {
+  sl_msg *m = sl_msg_new(1);
+  m->n = n;
+  return m;
+}
+
+/* ---- inbox without threads -------------------------------------------- */
+
+static void test_inbox_fifo(void) {
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox *in = sl_sched_main(s);
+  for (int i = 1; i <= 5; i++) sl_inbox_post(in, num(i));
+  for (int i = 1; i <= 5; i++) {
+    sl_msg *m = sl_inbox_wait(in, 0);
+    CHECK(m != NULL);
+    if (m) CHECK_INT(m->n, i);
+    sl_msg_free(m);
+  }
+  CHECK(sl_inbox_wait(in, 0) == NULL);
+  sl_sched_stop(s);
+}
+
+static void test_wait_timeout_and_wake(void) {
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox *in = sl_sched_main(s);
+  int64_t t0 = sl_now_ms();
+  CHECK(sl_inbox_wait(in, 30) == NULL);
+  CHECK(sl_now_ms() - t0 >= 29);
+  sl_inbox_wake(in);
+  t0 = sl_now_ms();
+  CHECK(sl_inbox_wait(in, 5000) == NULL);   /* the wake returns at once */
+  CHECK(sl_now_ms() - t0 < 1000);
+  sl_sched_stop(s);
+}
+
+static void test_timers_fire_in_due_order(void) {
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox *in = sl_sched_main(s);
+  sl_inbox_after(in, 60, num(3));
+  sl_inbox_after(in, 20, num(1));
+  uint64_t t2 = sl_inbox_after(in, 40, num(2));
+  sl_inbox_after(in, 40, num(22));           /* same due time: FIFO */
+  uint64_t cancelled = sl_inbox_after(in, 30, num(99));
+  CHECK(t2 > 0);
+  CHECK_INT(sl_inbox_cancel(in, cancelled), 1);
+  CHECK_INT(sl_inbox_cancel(in, cancelled), 0);   /* already gone */
+  CHECK(sl_inbox_wait(in, 0) == NULL);           /* nothing due yet */
+  int64_t want[] = {1, 2, 22, 3};
+  for (int i = 0; i < 4; i++) {
+    sl_msg *m = sl_inbox_wait(in, 2000);
+    CHECK(m != NULL);
+    if (m) CHECK_INT(m->n, want[i]);
+    sl_msg_free(m);
+  }
+  CHECK(sl_inbox_wait(in, 100) == NULL);
+  sl_sched_stop(s);
+}
+
+static void test_many_timers_heap(void) {
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox *in = sl_sched_main(s);
+  /* 200 timers with delays in a scrambled order; every third cancelled */
+  uint64_t ids[200];
+  for (int i = 0; i < 200; i++) {
+    int d = (i * 37) % 200;
+    ids[i] = sl_inbox_after(in, d / 4, num(d));
+  }
+  int cancelled = 0;
+  for (int i = 0; i < 200; i += 3) cancelled += sl_inbox_cancel(in, ids[i]);
+  CHECK_INT(cancelled, 67);
+  int64_t last = -1;
+  int got = 0, ordered = 1;
+  sl_msg *m;
+  while ((m = sl_inbox_wait(in, 300)) != NULL) {
+    if (m->n / 4 < last / 4) ordered = 0;
+    last = m->n;
+    got++;
+    sl_msg_free(m);
+  }
+  CHECK_INT(got, 133);
+  CHECK(ordered);
+  sl_sched_stop(s);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+typedef struct {
+  sl_inbox *in;
+  int sender;
+} poster_arg;
+
+static void *poster(void *p) {
+  poster_arg *a = p;
+  for (int i = 0; i < 1000; i++) sl_inbox_post(a->in, num(a->sender * 100000 + i));
+  return NULL;
+}
+
+static void test_workers_fifo_per_sender(void) {
+  memset(recs, 0, sizeof recs);
+  atomic_store(&stopped, 0);
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(2, &hooks, &s), 0);
+  CHECK_INT(sl_sched_workers(s), 2);
+  CHECK_INT(recs[0].started, 1);
+  CHECK_INT(recs[1].started, 1);
+  pthread_t t[3];
+  poster_arg args[3];
+  for (int i = 0; i < 3; i++) {
+    args[i] = (poster_arg){sl_sched_inbox(s, 1), i + 1};
+    pthread_create(&t[i], NULL, poster, &args[i]);
+  }
+  for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+  sl_sched_stop(s);   /* drains what is queued, then joins */
+  CHECK_INT(atomic_load(&stopped), 2);
+  CHECK_INT(recs[1].n, 3000);
+  CHECK_INT(recs[0].n, 0);
+  CHECK(recs[1].thread_ok);
+  int64_t next[4] = {0, 0, 0, 0};
+  int in_order = 1;
+  for (int i = 0; i < recs[1].n; i++) {
+    int64_t v = recs[1].got[i];
+    int sender = (int)(v / 100000);
+    if (v % 100000 != next[sender]) in_order = 0;
+    next[sender]++;
+  }
+  CHECK(in_order);
+}
+
+static void test_worker_timer(void) {
+  memset(recs, 0, sizeof recs);
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox_after(sl_sched_inbox(s, 0), 20, num(7));
+  sl_inbox_post(sl_sched_inbox(s, 0), num(1));
+  struct timespec ts = {0, 80 * 1000000};
+  nanosleep(&ts, NULL);
+  sl_sched_stop(s);
+  CHECK_INT(recs[0].n, 2);
+  CHECK_INT(recs[0].got[0], 1);
+  CHECK_INT(recs[0].got[1], 7);
+}
+
+static void test_bad_worker_count(void) {
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched *s = NULL;
+  CHECK(sl_sched_start(0, &hooks, &s) < 0);
+  CHECK(s == NULL);
+}
+
+int main(void) {
+  RUN(test_inbox_fifo);
+  RUN(test_wait_timeout_and_wake);
+  RUN(test_timers_fire_in_due_order);
+  RUN(test_many_timers_heap);
+  RUN(test_workers_fifo_per_sender);
+  RUN(test_worker_timer);
+  RUN(test_bad_worker_count);
+  return CHECK_SUMMARY();
+}
