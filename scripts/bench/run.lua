@@ -1,0 +1,453 @@
+-- The sluice benchmark runner (started by scripts/bench.sh, run from the
+-- repository root with plain lua5.4).
+--
+--   lua5.4 scripts/bench/run.lua BUILD_DIR
+--
+-- Environment: QUICK=1 (5 MB corpus, 1 M events), RUNS=n (runs per
+-- workload, default 3), SEED=n (corpus seed, default 42), ONLY=pattern (run
+-- the workloads whose name matches the Lua pattern), LUA (default lua5.4).
+--
+-- Every workload is one entry of WORKLOADS below: a sluice command, a
+-- baseline command, what the row measures, and its target.  Each command
+-- runs under benchrun (wall time, peak RSS) and prints "RESULT <checksum>";
+-- the runner checks the checksums, takes medians and prints the table.
+-- Commands are shared by key: a baseline used by several rows (or a sluice
+-- command reused as the memory row's baseline) is measured once per run of
+-- the suite, interleaved with the first row that needs it.
+
+local BUILD = arg[1] or "build"
+local B = arg[0]:match("^(.*)/") or "."        -- scripts/bench
+local DATA = "bench-data"
+local SLUICE = BUILD .. "/sluice"
+local BENCHRUN = BUILD .. "/bench/benchrun"
+local GENCORPUS = BUILD .. "/bench/gencorpus"
+local LUA = os.getenv("LUA") or "lua5.4"
+
+local function env_flag(name)
+  local v = os.getenv(name)
+  return v ~= nil and v ~= "" and v ~= "0"
+end
+local QUICK = env_flag("QUICK")
+local RUNS = math.tointeger(tonumber(os.getenv("RUNS") or "")) or 3
+local SEED = math.tointeger(tonumber(os.getenv("SEED") or "")) or 42
+local ONLY = os.getenv("ONLY")
+assert(RUNS >= 1, "RUNS must be >= 1")
+
+-- sizes: QUICK=1 is a smoke run of the same suite
+local SMALL_BYTES = QUICK and 5000000 or 50000000
+local BIG_BYTES = QUICK and 50000000 or 500000000
+local EVENTS = QUICK and 1000000 or 10000000
+
+---------------------------------------------------------------------------
+-- small helpers
+
+local log_lines = {}
+local function out(fmt, ...)
+  local s = select("#", ...) > 0 and fmt:format(...) or fmt
+  io.stdout:write(s, "\n")
+  io.stdout:flush()
+  log_lines[#log_lines + 1] = s
+end
+
+local function progress(fmt, ...)
+  io.stderr:write(fmt:format(...), "\n")
+  io.stderr:flush()
+end
+
+local function sh_quote(s)
+  s = tostring(s)
+  if s:match("^[%w%./_,=:+-]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function capture(cmd)
+  local p = assert(io.popen(cmd .. " 2>/dev/null"))
+  local s = p:read("a")
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+
+local function now()
+  return tonumber(capture("date +%s.%N")) or os.time()
+end
+
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function median(xs)
+  local t = table.move(xs, 1, #xs, 1, {})
+  table.sort(t)
+  local n = #t
+  if n == 0 then return nil end
+  if n % 2 == 1 then return t[(n + 1) // 2] end
+  return (t[n // 2] + t[n // 2 + 1]) / 2
+end
+
+local function human_bytes(n)
+  if n >= 1e9 and n % 1e9 == 0 then return ("%dGB"):format(n // 1e9) end
+  if n >= 1e6 and n % 1e6 == 0 then return ("%dMB"):format(n // 1e6) end
+  if n >= 1e3 and n % 1e3 == 0 then return ("%dkB"):format(n // 1e3) end
+  return tostring(n) .. "B"
+end
+
+local function human_count(n)
+  if n >= 1e6 and n % 1e6 == 0 then return ("%dM"):format(n // 1e6) end
+  return tostring(n)
+end
+
+local function si(x)
+  if x >= 1e9 then return ("%.2fG"):format(x / 1e9) end
+  if x >= 1e6 then return ("%.2fM"):format(x / 1e6) end
+  if x >= 1e3 then return ("%.1fk"):format(x / 1e3) end
+  return ("%.0f"):format(x)
+end
+
+---------------------------------------------------------------------------
+-- corpora: generated on first use into bench-data/, reused while the .meta
+-- marker matches (generator version, seed, requested size, actual size)
+
+local gen_version = capture(sh_quote(GENCORPUS) .. " --version"):match("gen=(%d+)")
+assert(gen_version, "cannot run " .. GENCORPUS .. " (did scripts/bench.sh build it?)")
+
+local function parse_meta(text)
+  if not text then return nil end
+  local m = {}
+  for k, v in text:gmatch("([%w_]+)=([^\n]*)") do m[k] = v end
+  return m
+end
+
+local corpus_mt = {}
+corpus_mt.__index = corpus_mt
+local function corpus(bytes, seed)
+  local name = ("%s/corpus-%s-seed%d"):format(DATA, human_bytes(bytes), seed)
+  return setmetatable({ bytes = bytes, seed = seed, path = name .. ".txt",
+                        meta_path = name .. ".meta", label = human_bytes(bytes) }, corpus_mt)
+end
+
+function corpus_mt:ensure()
+  if self.ready then return self end
+  local m = parse_meta(read_file(self.meta_path))
+  local size = file_size(self.path)
+  local fresh = m and m.gen == gen_version and tonumber(m.seed) == self.seed
+    and tonumber(m.requested) == self.bytes and tonumber(m.bytes) == size
+  if not fresh then
+    os.execute("mkdir -p " .. sh_quote(DATA))
+    os.remove(self.meta_path)
+    progress("generating %s corpus (seed %d) -> %s", self.label, self.seed, self.path)
+    local t0 = now()
+    local ok = os.execute(("%s %d %d %s %s"):format(sh_quote(GENCORPUS), self.bytes, self.seed,
+                                                    sh_quote(self.path), sh_quote(self.meta_path)))
+    assert(ok, "corpus generation failed")
+    progress("  done in %.1f s", now() - t0)
+    m = parse_meta(read_file(self.meta_path))
+    assert(m and tonumber(m.bytes) == file_size(self.path), "corpus generation left a bad .meta")
+  end
+  self.words = assert(math.tointeger(tonumber(m.result:match("words=(%d+)"))))
+  self.result = m.result
+  self.ready = true
+  return self
+end
+
+local function is_corpus(x) return getmetatable(x) == corpus_mt end
+
+-- a value that may be a corpus (its word count / checksum) or a plain value
+local function events_of(x) if is_corpus(x) then return x:ensure().words end return x end
+local function expect_of(x) if is_corpus(x) then return x:ensure().result end return x end
+
+---------------------------------------------------------------------------
+-- the workloads
+
+local small = corpus(SMALL_BYTES, SEED)
+local big = corpus(BIG_BYTES, SEED)
+local N = EVENTS
+
+local function sluice(workers, script, ...)
+  return { SLUICE, "-w", workers, B .. "/" .. script, ... }
+end
+local function plain(script, ...)
+  return { LUA, B .. "/" .. script, ... }
+end
+
+-- Each entry:
+--   name, workers           shown in the table
+--   cmd, base               argv arrays (a corpus in an argv becomes its path)
+--   events                  events per run (number or corpus: its word count)
+--   expect / base_expect    checksum the cmd's / base's RESULT must equal
+--                           (string or corpus: its generator checksum)
+--   same_result             cmd and base must print the same RESULT (default true)
+--   measure                 key of MEASURES; target, stretch: its thresholds
+--   hops                    for "hop_ns"
+--   runs, budget_s          runs (default RUNS); stop early once the next run
+--                           would take the row past budget_s (>= 1 run)
+--   base_desc               what the baseline is, for the legend
+local WORKLOADS = {
+  { name = "wordcount " .. small.label, workers = 2,
+    cmd = sluice(2, "wordcount.lua", small), base = plain("wordcount_plain.lua", small),
+    events = small, expect = small,
+    measure = "time", target = 0.6, stretch = 0.5,
+    base_desc = "lua5.4 wordcount_plain.lua: io.lines + gmatch into a table, same corpus" },
+  { name = "wordcount " .. small.label, workers = 1,
+    cmd = sluice(1, "wordcount.lua", small), base = plain("wordcount_plain.lua", small),
+    events = small, expect = small,
+    measure = "time", target = 1.15,
+    base_desc = "same as above" },
+  { name = "map/filter/count " .. human_count(N), workers = 2,
+    cmd = sluice(2, "mapfilter.lua", N), base = plain("mapfilter_plain.lua", N),
+    events = N, expect = ("count=%d"):format((N + 1) // 2),
+    measure = "rate", target = 1.7,
+    base_desc = "lua5.4 loop calling the same inc/even/count functions" },
+  { name = "chain p->pc->c " .. human_count(N), workers = 2,
+    cmd = sluice(2, "chain.lua", N, 1000), base = plain("chain_plain.lua", N, 1000),
+    events = N, hops = 2, expect = ("count=%d bad=0"):format(N),
+    measure = "hop_ns", target = 25,
+    base_desc = "the same three stages' callbacks in one lua5.4 loop, 1000 events a batch; "
+      .. "ratio = (chain s - base s) / (events * 2 hops)" },
+  { name = "memory: wordcount " .. big.label, workers = 2,
+    cmd = sluice(2, "wordcount.lua", big), base = sluice(2, "wordcount.lua", small),
+    events = big, expect = big, base_expect = small, same_result = false,
+    measure = "rss", target = 1.1, budget_s = QUICK and 30 or 100,
+    base_desc = "sluice -w 2 wordcount on the " .. small.label .. " corpus (the first row's runs); "
+      .. "ratio = peak RSS " .. big.label .. " / peak RSS " .. small.label },
+}
+
+-- How a row's ratio is computed from the medians s (sluice) and b (baseline)
+-- ({wall = seconds, rss = KiB}); cmp says which side of the target passes.
+local MEASURES = {
+  time = { cmp = "<=", unit = "x time",
+           value = function(e, s, b) return s.wall / b.wall end },
+  rate = { cmp = ">=", unit = "x ev/s",
+           value = function(e, s, b) return b.wall / s.wall end },
+  hop_ns = { cmp = "<=", unit = " ns/ev/hop", fmt = "%.1f",
+             value = function(e, s, b) return (s.wall - b.wall) / (events_of(e.events) * e.hops) * 1e9 end },
+  rss = { cmp = "<=", unit = "x RSS",
+          value = function(e, s, b) return s.rss / b.rss end },
+}
+
+---------------------------------------------------------------------------
+-- running
+
+local samples = {}   -- command key -> list of {wall, rss, status, result, err}
+local STDERR_TMP = DATA .. "/.stderr.tmp"
+
+local function argv_string(argv)
+  local t = {}
+  for i, a in ipairs(argv) do
+    t[i] = sh_quote(is_corpus(a) and a:ensure().path or a)
+  end
+  return table.concat(t, " ")
+end
+
+local function key_of(argv)
+  local t = {}
+  for i, a in ipairs(argv) do t[i] = is_corpus(a) and a.path or tostring(a) end
+  return table.concat(t, " ")
+end
+
+local function run_once(argv, label)
+  local cmd = argv_string(argv)
+  local p = assert(io.popen(sh_quote(BENCHRUN) .. " " .. cmd .. " 2>" .. sh_quote(STDERR_TMP)))
+  local text = p:read("a")
+  p:close()
+  local s = { result = text:match("RESULT ([^\n]*)") }
+  local wall, rss, status = text:match("BENCHRUN wall=([%d.]+) maxrss_kb=(%d+) status=(%d+)")
+  s.wall, s.rss, s.status = tonumber(wall), tonumber(rss), tonumber(status) or -1
+  if s.status ~= 0 then
+    s.err = (read_file(STDERR_TMP) or ""):sub(-1500)
+  end
+  progress("  %-34s %s", label, s.status == 0
+    and ("%.3f s  %.1f MB"):format(s.wall, s.rss / 1024) or ("FAILED (status %d)"):format(s.status))
+  return s
+end
+
+local function sample(argv, i, label)
+  local key = key_of(argv)
+  local list = samples[key] or {}
+  samples[key] = list
+  if #list < i then list[#list + 1] = run_once(argv, label) end
+  return list
+end
+
+local function ok_samples(list)
+  local w, r = {}, {}
+  for _, s in ipairs(list) do
+    if s.status == 0 then w[#w + 1], r[#r + 1] = s.wall, s.rss end
+  end
+  if #w == 0 then return nil end
+  return { wall = median(w), rss = median(r), n = #w }
+end
+
+-- checks: returns "ok" or a short failure word, and detail lines
+local function check(e, cl, bl)
+  local problems = {}
+  local function bad(fmt, ...) problems[#problems + 1] = fmt:format(...) end
+  local function check_list(list, who, expect)
+    local first
+    for i, s in ipairs(list) do
+      if s.status ~= 0 then
+        bad("%s run %d failed with status %d:\n%s", who, i, s.status, s.err or "")
+      elseif not s.result then
+        bad("%s run %d printed no RESULT line", who, i)
+      else
+        first = first or s.result
+        if s.result ~= first then bad("%s run %d: RESULT %s\n    differs from run 1: %s", who, i, s.result, first) end
+        if expect and s.result ~= expect then
+          bad("%s run %d: RESULT %s\n    expected:    %s", who, i, s.result, expect)
+        end
+      end
+    end
+    return first
+  end
+  local c1 = check_list(cl, "sluice", expect_of(e.expect))
+  local b1 = check_list(bl, "baseline", expect_of(e.base_expect or (e.same_result ~= false and e.expect or nil)))
+  if e.same_result ~= false and c1 and b1 and c1 ~= b1 then
+    bad("sluice RESULT %s\n    baseline RESULT %s", c1, b1)
+  end
+  if #problems == 0 then return "ok", problems end
+  for _, s in ipairs(cl) do if s.status ~= 0 then return "FAILED", problems end end
+  for _, s in ipairs(bl) do if s.status ~= 0 then return "FAILED", problems end end
+  return "MISMATCH", problems
+end
+
+local function run_entry(e)
+  local runs = e.runs or RUNS
+  local t0 = now()
+  local cl, bl
+  local done = 0
+  for i = 1, runs do
+    local label = ("%s -w %d"):format(e.name, e.workers)
+    cl = sample(e.cmd, i, ("%s run %d"):format(label, i))
+    bl = sample(e.base, i, ("  baseline run %d"):format(i))
+    done = i
+    local spent = now() - t0
+    if e.budget_s and i < runs and spent / i * (i + 1) > e.budget_s then
+      e.note = ("%d of %d runs (next run would pass the row's %d s budget)"):format(i, runs, e.budget_s)
+      break
+    end
+  end
+  e.runs_done = done
+  e.status, e.problems = check(e, cl, bl)
+  e.s, e.b = ok_samples(cl), ok_samples(bl)
+  if e.s and e.b then
+    local m = MEASURES[e.measure]
+    e.value = m.value(e, e.s, e.b)
+    local function pass(t) if m.cmp == "<=" then return e.value <= t end return e.value >= t end
+    e.met = pass(e.target)
+    if e.stretch then e.stretch_met = pass(e.stretch) end
+  end
+end
+
+---------------------------------------------------------------------------
+-- main
+
+local t_start = now()
+local nproc = capture("nproc")
+local cpuinfo = read_file("/proc/cpuinfo") or ""
+local cpu = cpuinfo:match("model name%s*:%s*([^\n]+)") or capture("uname -m")
+local git = capture("git describe --always --dirty")
+local sluice_version = capture(sh_quote(SLUICE) .. " -v")
+local lua_version = capture(LUA .. " -v"):match("^Lua [%d.]+") or LUA
+
+progress("sluice benchmarks%s: %d runs per workload", QUICK and " (QUICK)" or "", RUNS)
+local selected = {}
+for _, e in ipairs(WORKLOADS) do
+  if not ONLY or e.name:match(ONLY) then selected[#selected + 1] = e end
+end
+for _, e in ipairs(selected) do run_entry(e) end
+
+local cols = { "workload", "w", "runs", "median s", "events/s", "peak RSS", "base s", "base RSS",
+               "ratio", "target", "met?", "check" }
+local rows = {}
+for _, e in ipairs(selected) do
+  local m = MEASURES[e.measure]
+  local ratio, target, met = "-", "-", "-"
+  local tfmt = m.fmt or "%.2f"
+  target = ("%s %s%s"):format(m.cmp == "<=" and "<=" or ">=", tfmt:format(e.target), m.unit)
+  if e.stretch then target = target .. (" (stretch " .. tfmt .. ")"):format(e.stretch) end
+  if e.value then
+    ratio = (tfmt .. "%s"):format(e.value, m.unit)
+    met = e.met and "yes" or "NO"
+    if e.stretch then met = met .. (e.stretch_met and ", stretch yes" or ", stretch no") end
+  end
+  local ev = events_of(e.events)
+  rows[#rows + 1] = {
+    e.name, tostring(e.workers), tostring(e.runs_done) .. (e.note and "*" or ""),
+    e.s and ("%.3f"):format(e.s.wall) or "-",
+    e.s and si(ev / e.s.wall) or "-",
+    e.s and ("%.1f MB"):format(e.s.rss / 1024) or "-",
+    e.b and ("%.3f"):format(e.b.wall) or "-",
+    e.b and ("%.1f MB"):format(e.b.rss / 1024) or "-",
+    ratio, target, met, e.status,
+  }
+end
+
+local width = {}
+for i, c in ipairs(cols) do width[i] = #c end
+for _, r in ipairs(rows) do
+  for i, c in ipairs(r) do width[i] = math.max(width[i], #c) end
+end
+local function line(cells)
+  local t = {}
+  for i, c in ipairs(cells) do
+    t[i] = (i <= 1) and (c .. (" "):rep(width[i] - #c)) or ((" "):rep(width[i] - #c) .. c)
+  end
+  return "| " .. table.concat(t, " | ") .. " |"
+end
+local sep = {}
+for i = 1, #cols do sep[i] = ("-"):rep(width[i]) end
+
+out("")
+out("sluice benchmarks%s — %s", QUICK and " (QUICK=1)" or "", os.date("%Y-%m-%d %H:%M:%S %Z"))
+out("machine: %s cores (nproc), %s", nproc, cpu)
+out("sluice %s (%s, git %s), baseline %s", sluice_version:match("[%d.]+[%w.-]*") or sluice_version,
+    SLUICE, git ~= "" and git or "?", lua_version)
+out("corpus: %s (seed %d)%s; medians of %d runs; ratio from the same run's baseline",
+    small.ready and ("%s, %s words"):format(small.label, si(small.words)) or small.label, SEED,
+    big.ready and (", memory row %s, %s words"):format(big.label, si(big.words)) or "", RUNS)
+out("")
+out(line(cols))
+out((line(sep):gsub(" ", "-")))
+for _, r in ipairs(rows) do out(line(r)) end
+out("")
+out("baselines:")
+for _, e in ipairs(selected) do
+  out("  %-30s %s", e.name .. " -w " .. e.workers .. ":", e.base_desc)
+end
+for _, e in ipairs(selected) do
+  if e.note then out("  * %s: %s", e.name, e.note) end
+end
+
+local failed = false
+for _, e in ipairs(selected) do
+  if #e.problems > 0 then
+    failed = true
+    out("")
+    out("!!! %s -w %d: %s", e.name, e.workers, e.status)
+    for _, p in ipairs(e.problems) do out("    %s", p) end
+  end
+end
+out("")
+out("total time %.0f s", now() - t_start)
+
+local f = io.open(DATA .. "/last-run.txt", "w")
+if f then
+  f:write(table.concat(log_lines, "\n"), "\n")
+  f:close()
+end
+os.remove(STDERR_TMP)
+if failed then
+  out("benchmark checks FAILED (see above)")
+  os.exit(1)
+end
