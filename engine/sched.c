@@ -268,18 +268,16 @@ static void *worker_main(void *arg) {
   for (;;) {
     int closing = 0;
     sl_msg *list = take_all(&w->inbox, -1, &closing);
+    /* at shutdown what is still queued is dropped: stages that keep
+     * feeding each other would otherwise never let the worker end */
     while (list) {
       sl_msg *next = list->next;
       list->next = NULL;
-      s->hooks.handle(ctx, list);
+      if (closing) sl_msg_free(list);
+      else s->hooks.handle(ctx, list);
       list = next;
     }
-    if (closing) {
-      pthread_mutex_lock(&w->inbox.mu);
-      int empty = w->inbox.head == NULL;
-      pthread_mutex_unlock(&w->inbox.mu);
-      if (empty) break;
-    }
+    if (closing) break;
   }
   s->hooks.stop(ctx);
   return NULL;

@@ -44,8 +44,8 @@ typedef struct sl_sched_hooks {
 /* Starts nworkers threads (each calls hooks->start before anything else
  * and the call returns only once every start has run). */
 int sl_sched_start(int nworkers, const sl_sched_hooks *hooks, sl_sched **out);
-/* Stops the workers after the messages already queued, joins them and
- * frees everything. */
+/* Stops the workers (messages still queued are dropped, unhandled), joins
+ * them and frees everything. */
 void sl_sched_stop(sl_sched *s);
 int sl_sched_workers(const sl_sched *s);
 /* Worker inbox (0-based) or the main thread's inbox. */

@@ -1,5 +1,5 @@
 /* codec: Lua values <-> bytes (API.md §1). One pass each way; the wire
- * format is described in lua/CODEC.md. The encoder raises no Lua error but
+ * format is described in engine/README.md (the codec section). The encoder raises no Lua error but
  * memory errors; the decoder checks every length, count and reference
  * against its input before using it. */
 #include <limits.h>

@@ -19,6 +19,7 @@ typedef struct {
 
 static rec recs[4];
 static atomic_int stopped;
+static atomic_int handled;
 
 static void *h_start(int index, void *ud) {
   (void)ud;
@@ -32,6 +33,7 @@ static void h_handle(void *ctx, sl_msg *m) {
   rec *r = ctx;
   if (sl_sched_current() != r->index) r->thread_ok = 0;
   if (r->n < 4096) r->got[r->n++] = m->n;
+  atomic_fetch_add(&handled, 1);
   sl_msg_free(m);
 }
 
@@ -148,6 +150,7 @@ static void *poster(void *p) {
 static void test_workers_fifo_per_sender(void) {
   memset(recs, 0, sizeof recs);
   atomic_store(&stopped, 0);
+  atomic_store(&handled, 0);
   sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(2, &hooks, &s), 0);
@@ -161,14 +164,21 @@ static void test_workers_fifo_per_sender(void) {
     pthread_create(&t[i], NULL, poster, &args[i]);
   }
   for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
-  sl_sched_stop(s);   /* drains what is queued, then joins */
+  /* a marker posted last by this thread: once handled, all 3000 were */
+  sl_inbox_post(sl_sched_inbox(s, 1), num(-1));
+  for (int k = 0; k < 5000 && atomic_load(&handled) < 3001; k++) {
+    struct timespec ts = {0, 2 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  sl_sched_stop(s);
   CHECK_INT(atomic_load(&stopped), 2);
-  CHECK_INT(recs[1].n, 3000);
+  CHECK_INT(recs[1].n, 3001);
+  CHECK_INT(recs[1].got[3000], -1);
   CHECK_INT(recs[0].n, 0);
   CHECK(recs[1].thread_ok);
   int64_t next[4] = {0, 0, 0, 0};
   int in_order = 1;
-  for (int i = 0; i < recs[1].n; i++) {
+  for (int i = 0; i < 3000; i++) {
     int64_t v = recs[1].got[i];
     int sender = (int)(v / 100000);
     if (v % 100000 != next[sender]) in_order = 0;
