@@ -1,8 +1,9 @@
--- Word count on Flow: lines -> words -> partition by word -> counts,
--- then the ten most frequent words.
+-- Word count on Flow: lines -> words -> partition by word -> counts per
+-- partition; the counts come back to the script, which prints the totals
+-- and the ten most frequent words.
 --   sluice examples/wordcount.lua [file] [stages]
 local path = arg[1] or "examples/data/text.txt"
-local stages = tonumber(arg[2]) or sluice.workers()
+local stages = math.tointeger(tonumber(arg[2])) or sluice.workers()
 local flow = sluice.flow
 
 local counts = flow.from_enumerable(sluice.lines(path), { stages = stages })
@@ -16,12 +17,15 @@ local counts = flow.from_enumerable(sluice.lines(path), { stages = stages })
     acc[word] = (acc[word] or 0) + 1
     return acc
   end)
-  :to_list()
+  :to_list()   -- each partition emits its {word, count} pairs
 
+local total = 0
+for _, wc in ipairs(counts) do total = total + wc[2] end
 table.sort(counts, function(a, b)
   if a[2] ~= b[2] then return a[2] > b[2] end
   return a[1] < b[1]
 end)
+print(("%d words, %d distinct"):format(total, #counts))
 for i = 1, math.min(10, #counts) do
   print(("%-8s %d"):format(counts[i][1], counts[i][2]))
 end

@@ -405,12 +405,12 @@ static void run_task(wctx *c, sl_msg *m) {
 static void worker_handle(void *ctx, sl_msg *m) {
   wctx *c = ctx;
   sl_rt_install_snapshot(c->L, m);
-  if (m->kind == SL_M_TASK) run_task(c, m);
-  else if (!(sl_rt_g.worker_handler && sl_rt_g.worker_handler(c->L, c->index, m))) {
+  if (m->kind == SL_M_TASK) {
+    run_task(c, m);
     sl_msg_free(m);
-    return;
+  } else if (!(sl_rt_g.worker_handler && sl_rt_g.worker_handler(c->L, c->index, m))) {
+    sl_msg_free(m);   /* a handler that takes m frees it: m is not read after */
   }
-  if (m->kind == SL_M_TASK) sl_msg_free(m);
 }
 
 /* ---- main thread waits ------------------------------------------------------ */
@@ -420,6 +420,9 @@ static sl_msg *done_tasks;   /* SL_M_TASK_DONE messages not yet awaited (main th
 void sl_rt_check_interrupt(lua_State *L) {
   if (sl_rt_g.interrupted) {
     sl_rt_g.interrupted = 0;
+    /* the SIGINT handler also armed a hook on the main state: this error
+     * is the interruption, so the hook must not raise it a second time */
+    lua_sethook(sl_rt_g.L, NULL, 0, 0);
     luaL_error(L, "interrupted");
   }
 }

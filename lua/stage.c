@@ -10,10 +10,18 @@
  * state) are touched only by that place's thread. Stages talk only through
  * messages posted to the peer's place inbox; a stage reference ("ref")
  * packs the id and the place, so routing needs no lookup and no lock. The
- * registry (names, liveness, exit reasons) is the only shared table, under
- * one mutex, and is touched at start, stop, whereis and await only.
- * Per sender, messages arrive in send order, which the protocol relies on
- * (subscribe before ask, events before cancel). */
+ * registry (names, types, liveness, exit reasons) is the only shared
+ * table, under one mutex; it is touched when stages start and stop and by
+ * the main thread's checks and waits, never on the event path. Per
+ * sender, messages arrive in send order, which the protocol relies on
+ * (subscribe before ask, events before cancel); an inbox is one FIFO, so
+ * messages posted one after the other by different threads (the second
+ * thread having seen the first post happen) arrive in that order too:
+ * sluice.start answers only once the subscriptions are posted, so what the
+ * main thread sends a producer next comes behind them.
+ *
+ * The main thread waits for replies (start, call, subscribe) by pumping
+ * its own inbox; stages living on the main thread run during those waits. */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -56,10 +64,10 @@ static void msg_bytes(sl_msg *m, const char *p, size_t len) {
   m->len = len;
 }
 
-
-
 /* ---- registry --------------------------------------------------------------- */
 
+/* Every stage started, alive or dead (await needs the exit reason of any
+ * handle still held), hashed by ref. The only table shared by threads. */
 typedef struct reg_entry {
   uint64_t ref;
   char *name;
@@ -70,9 +78,18 @@ typedef struct reg_entry {
   struct reg_entry *next;
 } reg_entry;
 
+#define REG_BUCKETS 1024
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static reg_entry *reg_head;
+static reg_entry *reg_table[REG_BUCKETS];
 
+/* The entry of ref (reg_mu held), or NULL. */
+static reg_entry *reg_find(uint64_t ref) {
+  for (reg_entry *e = reg_table[ref % REG_BUCKETS]; e; e = e->next)
+    if (e->ref == ref) return e;
+  return NULL;
+}
+
+/* Registers a stage being started (name may be NULL). */
 static void reg_add(uint64_t ref, const char *name, int type) {
   reg_entry *e = calloc(1, sizeof *e);
   if (!e) abort();
@@ -81,22 +98,27 @@ static void reg_add(uint64_t ref, const char *name, int type) {
   e->name = name ? strdup(name) : NULL;
   e->alive = 1;
   pthread_mutex_lock(&reg_mu);
-  e->next = reg_head;
-  reg_head = e;
+  e->next = reg_table[ref % REG_BUCKETS];
+  reg_table[ref % REG_BUCKETS] = e;
   pthread_mutex_unlock(&reg_mu);
 }
 
+/* Marks ref dead with its encoded exit reason (copied). A dead stage
+ * keeps its name for stage:name() but no longer answers to whereis. */
 static void reg_dead(uint64_t ref, const char *reason, size_t len) {
+  char *copy = malloc(len ? len : 1);
+  if (copy && len) memcpy(copy, reason, len);
   pthread_mutex_lock(&reg_mu);
-  for (reg_entry *e = reg_head; e; e = e->next)
-    if (e->ref == ref) {
-      e->alive = 0;
-      e->reason = malloc(len ? len : 1);
-      if (e->reason) memcpy(e->reason, reason, len);
-      e->rlen = len;
-      break;   /* a dead stage keeps its name but no longer answers to it */
-    }
+  reg_entry *e = reg_find(ref);
+  if (e) {
+    e->alive = 0;
+    free(e->reason);
+    e->reason = copy;
+    e->rlen = copy ? len : 0;
+    copy = NULL;
+  }
   pthread_mutex_unlock(&reg_mu);
+  free(copy);
 }
 
 /* 1 alive, 0 dead (pushes the exit reason onto L when L is given), -1 unknown */
@@ -105,16 +127,15 @@ static int reg_status(lua_State *L, uint64_t ref) {
   char *copy = NULL;
   size_t len = 0;
   pthread_mutex_lock(&reg_mu);
-  for (reg_entry *e = reg_head; e; e = e->next)
-    if (e->ref == ref) {
-      st = e->alive;
-      if (!st && L && e->reason) {
-        copy = malloc(e->rlen ? e->rlen : 1);
-        if (copy) memcpy(copy, e->reason, e->rlen);
-        len = e->rlen;
-      }
-      break;
+  reg_entry *e = reg_find(ref);
+  if (e) {
+    st = e->alive;
+    if (!st && L && e->reason) {
+      copy = malloc(e->rlen ? e->rlen : 1);
+      if (copy) memcpy(copy, e->reason, e->rlen);
+      len = e->rlen;
     }
+  }
   pthread_mutex_unlock(&reg_mu);
   if (copy) {
     char err[128];
@@ -126,52 +147,49 @@ static int reg_status(lua_State *L, uint64_t ref) {
   return st;
 }
 
+/* The live stage registered under name, or 0. */
 static uint64_t reg_whereis(const char *name) {
   uint64_t ref = 0;
   pthread_mutex_lock(&reg_mu);
-  for (reg_entry *e = reg_head; e; e = e->next)
-    if (e->alive && e->name && strcmp(e->name, name) == 0) {
-      ref = e->ref;
-      break;
-    }
+  for (int b = 0; b < REG_BUCKETS && !ref; b++)
+    for (reg_entry *e = reg_table[b]; e; e = e->next)
+      if (e->alive && e->name && strcmp(e->name, name) == 0) {
+        ref = e->ref;
+        break;
+      }
   pthread_mutex_unlock(&reg_mu);
   return ref;
 }
 
 /* The type of stage ref, or -1 when unknown. */
 static int reg_type(uint64_t ref) {
-  int t = -1;
   pthread_mutex_lock(&reg_mu);
-  for (reg_entry *e = reg_head; e; e = e->next)
-    if (e->ref == ref) {
-      t = e->type;
-      break;
-    }
+  reg_entry *e = reg_find(ref);
+  int t = e ? e->type : -1;
   pthread_mutex_unlock(&reg_mu);
   return t;
 }
 
+/* A malloc'd copy of ref's name, or NULL. */
 static char *reg_name(uint64_t ref) {
   char *n = NULL;
   pthread_mutex_lock(&reg_mu);
-  for (reg_entry *e = reg_head; e; e = e->next)
-    if (e->ref == ref) {
-      if (e->name) n = strdup(e->name);
-      break;
-    }
+  reg_entry *e = reg_find(ref);
+  if (e && e->name) n = strdup(e->name);
   pthread_mutex_unlock(&reg_mu);
   return n;
 }
 
 static void reg_free(void) {
   pthread_mutex_lock(&reg_mu);
-  while (reg_head) {
-    reg_entry *e = reg_head;
-    reg_head = e->next;
-    free(e->name);
-    free(e->reason);
-    free(e);
-  }
+  for (int b = 0; b < REG_BUCKETS; b++)
+    while (reg_table[b]) {
+      reg_entry *e = reg_table[b];
+      reg_table[b] = e->next;
+      free(e->name);
+      free(e->reason);
+      free(e);
+    }
   pthread_mutex_unlock(&reg_mu);
 }
 
@@ -180,7 +198,7 @@ static void reg_free(void) {
 enum {
   M_START = SL_M_HOST_FIRST, /* to: stage ref; from: waiter; data: {spec,arg,opts} (n: main ref) */
   M_START_REPLY,   /* to: waiter; n: 1 ok; data: error */
-  M_SUBSCRIBE_TO,  /* to: consumer; from: producer ref; n: sub id; data: opts */
+  M_SUBSCRIBE_TO,  /* to: consumer; from: producer ref; n: sub id; data: {opts=, ack=} */
   M_SUBSCRIBE,     /* to: producer; from: consumer ref; n: sub id; data: opts */
   M_ASK,           /* to: producer; from: sub id; n: demand */
   M_EVENTS,        /* to: consumer; from: sub id; batch */
@@ -196,7 +214,7 @@ enum {
 };
 
 /* Internal call operations (M_CALL.n). */
-enum { OP_USER, OP_BUFFERED, OP_DEMAND_GET, OP_DEMAND_SET, OP_STATS, OP_STOP, OP_FINISH, OP_ALIVE };
+enum { OP_USER, OP_BUFFERED, OP_DEMAND_GET, OP_DEMAND_SET, OP_STATS, OP_STOP, OP_FINISH };
 
 enum { T_PRODUCER, T_PC, T_CONSUMER };
 static const char *const type_names[] = {"producer", "producer_consumer", "consumer", NULL};
@@ -227,9 +245,10 @@ typedef struct pin {      /* producer_consumer input waiting for demand */
   struct pin *next;
 } pin;
 
-typedef struct acc {      /* what an accumulating producer holds back */
-  uint64_t demand;        /* > 0: a demand; 0: a batch */
-  sl_batch batch;
+typedef struct acc {      /* what an accumulating producer holds back, in order */
+  uint64_t demand;        /* > 0: a demand */
+  uint64_t token;         /* > 0: an info behind held events */
+  sl_batch batch;         /* otherwise: events */
   struct acc *next;
 } acc;
 
@@ -254,6 +273,7 @@ typedef struct stage {
   sl_buffer *buf;
   int accumulate;
   acc *acc_head, *acc_tail;
+  size_t acc_batches;     /* batches held in acc */
   sub *consumers;
   int on_cancel_stop;
   /* consumer side */
@@ -268,7 +288,6 @@ typedef struct stage {
   int stop_pending;
   char *stop_reason;
   size_t stop_len;
-  int dead;
   /* stats */
   uint64_t events_in, events_out;
   struct stage *hnext;
@@ -324,10 +343,18 @@ static const char *stage_label(stage *s, char *buf, size_t len) {
 }
 
 /* Pushes how an error message shows the value at idx: strings quoted,
- * anything else as tostring does. */
+ * numbers, booleans and nil as written in Lua, anything else by its type
+ * (no metamethod runs: this is also used outside any protected call). */
 static const char *push_got(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING) return lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
-  return luaL_tolstring(L, idx, NULL);
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: return lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) return lua_pushfstring(L, "%I", lua_tointeger(L, idx));
+    return lua_pushfstring(L, "%f", lua_tonumber(L, idx));
+  case LUA_TBOOLEAN: return lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+  case LUA_TNIL: return lua_pushliteral(L, "nil");
+  default: return lua_pushstring(L, luaL_typename(L, idx));
+  }
 }
 
 /* ---- Lua side of a stage --------------------------------------------------------- */
@@ -350,6 +377,8 @@ static char *encode_reason(lua_State *L, int idx, size_t *len) {
   return sl_buf_take(&b, len);
 }
 
+/* Asks s to stop with the reason at idx once the current message is
+ * handled; the first reason given wins. */
 static void set_stop(stage *s, int idx) {
   if (s->stop_pending) return;
   s->stop_pending = 1;
@@ -392,6 +421,8 @@ static void set_errorf(stage *s, const char *fmt, ...) {
   set_error(s, 2);
 }
 
+/* Pushes the spec's callback cb and returns 1, or pushes nothing and
+ * returns 0 when the spec has none. */
 static int push_callback(stage *s, const char *cb) {
   lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->lref);   /* stack: t */
   lua_getfield(s->L, -1, "spec");
@@ -411,6 +442,7 @@ static int has_callback(stage *s, const char *cb) {
   return 1;
 }
 
+/* Stores the value at idx as the stage state. */
 static void set_state(stage *s, int idx) {
   idx = lua_absindex(s->L, idx);
   lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->lref);
@@ -522,8 +554,10 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
         lua_pushvalue(L, -2);
         if (lua_rawget(L, -2) == LUA_TNUMBER) p = lua_tointeger(L, -1) - 1;
         lua_pop(L, 2);
-      } else if (lua_isinteger(L, -1)) {
-        p = lua_tointeger(L, -1) - 1;
+      } else {
+        int isint;
+        lua_Integer k = lua_tointegerx(L, -1, &isint);   /* 2.0 is partition 2 */
+        if (isint && lua_type(L, -1) == LUA_TNUMBER) p = k - 1;
       }
       if (p < 0 || p >= (lua_Integer)s->nparts) {
         char label[128];
@@ -602,21 +636,29 @@ static void dispatch_batch(stage *s, sl_batch *b) {
   buffer_leftovers(s, &left);
 }
 
+/* Appends to what an accumulating producer holds back: a demand (> 0), an
+ * info token (> 0) or the events of *b (taken). */
+static void acc_push(stage *s, uint64_t demand, uint64_t token, sl_batch *b) {
+  acc *a = calloc(1, sizeof *a);
+  if (!a) abort();
+  a->demand = demand;
+  a->token = token;
+  if (b) {
+    a->batch = *b;
+    *b = SL_BATCH_EMPTY;
+    s->acc_batches++;
+  }
+  if (s->acc_tail) s->acc_tail->next = a;
+  else s->acc_head = a;
+  s->acc_tail = a;
+}
+
 /* Events emitted by a callback: held back while accumulating, dispatched
  * otherwise. Consumes *b. */
 static void produce(stage *s, sl_batch *b) {
   if (!b->count) return;
-  if (s->accumulate) {
-    acc *a = calloc(1, sizeof *a);
-    if (!a) abort();
-    a->batch = *b;
-    *b = SL_BATCH_EMPTY;
-    if (s->acc_tail) s->acc_tail->next = a;
-    else s->acc_head = a;
-    s->acc_tail = a;
-    return;
-  }
-  dispatch_batch(s, b);
+  if (s->accumulate) acc_push(s, 0, 0, b);
+  else dispatch_batch(s, b);
 }
 
 /* Encodes the events array a callback returned (at idx) and produces it.
@@ -643,6 +685,7 @@ static void emit_lua(stage *s, int idx, const char *cb) {
   produce(s, &b);
 }
 
+/* Unlinks the info of token (the caller frees it), or returns NULL. */
 static info *take_info(stage *s, uint64_t token) {
   for (info **p = &s->infos; *p; p = &(*p)->next)
     if ((*p)->token == token) {
@@ -668,6 +711,7 @@ static void run_info(stage *s, const char *data, size_t len) {
   lua_pop(L, 2);
 }
 
+/* Runs handle_info for the info of token, unless the stage is stopping. */
 static void deliver_token(stage *s, uint64_t token) {
   info *i = take_info(s, token);
   if (!i) return;
@@ -676,6 +720,8 @@ static void deliver_token(stage *s, uint64_t token) {
   free(i);
 }
 
+/* Delivers the infos whose events ahead have gone out, in order: those
+ * freed by the buffer first, then by the partition queues. */
 static void deliver_ready_infos(stage *s) {
   uint64_t token;
   while (!s->stop_pending && s->buf && sl_buffer_pop_info(s->buf, &token)) deliver_token(s, token);
@@ -725,17 +771,13 @@ static void serve(stage *s, uint64_t n) {
  * or a cancel. */
 static void demand_arrived(stage *s, uint64_t n) {
   if (s->accumulate) {
-    if (n == 0) return;
-    acc *a = calloc(1, sizeof *a);
-    if (!a) abort();
-    a->demand = n;
-    if (s->acc_tail) s->acc_tail->next = a;
-    else s->acc_head = a;
-    s->acc_tail = a;
+    if (n > 0) acc_push(s, n, 0, NULL);
     return;
   }
   serve(s, n);
 }
+
+static void queue_info(stage *s, uint64_t token);
 
 /* Switches an accumulating producer to forward: replays what it held, in
  * order, demands not merged. */
@@ -745,15 +787,30 @@ static void forward(stage *s) {
     acc *a = s->acc_head;
     s->acc_head = a->next;
     if (!s->acc_head) s->acc_tail = NULL;
-    if (a->demand) serve(s, a->demand);
-    else dispatch_batch(s, &a->batch);
+    if (a->demand) {
+      serve(s, a->demand);
+    } else if (a->token) {
+      queue_info(s, a->token);
+    } else {
+      s->acc_batches--;
+      dispatch_batch(s, &a->batch);
+    }
     sl_batch_release(&a->batch);
     free(a);
   }
   if (!s->stop_pending) serve(s, 0);   /* buffered events the dispatcher accepts now */
 }
 
-/* Queues an info behind the buffered events (producers) or runs it now. */
+/* Puts info token behind the buffered events and the events queued in the
+ * dispatcher, or delivers it now when none are. */
+static void queue_info(stage *s, uint64_t token) {
+  int r = sl_buffer_push_info(s->buf, token);
+  if (r == 1 && sl_dispatch_info(s->disp, token) == 1) deliver_token(s, token);
+}
+
+/* A stage:send message for a producer (data taken): it waits behind the
+ * events emitted before it, held back (accumulate), buffered or queued in
+ * the dispatcher. */
 static void buffer_info(stage *s, char *data, size_t len) {
   info *i = calloc(1, sizeof *i);
   if (!i) abort();
@@ -762,8 +819,8 @@ static void buffer_info(stage *s, char *data, size_t len) {
   i->len = len;
   i->next = s->infos;
   s->infos = i;
-  int r = sl_buffer_push_info(s->buf, i->token);
-  if (r == 1 && sl_dispatch_info(s->disp, i->token) == 1) deliver_token(s, i->token);
+  if (s->accumulate && s->acc_batches > 0) acc_push(s, 0, i->token, NULL);
+  else queue_info(s, i->token);
 }
 
 /* ---- consumer side -------------------------------------------------------------- */
@@ -785,6 +842,7 @@ static void pin_push(stage *s, uint32_t kind, uint64_t sub_id, sl_msg *m) {
   s->in_tail = p;
 }
 
+/* Sends n of demand to the producer of subscription c (nothing for 0). */
 static void ask_producer(sub *c, uint64_t n) {
   if (n == 0) return;
   post(c->peer, msg(M_ASK, c->peer, c->id, (int64_t)n));
@@ -810,8 +868,11 @@ static int select_events(stage *s, sub *c) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->selector);
     lua_rawgeti(L, all, i);
     if (sl_pcall(L, 1, 1) != LUA_OK) {
-      lua_pushfstring(L, "selector: %s", lua_tostring(L, -2));
-      lua_replace(L, -3);
+      char label[128];
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        lua_pushfstring(L, "%s (selector): %s", stage_label(s, label, sizeof label), lua_tostring(L, -2));
+        lua_replace(L, -3);
+      }
       set_error(s, 2);
       lua_settop(L, all - 1);
       return -1;
@@ -864,6 +925,8 @@ static void consume(stage *s, sub *c, sl_batch *b) {
   lua_settop(L, top);
 }
 
+/* Whether the reason at idx ends a transient subscription quietly:
+ * "normal", "shutdown" or {"shutdown", ...}. */
 static int is_normal_reason(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING) {
     const char *r = lua_tostring(L, idx);
@@ -905,6 +968,8 @@ static void consumer_cancelled(stage *s, sub *c, int down, const char *data, siz
   free(c);
 }
 
+/* A subscription of consumer s ended (M_CANCELLED, in order with its
+ * input): unlinks it and reacts; unknown ids are ignored. */
 static void cancelled_arrived(stage *s, uint64_t sub_id, int down, const char *data, size_t len) {
   sub *c = unlink_sub(&s->producers, sub_id);
   if (c) consumer_cancelled(s, c, down, data, len);
@@ -1030,9 +1095,10 @@ static void producer_subscribe(stage *s, sl_msg *m) {
       lua_pushvalue(L, -2);
       if (lua_rawget(L, -2) == LUA_TNUMBER) part = (int32_t)lua_tointeger(L, -1) - 1;
       lua_pop(L, 2);
-    } else if (lua_isinteger(L, -1)) {
-      lua_Integer p = lua_tointeger(L, -1);
-      if (p >= 1 && p <= (lua_Integer)s->nparts) part = (int32_t)(p - 1);
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      int isint;
+      lua_Integer p = lua_tointegerx(L, -1, &isint);
+      if (isint && p >= 1 && p <= (lua_Integer)s->nparts) part = (int32_t)(p - 1);
     }
     if (part < 0) {
       snprintf(reason, sizeof reason, "partition must be one of the dispatcher's %u partitions, got %s",
@@ -1123,6 +1189,8 @@ static void unlink_stage(stage *s) {
     }
 }
 
+/* Frees the stage record and everything it holds (subscriptions, queued
+ * input, held events, infos, buffer, dispatcher, Lua references). */
 static void free_stage(stage *s) {
   lua_State *L = s->L;
   for (sub *c = s->consumers, *n; c; c = n) {
@@ -1246,7 +1314,8 @@ static int make_dispatcher(stage *s, int idx) {
 }
 
 /* Creates the stage described by the table on the stack top ({spec, arg,
- * opts}), runs init, answers the waiter, then subscribes. */
+ * opts}), runs init, makes the subscriptions of subscribe_to, then answers
+ * the waiter (an init error is answered instead, and the stage is gone). */
 static void start_stage(lua_State *L, int p, sl_msg *m) {
   int t = lua_gettop(L);
   stage *s = calloc(1, sizeof *s);
@@ -1314,7 +1383,7 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
     pl->current = NULL;
     if (st != LUA_OK) {                            /* stack: ... err tb */
       if (lua_type(L, -2) == LUA_TSTRING) {          /* a message gets its traceback */
-        lua_pushfstring(L, "%s\n%s", lua_tostring(L, -2), lua_tostring(L, -1));
+        lua_pushfstring(L, "init failed: %s\n%s", lua_tostring(L, -2), lua_tostring(L, -1));
         lua_replace(L, -3);
       }
       r->data = encode_reason(L, -2, &r->len);
@@ -1354,8 +1423,39 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
 
 /* ---- message handling ---------------------------------------------------------------- */
 
-static sl_msg *replies;   /* M_START_REPLY / M_REPLY waiting for the main thread */
+/* Main thread only: replies that arrived for a wait, and the ids waited
+ * for. A reply nobody waits for any more (its call timed out) is dropped
+ * when it arrives instead of being kept forever. */
+static sl_msg *replies;
+static uint64_t *waits;
+static size_t nwaits, capwaits;
 
+static void waits_push(uint64_t id) {
+  if (nwaits == capwaits) {
+    size_t n = capwaits ? 2 * capwaits : 8;
+    uint64_t *w = realloc(waits, n * sizeof *w);
+    if (!w) abort();
+    waits = w;
+    capwaits = n;
+  }
+  waits[nwaits++] = id;
+}
+
+static void waits_drop(uint64_t id) {
+  for (size_t i = nwaits; i-- > 0;)
+    if (waits[i] == id) {
+      waits[i] = waits[--nwaits];
+      return;
+    }
+}
+
+static int waited(uint64_t id) {
+  for (size_t i = 0; i < nwaits; i++)
+    if (waits[i] == id) return 1;
+  return 0;
+}
+
+/* Pushes the stats table of stage:stats(). */
 static void push_stats(stage *s) {
   lua_State *L = s->L;
   lua_createtable(L, 0, 10);
@@ -1408,6 +1508,7 @@ static void reply(lua_State *L, uint64_t call_id, int ok, int idx) {
   sl_inbox_post(sl_sched_main(sl_rt_g.sched), m);
 }
 
+/* reply() with a string. */
 static void reply_str(lua_State *L, uint64_t call_id, int ok, const char *s) {
   lua_pushstring(L, s);
   reply(L, call_id, ok, -1);
@@ -1436,6 +1537,9 @@ static void reply_failure(stage *s, uint64_t call_id) {
   lua_pop(L, 1);
 }
 
+/* Runs a call: the user's handle_call (OP_USER), or an internal operation
+ * of a stage method; answers unless the call is a cast (from 0) or the
+ * callback returned sluice.NOREPLY. */
 static void handle_call(stage *s, sl_msg *m) {
   lua_State *L = s->L;
   char err[256];
@@ -1497,12 +1601,43 @@ static void handle_call(stage *s, sl_msg *m) {
   lua_pop(L, 1);
 }
 
-/* A message for a stage that is not (or no longer) on this place. */
+/* Decodes an M_SUBSCRIBE_TO payload: pushes the options and returns the
+ * call id waiting for the subscription to be made (0: nobody waits). */
+static uint64_t subscribe_to_ack(lua_State *L, sl_msg *m) {
+  char err[256];
+  if (sl_decode(L, m->data, m->len, err, sizeof err) != 0 || !lua_istable(L, -1)) {
+    lua_settop(L, lua_gettop(L) - 1);
+    lua_newtable(L);
+    return 0;
+  }
+  lua_getfield(L, -1, "ack");
+  uint64_t ack = (uint64_t)lua_tointeger(L, -1);
+  lua_getfield(L, -2, "opts");                      /* stack: t ack opts */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);                                    /* stack: opts */
+  return ack;
+}
+
+/* A message for a stage that is not (or no longer) on this place: a
+ * subscribe is answered "noproc", a call or a synchronous subscribe "the
+ * stage has stopped"; anything else is dropped. */
 static void stage_gone(lua_State *L, sl_msg *m) {
   if (m->kind == M_SUBSCRIBE) cancel_consumer(L, m->from, (uint64_t)m->n, 1, "noproc");
   else if (m->kind == M_CALL) reply_str(L, m->from, 0, "the stage has stopped");
+  else if (m->kind == M_SUBSCRIBE_TO) {
+    uint64_t ack = subscribe_to_ack(L, m);
+    lua_pop(L, 1);
+    if (ack) reply_str(L, ack, 0, "the stage has stopped");
+  }
 }
 
+/* Handles one protocol message on place p: starts a stage, or hands the
+ * message to the stage it is for; then runs the queued input of a
+ * producer_consumer that has demand, and settles a finish or a stop. */
 static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
   if (m->kind == M_START) {
     char err[256];
@@ -1510,10 +1645,11 @@ static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, (int)m->n);
       luaL_unref(L, LUA_REGISTRYINDEX, (int)m->n);
     } else if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) {
-      lua_pushfstring(L, "sluice.start: %s", err);
+      lua_pushstring(L, err);
       sl_msg *r = msg(M_START_REPLY, m->from, 0, 0);
       r->data = encode_reason(L, -1, &r->len);
       lua_pop(L, 1);
+      reg_dead(m->to, r->data, r->len);   /* before the reply: the name is free again */
       sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
       return;
     }
@@ -1527,12 +1663,17 @@ static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
   }
   char err[256];
   switch (m->kind) {
-  case M_SUBSCRIBE_TO:
-    if (s->type == T_PRODUCER) break;
-    if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_newtable(L);
-    consumer_subscribe(s, m->from, (uint64_t)m->n, -1);
+  case M_SUBSCRIBE_TO: {
+    uint64_t ack = subscribe_to_ack(L, m);           /* stack: opts */
+    if (s->type != T_PRODUCER) consumer_subscribe(s, m->from, (uint64_t)m->n, -1);
     lua_pop(L, 1);
+    if (ack) {
+      lua_pushboolean(L, 1);
+      reply(L, ack, 1, -1);
+      lua_pop(L, 1);
+    }
     break;
+  }
   case M_SUBSCRIBE:
     producer_subscribe(s, m);
     break;
@@ -1598,9 +1739,15 @@ static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
   settle(s);
 }
 
+/* Replies are kept for the main thread's waits; other stage messages are
+ * handled here and freed. */
 int sl_stage_handle(lua_State *L, int p, sl_msg *m) {
   if (m->kind < M_START || m->kind > M_EXIT) return 0;
   if (m->kind == M_START_REPLY || m->kind == M_REPLY) {
+    if (!waited(m->to)) {
+      sl_msg_free(m);
+      return 1;
+    }
     m->next = replies;
     replies = m;
     return 1;
@@ -1623,22 +1770,34 @@ static sl_msg *take_reply(uint64_t id) {
   return NULL;
 }
 
-/* Waits for the reply to call id; raises on timeout or when target (if
- * not 0) has ended without answering. */
+/* Waits for the reply to call id (timeout < 0: no limit). When it times
+ * out, or when target (if not 0) has ended without answering, raises (fn
+ * names the function) or, with fn NULL, returns NULL. */
 static sl_msg *wait_reply(lua_State *L, uint64_t id, int64_t timeout, uint64_t target, const char *fn) {
   int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  const char *why = NULL;
+  sl_msg *m;
+  waits_push(id);
   for (;;) {
-    sl_msg *m = take_reply(id);
-    if (m) return m;
+    if ((m = take_reply(id))) break;
     if (target && reg_status(NULL, target) == 0) {
-      while (sl_rt_pump(L, 0)) {}
-      if ((m = take_reply(id))) return m;
-      luaL_error(L, "%s: the stage has stopped", fn);
+      while (sl_rt_pump(L, 0)) {}   /* its answer may still be on the way */
+      if ((m = take_reply(id))) break;
+      why = "the stage has stopped";
+      break;
     }
     int64_t left = deadline >= 0 ? deadline - sl_now_ms() : 50;
-    if (deadline >= 0 && left <= 0) luaL_error(L, "%s: timed out after %d ms", fn, (int)timeout);
-    sl_rt_pump(L, left);
+    if (deadline >= 0 && left <= 0) {
+      why = "timed out";
+      break;
+    }
+    sl_rt_pump(L, left);   /* may raise "interrupted": id stays listed, harmless */
   }
+  waits_drop(id);
+  if (m || !fn) return m;
+  if (strcmp(why, "timed out") == 0) luaL_error(L, "%s: timed out after %d ms", fn, (int)timeout);
+  luaL_error(L, "%s: %s", fn, why);
+  return NULL;
 }
 
 static int is_main_thread(lua_State *L) { return sl_rt_place(L) == PLACE_MAIN; }
@@ -1654,6 +1813,8 @@ static stage *self_stage(lua_State *L, uint64_t ref) {
   return s && s->ref == ref ? s : NULL;
 }
 
+/* A message of kind for to carrying the encoded value at idx; raises
+ * "fn: ..." when the value cannot cross. */
 static sl_msg *encode_msg(lua_State *L, int idx, uint32_t kind, uint64_t to, const char *fn) {
   sl_buf b = SL_BUF_INIT;
   char err[256];
@@ -1941,7 +2102,7 @@ static int l_start(lua_State *L) {
     if (sl_decode(L, r->data, r->len, err, sizeof err) != 0) lua_pushstring(L, err);
     sl_msg_free(r);
     if (lua_type(L, -1) != LUA_TSTRING) return lua_error(L);   /* an error value raised as is */
-    return luaL_error(L, "%s: init failed: %s", fn, lua_tostring(L, -1));
+    return luaL_error(L, "%s: %s", fn, lua_tostring(L, -1));
   }
   sl_msg_free(r);
   push_stage(L, ref);
@@ -1960,15 +2121,31 @@ static int l_subscribe(lua_State *L) {
     return luaL_error(L, "%s: the consumer must be a consumer or a producer_consumer, got a producer", fn);
   if (reg_type(producer) == T_CONSUMER)
     return luaL_error(L, "%s: the producer must be a producer or a producer_consumer, got a consumer", fn);
+  /* From the main thread, returns once a worker consumer has sent the
+   * subscribe (as GenStage's sync_subscribe), so that what the main thread
+   * sends the producer next arrives behind it. A consumer living on the
+   * main thread subscribes when the main thread next waits; inside a
+   * callback the subscription is asynchronous. */
+  uint64_t ack = is_main_thread(L) && sl_ref_place(consumer) != PLACE_MAIN ? sl_rt_id() : 0;
+  lua_createtable(L, 0, 2);                        /* stack: ... nopts t */
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "opts");
+  lua_pushinteger(L, (lua_Integer)ack);
+  lua_setfield(L, -2, "ack");
   sl_msg *m = encode_msg(L, -1, M_SUBSCRIBE_TO, consumer, fn);
   uint64_t id = sl_rt_id();
   m->from = producer;
   m->n = (int64_t)id;
   post(consumer, m);
+  if (ack) {
+    sl_msg *r = wait_reply(L, ack, -1, consumer, NULL);
+    if (r) sl_msg_free(r);
+  }
   sl_handle_push(L, SL_H_SUB, id, consumer);
   return 1;
 }
 
+/* sluice.self() -> the stage whose callback is running */
 static int l_self(lua_State *L) {
   stage *s = current_stage(L);
   if (!s) return luaL_error(L, "sluice.self: not inside a stage callback");
@@ -1976,6 +2153,7 @@ static int l_self(lua_State *L) {
   return 1;
 }
 
+/* sluice.whereis(name) -> stage or nil */
 static int l_whereis(lua_State *L) {
   uint64_t ref = reg_whereis(luaL_checkstring(L, 1));
   if (!ref) return 0;
@@ -1989,6 +2167,7 @@ static uint64_t check_stage(lua_State *L) {
   return h->id;
 }
 
+/* stage:send(msg): handle_info, behind the events a producer emitted before */
 static int l_stage_send(lua_State *L) {
   uint64_t ref = check_stage(L);
   luaL_checkany(L, 2);
@@ -1996,6 +2175,8 @@ static int l_stage_send(lua_State *L) {
   return 0;
 }
 
+/* stage:send_after(ms, msg) -> timer: stage:send after ms, on the
+ * target's place */
 static int l_stage_send_after(lua_State *L) {
   uint64_t ref = check_stage(L);
   lua_Integer ms = luaL_checkinteger(L, 2);
@@ -2008,6 +2189,7 @@ static int l_stage_send_after(lua_State *L) {
   return 1;
 }
 
+/* timer:cancel() -> whether it was still pending */
 static int l_timer_cancel(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, SL_H_TIMER);
   luaL_argexpected(L, h != NULL, 1, "timer");
@@ -2015,6 +2197,7 @@ static int l_timer_cancel(lua_State *L) {
   return 1;
 }
 
+/* stage:cast(msg): handle_cast */
 static int l_stage_cast(lua_State *L) {
   uint64_t ref = check_stage(L);
   luaL_checkany(L, 2);
@@ -2022,6 +2205,7 @@ static int l_stage_cast(lua_State *L) {
   return 0;
 }
 
+/* stage:call(req [, timeout_ms]) -> reply (main thread) */
 static int l_stage_call(lua_State *L) {
   uint64_t ref = check_stage(L);
   luaL_checkany(L, 2);
@@ -2036,6 +2220,10 @@ static void cast_op(lua_State *L, uint64_t ref, int64_t op, int arg) {
   post(ref, m);
 }
 
+/* stage:demand() -> "forward" | "accumulate"; stage:demand(mode) switches
+ * a producer's mode, asynchronously (from its own callbacks too, so that a
+ * forward replays the held demand after the running callback, as
+ * GenStage's demand/2 does). */
 static int l_stage_demand(lua_State *L) {
   uint64_t ref = check_stage(L);
   stage *s = self_stage(L, ref);
@@ -2051,17 +2239,11 @@ static int l_stage_demand(lua_State *L) {
   int accumulate = strcmp(mode, "accumulate") == 0;
   if (!accumulate && strcmp(mode, "forward") != 0)
     return luaL_error(L, "stage:demand: mode must be \"forward\" or \"accumulate\", got \"%s\"", mode);
-  if (s) {
-    if (s->type == T_PRODUCER) {
-      if (accumulate) s->accumulate = 1;
-      else forward(s);
-    }
-    return 0;
-  }
   cast_op(L, ref, OP_DEMAND_SET | ((int64_t)accumulate << 8), 0);
   return 0;
 }
 
+/* stage:buffered() -> events in the buffer */
 static int l_stage_buffered(lua_State *L) {
   uint64_t ref = check_stage(L);
   stage *s = self_stage(L, ref);
@@ -2072,6 +2254,7 @@ static int l_stage_buffered(lua_State *L) {
   return call_stage(L, ref, OP_BUFFERED, 0, 5000, "stage:buffered");
 }
 
+/* stage:stats() -> table */
 static int l_stage_stats(lua_State *L) {
   uint64_t ref = check_stage(L);
   stage *s = self_stage(L, ref);
@@ -2082,6 +2265,7 @@ static int l_stage_stats(lua_State *L) {
   return call_stage(L, ref, OP_STATS, 0, 5000, "stage:stats");
 }
 
+/* stage:finish(): stop "normal" once nothing is left to send */
 static int l_stage_finish(lua_State *L) {
   uint64_t ref = check_stage(L);
   stage *s = self_stage(L, ref);
@@ -2109,6 +2293,7 @@ static int l_stage_stop(lua_State *L) {
   return 0;
 }
 
+/* stage:await([timeout_ms]) -> exit reason (main thread) */
 static int l_stage_await(lua_State *L) {
   uint64_t ref = check_stage(L);
   lua_Integer timeout = luaL_optinteger(L, 2, -1);
@@ -2124,11 +2309,13 @@ static int l_stage_await(lua_State *L) {
   }
 }
 
+/* stage:alive() -> boolean */
 static int l_stage_alive(lua_State *L) {
   lua_pushboolean(L, reg_status(NULL, check_stage(L)) == 1);
   return 1;
 }
 
+/* stage:name() -> the name given at start, or nil */
 static int l_stage_name(lua_State *L) {
   char *n = reg_name(check_stage(L));
   if (!n) return 0;
@@ -2137,6 +2324,8 @@ static int l_stage_name(lua_State *L) {
   return 1;
 }
 
+/* subscription:cancel([reason]): through the consumer, which asks its
+ * producer to cancel (handle_cancel gets {"cancel", reason} on both sides) */
 static int l_sub_cancel(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, SL_H_SUB);
   luaL_argexpected(L, h != NULL, 1, "subscription");
@@ -2150,6 +2339,7 @@ static int l_sub_cancel(lua_State *L) {
   return 0;
 }
 
+/* from:ask(n): manual demand for the subscription from (n >= 0) */
 static int l_from_ask(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
   luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
@@ -2163,6 +2353,7 @@ static int l_from_ask(lua_State *L) {
   return 0;
 }
 
+/* from:cancel([reason]): ends the subscription from, from either side */
 static int l_from_cancel(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
   luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
@@ -2170,20 +2361,17 @@ static int l_from_cancel(lua_State *L) {
     lua_settop(L, 1);
     lua_pushliteral(L, "normal");
   }
+  /* The request goes to the producer: the peer, or ourselves when we are
+   * the producer (handled after the running callback, as in GenStage). */
   stage *s = current_stage(L);
-  if (s && find_sub(s->consumers, h->id)) {   /* we are the producer */
-    size_t len;
-    char *reason = encode_reason(L, 2, &len);
-    producer_drop(s, h->id, 0, reason, len, 1);
-    free(reason);
-    return 0;
-  }
-  sl_msg *m = encode_msg(L, 2, M_CANCEL_REQ, h->aux, "from:cancel");
+  uint64_t producer = s && find_sub(s->consumers, h->id) ? s->ref : h->aux;
+  sl_msg *m = encode_msg(L, 2, M_CANCEL_REQ, producer, "from:cancel");
   m->from = h->id;
-  post(h->aux, m);
+  post(producer, m);
   return 0;
 }
 
+/* from:reply(value): answers the call from (after sluice.NOREPLY) */
 static int l_from_reply(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
   luaL_argexpected(L, h != NULL && (h->aux & REPLY_FLAG), 1, "call from");
@@ -2284,6 +2472,9 @@ void sl_stage_close(lua_State *L) {
     sl_msg_free(m);
   }
   reg_free();
+  free(waits);
+  waits = NULL;
+  nwaits = capwaits = 0;
   free(places);
   places = NULL;
 }

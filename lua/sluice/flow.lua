@@ -7,14 +7,19 @@
 --         "specs" | "flows" | "join" | "departition" | "take_sort" |
 --         "through", ...}
 --   ops   the per-event operations of its layer, in order
+--   batch_fn  the layer's map_batch function or nil
 --   red   the layer's reduce (reduce, emit_and_reduce, group_by...) or nil
---   trig  on_trigger function or nil; emit: "events" | "state" | "nothing"
+--   trig  on_trigger function or nil; emit_mode "events" | "state" | "nothing"
 --   opts  layer options (stages, max_demand, min_demand, window, ...)
 -- Each layer runs as `stages` producer_consumers ("layer stages") whose
 -- handle_events is one generated Lua loop over the batch with the user's
 -- functions as upvalues (the fused operations).
+--
+-- Errors: a layer stage that catches an error in a user function stops
+-- with {"error", "flow F layer L stage I (op): message", traceback}; the
+-- terminal method stops the whole flow and raises
+-- "sluice.flow: flow F layer L stage I (op): message" plus the traceback.
 local sluice = require("sluice")
-local W = require("sluice.window")
 
 local flow = {}
 local Flow = {}
@@ -34,22 +39,22 @@ local function check_fn(fn, name, f)
   end
 end
 
--- Layer options and their checks ------------------------------------------------
+-- Options and their checks --------------------------------------------------------
 
-local LAYER_OPTS = { stages = true, max_demand = true, min_demand = true, window = true,
-                     buffer_size = true, buffer_keep = true, on_init = true, key = true, hash = true }
+local SOURCE_OPTS = { stages = true, max_demand = true, min_demand = true, window = true,
+                      buffer_size = true, buffer_keep = true, on_init = true }
+local PARTITION_OPTS = { key = true, hash = true }
+for k in pairs(SOURCE_OPTS) do PARTITION_OPTS[k] = true end
 
 local function check_opts(fn, opts, allowed)
   if opts == nil then return {} end
   if type(opts) ~= "table" then fail(fn, "options must be a table, got " .. type(opts), 2) end
   local out = {}
   for k, v in pairs(opts) do
-    if not (allowed or LAYER_OPTS)[k] then fail(fn, "unknown option " .. inspect(k), 2) end
+    if not (allowed or SOURCE_OPTS)[k] then fail(fn, "unknown option " .. inspect(k), 2) end
     out[k] = v
   end
-  if out.stages ~= nil and (math.type(out.stages) ~= "integer" or out.stages < 1) then
-    fail(fn, "stages must be an integer >= 1, got " .. inspect(out.stages), 2)
-  end
+  out._fn = fn   -- stages is checked by the terminal method (API.md §4), naming fn
   if out.max_demand ~= nil and (math.type(out.max_demand) ~= "integer" or out.max_demand < 1) then
     fail(fn, "max_demand must be an integer >= 1, got " .. inspect(out.max_demand), 2)
   end
@@ -58,6 +63,13 @@ local function check_opts(fn, opts, allowed)
     if math.type(out.min_demand) ~= "integer" or out.min_demand < 0 or out.min_demand >= max then
       fail(fn, ("min_demand must be an integer from 0 to %d, got %s"):format(max - 1, inspect(out.min_demand)), 2)
     end
+  end
+  if out.buffer_size ~= nil and out.buffer_size ~= math.huge
+      and (math.type(out.buffer_size) ~= "integer" or out.buffer_size < 1) then
+    fail(fn, "buffer_size must be an integer >= 1 or math.huge, got " .. inspect(out.buffer_size), 2)
+  end
+  if out.buffer_keep ~= nil and out.buffer_keep ~= "first" and out.buffer_keep ~= "last" then
+    fail(fn, "buffer_keep must be \"first\" or \"last\", got " .. inspect(out.buffer_keep), 2)
   end
   if out.on_init ~= nil then check_fn(fn, "on_init", out.on_init) end
   if out.hash ~= nil then check_fn(fn, "hash", out.hash) end
@@ -74,7 +86,7 @@ local function check_opts(fn, opts, allowed)
 end
 
 local function new_flow(src, opts)
-  return setmetatable({ src = src, ops = {}, opts = opts or {}, emit_mode = nil }, Flow)
+  return setmetatable({ src = src, ops = {}, opts = opts or {} }, Flow)
 end
 
 -- A copy of f with fields replaced (flows are immutable).
@@ -86,7 +98,11 @@ local function derive(f, changes)
 end
 
 local function with_op(f, fn, op)
-  if f.red then fail(fn, ("%s cannot be called after group_by/reduce/emit_and_reduce"):format(fn), 2) end
+  if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
+  if f.red then
+    fail(fn, fn .. " cannot be called after group_by/reduce/emit_and_reduce "
+      .. "(use on_trigger to emit events from the accumulator)", 2)
+  end
   local ops = table.move(f.ops, 1, #f.ops, 1, {})
   ops[#ops + 1] = op
   return derive(f, { ops = ops })
@@ -95,7 +111,7 @@ end
 -- Sources ---------------------------------------------------------------------------
 
 function flow.from_enumerables(enums, opts)
-  if type(enums) ~= "table" or #enums == 0 then
+  if type(enums) ~= "table" or is_flow(enums) or #enums == 0 then
     fail("from_enumerables", "expected a non-empty list of enumerables, got " .. inspect(enums))
   end
   for i, e in ipairs(enums) do
@@ -119,15 +135,29 @@ function flow.from_enumerable(enum, opts)
   return new_flow({ kind = "enumerables", enums = { enum } }, check_opts("from_enumerable", opts))
 end
 
+-- A stage list entry is a stage or {stage, subscription options...}.
+local function split_entry(entry)
+  if type(entry) ~= "table" then return entry, {} end
+  local o = {}
+  for k, v in pairs(entry) do if k ~= 1 then o[k] = v end end
+  return entry[1], o
+end
+
 function flow.from_stages(stages, opts)
-  if type(stages) ~= "table" or #stages == 0 then
-    fail("from_stages", "expected a non-empty list of stages, got " .. inspect(stages))
+  if type(stages) ~= "table" or is_flow(stages) or #stages == 0 then
+    fail("from_stages", "expected a non-empty list of producer stages, got " .. inspect(stages))
+  end
+  for i, entry in ipairs(stages) do
+    local s = split_entry(entry)
+    if type(s) ~= "userdata" then
+      fail("from_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
+    end
   end
   return new_flow({ kind = "stages", stages = stages }, check_opts("from_stages", opts))
 end
 
 function flow.from_specs(specs, opts)
-  if type(specs) ~= "table" or #specs == 0 then
+  if type(specs) ~= "table" or is_flow(specs) or #specs == 0 then
     fail("from_specs", "expected a non-empty list of {spec, arg} pairs, got " .. inspect(specs))
   end
   for i, s in ipairs(specs) do
@@ -140,21 +170,20 @@ end
 
 -- Per-event operations -----------------------------------------------------------
 
-function Flow:map(f) check_fn("map", "the mapper", f); return with_op(self, "map", { op = "map", f = f }) end
-function Flow:flat_map(f) check_fn("flat_map", "the mapper", f); return with_op(self, "flat_map", { op = "flat_map", f = f }) end
-function Flow:filter(f) check_fn("filter", "the predicate", f); return with_op(self, "filter", { op = "filter", f = f }) end
-function Flow:reject(f) check_fn("reject", "the predicate", f); return with_op(self, "reject", { op = "reject", f = f }) end
-function Flow:map_values(f) check_fn("map_values", "the mapper", f); return with_op(self, "map_values", { op = "map_values", f = f }) end
-function Flow:each(f) check_fn("each", "the function", f); return with_op(self, "each", { op = "each", f = f }) end
-function Flow:uniq() return with_op(self, "uniq", { op = "uniq" }) end
-function Flow:uniq_by(f) check_fn("uniq_by", "the key function", f); return with_op(self, "uniq_by", { op = "uniq_by", f = f }) end
+function Flow:map(f) check_fn("map", "the mapper", f); return (with_op(self, "map", { op = "map", f = f })) end
+function Flow:flat_map(f) check_fn("flat_map", "the mapper", f); return (with_op(self, "flat_map", { op = "flat_map", f = f })) end
+function Flow:filter(f) check_fn("filter", "the predicate", f); return (with_op(self, "filter", { op = "filter", f = f })) end
+function Flow:reject(f) check_fn("reject", "the predicate", f); return (with_op(self, "reject", { op = "reject", f = f })) end
+function Flow:map_values(f) check_fn("map_values", "the mapper", f); return (with_op(self, "map_values", { op = "map_values", f = f })) end
+function Flow:each(f) check_fn("each", "the function", f); return (with_op(self, "each", { op = "each", f = f })) end
+function Flow:uniq() return (with_op(self, "uniq", { op = "uniq" })) end
+function Flow:uniq_by(f) check_fn("uniq_by", "the key function", f); return (with_op(self, "uniq_by", { op = "uniq_by", f = f })) end
 
 function Flow:map_batch(f)
   check_fn("map_batch", "the function", f)
-  if #self.ops > 0 or self.red then
+  if #self.ops > 0 or self.red or self.batch_fn then
     fail("map_batch", "map_batch can only be called at the beginning of a layer (before any other operation)")
   end
-  if self.batch_fn then fail("map_batch", "map_batch can only be called once per layer") end
   return derive(self, { batch_fn = f })
 end
 
@@ -162,7 +191,8 @@ end
 
 local function with_reducer(f, fn, red)
   if f.red then
-    fail(fn, "cannot call group_by/reduce/emit_and_reduce on a flow after another group_by/reduce/emit_and_reduce", 2)
+    fail(fn, "cannot call group_by/reduce/emit_and_reduce on a flow after another "
+      .. "group_by/reduce/emit_and_reduce (only one per layer; use on_trigger for further work)", 2)
   end
   return derive(f, { red = red })
 end
@@ -170,28 +200,35 @@ end
 function Flow:reduce(acc_fun, fun)
   check_fn("reduce", "the accumulator", acc_fun)
   check_fn("reduce", "the reducer", fun)
-  return with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun })
+  return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun }))
 end
 
 function Flow:emit_and_reduce(acc_fun, fun)
   check_fn("emit_and_reduce", "the accumulator", acc_fun)
   check_fn("emit_and_reduce", "the reducer", fun)
-  return with_reducer(self, "emit_and_reduce", { kind = "emit_and_reduce", acc = acc_fun, f = fun })
+  return (with_reducer(self, "emit_and_reduce", { kind = "emit_and_reduce", acc = acc_fun, f = fun }))
 end
 
 function Flow:group_by(key_fun, value_fun)
   check_fn("group_by", "the key function", key_fun)
   if value_fun ~= nil then check_fn("group_by", "the value function", value_fun) end
-  return with_reducer(self, "group_by", { kind = "group_by", key = key_fun, value = value_fun })
+  return (with_reducer(self, "group_by", { kind = "group_by", key = key_fun, value = value_fun }))
 end
 
 function Flow:group_by_key()
-  return with_reducer(self, "group_by_key", { kind = "group_by_key" })
+  return (with_reducer(self, "group_by_key", { kind = "group_by_key" }))
+end
+
+local function check_reduced(f, fn)
+  if not f.red then
+    fail(fn, fn .. " must be called after a group_by/reduce/emit_and_reduce operation "
+      .. "as it works on the accumulated state", 2)
+  end
 end
 
 function Flow:on_trigger(fun)
   check_fn("on_trigger", "the trigger function", fun)
-  if not self.red then fail("on_trigger", "on_trigger must be called after a group_by/reduce/emit_and_reduce operation") end
+  check_reduced(self, "on_trigger")
   if self.trig or self.emit_mode then fail("on_trigger", "on_trigger cannot be called after emit/on_trigger") end
   return derive(self, { trig = fun })
 end
@@ -200,7 +237,7 @@ function Flow:emit(mode)
   if mode ~= "events" and mode ~= "state" and mode ~= "nothing" then
     fail("emit", "mode must be \"events\", \"state\" or \"nothing\", got " .. inspect(mode))
   end
-  if not self.red then fail("emit", "emit must be called after a group_by/reduce/emit_and_reduce operation") end
+  check_reduced(self, "emit")
   if self.trig or self.emit_mode then fail("emit", "emit cannot be called after emit/on_trigger") end
   return derive(self, { emit_mode = mode })
 end
@@ -209,7 +246,9 @@ end
 
 local function check_flows(fn, flows)
   if is_flow(flows) then return { flows } end
-  if type(flows) ~= "table" or #flows == 0 then fail(fn, "expected a flow or a non-empty list of flows", 2) end
+  if type(flows) ~= "table" or #flows == 0 then
+    fail(fn, "expected a flow or a non-empty list of flows, got " .. inspect(flows), 2)
+  end
   for i, f in ipairs(flows) do
     if not is_flow(f) then fail(fn, ("item %d is not a flow (got %s)"):format(i, type(f)), 2) end
   end
@@ -219,30 +258,30 @@ end
 -- flow:partition(opts) / flow.partition({flows}, opts)
 function Flow:partition(opts)
   local flows = check_flows("partition", self)
-  opts = check_opts("partition", opts)
+  opts = check_opts("partition", opts, PARTITION_OPTS)
   return new_flow({ kind = "flows", flows = flows, dispatch = "partition", key = opts.key, hash = opts.hash }, opts)
 end
 
 function Flow:shuffle(opts)
   local flows = check_flows("shuffle", self)
   opts = check_opts("shuffle", opts)
-  if opts.key or opts.hash then fail("shuffle", "shuffle takes no key or hash (use partition)") end
   return new_flow({ kind = "flows", flows = flows, dispatch = "demand" }, opts)
 end
 
-function flow.partition(flows, opts) return Flow.partition(check_flows("partition", flows), opts) end
-function flow.shuffle(flows, opts) return Flow.shuffle(check_flows("shuffle", flows), opts) end
+function flow.partition(flows, opts) return (Flow.partition(check_flows("partition", flows), opts)) end
+function flow.shuffle(flows, opts) return (Flow.shuffle(check_flows("shuffle", flows), opts)) end
 function flow.merge(flows, opts)
   flows = check_flows("merge", flows)
-  return Flow.shuffle(flows, opts)
+  opts = check_opts("merge", opts)
+  return new_flow({ kind = "flows", flows = flows, dispatch = "demand" }, opts)
 end
-Flow.merge = function(self, opts) return flow.merge({ self }, opts) end
+function Flow:merge(opts) return (flow.merge({ self }, opts)) end
 
 function Flow:departition(acc_fun, merge_fun, done_fun)
   check_fn("departition", "the accumulator", acc_fun)
   check_fn("departition", "the merge function", merge_fun)
   check_fn("departition", "the done function", done_fun)
-  if not self.red then fail("departition", "departition must be called after a group_by/reduce/emit_and_reduce operation") end
+  check_reduced(self, "departition")
   return new_flow({ kind = "departition", flow = self, acc = acc_fun, merge = merge_fun, done = done_fun },
     { stages = 1 })
 end
@@ -250,46 +289,142 @@ end
 function Flow:take_sort(n, less)
   if math.type(n) ~= "integer" or n < 1 then fail("take_sort", "n must be an integer >= 1, got " .. inspect(n)) end
   if less ~= nil then check_fn("take_sort", "the comparison", less) end
+  check_reduced(self, "take_sort")
   return new_flow({ kind = "take_sort", flow = self, n = n, less = less }, { stages = 1 })
 end
 
 local JOIN_MODES = { inner = true, left_outer = true, right_outer = true, full_outer = true }
 
-function flow.bounded_join(mode, left, right, left_key, right_key, join, opts)
+local function join_flow(fn, mode, left, right, window, left_key, right_key, join, opts)
   if not JOIN_MODES[mode] then
-    fail("bounded_join", "mode must be \"inner\", \"left_outer\", \"right_outer\" or \"full_outer\", got " .. inspect(mode))
+    fail(fn, "mode must be \"inner\", \"left_outer\", \"right_outer\" or \"full_outer\", got " .. inspect(mode), 2)
   end
-  if not is_flow(left) then fail("bounded_join", "left must be a flow, got " .. type(left)) end
-  if not is_flow(right) then fail("bounded_join", "right must be a flow, got " .. type(right)) end
-  check_fn("bounded_join", "left_key", left_key)
-  check_fn("bounded_join", "right_key", right_key)
-  check_fn("bounded_join", "the join function", join)
-  opts = check_opts("bounded_join", opts)
+  if not is_flow(left) then fail(fn, "left must be a flow, got " .. type(left), 2) end
+  if not is_flow(right) then fail(fn, "right must be a flow, got " .. type(right), 2) end
+  check_fn(fn, "left_key", left_key)
+  check_fn(fn, "right_key", right_key)
+  check_fn(fn, "the join function", join)
+  opts = check_opts(fn, opts)
+  if window ~= nil then opts.window = window end
   return new_flow({ kind = "join", mode = mode, left = left, right = right, lkey = left_key,
                     rkey = right_key, join = join }, opts)
 end
 
+function flow.bounded_join(mode, left, right, left_key, right_key, join, opts)
+  return (join_flow("bounded_join", mode, left, right, nil, left_key, right_key, join, opts))
+end
+
+function flow.window_join(mode, left, right, window, left_key, right_key, join, opts)
+  if type(window) ~= "table" or type(window.type) ~= "string" then
+    fail("window_join", "window must come from sluice.window, got " .. inspect(window))
+  end
+  return (join_flow("window_join", mode, left, right, window, left_key, right_key, join, opts))
+end
+
+local function through(f, fn, list, what)
+  if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
+  if type(list) ~= "table" or #list == 0 then fail(fn, "expected a non-empty list of " .. what, 2) end
+  return list
+end
+
 function Flow:through_stages(pcs)
-  if type(pcs) ~= "table" or #pcs == 0 then fail("through_stages", "expected a non-empty list of producer_consumers") end
+  through(self, "through_stages", pcs, "producer_consumers")
+  for i, entry in ipairs(pcs) do
+    if type((split_entry(entry))) ~= "userdata" then
+      fail("through_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
+    end
+  end
   return new_flow({ kind = "through", flow = self, stages = pcs }, {})
 end
 
 function Flow:through_specs(specs)
-  if type(specs) ~= "table" or #specs == 0 then fail("through_specs", "expected a non-empty list of {spec, arg, opts}") end
+  through(self, "through_specs", specs, "{spec, arg, opts}")
+  for i, s in ipairs(specs) do
+    if type(s) ~= "table" or type(s[1]) ~= "table" then
+      fail("through_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
+    end
+  end
   return new_flow({ kind = "through", flow = self, specs = specs }, {})
 end
 
--- The layer stage ----------------------------------------------------------------------------
+-- Errors inside stages -------------------------------------------------------------------
+
+-- An error raised by the flow's own checks names its operation.
+local function op_error(op, msg)
+  error({ flow_op = op, msg = msg }, 0)
+end
+
+-- The fused loop reports a nil or a non-array where it expected one.
+local function nilerr(op, got)
+  if got ~= nil then
+    op_error(op, ("%s must return an array, got %s"):format(op, type(got)))
+  end
+  op_error(op, ("%s returned nil where %s was expected"):format(op,
+    op == "map_values" and "a value" or ((op == "group_by" or op == "uniq_by") and "a key") or "an event"))
+end
+
+-- User functions are called through locals or upvalues whose names say
+-- which operation they belong to; the error handler reads them off the
+-- stack.
+local CALL_NAMES = {
+  map_batch_fn = "map_batch", on_trigger_fn = "on_trigger", on_init_fn = "on_init",
+  acc_fn = "accumulator", left_key_fn = "bounded_join left_key",
+  right_key_fn = "bounded_join right_key", join_fn = "bounded_join",
+  merge_fn = "departition merge", done_fn = "departition done", less_fn = "take_sort",
+  group_by_key_fun = "group_by", group_by_value_fun = "group_by",
+}
+
+local function failing_op()
+  for level = 3, 40 do
+    local info = debug.getinfo(level, "n")
+    if not info then break end
+    local name = info.name
+    if name then
+      local op = CALL_NAMES[name] or name:match("^op%d+_([%w_]+)$") or name:match("^reduce_([%w_]+)$")
+      if op then return op end
+    end
+  end
+end
+
+-- The traceback from the error to the stage's protected call, without
+-- the frames of the flow's own checks.
+local INTERNAL = { ["'error'"] = true, ["'op_error'"] = true, ["'NILERR'"] = true, ["'nilerr'"] = true }
+
+local function traceback(own)
+  local out = {}
+  for line in debug.traceback(nil, 3):gmatch("[^\n]+") do
+    if line:find("in function 'xpcall'", 1, true) then break end
+    if not (own and INTERNAL[line:match("'[%w_]+'$") or ""]) then out[#out + 1] = line end
+  end
+  return table.concat(out, "\n")
+end
+
+-- xpcall handler: {op, msg, tb} for the stage's error reason.
+local function on_error(e)
+  if type(e) == "table" and e.flow_op then
+    return { op = e.flow_op, msg = e.msg, tb = traceback(true) }
+  end
+  return { op = failing_op(), msg = tostring(e), tb = traceback(false) }
+end
+
+-- Stops the running stage with the flow's error reason for res.
+local function stop_with(label, res)
+  local msg = res.op and ("%s (%s): %s"):format(label, res.op, res.msg) or ("%s: %s"):format(label, res.msg)
+  sluice.self():stop({ "error", msg, res.tb })
+end
+
+-- The fused loop ----------------------------------------------------------------------------
 
 -- Generates the fused loop of a layer: one Lua function over a batch that
 -- applies the per-event operations and the reducer, with the user's
 -- functions as upvalues named after their operation (so an error can name
--- it). Returns run(events, out, acc, seen) -> acc.
+-- it). Returns the source of a chunk that, given (F, NILERR, KEY), returns
+-- run(events, out, acc, seen) -> acc; `out` receives the emitted events.
 local function compile(ops, red)
   local src = {}
   local function w(s) src[#src + 1] = s end
   local F = {}
-  w("local F, NILERR, KEY = ...\n")
+  w("local F, NILERR, KEY = ...\nlocal type = type\n")
   for i, op in ipairs(ops) do
     if op.f then w(("local op%d_%s = F[%d]\n"):format(i, op.op, i)) end
   end
@@ -300,35 +435,37 @@ local function compile(ops, red)
   end
   w("return function(events, out, acc, seen)\n  local n = #out\n")
   w("  for i = 1, #events do\n    local e = events[i]\n")
-  local closers = {}
+  local closers = 0
   local indent = "    "
+  local function open(line)
+    w(indent .. line .. "\n")
+    closers = closers + 1
+    indent = indent .. "  "
+  end
   for i, op in ipairs(ops) do
     local f = ("op%d_%s"):format(i, op.op)
     if op.op == "map" then
       w(indent .. ("e = %s(e)\n"):format(f))
-      w(indent .. ("if e == nil then NILERR(%q) end\n"):format("map"))
+      w(indent .. "if e == nil then NILERR('map') end\n")
     elseif op.op == "map_values" then
-      w(indent .. ("e = {e[1], %s(e[2])}\n"):format(f))
+      w(indent .. ("local v = %s(e[2])\n"):format(f))
+      w(indent .. "if v == nil then NILERR('map_values') end\n")
+      w(indent .. "e = {e[1], v}\n")
     elseif op.op == "each" then
       w(indent .. ("%s(e)\n"):format(f))
     elseif op.op == "filter" then
-      w(indent .. ("if %s(e) then\n"):format(f)); closers[#closers + 1] = "end"
-      indent = indent .. "  "
+      open(("if %s(e) then"):format(f))
     elseif op.op == "reject" then
-      w(indent .. ("if not %s(e) then\n"):format(f)); closers[#closers + 1] = "end"
-      indent = indent .. "  "
+      open(("if not %s(e) then"):format(f))
     elseif op.op == "flat_map" then
       w(indent .. ("local xs = %s(e)\n"):format(f))
-      w(indent .. ("if type(xs) ~= 'table' then NILERR(%q, xs) end\n"):format("flat_map"))
-      w(indent .. "for j = 1, #xs do\n"); closers[#closers + 1] = "end"
-      indent = indent .. "  "
+      w(indent .. "if type(xs) ~= 'table' then NILERR('flat_map', xs) end\n")
+      open("for j = 1, #xs do")
       w(indent .. "local e = xs[j]\n")
     elseif op.op == "uniq" or op.op == "uniq_by" then
-      local key = op.op == "uniq" and "e" or ("%s(e)"):format(f)
-      w(indent .. ("local k = %s\n"):format(key))
-      w(indent .. "if type(k) == 'table' then k = KEY(k) end\n")
-      w(indent .. "if not seen[k] then\n"); closers[#closers + 1] = "end"
-      indent = indent .. "  "
+      w(indent .. ("local k = %s\n"):format(op.op == "uniq" and "e" or f .. "(e)"))
+      w(indent .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
+      open("if not seen[k] then")
       w(indent .. "seen[k] = true\n")
     end
   end
@@ -341,21 +478,21 @@ local function compile(ops, red)
     w(indent .. "evs, acc = reduce_emit_and_reduce(e, acc)\n")
     w(indent .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
     w(indent .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
-  elseif red.kind == "group_by" or red.kind == "group_by_key" then
+  else -- group_by, group_by_key
     if red.kind == "group_by" then
       w(indent .. "local key = group_by_key_fun(e)\n")
       w(indent .. (red.value and "local v = group_by_value_fun(e)\n" or "local v = e\n"))
     else
       w(indent .. "local key, v = e[1], e[2]\n")
     end
-    w(indent .. "if key == nil then NILERR('group_by key') end\n")
+    w(indent .. "if key == nil then NILERR('group_by') end\n")
     w(indent .. "local g = acc[key]\n")
     w(indent .. "if g == nil then g = {}; acc[key] = g end\n")
     w(indent .. "g[#g + 1] = v\n")
   end
-  for j = #closers, 1, -1 do
+  for _ = 1, closers do
     indent = indent:sub(3)
-    w(indent .. closers[j] .. "\n")
+    w(indent .. "end\n")
   end
   w("  end\n  return acc\nend\n")
   for i, op in ipairs(ops) do F[i] = op.f end
@@ -363,30 +500,9 @@ local function compile(ops, red)
   return table.concat(src), F
 end
 
-local function nilerr(what, got)
-  if got ~= nil then
-    error(("%s must return an array, got %s"):format(what, type(got)), 0)
-  end
-  error(("%s returned nil where an event was expected"):format(what), 0)
-end
-
 local function encode_key(k) return sluice._key(k) end
 
--- Finds the operation whose function raised: it was called through an
--- upvalue named op<i>_<name> or reduce_<kind>.
-local function failing_op()
-  for level = 3, 30 do
-    local info = debug.getinfo(level, "n")
-    if not info then break end
-    local name = info.name
-    if name then
-      local op = name:match("^op%d+_([%w_]+)$") or name:match("^reduce_([%w_]+)$")
-        or (name == "group_by_key_fun" and "group_by") or (name == "group_by_value_fun" and "group_by")
-      if op then return op end
-    end
-  end
-end
-
+-- Whether t is a sequence: its keys are exactly 1..#t.
 local function is_sequence(t)
   local n = #t
   local count = 0
@@ -397,7 +513,8 @@ local function is_sequence(t)
   return count == n
 end
 
--- What a trigger emits from an accumulator (API.md §4 emit rules).
+-- What a trigger emits from an accumulator without on_trigger (API.md §4
+-- emit rules).
 local function acc_events(cfg, acc)
   local mode = cfg.emit_mode or "events"
   if mode == "state" then return { acc } end
@@ -412,423 +529,577 @@ local function acc_events(cfg, acc)
   return out
 end
 
+-- Lists: stable merge of two lists sorted by less, cut to n items.
+local function merge_sorted(a, b, n, less_fn)
+  local out, i, j = {}, 1, 1
+  local na, nb = #a, #b
+  for k = 1, math.min(n, na + nb) do
+    if j > nb or (i <= na and not less_fn(b[j], a[i])) then
+      out[k] = a[i]; i = i + 1
+    else
+      out[k] = b[j]; j = j + 1
+    end
+  end
+  return out
+end
+
+local function default_less(a, b) return a < b end
+
+-- The layer stage ----------------------------------------------------------------------------
+
+-- The tag of a partition's triggered state sent to a departition or
+-- take_sort stage: {TAG, partition index, window id, state}.
+local TAG = "__sluice_state"
+
 local LayerStage = { type = "producer_consumer" }
 
-function LayerStage.init(cfg)
-  local st = { cfg = cfg, left = cfg.producers, seen = {}, out_tag = cfg.tag }
+local function layer_init(cfg)
+  local st = { cfg = cfg, left = cfg.producers, ups = {}, seen = {} }
   if cfg.ops_src then
-    local chunk = assert(load(cfg.ops_src, "=[flow " .. cfg.label .. "]", "t"))
+    local chunk = assert(load(cfg.ops_src, "=[" .. cfg.label .. "]", "t"))
     st.run = chunk(cfg.F, nilerr, encode_key)
   end
-  st.partition = { index = cfg.index, total = cfg.total }
-  if cfg.on_init then cfg.on_init(st.partition) end
-  if cfg.red and cfg.red.acc then st.acc = cfg.red.acc() elseif cfg.red then st.acc = {} end
-  if cfg.join then st.lt, st.rt, st.lmatched, st.rmatched = {}, {}, {}, {} end
+  local on_init_fn = cfg.on_init
+  if on_init_fn then on_init_fn({ index = cfg.index, total = cfg.total }) end
+  local red = cfg.red
+  if red then
+    local acc_fn = red.acc
+    if acc_fn then st.acc = acc_fn() else st.acc = {} end
+  end
+  if cfg.join then st.lt, st.rt = {}, {} end
   return st
 end
 
-local function run_protected(st, events, out)
-  local ok, res = xpcall(st.run, function(msg)
-    local op = failing_op()
-    local tb = debug.traceback(nil, 2)
-    return { op = op, msg = msg, tb = tb }
-  end, events, out, st.acc, st.seen)
-  if ok then return res end
-  local what = res.op or "operation"
-  error(("%s (%s): %s"):format(st.cfg.label, what, tostring(res.msg)) .. "\n" .. tostring(res.tb), 0)
+function LayerStage.init(cfg)
+  local ok, res = xpcall(layer_init, on_error, cfg)
+  if not ok then
+    error(("%s (%s): %s\n%s"):format(cfg.label, res.op or "init", res.msg, res.tb), 0)
+  end
+  return res
 end
 
-local function join_events(st, events, side, out)
+function LayerStage.handle_subscribe(kind, opts, from, st)
+  if kind == "producer" then
+    local id = sluice._handle_id(from)
+    st.ups[id] = true
+    if opts.side then
+      st.sides = st.sides or {}
+      st.sides[id] = opts.side
+    end
+  end
+  return "automatic", st
+end
+
+-- A join key as a table key: tables by content, integral floats as integers.
+local function join_key(k, side)
+  if k == nil then op_error("bounded_join " .. side, side .. " returned nil where a key was expected") end
+  if type(k) == "table" then return encode_key(k) end
+  return math.tointeger(k) or k
+end
+
+-- Symmetric hash join: records each row and emits its matches so far.
+local function join_events(st, events, side)
   local cfg = st.cfg
-  local lt, rt = st.lt, st.rt
-  local n = #out
+  local join_fn = cfg.join
+  local out, n = {}, 0
+  local mine, other, key_fn
+  if side == 1 then mine, other, key_fn = st.lt, st.rt, cfg.lkey else mine, other, key_fn = st.rt, st.lt, cfg.rkey end
   for i = 1, #events do
     local e = events[i]
+    local k
     if side == 1 then
-      local k = cfg.lkey(e)
-      local list = lt[k]; if not list then list = {}; lt[k] = list end
-      list[#list + 1] = e
-      local rs = rt[k]
-      if rs then
-        for j = 1, #rs do n = n + 1; out[n] = cfg.join(e, rs[j]) end
-        st.lmatched[e] = true
-        for j = 1, #rs do st.rmatched[rs[j]] = true end
-      end
+      local left_key_fn = key_fn
+      k = join_key(left_key_fn(e), "left_key")
     else
-      local k = cfg.rkey(e)
-      local list = rt[k]; if not list then list = {}; rt[k] = list end
-      list[#list + 1] = e
-      local ls = lt[k]
-      if ls then
-        for j = 1, #ls do n = n + 1; out[n] = cfg.join(ls[j], e) end
-        st.rmatched[e] = true
-        for j = 1, #ls do st.lmatched[ls[j]] = true end
-      end
+      local right_key_fn = key_fn
+      k = join_key(right_key_fn(e), "right_key")
     end
-  end
-end
-
-local function join_done(st)
-  local cfg, out = st.cfg, {}
-  if cfg.join_mode == "left_outer" or cfg.join_mode == "full_outer" then
-    for _, list in pairs(st.lt) do
-      for _, e in ipairs(list) do
-        if not st.lmatched[e] then out[#out + 1] = cfg.join(e, nil) end
-      end
-    end
-  end
-  if cfg.join_mode == "right_outer" or cfg.join_mode == "full_outer" then
-    for _, list in pairs(st.rt) do
-      for _, e in ipairs(list) do
-        if not st.rmatched[e] then out[#out + 1] = cfg.join(nil, e) end
+    local list = mine[k]
+    if not list then list = {}; mine[k] = list end
+    list[#list + 1] = e
+    local matches = other[k]
+    if matches then
+      for j = 1, #matches do
+        local v
+        if side == 1 then v = join_fn(e, matches[j]) else v = join_fn(matches[j], e) end
+        if v == nil then op_error("bounded_join", "the join function returned nil where an event was expected") end
+        n = n + 1; out[n] = v
       end
     end
   end
   return out
 end
 
-function LayerStage.handle_subscribe(kind, opts, from, st)
-  if kind == "producer" and opts.side then
-    st.sides = st.sides or {}
-    st.sides[sluice._handle_id(from)] = opts.side
+-- The unmatched rows at the end of the join's window (outer modes).
+local function join_done(st)
+  local cfg = st.cfg
+  local join_fn = cfg.join
+  local out = {}
+  local function unmatched(mine, other, left)
+    for k, list in pairs(mine) do
+      if not other[k] then
+        for _, e in ipairs(list) do
+          local v
+          if left then v = join_fn(e, nil) else v = join_fn(nil, e) end
+          if v == nil then op_error("bounded_join", "the join function returned nil where an event was expected") end
+          out[#out + 1] = v
+        end
+      end
+    end
   end
-  return "automatic", st
+  if cfg.join_mode == "left_outer" or cfg.join_mode == "full_outer" then unmatched(st.lt, st.rt, true) end
+  if cfg.join_mode == "right_outer" or cfg.join_mode == "full_outer" then unmatched(st.rt, st.lt, false) end
+  st.lt, st.rt = {}, {}
+  return out
+end
+
+-- One batch through the layer: join, map_batch, then the fused loop.
+local function layer_events(st, events, from)
+  local cfg = st.cfg
+  if cfg.join then events = join_events(st, events, st.sides[sluice._handle_id(from)]) end
+  local map_batch_fn = cfg.batch_fn
+  if map_batch_fn and #events > 0 then
+    events = map_batch_fn(events)
+    if type(events) ~= "table" then nilerr("map_batch", events) end
+  end
+  local run = st.run
+  if not run then return events end
+  local out = {}
+  st.acc = run(events, out, st.acc, st.seen)
+  return out
 end
 
 function LayerStage.handle_events(events, from, st)
-  local cfg = st.cfg
-  if cfg.batch_fn then
-    events = cfg.batch_fn(events)
-    if type(events) ~= "table" then error("map_batch must return an array, got " .. type(events), 0) end
+  local ok, out = xpcall(layer_events, on_error, st, events, from)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
   end
-  local out = {}
-  if cfg.join then
-    join_events(st, events, st.sides[sluice._handle_id(from)], out)
-  elseif st.run then
-    st.acc = run_protected(st, events, out)
-  else
-    out = events
-  end
-  if cfg.discard then return {}, st end
+  -- a departition/take_sort downstream takes only the triggers' states
+  if st.cfg.discard or st.cfg.tag then return {}, st end
   return out, st
 end
 
--- The global window's "done": what the layer emits when its upstream ended.
-local function done_events(st)
-  local cfg = st.cfg
-  if cfg.join then return join_done(st) end
-  if not cfg.red then return {} end
-  local window = { type = "global", id = "global", trigger = "done" }
-  if cfg.tag then   -- departition / take_sort downstream: tagged state
-    return { { "__sluice_state", cfg.index, "global", st.acc } }
+local GLOBAL_DONE = { type = "global", id = "global", trigger = "done" }
+
+-- What a trigger emits: on_trigger's events or the accumulator's, tagged
+-- for a departition/take_sort downstream.
+local function trigger_events(st, window)
+  local cfg, acc = st.cfg, st.acc
+  local on_trigger_fn = cfg.trig
+  local events
+  if on_trigger_fn then
+    local w = { type = window.type, id = window.id, trigger = window.trigger }
+    events = on_trigger_fn(acc, { index = cfg.index, total = cfg.total }, w)
+    if type(events) ~= "table" then nilerr("on_trigger", events) end
+  elseif cfg.tag == "departition" then
+    -- without on_trigger a departition merges the accumulator itself
+    if cfg.emit_mode == "nothing" then return {} end
+    return { { TAG, cfg.index, window.id, acc } }
+  else
+    events = acc_events(cfg, acc)
   end
-  if cfg.trig then
-    local events = cfg.trig(st.acc, st.partition, window)
-    if type(events) ~= "table" then
-      error(("%s (on_trigger): on_trigger must return an array of events, got %s")
-        :format(cfg.label, type(events)), 0)
-    end
-    return events
+  if cfg.tag == "departition" then
+    local out = {}
+    for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i] } end
+    return out
+  elseif cfg.tag == "take_sort" then
+    local list = {}
+    for i = 1, #events do list[i] = events[i] end
+    local less_fn = cfg.less or default_less
+    table.sort(list, function(a, b) return (less_fn(a, b)) end)   -- not a tail call: names the operation
+    for i = #list, cfg.n + 1, -1 do list[i] = nil end
+    return { { TAG, cfg.index, window.id, list } }
   end
-  return acc_events(cfg, st.acc)
+  return events
 end
 
-function LayerStage.handle_cancel(reason, _, st)
+-- The global window's "done": what the layer emits once its upstream ended.
+local function layer_done(st)
+  local cfg = st.cfg
+  local out = {}
+  if cfg.join then
+    local rows = join_done(st)
+    if st.run then st.acc = st.run(rows, out, st.acc, st.seen) else out = rows end
+  end
+  if cfg.red then
+    local events = trigger_events(st, GLOBAL_DONE)
+    for i = 1, #events do out[#out + 1] = events[i] end
+  end
+  return out
+end
+
+function LayerStage.handle_cancel(reason, from, st)
+  if not st.ups[sluice._handle_id(from)] then return {}, st end   -- a consumer left
   st.left = st.left - 1
   if st.left > 0 or not sluice._is_normal(reason[2]) then return {}, st end
-  local events = done_events(st)
+  local ok, out = xpcall(layer_done, on_error, st)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
+  end
   sluice.self():finish()
   if st.cfg.discard then return {}, st end
-  return events, st
+  return out, st
 end
 
 -- Departition and take_sort: one stage over all partitions' states.
 local MergeStage = { type = "producer_consumer" }
 
 function MergeStage.init(cfg)
-  return { cfg = cfg, left = cfg.producers, windows = {}, done = {} }
+  return { cfg = cfg, left = cfg.producers, ups = {}, windows = {} }
 end
 
-local function merge_take(cfg, acc, list)
-  local less = cfg.less or function(a, b) return a < b end
-  for _, e in ipairs(list) do acc[#acc + 1] = e end
-  table.sort(acc, less)
-  for i = #acc, cfg.n + 1, -1 do acc[i] = nil end
-  return acc
+MergeStage.handle_subscribe = LayerStage.handle_subscribe
+
+local function merge_events(st, events)
+  local cfg = st.cfg
+  local windows = st.windows
+  for i = 1, #events do
+    local ev = events[i]
+    local id, state = ev[3], ev[4]
+    local acc = windows[id]
+    if cfg.kind == "take_sort" then
+      local less_fn = cfg.less or default_less
+      windows[id] = merge_sorted(acc or {}, state, cfg.n, less_fn)
+    else
+      if acc == nil then
+        local acc_fn = cfg.acc
+        acc = acc_fn()
+      end
+      local merge_fn = cfg.merge
+      windows[id] = merge_fn(state, acc)
+    end
+  end
 end
 
 function MergeStage.handle_events(events, _, st)
-  local cfg = st.cfg
-  for _, ev in ipairs(events) do
-    if cfg.kind == "take_sort" then
-      st.acc = st.acc or {}
-      -- untagged events: keep the n smallest seen so far
-      st.acc[#st.acc + 1] = ev
-      if #st.acc >= 2 * cfg.n + 64 then merge_take(cfg, st.acc, {}) end
-    else
-      local _, _, window, state = ev[1], ev[2], ev[3], ev[4]
-      local acc = st.windows[window]
-      if acc == nil then acc = cfg.acc() end
-      st.windows[window] = cfg.merge(state, acc)
-    end
-  end
+  local ok, res = xpcall(merge_events, on_error, st, events)
+  if not ok then stop_with(st.cfg.label, res) end
   return {}, st
 end
 
-function MergeStage.handle_cancel(reason, _, st)
-  st.left = st.left - 1
-  if st.left > 0 or not sluice._is_normal(reason[2]) then return {}, st end
+-- Window ids in ascending order (numbers before strings).
+local function sorted_ids(windows)
+  local ids = {}
+  for id in pairs(windows) do ids[#ids + 1] = id end
+  table.sort(ids, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) == "number"
+  end)
+  return ids
+end
+
+local function merge_done(st)
   local cfg = st.cfg
   local out = {}
-  if cfg.kind == "take_sort" then
-    out[1] = merge_take(cfg, st.acc or {}, {})
-  else
-    local ids = {}
-    for id in pairs(st.windows) do ids[#ids + 1] = id end
-    table.sort(ids, function(a, b)
-      if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
-      return tostring(a) < tostring(b)
-    end)
-    if #ids == 0 then ids[1] = "global"; st.windows.global = cfg.acc() end
-    for _, id in ipairs(ids) do out[#out + 1] = cfg.done(st.windows[id], id) end
+  if next(st.windows) == nil then
+    if cfg.kind == "take_sort" then
+      st.windows.global = {}
+    else
+      local acc_fn = cfg.acc
+      st.windows.global = acc_fn()
+    end
+  end
+  for _, id in ipairs(sorted_ids(st.windows)) do
+    local v
+    if cfg.kind == "take_sort" then
+      v = st.windows[id]
+    else
+      local done_fn = cfg.done
+      v = done_fn(st.windows[id], id)
+      if v == nil then op_error("departition done", "the done function returned nil where an event was expected") end
+    end
+    out[#out + 1] = v
+  end
+  return out
+end
+
+function MergeStage.handle_cancel(reason, from, st)
+  if not st.ups[sluice._handle_id(from)] then return {}, st end
+  st.left = st.left - 1
+  if st.left > 0 or not sluice._is_normal(reason[2]) then return {}, st end
+  local ok, out = xpcall(merge_done, on_error, st)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
   end
   sluice.self():finish()
+  if st.cfg.discard then return {}, st end
   return out, st
+end
+
+-- A consumer started by into_specs: the user's spec, stopping with
+-- "normal" once all its producers have ended (after its own handle_cancel).
+local function finishing_spec(spec)
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  local user_cancel = spec.handle_cancel
+  s.handle_cancel = function(reason, from, state)
+    local events
+    if user_cancel then events, state = user_cancel(reason, from, state) end
+    local me = sluice.self()
+    if me:stats().producers == 0 then me:finish() end
+    return events or {}, state
+  end
+  return s
 end
 
 -- The planner -----------------------------------------------------------------------------------
 
 local next_flow_id = 0
 
--- Running state of one materialisation: every stage started, for stop and stats.
+-- Running state of one materialisation: every stage it started or uses
+-- (with its place in the flow, for errors and stats), the stages it owns
+-- (stopped with the flow) and the sources waiting for the go.
 local function new_run()
   next_flow_id = next_flow_id + 1
-  return { id = next_flow_id, stages = {}, owned = {}, layers = 0, paused = {} }
+  return { id = next_flow_id, stages = {}, owned = {}, layers = 0, sources = 0, paused = {} }
 end
 
-local function track(run, stage, layer, partition, owned)
-  run.stages[#run.stages + 1] = { stage = stage, layer = layer, partition = partition }
+local function track(run, stage, label, layer, partition, owned)
+  run.stages[#run.stages + 1] = { stage = stage, label = label, layer = layer, partition = partition,
+                                  owned = owned ~= false }
   if owned ~= false then run.owned[#run.owned + 1] = stage end
   return stage
 end
 
-local function workers() return sluice.workers() end
+local function demand_dispatcher() return sluice.dispatcher.demand({}) end
 
--- The dispatcher a layer needs from the stages that feed it.
-local function dispatcher_for(src, n)
-  if src.dispatch == "partition" then
-    local hash = src.hash
-    local key = src.key
-    if not hash and key then
-      local keyf = key
-      if type(key) == "table" then
-        if key.index then
-          local idx = key.index
-          keyf = function(e) return e[idx] end
-        else
-          local field = key.field
-          keyf = function(e) return e[field] end
-        end
-      end
-      hash = function(e) return sluice._hash(keyf(e), n) end
+-- The partition hash of a layer: the user's hash, or the engine's hash of
+-- the key into 1..n (nil: hash the whole event in C).
+local function partition_hash(src, n)
+  if src.hash then return src.hash end
+  local key = src.key
+  if not key then return nil end
+  local keyf = key
+  if type(key) == "table" then
+    if key.index then
+      local idx = key.index
+      keyf = function(e) return e[idx] end
+    else
+      local field = key.field
+      keyf = function(e) return e[field] end
     end
-    return sluice.dispatcher.partition({ partitions = n, hash = hash })
   end
-  return sluice.dispatcher.demand({})
+  return function(e) return sluice._hash(keyf(e), n) end
 end
 
-local materialize
+-- The dispatcher a layer of n stages needs from the stages that feed it.
+local function dispatcher_for(src, n)
+  if src.dispatch == "partition" and (n > 1 or src.hash) then
+    return sluice.dispatcher.partition({ partitions = n, hash = partition_hash(src, n) })
+  end
+  return demand_dispatcher()
+end
 
--- Starts the n stages of a layer, each subscribed to every upstream stage.
-local function start_layer(run, spec, cfgs, ups, dispatcher, sub_opts, partitioned, sides)
-  local n = #cfgs
+-- Subscription options of a layer (max_demand and min_demand go together).
+local function sub_opts_of(opts)
+  if opts.max_demand == nil and opts.min_demand == nil then return nil end
+  return { max_demand = opts.max_demand, min_demand = opts.min_demand }
+end
+
+-- Subscription options for a consumer of upstream output `up` ({stage,
+-- sub = source subscription options or nil}): the source's options win
+-- over the layer's; `extra` (partition, side, user options) over both.
+local function sub_options(up, layer_sub, extra)
+  local s = { cancel = "transient" }
+  for k, v in pairs(up.sub or layer_sub or {}) do s[k] = v end
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+-- The same as a subscribe_to entry: {stage, options...}.
+local function subscription(up, layer_sub, extra)
+  local s = sub_options(up, layer_sub, extra)
+  s[1] = up.stage
+  return s
+end
+
+-- Starts the stages of a layer (one per cfg), each subscribed to every
+-- upstream output. Returns the layer's outputs.
+local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitioned)
   run.layers = run.layers + 1
   local layer = run.layers
-  local out = {}
+  local n = #cfgs
+  local outs = {}
   for i = 1, n do
     local subs = {}
     for j, up in ipairs(ups) do
-      local s = { up, cancel = "transient" }
-      for k, v in pairs(sub_opts) do s[k] = v end
-      if partitioned then s.partition = i end
-      if sides then s.side = sides[j] end
-      subs[j] = s
+      subs[j] = subscription(up, layer_sub, { partition = partitioned and i or nil, side = up.side })
     end
     local cfg = cfgs[i]
     cfg.producers = #ups
     cfg.index, cfg.total = i, n
     cfg.label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
-    local opts = { subscribe_to = subs, worker = (i - 1) % workers() + 1, dispatcher = dispatcher,
+    local opts = { subscribe_to = subs, worker = (i - 1) % sluice.workers() + 1, dispatcher = dispatcher,
                    buffer_size = cfg.buffer_size, buffer_keep = cfg.buffer_keep }
-    out[i] = track(run, sluice.start(spec, cfg, opts), layer, i)
+    local s = sluice.start(spec, cfg, opts)
+    outs[i] = { stage = track(run, s, cfg.label, layer, i) }
   end
-  return out
-end
-
-local function sub_opts_of(opts)
-  local s = {}
-  if opts.max_demand then s.max_demand = opts.max_demand end
-  if opts.min_demand then s.min_demand = opts.min_demand end
-  return s
-end
-
-local function layer_cfg(f, extra)
-  local src, F
-  if #f.ops > 0 or f.red then src, F = compile(f.ops, f.red) end
-  local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
-                batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
-                buffer_keep = f.opts.buffer_keep }
-  for k, v in pairs(extra or {}) do cfg[k] = v end
-  return cfg
+  return outs
 end
 
 local function has_work(f)
-  return #f.ops > 0 or f.red ~= nil or f.batch_fn ~= nil
+  return #f.ops > 0 or f.red ~= nil or f.batch_fn ~= nil or f.opts.on_init ~= nil
 end
 
+-- The configurations of the n stages of f's layer (the argument of their
+-- init); `extra` adds or replaces fields.
+local function layer_cfgs(f, n, extra)
+  local src, F
+  if #f.ops > 0 or f.red then src, F = compile(f.ops, f.red) end
+  local cfgs = {}
+  for i = 1, n do
+    local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
+                  batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
+                  buffer_keep = f.opts.buffer_keep }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    cfgs[i] = cfg
+  end
+  return cfgs
+end
+
+-- A window other than the default global one needs computation, and this
+-- version has only the global window.
 local function check_window(f)
   local w = f.opts.window
-  if w and w.type ~= "global" and not has_work(f) then
+  if w == nil or w.type == "global" then return end
+  if not has_work(f) and f.src.kind ~= "join" then
     error("sluice.flow: a window was set but no computation is happening on this layer", 0)
   end
-  if w and w.type ~= "global" then
-    error(("sluice.flow: window type %q is not supported by this version (only global)"):format(w.type), 0)
-  end
+  error(("sluice.flow: window type %s is not supported by this version (only global)"):format(inspect(w.type)), 0)
 end
 
--- Starts the source producers of f with the given dispatcher; returns them.
+-- Starts the source producers of f with the given dispatcher; returns
+-- them as outputs carrying the source's subscription options.
 local function start_sources(run, f, dispatcher)
   local src = f.src
-  local out = {}
+  local sub = sub_opts_of(f.opts)
+  local outs = {}
+  local function add(s, owned)   -- sources are numbered across the whole flow
+    run.sources = run.sources + 1
+    return track(run, s, ("flow %d source %d"):format(run.id, run.sources), 0, run.sources, owned)
+  end
   if src.kind == "enumerables" then
     for i, e in ipairs(src.enums) do
-      out[i] = track(run, sluice.from_enumerable(e, { dispatcher = dispatcher, on_cancel = "stop",
-        demand = "accumulate", buffer_size = f.opts.buffer_size, buffer_keep = f.opts.buffer_keep }), 0, i)
-      run.paused[#run.paused + 1] = out[i]
+      local s = sluice.from_enumerable(e, { dispatcher = dispatcher, on_cancel = "stop",
+        demand = "accumulate", buffer_size = f.opts.buffer_size, buffer_keep = f.opts.buffer_keep })
+      run.paused[#run.paused + 1] = add(s)
+      outs[i] = { stage = s, sub = sub }
     end
   elseif src.kind == "specs" then
-    for i, s in ipairs(src.specs) do
-      local producer = s[1].type == "producer"
-      out[i] = track(run, sluice.start(s[1], s[2], { dispatcher = dispatcher,
-        demand = producer and "accumulate" or nil }), 0, i)
-      if producer then run.paused[#run.paused + 1] = out[i] end
+    for i, entry in ipairs(src.specs) do
+      local producer = entry[1].type == "producer"
+      local s = sluice.start(entry[1], entry[2], { dispatcher = dispatcher,
+        demand = producer and "accumulate" or nil })
+      add(s)
+      if producer then run.paused[#run.paused + 1] = s end
+      outs[i] = { stage = s, sub = sub }
     end
   else
-    for i, s in ipairs(src.stages) do out[i] = track(run, s, 0, i, false) end
+    for i, entry in ipairs(src.stages) do
+      local s, o = split_entry(entry)
+      local merged = {}
+      for k, v in pairs(sub or {}) do merged[k] = v end
+      for k, v in pairs(o) do merged[k] = v end
+      outs[i] = { stage = add(s, false), sub = next(merged) and merged or nil }
+    end
   end
-  return out
+  return outs
 end
 
+local materialize
+
 -- Materialises flow f so that its output stages use `dispatcher` (built by
--- the caller for its own layer; nil: demand). `tag` asks the layer to emit
--- its tagged state at triggers (departition). Returns the output stages.
+-- the caller for its own layer; nil: demand). `extra` goes into the
+-- configuration of f's last layer ({discard = true} for run/start, {tag =
+-- ...} for departition and take_sort) and forces that layer to exist.
+-- Returns the output stages as {stage = s, sub = opts or nil} entries.
 function materialize(run, f, dispatcher, extra)
+  local stages = f.opts.stages
+  if stages ~= nil and (math.type(stages) ~= "integer" or stages < 1) then
+    error(("sluice.flow.%s: stages must be an integer >= 1, got %s"):format(f.opts._fn, inspect(stages)), 0)
+  end
   check_window(f)
   local src = f.src
-  local n = f.opts.stages or workers()
-  local sub = sub_opts_of(f.opts)
+  local n = f.opts.stages or sluice.workers()
+  local work = has_work(f) or extra ~= nil
+  local needs_disp = dispatcher ~= nil and dispatcher.kind ~= "demand"
+  local ups, partitioned, layer_sub = nil, false, sub_opts_of(f.opts)
   if src.kind == "enumerables" or src.kind == "specs" or src.kind == "stages" then
-    if not has_work(f) and not extra then
-      if src.kind == "stages" and dispatcher and dispatcher.kind ~= "demand" then
-        -- stages we did not start keep their dispatcher: add a pass-through layer
-        local cfgs = {}
-        for i = 1, n do cfgs[i] = layer_cfg(f) end
-        return start_layer(run, LayerStage, cfgs, start_sources(run, f, nil), dispatcher, sub, false)
-      end
+    -- stages we did not start keep their dispatcher: they need a layer
+    if not work and not (src.kind == "stages" and needs_disp) then
       return start_sources(run, f, dispatcher)
     end
-    local ups = start_sources(run, f, sluice.dispatcher.demand({}))
-    local cfgs = {}
-    for i = 1, n do cfgs[i] = layer_cfg(f, extra) end
-    return start_layer(run, LayerStage, cfgs, ups, dispatcher, sub, false)
+    ups = start_sources(run, f, demand_dispatcher())
   elseif src.kind == "flows" then
     local updisp = dispatcher_for(src, n)
-    local ups = {}
+    ups = {}
     for _, g in ipairs(src.flows) do
       for _, s in ipairs(materialize(run, g, updisp)) do ups[#ups + 1] = s end
     end
-    local cfgs = {}
-    for i = 1, n do cfgs[i] = layer_cfg(f, extra) end
-    return start_layer(run, LayerStage, cfgs, ups, dispatcher, sub, src.dispatch == "partition")
+    partitioned = updisp.kind == "partition"
   elseif src.kind == "join" then
     -- each side is partitioned by its own key; the join stages tell the
     -- sides apart by the subscription option `side`
-    local lkey, rkey = src.lkey, src.rkey
-    local ldisp = sluice.dispatcher.partition({ partitions = n, hash = function(e) return sluice._hash(lkey(e), n) end })
-    local rdisp = sluice.dispatcher.partition({ partitions = n, hash = function(e) return sluice._hash(rkey(e), n) end })
-    local ups, sides = {}, {}
-    for _, s in ipairs(materialize(run, src.left, ldisp)) do ups[#ups + 1] = s; sides[#ups] = 1 end
-    for _, s in ipairs(materialize(run, src.right, rdisp)) do ups[#ups + 1] = s; sides[#ups] = 2 end
-    local cfgs = {}
+    local function side_dispatcher(key_fn)
+      if n == 1 then return demand_dispatcher() end
+      return sluice.dispatcher.partition({ partitions = n, hash = function(e)
+        local k = key_fn(e)
+        if type(k) == "number" then k = math.tointeger(k) or k end
+        return sluice._hash(k, n)
+      end })
+    end
+    ups = {}
+    for _, s in ipairs(materialize(run, src.left, side_dispatcher(src.lkey))) do s.side = 1; ups[#ups + 1] = s end
+    for _, s in ipairs(materialize(run, src.right, side_dispatcher(src.rkey))) do s.side = 2; ups[#ups + 1] = s end
+    partitioned = n > 1
+    local cfgs = layer_cfgs(f, n, extra)
     for i = 1, n do
-      cfgs[i] = layer_cfg(f, { join = src.join, join_mode = src.mode, lkey = lkey, rkey = rkey })
-      if extra then for k, v in pairs(extra) do cfgs[i][k] = v end end
+      cfgs[i].join, cfgs[i].join_mode, cfgs[i].lkey, cfgs[i].rkey = src.join, src.mode, src.lkey, src.rkey
     end
-    return start_layer(run, LayerStage, cfgs, ups, dispatcher, sub, true, sides)
+    return start_layer(run, LayerStage, cfgs, ups, dispatcher, layer_sub, partitioned)
   elseif src.kind == "departition" or src.kind == "take_sort" then
-    local tag = src.kind == "departition" and { tag = true } or nil
-    local ups = materialize(run, src.flow, sluice.dispatcher.demand({}), tag)
-    local cfg = { kind = src.kind, acc = src.acc, merge = src.merge, done = src.done, n = src.n, less = src.less }
-    local merged = start_layer(run, MergeStage, { cfg }, ups, sluice.dispatcher.demand({}), sub, false)
-    if has_work(f) or extra then
-      local cfgs = {}
-      for i = 1, n do cfgs[i] = layer_cfg(f, extra) end
-      return start_layer(run, LayerStage, cfgs, merged, dispatcher, sub, false)
-    end
-    if dispatcher and dispatcher.kind ~= "demand" then
-      local cfgs = { layer_cfg(f) }
-      return start_layer(run, LayerStage, cfgs, merged, dispatcher, sub, false)
-    end
-    return merged
+    local tag = { tag = src.kind, n = src.n, less = src.less }
+    local parts = materialize(run, src.flow, demand_dispatcher(), tag)
+    -- the merging stage drops its output itself when nothing follows it
+    local alone = not has_work(f) and (extra == nil or (extra.discard and not extra.tag))
+    local cfg = { kind = src.kind, acc = src.acc, merge = src.merge, done = src.done, n = src.n,
+                  less = src.less, discard = alone and extra ~= nil or nil }
+    if alone then return start_layer(run, MergeStage, { cfg }, parts, dispatcher, layer_sub, false) end
+    ups = start_layer(run, MergeStage, { cfg }, parts, demand_dispatcher(), layer_sub, false)
   elseif src.kind == "through" then
-    local ups = materialize(run, src.flow, sluice.dispatcher.demand({}))
-    local mids = {}
-    if src.stages then
-      for i, entry in ipairs(src.stages) do
-        local pc, opts = entry, {}
-        if type(entry) == "table" then
-          pc = entry[1]
-          for k, v in pairs(entry) do if k ~= 1 then opts[k] = v end end
-        end
-        for _, up in ipairs(ups) do
-          local o = { cancel = "transient" }
-          for k, v in pairs(opts) do o[k] = v end
-          sluice.subscribe(pc, up, o)
-        end
-        mids[i] = track(run, pc, run.layers + 1, i, false)
-      end
-    else
-      for i, s in ipairs(src.specs) do
-        local subs = {}
-        for j, up in ipairs(ups) do
-          local o = { up, cancel = "transient" }
-          for k, v in pairs(s[3] or {}) do o[k] = v end
-          subs[j] = o
-        end
-        mids[i] = track(run, sluice.start(s[1], s[2], { subscribe_to = subs }), run.layers + 1, i)
-      end
-    end
+    local mids = materialize(run, src.flow, demand_dispatcher())
     run.layers = run.layers + 1
-    if has_work(f) or extra or (dispatcher and dispatcher.kind ~= "demand") then
-      local cfgs = {}
-      for i = 1, n do cfgs[i] = layer_cfg(f, extra) end
-      return start_layer(run, LayerStage, cfgs, mids, dispatcher, sub, false)
+    local layer = run.layers
+    ups = {}
+    for i, entry in ipairs(src.stages or src.specs) do
+      local label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
+      local s
+      if src.stages then
+        local pc, o = split_entry(entry)
+        for _, up in ipairs(mids) do sluice.subscribe(pc, up.stage, sub_options(up, nil, o)) end
+        s = track(run, pc, label, layer, i, false)
+      else
+        local subs = {}
+        for j, up in ipairs(mids) do subs[j] = subscription(up, nil, entry[3]) end
+        s = track(run, sluice.start(entry[1], entry[2], { subscribe_to = subs }), label, layer, i)
+      end
+      ups[i] = { stage = s }
     end
-    return mids
+    if not work and not needs_disp then return ups end
+  else
+    error("sluice.flow: unknown source kind " .. tostring(src.kind), 0)
   end
-  error("sluice.flow: unknown source kind " .. tostring(src.kind), 0)
+  return start_layer(run, LayerStage, layer_cfgs(f, n, extra), ups, dispatcher, layer_sub, partitioned)
 end
 
 -- Running ----------------------------------------------------------------------------------------
 
--- Materialises the whole flow, then lets the sources go: they were
--- started with accumulated demand so that none can finish before every
--- stage has subscribed to it.
-local function build(run, f, extra)
-  return pcall(materialize, run, f, nil, extra)
-end
-
--- Lets the paused sources go, once the final consumers have subscribed.
+-- Lets the paused sources go, once the final consumers have subscribed:
+-- they were started with accumulated demand so that none can finish
+-- before every stage has subscribed to it.
 local function release(run)
   for _, s in ipairs(run.paused) do s:demand("forward") end
 end
@@ -840,163 +1111,252 @@ local function stop_all(run)
   end
 end
 
--- Materialises f with a final main-thread collector; returns an iterator
--- over the flow's output and a closer that stops the flow.
-local function open(f, discard)
-  if not is_flow(f) then error("sluice.flow: expected a flow", 3) end
+local function is_error(reason)
+  return type(reason) == "table" and reason[1] == "error"
+end
+
+-- Stops the flow and raises its error: that of the first stage (sources
+-- first) that ended with an error, else `reason` (what the terminal saw).
+local function raise_flow_error(run, reason)
+  stop_all(run)
+  local where
+  for _, entry in ipairs(run.stages) do
+    -- a stage tells its consumers that it failed a moment before it is
+    -- recorded as ended: give the stages the flow does not own that moment
+    local s = entry.stage
+    local ok, r = pcall(s.await, s, entry.owned and 0 or 20)
+    if ok and is_error(r) then reason, where = r, entry; break end
+  end
+  local msg
+  if is_error(reason) then
+    msg = tostring(reason[2])
+    -- a flow stage's message names it already; others get their place
+    if where and not msg:find(where.label, 1, true) then msg = where.label .. ": " .. msg end
+    local tb = reason[3]
+    if tb ~= nil and tb ~= "" then msg = msg .. "\n" .. tostring(tb) end
+  elseif type(reason) == "string" then
+    msg = reason:gsub("^sluice%.stream: ", "", 1)
+  else
+    msg = "a stage ended with " .. inspect(reason)
+  end
+  error("sluice.flow: " .. msg, 0)
+end
+
+-- The first check of every terminal method.
+local function check_self(f, fn)
+  if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
+end
+
+-- The message of an error raised while starting the flow's stages: a
+-- layer stage's init error comes through sluice.start, which adds its
+-- prefix and a second traceback.
+local function start_error(e)
+  local msg = tostring(e)
+  if msg:find("^sluice%.flow%.") then return msg end
+  local inner = msg:match("sluice%.start: init failed: (.*)$")
+  if inner and inner:find("^flow %d+ ") then
+    local first = inner:find("\nstack traceback:", 1, true)
+    local second = first and inner:find("\nstack traceback:", first + 1, true)
+    return second and inner:sub(1, second - 1) or inner
+  end
+  return (msg:gsub("^sluice%.flow: ", "", 1))
+end
+
+-- Materialises f (with `extra` for its last layer); on failure stops what
+-- was started and raises a flow error.
+local function build(f, extra)
   local run = new_run()
-  local ok, outs = build(run, f, discard and { discard = true } or nil)
+  local ok, outs = pcall(materialize, run, f, nil, extra)
   if not ok then
     stop_all(run)
-    error(outs, 0)
+    local msg = start_error(outs)   -- "sluice.flow.<fn>: ..." messages pass as they are
+    error(msg:find("^sluice%.flow%.") and msg or "sluice.flow: " .. msg, 0)
   end
+  return run, outs
+end
+
+-- Materialises f with a final main-thread collector; returns an iterator
+-- over the flow's output and a closer that stops the flow.
+local function open(f, fn, discard)
+  local run, outs = build(f, discard and { discard = true } or nil)
   local subs = {}
-  for i, s in ipairs(outs) do subs[i] = s end
-  local it, _, _, closer = sluice.stream(subs)
+  for i, up in ipairs(outs) do subs[i] = subscription(up) end
+  local ok, it, _, _, closer = pcall(sluice.stream, subs)
+  if not ok then
+    stop_all(run)
+    error("sluice.flow." .. fn .. ": " .. tostring(it), 0)
+  end
   release(run)
+  local done = false
   local function close()
+    if done then return end
+    done = true
     getmetatable(closer).__close()
     stop_all(run)
   end
   local function iter()
-    local okk, v = pcall(it)
-    if not okk then
-      stop_all(run)
-      error(v, 0)
+    if done then return nil end
+    local ok, v = pcall(it)
+    if not ok then
+      done = true
+      getmetatable(closer).__close()
+      raise_flow_error(run, v)
     end
-    if v == nil then stop_all(run) end
+    if v == nil then close() end
     return v
   end
   return iter, close, run
 end
 
 function Flow:to_list()
-  local iter, close = open(self, false)
-  local out = {}
+  check_self(self, "to_list")
+  local iter, close = open(self, "to_list", false)
+  local out, n = {}, 0
   local ok, err = pcall(function()
-    for v in iter do out[#out + 1] = v end
+    for v in iter do n = n + 1; out[n] = v end
   end)
   close()
-  if not ok then error(err, 2) end
+  if not ok then error(err, 0) end
   return out
 end
 
 function Flow:run()
-  local iter, close = open(self, true)
+  check_self(self, "run")
+  local iter, close = open(self, "run", true)
   local ok, err = pcall(function() for _ in iter do end end)
   close()
-  if not ok then error(err, 2) end
+  if not ok then error(err, 0) end
 end
 
 function Flow:stream()
-  local iter, close = open(self, false)
+  check_self(self, "stream")
+  local iter, close = open(self, "stream", false)
   return iter, nil, nil, setmetatable({}, { __close = close })
 end
 
+-- The running flow handle of start / into_stages / into_specs.
 local Running = {}
 Running.__index = Running
 
+--- running:await([timeout_ms]): returns once every stage of the flow has
+--- ended; raises the flow's error (or a timeout) otherwise.
 function Running:await(timeout)
-  for _, entry in ipairs(self.run.stages) do
-    local s = entry.stage
-    local reason = s:await(timeout)
-    if reason ~= "normal" and reason ~= "shutdown" then
-      stop_all(self.run)
-      if type(reason) == "table" and reason[1] == "error" then
-        error(tostring(reason[2]) .. "\n" .. tostring(reason[3] or ""), 2)
+  if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
+    error("sluice.flow: await: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
+  end
+  local run = self.run
+  local left = timeout
+  while true do
+    local waiting
+    for _, entry in ipairs(run.stages) do
+      local s = entry.stage
+      if s:alive() then
+        waiting = waiting or s
+      else
+        local reason = s:await()
+        if not sluice._is_normal(reason) then raise_flow_error(run, reason) end
       end
-      error("sluice.flow: a stage ended with " .. inspect(reason), 2)
     end
+    if not waiting then return end
+    local step = 50
+    if left then
+      if left <= 0 then error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
+      step = math.min(step, left)
+    end
+    if not pcall(waiting.await, waiting, step) and left then left = left - step end
   end
 end
 
+--- running:stop(): stops every stage the flow started.
 function Running:stop()
   stop_all(self.run)
-  for _, s in ipairs(self.extra or {}) do if s:alive() then s:stop("shutdown") end end
 end
 
+--- running:stats() -> one stage:stats() table per live stage, with its
+--- name, layer (0: sources) and partition.
 function Running:stats()
   local out = {}
   for _, entry in ipairs(self.run.stages) do
     local s = entry.stage
     local ok, st = pcall(s.stats, s)
     if ok then
+      st.name = entry.label
       st.layer, st.partition = entry.layer, entry.partition
-      st.name = st.name or ("layer %d stage %d"):format(entry.layer, entry.partition)
       out[#out + 1] = st
     end
   end
   return out
 end
 
--- A sink consumer that drops what it gets, pinned next to its producer.
+-- The consumer of start(): drops what it gets and ends with the flow.
 local Sink = {
   type = "consumer",
-  init = function(n) return { left = n } end,
   handle_events = function(_, _, st) return {}, st end,
-  handle_cancel = function(reason, _, st)
-    st.left = st.left - 1
-    if st.left == 0 then sluice.self():stop(reason[2]) end
+  handle_cancel = function(_, _, st)
+    local me = sluice.self()
+    if me:stats().producers == 0 then me:finish() end
     return {}, st
   end,
 }
 
 function Flow:start()
-  local run = new_run()
-  local ok, outs = build(run, self, { discard = true })
-  if not ok then stop_all(run); error(outs, 2) end
+  check_self(self, "start")
+  local run, outs = build(self, { discard = true })
   local subs = {}
-  for i, s in ipairs(outs) do subs[i] = { s, cancel = "transient" } end
-  local sink = sluice.start(Sink, #outs, { subscribe_to = subs })
-  track(run, sink, run.layers + 1, 1)
+  for i, up in ipairs(outs) do subs[i] = subscription(up) end
+  local ok, sink = pcall(sluice.start, Sink, nil, { subscribe_to = subs })
+  if not ok then stop_all(run); error("sluice.flow: " .. tostring(sink), 0) end
+  track(run, sink, ("flow %d sink"):format(run.id), run.layers + 1, 1)
   release(run)
   return setmetatable({ run = run }, Running)
 end
 
-local function into(f, consumers, fn)
-  local run = new_run()
-  local ok, outs = pcall(materialize, run, f, nil)
-  if not ok then stop_all(run); error(outs, 3) end
-  local extra = {}
-  for i, entry in ipairs(consumers) do
-    local c, opts = entry, {}
-    if type(entry) == "table" and fn == "into_stages" then
-      c = entry[1]
-      for k, v in pairs(entry) do if k ~= 1 then opts[k] = v end end
-    elseif fn == "into_specs" then
-      local subs = {}
-      for j, s in ipairs(outs) do
-        local o = { s, cancel = "transient" }
-        for k, v in pairs(entry[3] or {}) do o[k] = v end
-        subs[j] = o
+local function into(f, fn, entries)
+  local run, outs = build(f, nil)
+  local layer = run.layers + 1
+  local subscribed = {}
+  local ok, err = pcall(function()
+    for i, entry in ipairs(entries) do
+      local label = ("flow %d consumer %d"):format(run.id, i)
+      if fn == "into_specs" then
+        local subs = {}
+        for j, up in ipairs(outs) do subs[j] = subscription(up, nil, entry[3]) end
+        track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
+      else
+        local c, o = split_entry(entry)
+        for _, up in ipairs(outs) do sluice.subscribe(c, up.stage, sub_options(up, nil, o)) end
+        subscribed[#subscribed + 1] = c
       end
-      c = sluice.start(entry[1], entry[2], { subscribe_to = subs })
-      track(run, c, run.layers + 1, i)
-      goto continue
     end
-    for _, s in ipairs(outs) do
-      local o = { cancel = "transient" }
-      for k, v in pairs(opts) do o[k] = v end
-      sluice.subscribe(c, s, o)
-    end
-    extra[#extra + 1] = c
-    ::continue::
-  end
+  end)
+  if not ok then stop_all(run); error("sluice.flow." .. fn .. ": " .. tostring(err), 0) end
   -- a call to each consumer returns once its subscriptions are on their
   -- way to the producers; then the sources may start
-  for _, c in ipairs(extra) do pcall(c.stats, c) end
+  for _, c in ipairs(subscribed) do pcall(c.stats, c) end
   release(run)
   return setmetatable({ run = run }, Running)
 end
 
 function Flow:into_stages(consumers)
+  check_self(self, "into_stages")
   if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers") end
-  return into(self, consumers, "into_stages")
+  for i, entry in ipairs(consumers) do
+    if type((split_entry(entry))) ~= "userdata" then
+      fail("into_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
+    end
+  end
+  return (into(self, "into_stages", consumers))
 end
 
 function Flow:into_specs(specs)
+  check_self(self, "into_specs")
   if type(specs) ~= "table" or #specs == 0 then fail("into_specs", "expected a non-empty list of {spec, arg, opts}") end
-  return into(self, specs, "into_specs")
+  for i, s in ipairs(specs) do
+    if type(s) ~= "table" or type(s[1]) ~= "table" then
+      fail("into_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
+    end
+  end
+  return (into(self, "into_specs", specs))
 end
 
 flow.Flow = Flow

@@ -4,6 +4,16 @@
 -- timing. Loaded with dofile; returns the table H.
 local H = {}
 
+-- The next k integers of a Counter-like state, as an events array.
+local function take_next(st, k)
+  local events = {}
+  for i = 1, k do
+    events[i] = st.next
+    st.next = st.next + 1
+  end
+  return events
+end
+
 -- Counter: a producer emitting consecutive integers from arg.first (default
 -- 0); stops emitting after arg.last (then finishes, as the end of stream).
 -- call("demands") -> every handle_demand argument so far, call("log") ->
@@ -35,20 +45,19 @@ H.Counter = {
   end,
   handle_cast = function(msg, st)
     -- {"emit", k}: emits k events now, whatever the demand
-    local events = {}
-    for i = 1, msg[2] do
-      events[i] = st.next
-      st.next = st.next + 1
-    end
-    return events, st
+    return take_next(st, msg[2]), st
   end,
   handle_call = function(req, from, st)
+    -- {"emit", k}: the cast's events, sent before the reply (synchronous)
+    if type(req) == "table" and req[1] == "emit" then
+      return true, take_next(st, req[2]), st
+    end
     return st[req], {}, st
   end,
 }
 
 -- Silent: a producer that never emits on demand; it remembers the demand
--- and emits on cast {"emit", k} (Counter's cast).
+-- and emits on {"emit", k} as Counter does.
 H.Silent = {
   type = "producer",
   init = function() return {next = 0, demands = {}, log = {}} end,
