@@ -420,7 +420,7 @@ end
 -- functions as upvalues named after their operation (so an error can name
 -- it). Returns the source of a chunk that, given (F, NILERR, KEY), returns
 -- run(events, out, acc, seen) -> acc; `out` receives the emitted events.
-local function compile(ops, red)
+local function compile(ops, red, mode)
   local src = {}
   local function w(s) src[#src + 1] = s end
   local F = {}
@@ -433,8 +433,13 @@ local function compile(ops, red)
     if red.key then w("local group_by_key_fun = F.key\n") end
     if red.value then w("local group_by_value_fun = F.value\n") end
   end
-  w("return function(events, out, acc, seen)\n  local n = #out\n")
-  w("  for i = 1, #events do\n    local e = events[i]\n")
+  if mode == "range" then   -- a split sluice.range source: no array at all
+    w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
+    w("  for e0 = first, last, step do\n    local e = e0\n")
+  else
+    w("return function(events, out, acc, seen)\n  local n = #out\n")
+    w("  for i = 1, #events do\n    local e = events[i]\n")
+  end
   local closers = 0
   local indent = "    "
   local function open(line)
@@ -743,6 +748,151 @@ function LayerStage.handle_cancel(reason, from, st)
   return out, st
 end
 
+-- Split sources ------------------------------------------------------------------------------
+--
+-- A flow whose only source is a finite sluice.range or a sluice.lines and
+-- whose first layer computes something needs no producer stage in front of
+-- that layer: each of its stages reads its own part of the source (a
+-- sub-range, or the lines that start in its share of the file's bytes) and
+-- runs the fused loop on it directly, as a producer. Nothing is encoded or
+-- sent for the source. With stages = 1 the one stage reads it all, in order.
+
+local SPLIT_CHUNK = 1000
+
+-- The part of enumerable e that stage i of n reads.
+local function source_part(e, i, n)
+  if e.__sluice_enum == "range" then
+    local count = (e.last - e.first) // e.step + 1
+    if count < 0 then count = 0 end
+    local from, to = (count * (i - 1)) // n, (count * i) // n
+    return { kind = "range", first = e.first + from * e.step, count = to - from, step = e.step }
+  end
+  local file = assert(io.open(e.path, "rb"))
+  local size = file:seek("end")
+  file:close()
+  return { kind = "lines", path = e.path, from = (size * (i - 1)) // n, to = (size * i) // n }
+end
+
+local SourceStage = { type = "producer" }
+
+local function source_init(cfg)
+  local st = layer_init(cfg)
+  local part = cfg.part
+  st.part = part
+  if part.kind == "range" then
+    st.next, st.left = part.first, part.count
+    local chunk = assert(load(cfg.range_src, "=[" .. cfg.label .. "]", "t"))
+    st.run_range = chunk(cfg.F, nilerr, encode_key)
+  else
+    local file = assert(io.open(part.path, "rb"))
+    local pos = part.from
+    if pos > 0 then   -- a line that starts before our share belongs to the stage before
+      file:seek("set", pos - 1)
+      if file:read(1) ~= "\n" then
+        local rest = file:read("L")
+        pos = pos + (rest and #rest or 0)
+      end
+    end
+    st.file, st.pos = file, pos
+  end
+  return st
+end
+
+function SourceStage.init(cfg)
+  local ok, res = xpcall(source_init, on_error, cfg)
+  if not ok then
+    error(("%s (%s): %s\n%s"):format(cfg.label, res.op or "init", res.msg, res.tb), 0)
+  end
+  return res
+end
+
+-- Up to k lines of the stage's share of the file; closes it at the end.
+local function read_lines(st, k)
+  local file, to, pos = st.file, st.part.to, st.pos
+  local lines, n = {}, 0
+  local read = file.read
+  while n < k and pos < to do
+    local line = read(file, "L")
+    if not line then break end
+    pos = pos + #line
+    if line:byte(-1) == 10 then line = line:sub(1, line:byte(-2) == 13 and -3 or -2) end
+    n = n + 1
+    lines[n] = line
+  end
+  st.pos = pos
+  if n < k then
+    file:close()
+    st.file = nil
+  end
+  return lines
+end
+
+-- Runs the fused loop over the source until `demand` events came out or
+-- the part is exhausted; then the layer's "done" follows.
+local function source_events(st, demand)
+  local out = {}
+  local cfg = st.cfg
+  -- when nothing it makes goes downstream (run, or a departition/take_sort
+  -- taking only the final state) the stage reads its whole part at once
+  local keep = not (cfg.discard or cfg.tag)
+  local done
+  repeat
+    if not keep and #out > 0 then out = {} end
+    if st.part.kind == "range" then
+      local k = st.left < SPLIT_CHUNK and st.left or SPLIT_CHUNK
+      if k > 0 then
+        local first, step = st.next, st.part.step
+        local last = first + (k - 1) * step
+        st.acc = st.run_range(first, last, step, out, st.acc, st.seen)
+        st.next, st.left = last + step, st.left - k
+      end
+      done = st.left == 0
+    else
+      local events = read_lines(st, SPLIT_CHUNK)
+      done = st.file == nil
+      local map_batch_fn = cfg.batch_fn
+      if map_batch_fn and #events > 0 then
+        events = map_batch_fn(events)
+        if type(events) ~= "table" then nilerr("map_batch", events) end
+      end
+      if st.run then st.acc = st.run(events, out, st.acc, st.seen)
+      else for i = 1, #events do out[#out + 1] = events[i] end end
+    end
+  until done or (keep and #out >= demand)
+  local last
+  if done then last = layer_done(st) end
+  return out, done, last
+end
+
+function SourceStage.handle_demand(demand, st)
+  local ok, out, done, last = xpcall(source_events, on_error, st, demand)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
+  end
+  if not done then
+    -- a departition/take_sort downstream takes only the triggers' states
+    if st.cfg.discard or st.cfg.tag then return {}, st end
+    return out, st
+  end
+  sluice.self():finish()
+  if st.cfg.discard then return {}, st end
+  if st.cfg.tag then return last, st end
+  for i = 1, #last do out[#out + 1] = last[i] end
+  return out, st
+end
+
+-- The single finite range or lines source of f, when it can be split.
+local function splittable(f)
+  local src = f.src
+  if src.kind ~= "enumerables" or #src.enums ~= 1 then return nil end
+  local e = src.enums[1]
+  if type(e) ~= "table" then return nil end
+  if e.__sluice_enum == "range" and math.type(e.last) == "integer" and not f.batch_fn then return e end
+  if e.__sluice_enum == "lines" then return e end
+  return nil
+end
+
 -- Departition and take_sort: one stage over all partitions' states.
 local MergeStage = { type = "producer_consumer" }
 
@@ -932,7 +1082,8 @@ local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitio
     cfg.producers = #ups
     cfg.index, cfg.total = i, n
     cfg.label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
-    local opts = { subscribe_to = subs, worker = (i - 1) % sluice.workers() + 1, dispatcher = dispatcher,
+    local opts = { subscribe_to = #ups > 0 and subs or nil, worker = (i - 1) % sluice.workers() + 1,
+                   dispatcher = dispatcher,
                    buffer_size = cfg.buffer_size, buffer_keep = cfg.buffer_keep }
     local s = sluice.start(spec, cfg, opts)
     outs[i] = { stage = track(run, s, cfg.label, layer, i) }
@@ -1031,6 +1182,24 @@ function materialize(run, f, dispatcher, extra)
     -- stages we did not start keep their dispatcher: they need a layer
     if not work and not (src.kind == "stages" and needs_disp) then
       return start_sources(run, f, dispatcher)
+    end
+    local whole = work and splittable(f)
+    if whole then
+      local cfgs = layer_cfgs(f, n, extra)
+      local range_src = whole.__sluice_enum == "range" and (compile(f.ops, f.red, "range")) or nil
+      for i = 1, n do
+        cfgs[i].part, cfgs[i].range_src = source_part(whole, i, n), range_src
+        -- a layer stage keeps what it made beyond the demand (at most one
+        -- chunk's output), as a producer_consumer does
+        cfgs[i].buffer_size = cfgs[i].buffer_size or math.huge
+      end
+      local outs = start_layer(run, SourceStage, cfgs, {}, dispatcher, layer_sub, false)
+      -- paused like any source until every consumer has subscribed
+      for _, o in ipairs(outs) do
+        o.stage:demand("accumulate")
+        run.paused[#run.paused + 1] = o.stage
+      end
+      return outs
     end
     ups = start_sources(run, f, demand_dispatcher())
   elseif src.kind == "flows" then
