@@ -26,8 +26,20 @@ static int bb_grow(sl_batch_builder *bb) {
   return 0;
 }
 
+int sl_bb_reserve(sl_batch_builder *bb, uint32_t n) {
+  if (n > UINT32_MAX - 2 - bb->n) return SL_ENOMEM;
+  if (bb->n + n + 2 <= bb->cap) return 0;
+  uint32_t cap = bb->n + n + 2;
+  uint32_t *p = realloc(bb->off, cap * sizeof *p);
+  if (!p) return SL_ENOMEM;
+  if (!bb->off) p[0] = 0;
+  bb->off = p;
+  bb->cap = cap;
+  return 0;
+}
+
 int sl_bb_end_event(sl_batch_builder *bb) {
-  if (bb_grow(bb)) return SL_ENOMEM;
+  if (bb->n + 2 > bb->cap && bb_grow(bb)) return SL_ENOMEM;
   if (bb->bytes.len > UINT32_MAX) return SL_ENOMEM;
   bb->off[++bb->n] = (uint32_t)bb->bytes.len;
   return 0;
@@ -69,6 +81,15 @@ const char *sl_batch_event(const sl_batch *b, uint32_t i, size_t *len) {
   uint32_t k = b->first + i;
   *len = s->off[k + 1] - s->off[k];
   return s->data + s->off[k];
+}
+
+void sl_batch_events(const sl_batch *b, uint32_t from, uint32_t n, const char **out, size_t *lens) {
+  const sl_store *s = b->store;
+  const uint32_t *off = s->off + b->first + from;
+  for (uint32_t k = 0; k < n; k++) {
+    out[k] = s->data + off[k];
+    lens[k] = off[k + 1] - off[k];
+  }
 }
 
 sl_batch sl_batch_slice(const sl_batch *b, uint32_t from, uint32_t count) {

@@ -30,6 +30,8 @@ typedef struct sl_batch_builder {
 void sl_bb_init(sl_batch_builder *bb);
 /* Marks the end of the event whose bytes were just appended to bb->bytes. */
 int sl_bb_end_event(sl_batch_builder *bb);
+/* Makes room for n more events' offsets (a hint; 0 or SL_ENOMEM). */
+int sl_bb_reserve(sl_batch_builder *bb, uint32_t n);
 /* Appends one already encoded event. */
 int sl_bb_add(sl_batch_builder *bb, const void *p, size_t len);
 /* Moves the events into a new batch (count may be 0) and resets bb. */
@@ -38,6 +40,9 @@ void sl_bb_free(sl_batch_builder *bb);
 
 /* Event i (0-based within the view): pointer and length. */
 const char *sl_batch_event(const sl_batch *b, uint32_t i, size_t *len);
+/* The same for n events from `from` at once: out[k] points at event
+ * from + k and lens[k] is its length (the decoder's inner loop). */
+void sl_batch_events(const sl_batch *b, uint32_t from, uint32_t n, const char **out, size_t *lens);
 /* A new view of count events from index from; takes a new reference. */
 sl_batch sl_batch_slice(const sl_batch *b, uint32_t from, uint32_t count);
 /* Drops the first n events of the view in place. */

@@ -797,10 +797,33 @@ static int encode_batch_body(lua_State *L) {
     return 0;
   }
   lua_checkstack(L, 8);
+  if (sl_bb_reserve(&c->bb, (uint32_t)n) || sl_buf_reserve(&c->bb.bytes, (size_t)n * 4)) {
+    c->rc = SL_ENOMEM;
+    snprintf(c->err, c->errlen, "not enough memory");
+    return 0;
+  }
   enc_init(&e, L, &c->bb.bytes);                    /* stack: ctx array seen names */
   for (lua_Unsigned i = 1; i <= n; i++) {
+    int t = lua_rawgeti(L, 2, (lua_Integer)i);      /* stack: ... v */
+    if (t == LUA_TNUMBER || t == LUA_TSTRING) {     /* fast path: scalars need no bookkeeping */
+      int rc;
+      if (t == LUA_TNUMBER) {
+        rc = put_number(e.b, L, -1);
+      } else {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        rc = put_string(e.b, s, len);
+      }
+      lua_pop(L, 1);
+      if (rc || sl_bb_end_event(&c->bb)) {
+        c->rc = SL_ENOMEM;
+        snprintf(c->err, c->errlen, "not enough memory");
+        return 0;
+      }
+      continue;
+    }
     seen_clear(&e);
-    if (lua_rawgeti(L, 2, (lua_Integer)i) == LUA_TNIL) {  /* stack: ... v */
+    if (t == LUA_TNIL) {
       c->rc = SL_EINVAL;
       snprintf(c->err, c->errlen, "%s[" LUA_INTEGER_FMT "] is nil", c->root, (LUAI_UACINT)i);
       return 0;
@@ -1355,14 +1378,39 @@ int sl_decode_batch(lua_State *L, const sl_batch *b, char *err, size_t errlen) {
   }
   lua_createtable(L, b->count < (1u << 26) ? (int)b->count : 0, 0);  /* stack: arr */
   dec_init(&d, L, err, errlen);                     /* stack: arr refs */
-  for (uint32_t i = 0; i < b->count; i++) {
-    size_t len;
-    const char *p = sl_batch_event(b, i, &len);
-    if ((rc = dec_one(&d, p, len)) != 0) {          /* stack: arr refs v */
-      lua_settop(L, top);
-      return rc;
+  enum { GROUP = 64 };
+  const char *ps[GROUP];
+  size_t lens[GROUP];
+  for (uint32_t i = 0; i < b->count; i += GROUP) {
+    uint32_t g = b->count - i < GROUP ? b->count - i : GROUP;
+    sl_batch_events(b, i, g, ps, lens);
+    for (uint32_t k = 0; k < g; k++) {
+      const uint8_t *p = (const uint8_t *)ps[k];
+      size_t len = lens[k];
+      /* fast paths: short strings and small integers, checked exactly */
+      if (len >= 1 && p[0] >= T_FIXSTR && (size_t)(p[0] - T_FIXSTR) == len - 1) {
+        lua_pushlstring(L, (const char *)p + 1, len - 1);
+      } else if (len == 1 && p[0] >= T_FIXINT && p[0] < T_FIXSTR) {
+        lua_pushinteger(L, p[0] - T_FIXINT);
+      } else if (len >= 2 && len <= 9 && p[0] == T_INT && !(p[len - 1] & 0x80)) {
+        uint64_t u = 0;   /* a varint of at most 8 bytes ending exactly at len */
+        size_t j = 1;
+        for (; j < len && (p[j] & 0x80); j++) u |= (uint64_t)(p[j] & 0x7f) << (7 * (j - 1));
+        if (j != len - 1) {
+          if ((rc = dec_one(&d, ps[k], len)) != 0) {
+            lua_settop(L, top);
+            return rc;
+          }
+        } else {
+          u |= (uint64_t)p[j] << (7 * (j - 1));
+          lua_pushinteger(L, unzigzag(u));
+        }
+      } else if ((rc = dec_one(&d, ps[k], len)) != 0) {  /* stack: arr refs v */
+        lua_settop(L, top);
+        return rc;
+      }
+      lua_rawseti(L, top + 1, (lua_Integer)(i + k) + 1);
     }
-    lua_rawseti(L, top + 1, (lua_Integer)i + 1);
   }
   lua_pop(L, 1);                                    /* stack: arr */
   return 0;

@@ -895,21 +895,37 @@ static void consume(stage *s, sub *c, sl_batch *b) {
   lua_State *L = s->L;
   int top = lua_gettop(L);
   char err[256];
-  int rc = sl_decode_batch(L, b, err, sizeof err);
-  sl_batch_release(b);
-  if (rc != 0) {
-    set_errorf(s, "handle_events: %s", err);
-    return;
+  /* Without a selector each chunk is decoded straight from its slice of
+   * the batch; a selector needs every event decoded first. */
+  int arr = 0;
+  lua_Integer k = (lua_Integer)b->count, from = 1;
+  if (c->selector != LUA_NOREF) {
+    int rc = sl_decode_batch(L, b, err, sizeof err);
+    sl_batch_release(b);
+    if (rc != 0) {
+      set_errorf(s, "handle_events: %s", err);
+      return;
+    }
+    if (select_events(s, c) != 0) return;
+    arr = lua_gettop(L);
+    k = (lua_Integer)lua_rawlen(L, arr);
   }
-  if (c->selector != LUA_NOREF && select_events(s, c) != 0) return;
-  int arr = lua_gettop(L);
-  lua_Integer k = (lua_Integer)lua_rawlen(L, arr), from = 1;
   uint64_t excess = sl_demand_begin(&c->d, (uint64_t)k);
   if (excess) stage_warn(s, "has received %llu events in excess", (unsigned long long)excess);
   uint64_t n;
   while ((n = sl_demand_next(&c->d)) > 0) {
-    if (from == 1 && (lua_Integer)n == k) lua_pushvalue(L, arr);
-    else push_slice(L, arr, from, (lua_Integer)n);
+    if (arr) {
+      if (from == 1 && (lua_Integer)n == k) lua_pushvalue(L, arr);
+      else push_slice(L, arr, from, (lua_Integer)n);
+    } else {
+      sl_batch chunk = sl_batch_slice(b, (uint32_t)(from - 1), (uint32_t)n);
+      int rc = sl_decode_batch(L, &chunk, err, sizeof err);
+      sl_batch_release(&chunk);
+      if (rc != 0) {
+        set_errorf(s, "handle_events: %s", err);
+        break;
+      }
+    }
     push_from(L, c->id, c->peer);
     s->events_in += n;
     if (invoke(s, "handle_events", 2, 2) <= 0) break;
@@ -922,6 +938,7 @@ static void consume(stage *s, sub *c, sl_batch *b) {
     if (find_sub(s->producers, c->id) != c) break;
     ask_producer(c, sl_demand_done(&c->d));
   }
+  if (!arr) sl_batch_release(b);
   lua_settop(L, top);
 }
 
