@@ -1155,6 +1155,9 @@ local function start_sources(run, f, dispatcher)
       for k, v in pairs(sub or {}) do merged[k] = v end
       for k, v in pairs(o) do merged[k] = v end
       outs[i] = { stage = add(s, false), sub = next(merged) and merged or nil }
+      -- like the flow's own sources, switched to forward once every
+      -- consumer has subscribed (a no-op on a producer already forwarding)
+      run.paused[#run.paused + 1] = s
     end
   end
   return outs
@@ -1432,7 +1435,14 @@ function Running:await(timeout)
       if left <= 0 then error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
       step = math.min(step, left)
     end
-    if not pcall(waiting.await, waiting, step) and left then left = left - step end
+    local ok, err = pcall(waiting.await, waiting, step)
+    if not ok then
+      if not tostring(err):find("timed out", 1, true) then   -- Ctrl-C: the flow stops
+        stop_all(run)
+        error(err, 0)
+      end
+      if left then left = left - step end
+    end
   end
 end
 
