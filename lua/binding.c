@@ -326,6 +326,9 @@ static void *worker_start(int index, void *ud) {
   if (!c->L) abort();
   *(wctx **)lua_getextraspace(c->L) = c;
   setup_state(c->L);
+  /* stages make many short-lived tables and strings per batch: the
+   * generational collector handles that better than the incremental one */
+  lua_gc(c->L, LUA_GCGEN, 0, 0);
   lua_newtable(c->L);
   lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
   lua_rawgeti(c->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: G */
