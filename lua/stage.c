@@ -35,6 +35,7 @@
 #include "rt.h"
 #include "stage.h"
 #include "status.h"
+#include "hash.h"
 
 /* ---- refs and places --------------------------------------------------- */
 
@@ -268,6 +269,8 @@ typedef struct stage {
   /* producer side */
   sl_dispatch *disp;
   int part_hash;          /* registry ref of the partition hash, or LUA_NOREF */
+  lua_Integer key_index;  /* partition by event[key_index] (0: not set) */
+  char *key_field;        /* partition by event[key_field] (NULL: not set) */
   int part_names;         /* registry ref of name -> index, or LUA_NOREF */
   uint32_t nparts;
   sl_buffer *buf;
@@ -602,6 +605,42 @@ static void buffer_leftovers(stage *s, sl_batch *left) {
   }
 }
 
+/* Partitions of the events of *b by a key read in C from each decoded
+ * event (key = {index = i} or {field = name}): the engine's hash of the
+ * key's encoding, as sluice._hash computes it, with no Lua call. Returns
+ * 0, or -1 after stopping the stage. */
+static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
+  lua_State *L = s->L;
+  char err[256];
+  int top = lua_gettop(L);
+  if (sl_decode_batch(L, b, err, sizeof err) != 0) {
+    set_errorf(s, "partition: %s", err);
+    return -1;
+  }
+  int events = lua_gettop(L);                      /* stack: events */
+  sl_buf key = SL_BUF_INIT;
+  for (uint32_t i = 0; i < b->count; i++) {
+    if (lua_rawgeti(L, events, (lua_Integer)i + 1) == LUA_TTABLE) {
+      if (s->key_field) lua_getfield(L, -1, s->key_field);
+      else lua_rawgeti(L, -1, s->key_index);       /* stack: events e k */
+    } else {
+      lua_pushnil(L);
+    }
+    key.len = 0;
+    if (sl_encode(L, -1, &key, "partition key", err, sizeof err) != 0) {
+      sl_buf_free(&key);
+      set_errorf(s, "%s", err);
+      lua_settop(L, top);
+      return -1;
+    }
+    parts[i] = (int32_t)sl_hash_partition(sl_hash_bytes(key.data, key.len), s->nparts);
+    lua_pop(L, 2);
+  }
+  sl_buf_free(&key);
+  lua_settop(L, top);
+  return 0;
+}
+
 /* Hands *b to the dispatcher; what the consumers cannot take yet is
  * buffered. Consumes *b. */
 static void dispatch_batch(stage *s, sl_batch *b) {
@@ -610,8 +649,9 @@ static void dispatch_batch(stage *s, sl_batch *b) {
   if (sl_dispatch_kind_of(s->disp) == SL_DISPATCH_PARTITION) {
     parts = b->count <= 256 ? stackparts : malloc(b->count * sizeof *parts);
     if (!parts) abort();
-    if (s->part_hash != LUA_NOREF) {
-      if (lua_partitions(s, b, parts) != 0) {
+    if (s->part_hash != LUA_NOREF || s->key_index || s->key_field) {
+      int rc = s->part_hash != LUA_NOREF ? lua_partitions(s, b, parts) : key_partitions(s, b, parts);
+      if (rc != 0) {
         sl_batch_release(b);
         if (parts != stackparts) free(parts);
         return;
@@ -1238,6 +1278,7 @@ static void free_stage(stage *s) {
   if (s->buf) sl_buffer_free(s->buf);
   if (s->disp) sl_dispatch_free(s->disp);
   if (s->part_hash != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_hash);
+  free(s->key_field);
   if (s->part_names != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_names);
   luaL_unref(L, LUA_REGISTRYINDEX, s->lref);
   free(s->stop_reason);
@@ -1324,6 +1365,15 @@ static int make_dispatcher(stage *s, int idx) {
       lua_getfield(L, idx, "hash");
       if (lua_isfunction(L, -1)) s->part_hash = luaL_ref(L, LUA_REGISTRYINDEX);
       else lua_pop(L, 1);
+      lua_getfield(L, idx, "key");
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "index");
+        s->key_index = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+        lua_getfield(L, -2, "field");
+        if (lua_type(L, -1) == LUA_TSTRING) s->key_field = strdup(lua_tostring(L, -1));
+        lua_pop(L, 2);
+      }
+      lua_pop(L, 1);
       s->nparts = o.partitions;
     }
   }
@@ -2440,6 +2490,22 @@ static int l_disp_partition(lua_State *L) {
   if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
     return luaL_error(L, "%s: hash must be a function, got %s", fn, luaL_typename(L, -1));
   lua_setfield(L, -2, "hash");
+  /* key = {index = i} | {field = "name"}: partition by that part of each
+   * event, read in C (used when there is no hash function) */
+  lua_getfield(L, 1, "key");
+  if (!lua_isnil(L, -1)) {
+    int ok = 0;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "index");
+      lua_getfield(L, -2, "field");
+      ok = (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_isnil(L, -1)) ||
+           (lua_isnil(L, -2) && lua_type(L, -1) == LUA_TSTRING);
+      lua_pop(L, 2);
+    }
+    if (!ok) return luaL_error(L, "%s: key must be {index = i} or {field = \"name\"}, got %s", fn,
+                               luaL_tolstring(L, -1, NULL));
+  }
+  lua_setfield(L, -2, "key");
   return 1;
 }
 

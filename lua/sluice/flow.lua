@@ -1038,6 +1038,10 @@ end
 -- The dispatcher a layer of n stages needs from the stages that feed it.
 local function dispatcher_for(src, n)
   if src.dispatch == "partition" and (n > 1 or src.hash) then
+    -- a key spec ({index = i} / {field = name}) is read by the engine in C
+    if not src.hash and type(src.key) == "table" then
+      return sluice.dispatcher.partition({ partitions = n, key = src.key })
+    end
     return sluice.dispatcher.partition({ partitions = n, hash = partition_hash(src, n) })
   end
   return demand_dispatcher()
