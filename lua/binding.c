@@ -229,9 +229,28 @@ static snapshot *snap_take(lua_State *L) {
   return s;
 }
 
+/* A snapshot pinned by sluice._pin_globals: every start until the unpin
+ * shares it, so a flow that starts many stages encodes the globals once. */
+static snapshot *pinned;
+
 void sl_rt_attach_snapshot(lua_State *L, sl_msg *m) {
-  m->obj = snap_take(L);
+  if (pinned) {
+    atomic_fetch_add(&pinned->refs, 1);
+    m->obj = pinned;
+  } else {
+    m->obj = snap_take(L);
+  }
   m->obj_free = snap_release;
+}
+
+/* sluice._pin_globals(on): on = true takes one snapshot for the starts
+ * that follow; false drops it. Main thread only (the snapshot's owner). */
+static int l_pin_globals(lua_State *L) {
+  int on = lua_toboolean(L, 1);
+  if (sl_rt_place(L) != -1) return luaL_error(L, "sluice._pin_globals: only the main thread may pin the globals");
+  snap_release(pinned);
+  pinned = on ? snap_take(L) : NULL;
+  return 0;
 }
 
 /* ---- worker states ---------------------------------------------------------- */
@@ -680,7 +699,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 int luaopen_sluice(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {"_key", l_key}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {"done", l_task_done}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);
@@ -715,6 +734,8 @@ void sl_rt_close(void) {
     done_tasks = m->next;
     sl_msg_free(m);
   }
+  snap_release(pinned);
+  pinned = NULL;
   sl_sched_stop(sl_rt_g.sched);
   sl_rt_g.sched = NULL;
   sl_stage_close(sl_rt_g.L);

@@ -1342,7 +1342,10 @@ end
 -- was started and raises a flow error.
 local function build(f, extra)
   local run = new_run()
+  -- all the flow's stages share one snapshot of the globals
+  sluice._pin_globals(true)
   local ok, outs = pcall(materialize, run, f, nil, extra)
+  sluice._pin_globals(false)
   if not ok then
     stop_all(run)
     local msg = start_error(outs)   -- "sluice.flow.<fn>: ..." messages pass as they are
