@@ -17,6 +17,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include "alloc.h"
 #include "rt.h"
 #include "stage.h"
 #include "status.h"
@@ -258,8 +259,16 @@ static int l_pin_globals(lua_State *L) {
 typedef struct wctx {
   int index;
   lua_State *L;
+  sl_pool *pool;    /* L's allocator */
   snapshot *snap;   /* newest installed, one reference */
 } wctx;
+
+static int worker_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "sluice: unprotected error in a worker state: %s\n", msg ? msg : "(not a string)");
+  fflush(stderr);
+  return 0;   /* then Lua aborts */
+}
 
 static const char SNAPCACHE_KEY[] = "sluice.snapcache";
 
@@ -341,8 +350,10 @@ static void *worker_start(int index, void *ud) {
   wctx *c = calloc(1, sizeof *c);
   if (!c) abort();
   c->index = index;
-  c->L = luaL_newstate();
+  c->pool = sl_pool_new();
+  c->L = c->pool ? lua_newstate(sl_pool_alloc, c->pool) : NULL;
   if (!c->L) abort();
+  lua_atpanic(c->L, worker_panic);
   *(wctx **)lua_getextraspace(c->L) = c;
   setup_state(c->L);
   /* stages make many short-lived tables and strings per batch: the
@@ -363,6 +374,7 @@ static void worker_stop(void *ctx) {
   wctx *c = ctx;
   sl_stage_close_place(c->index);
   lua_close(c->L);
+  sl_pool_free(c->pool);
   snap_release(c->snap);
   free(c);
 }

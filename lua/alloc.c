@@ -1,0 +1,109 @@
+/* alloc: the allocator of worker Lua states. A worker state is touched by
+ * one thread only, so its small blocks can be recycled through free lists
+ * of its own, without the locking and bookkeeping of the C library's
+ * malloc (which showed as ~19 % of a word count's profile). Blocks of up
+ * to SMALL_MAX bytes come from 64 KiB slabs, one free list per 16-byte
+ * size class; larger blocks go to realloc/free. Memory of freed small
+ * blocks stays with the state until it is closed. Under AddressSanitizer
+ * every block goes to malloc, so that the sanitizer still sees Lua's heap. */
+#include <stdlib.h>
+#include <string.h>
+#include "alloc.h"
+
+#define SMALL_MAX 256
+#define NCLASS (SMALL_MAX / 16)
+#define SLAB (64 * 1024)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SL_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SL_POOL 0
+#endif
+#endif
+#ifndef SL_POOL
+#define SL_POOL 1
+#endif
+
+typedef struct slab {
+  struct slab *next;
+} slab;
+
+struct sl_pool {
+  void *free[NCLASS];   /* per class: freed blocks, linked through their first word */
+  char *cur, *end;      /* the unused tail of the newest slab */
+  slab *slabs;
+};
+
+sl_pool *sl_pool_new(void) { return calloc(1, sizeof(sl_pool)); }
+
+void sl_pool_free(sl_pool *p) {
+  if (!p) return;
+  for (slab *s = p->slabs, *n; s; s = n) {
+    n = s->next;
+    free(s);
+  }
+  free(p);
+}
+
+static int class_of(size_t n) { return (int)((n + 15) / 16) - 1; }
+
+static void *pool_get(sl_pool *p, int c) {
+  void *b = p->free[c];
+  if (b) {
+    memcpy(&p->free[c], b, sizeof(void *));
+    return b;
+  }
+  size_t size = (size_t)(c + 1) * 16;
+  if ((size_t)(p->end - p->cur) < size) {
+    slab *s = malloc(SLAB);
+    if (!s) return NULL;
+    s->next = p->slabs;
+    p->slabs = s;
+    p->cur = (char *)s + 16;   /* keeps blocks 16-byte aligned */
+    p->end = (char *)s + SLAB;
+  }
+  b = p->cur;
+  p->cur += size;
+  return b;
+}
+
+static void pool_put(sl_pool *p, void *b, int c) {
+  memcpy(b, &p->free[c], sizeof(void *));
+  p->free[c] = b;
+}
+
+void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  sl_pool *p = ud;
+  if (!SL_POOL) {
+    if (nsize == 0) {
+      free(ptr);
+      return NULL;
+    }
+    return realloc(ptr, nsize);
+  }
+  /* osize is the block's size when ptr != NULL (Lua 5.4 contract) */
+  int small_old = ptr && osize <= SMALL_MAX;
+  if (nsize == 0) {
+    if (small_old) pool_put(p, ptr, class_of(osize));
+    else free(ptr);
+    return NULL;
+  }
+  if (nsize <= SMALL_MAX) {
+    if (small_old && class_of(osize) == class_of(nsize)) return ptr;
+    void *b = pool_get(p, class_of(nsize));
+    if (!b) return NULL;
+    if (ptr) {
+      memcpy(b, ptr, osize < nsize ? osize : nsize);
+      if (small_old) pool_put(p, ptr, class_of(osize));
+      else free(ptr);
+    }
+    return b;
+  }
+  if (!small_old) return realloc(ptr, nsize);   /* large to large, or new */
+  void *b = malloc(nsize);
+  if (!b) return NULL;
+  memcpy(b, ptr, osize);
+  pool_put(p, ptr, class_of(osize));
+  return b;
+}
