@@ -844,7 +844,11 @@ local function source_events(st, demand)
   repeat
     if not keep and #out > 0 then out = {} end
     if st.part.kind == "range" then
-      local k = st.left < SPLIT_CHUNK and st.left or SPLIT_CHUNK
+      -- as many numbers as the demand still asks for (a reducing layer
+      -- emits nothing until the end: large runs)
+      local k = cfg.red and 16384 or demand - #out
+      if k < SPLIT_CHUNK then k = SPLIT_CHUNK end
+      if k > st.left then k = st.left end
       if k > 0 then
         local first, step = st.next, st.part.step
         local last = first + (k - 1) * step
