@@ -575,13 +575,18 @@ local function layer_init(cfg)
   return st
 end
 
-function LayerStage.init(cfg)
-  local ok, res = xpcall(layer_init, on_error, cfg)
-  if not ok then
-    error(("%s (%s): %s\n%s"):format(cfg.label, res.op or "init", res.msg, res.tb), 0)
+-- An init that reports errors with the stage's label and operation.
+local function protected_init(init_fn)
+  return function(cfg)
+    local ok, res = xpcall(init_fn, on_error, cfg)
+    if not ok then
+      error(("%s (%s): %s\n%s"):format(cfg.label, res.op or "init", res.msg, res.tb), 0)
+    end
+    return res
   end
-  return res
 end
+
+LayerStage.init = protected_init(layer_init)
 
 function LayerStage.handle_subscribe(kind, opts, from, st)
   if kind == "producer" then
@@ -734,19 +739,25 @@ local function layer_done(st)
   return out
 end
 
-function LayerStage.handle_cancel(reason, from, st)
-  if not st.ups[sluice._handle_id(from)] then return {}, st end   -- a consumer left
-  st.left = st.left - 1
-  if st.left > 0 or not sluice._is_normal(reason[2]) then return {}, st end
-  local ok, out = xpcall(layer_done, on_error, st)
-  if not ok then
-    stop_with(st.cfg.label, out)
-    return {}, st
+-- The handle_cancel of a stage that ends with its upstream: once its last
+-- producer has ended normally it emits done_fn(st) and finishes.
+local function ends_with_upstream(done_fn)
+  return function(reason, from, st)
+    if not st.ups[sluice._handle_id(from)] then return {}, st end   -- a consumer left
+    st.left = st.left - 1
+    if st.left > 0 or not sluice._is_normal(reason[2]) then return {}, st end
+    local ok, out = xpcall(done_fn, on_error, st)
+    if not ok then
+      stop_with(st.cfg.label, out)
+      return {}, st
+    end
+    sluice.self():finish()
+    if st.cfg.discard then return {}, st end
+    return out, st
   end
-  sluice.self():finish()
-  if st.cfg.discard then return {}, st end
-  return out, st
 end
+
+LayerStage.handle_cancel = ends_with_upstream(layer_done)
 
 -- Split sources ------------------------------------------------------------------------------
 --
@@ -803,13 +814,7 @@ local function source_init(cfg)
   return st
 end
 
-function SourceStage.init(cfg)
-  local ok, res = xpcall(source_init, on_error, cfg)
-  if not ok then
-    error(("%s (%s): %s\n%s"):format(cfg.label, res.op or "init", res.msg, res.tb), 0)
-  end
-  return res
-end
+SourceStage.init = protected_init(source_init)
 
 -- Up to k lines of the stage's share of the file; closes it at the end.
 local function read_lines(st, k)
@@ -974,19 +979,7 @@ local function merge_done(st)
   return out
 end
 
-function MergeStage.handle_cancel(reason, from, st)
-  if not st.ups[sluice._handle_id(from)] then return {}, st end
-  st.left = st.left - 1
-  if st.left > 0 or not sluice._is_normal(reason[2]) then return {}, st end
-  local ok, out = xpcall(merge_done, on_error, st)
-  if not ok then
-    stop_with(st.cfg.label, out)
-    return {}, st
-  end
-  sluice.self():finish()
-  if st.cfg.discard then return {}, st end
-  return out, st
-end
+MergeStage.handle_cancel = ends_with_upstream(merge_done)
 
 -- A consumer started by into_specs: the user's spec, stopping with
 -- "normal" once all its producers have ended (after its own handle_cancel).
