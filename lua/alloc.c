@@ -92,7 +92,8 @@ void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (nsize <= SMALL_MAX) {
     if (small_old && class_of(osize) == class_of(nsize)) return ptr;
     void *b = pool_get(p, class_of(nsize));
-    if (!b) return NULL;
+    /* Lua expects a shrink never to fail: keep the bigger block then */
+    if (!b) return ptr && nsize <= osize ? ptr : NULL;
     if (ptr) {
       memcpy(b, ptr, osize < nsize ? osize : nsize);
       if (small_old) pool_put(p, ptr, class_of(osize));

@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "rt.h"
+#include "stage.h"
 
 static const char *progname = "sluice";
 static lua_State *globalL;
@@ -54,6 +55,7 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 static void laction(int sig) {
   (void)sig;
   sl_rt_g.interrupted = 1;
+  sl_rt_g.sigint_seen = 1;
   lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -91,13 +93,26 @@ static int report(lua_State *L, int status) {
 
 /* Calls the chunk on the stack with Ctrl-C armed. Leaves the results, or
  * (on error) the message and traceback. */
+/* Ctrl-C stops the stages the interrupted entry started (protected: the
+ * pumping may run main-thread stage callbacks). */
+static int stop_started(lua_State *L) {
+  sl_stage_stop_started(L);
+  return 0;
+}
+
 static int docall(lua_State *L, int narg, int nres) {
   sl_rt_g.interrupted = 0;
+  sl_rt_g.sigint_seen = 0;
+  sl_stage_forget_started();
   set_sigint(laction);
   int status = sl_pcall(L, narg, nres);
   set_sigint(SIG_DFL);
   lua_sethook(L, NULL, 0, 0);
   sl_rt_g.interrupted = 0;
+  if (status != LUA_OK && sl_rt_g.sigint_seen) {
+    lua_pushcfunction(L, stop_started);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) lua_pop(L, 1);
+  }
   return status;
 }
 

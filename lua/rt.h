@@ -27,6 +27,7 @@ typedef struct sl_rt {
   int nworkers;
   lua_State *L;                     /* main state; main thread only */
   volatile sig_atomic_t interrupted; /* set by the SIGINT handler */
+  volatile sig_atomic_t sigint_seen; /* a SIGINT arrived during the current entry */
   sl_rt_handler worker_handler;     /* stage messages, set by stage.c */
   int (*main_handler)(lua_State *L, sl_msg *m);
 } sl_rt;

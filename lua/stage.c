@@ -2100,6 +2100,41 @@ static void check_start_opts(lua_State *L, int idx, int type) {
 
 /* ---- sluice.* stage functions ------------------------------------------------------------------ */
 
+static void cast_op(lua_State *L, uint64_t ref, int64_t op, int arg);
+
+/* ---- the stage set of one REPL entry ----------------------------------------------------- */
+
+/* Stages started by the main thread since sl_stage_forget_started: what
+ * Ctrl-C stops (main thread only). */
+static uint64_t *started;
+static size_t nstarted, capstarted;
+
+static void note_started(uint64_t ref) {
+  if (nstarted == capstarted) {
+    size_t cap = capstarted ? capstarted * 2 : 16;
+    uint64_t *p = realloc(started, cap * sizeof *p);
+    if (!p) return;   /* only Ctrl-C's reach shrinks */
+    started = p;
+    capstarted = cap;
+  }
+  started[nstarted++] = ref;
+}
+
+void sl_stage_forget_started(void) { nstarted = 0; }
+
+void sl_stage_stop_started(lua_State *L) {
+  lua_pushliteral(L, "shutdown");
+  int reason = lua_gettop(L);
+  for (size_t i = 0; i < nstarted; i++)
+    if (reg_status(NULL, started[i]) == 1) cast_op(L, started[i], OP_STOP, reason);
+  lua_pop(L, 1);
+  /* main-thread stages stop when the main inbox is pumped */
+  int64_t deadline = sl_now_ms() + 1000;
+  for (size_t i = 0; i < nstarted; i++)
+    while (reg_status(NULL, started[i]) == 1 && sl_now_ms() < deadline) sl_rt_pump(L, 10);
+  nstarted = 0;
+}
+
 /* sluice.start(spec, arg [, opts]) -> stage */
 static int l_start(lua_State *L) {
   const char *fn = "sluice.start";
@@ -2161,6 +2196,7 @@ static int l_start(lua_State *L) {
   lua_getfield(L, nopts, "name");
   reg_add(ref, lua_tostring(L, -1), type);
   lua_pop(L, 1);
+  note_started(ref);
   post(ref, m);
   sl_msg *r = wait_reply(L, waiter, -1, 0, fn);
   int ok = (int)r->n;
@@ -2555,6 +2591,9 @@ void sl_stage_close(lua_State *L) {
     sl_msg_free(m);
   }
   reg_free();
+  free(started);
+  started = NULL;
+  nstarted = capstarted = 0;
   free(waits);
   waits = NULL;
   nwaits = capwaits = 0;

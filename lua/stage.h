@@ -17,6 +17,10 @@ void sl_stage_open(lua_State *L);
 int sl_stage_handle(lua_State *L, int place, sl_msg *m);
 /* Frees what the stages of the main place and the registry hold. */
 void sl_stage_close(lua_State *L);
+/* Ctrl-C in the REPL: forget the stages started so far (at the start of
+ * an entry), and stop those started since (after an interrupted one). */
+void sl_stage_forget_started(void);
+void sl_stage_stop_started(lua_State *L);
 /* Sets up the places before the workers start. */
 void sl_stage_init(int nworkers);
 /* Frees the stages left on worker place p (on its thread, at shutdown). */

@@ -171,6 +171,19 @@ t_ctrl_c() {
 }
 t_ctrl_c; check ctrl-c $?
 
+# 5b. Ctrl-C also stops the stages the interrupted entry started
+t_ctrl_c_stages() {
+  type_line 'P = sluice.start({type = "producer", handle_demand = function(n, s) local t = {} for i = 1, n do t[i] = i end return t, s end}, 0); C = sluice.start({type = "consumer", handle_events = function(e, f, s) return {}, s end}, nil, {subscribe_to = {P}}); C:await()'
+  sleep 0.5
+  if since_mark | grep -Eq "$PROMPT"; then
+    why="C:await() returned before Ctrl-C"; return 1
+  fi
+  tm send-keys -t "$S" C-c
+  wait_all 2 'interrupted' "$PROMPT" || return 1
+  expect 'tostring(P:alive()) .. "," .. tostring(C:alive())' '^"false,false"$'
+}
+t_ctrl_c_stages; check ctrl-c-stages $?
+
 # 7. worker output arrives as whole lines (run before 6, which exits)
 t_worker_output() {
   expect 'sluice.task(function() for i=1,3 do print("line " .. i) end end):await()' \
