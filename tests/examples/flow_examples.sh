@@ -4,13 +4,7 @@
 # text; the word count is also checked against a count made by plain Lua.
 #   usage: sh tests/examples/flow_examples.sh path/to/sluice
 BIN=${1:?usage: sh tests/examples/flow_examples.sh path/to/sluice}
-passed=0; failed=0
-check() { # $1 = name, $2 = expected, then the command
-  name=$1; want=$2; shift 2
-  got=$("$@" 2>&1)
-  if [ "$got" = "$want" ]; then echo "ok $name"; passed=$((passed + 1))
-  else echo "FAIL $name"; printf '%s\n' "--- expected" "$want" "--- got" "$got" | sed 's/^/    /'; failed=$((failed + 1)); fi
-}
+. "$(dirname "$0")/check.inc"
 
 wordcount='435 words, 172 distinct
 the      79
@@ -95,5 +89,4 @@ case $got in
   *) echo "FAIL join bad mode"; printf '%s\n' "$got" | sed 's/^/    /'; failed=$((failed + 1)) ;;
 esac
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -3,7 +3,7 @@
 # output with the exact expected text.
 #   usage: sh tests/examples/gs_pipeline.sh path/to/sluice
 BIN=${1:?usage: sh tests/examples/gs_pipeline.sh path/to/sluice}
-passed=0; failed=0
+. "$(dirname "$0")/check.inc"
 expected='0
 2
 4
@@ -16,12 +16,6 @@ expected='0
 18
 C stopped: normal
 A alive: false, B alive: false'
-check() { # $1 = name, $2 = expected, then the command
-  name=$1; want=$2; shift 2
-  got=$("$@" 2>&1)
-  if [ "$got" = "$want" ]; then echo "ok $name"; passed=$((passed + 1))
-  else echo "FAIL $name"; printf '%s\n' "--- expected" "$want" "--- got" "$got" | sed 's/^/    /'; failed=$((failed + 1)); fi
-}
 for w in 1 2 4; do
   check "gs_pipeline -w $w" "$expected" timeout 60 "$BIN" -w $w examples/gs_pipeline.lua
 done
@@ -30,5 +24,4 @@ check "gs_pipeline 3" '0
 4
 C stopped: normal
 A alive: false, B alive: false' timeout 60 "$BIN" examples/gs_pipeline.lua 3
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
