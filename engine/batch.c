@@ -15,9 +15,8 @@ void sl_bb_init(sl_batch_builder *bb) {
   memset(bb, 0, sizeof *bb);
 }
 
-static int bb_grow(sl_batch_builder *bb) {
-  if (bb->n + 2 <= bb->cap) return 0;
-  uint32_t cap = bb->cap ? bb->cap * 2 : 64;
+/* Sets the offsets array to cap entries (cap > n + 1). */
+static int bb_resize(sl_batch_builder *bb, uint32_t cap) {
   uint32_t *p = realloc(bb->off, cap * sizeof *p);
   if (!p) return SL_ENOMEM;
   if (!bb->off) p[0] = 0;
@@ -29,17 +28,11 @@ static int bb_grow(sl_batch_builder *bb) {
 int sl_bb_reserve(sl_batch_builder *bb, uint32_t n) {
   if (n > UINT32_MAX - 2 - bb->n) return SL_ENOMEM;
   if (bb->n + n + 2 <= bb->cap) return 0;
-  uint32_t cap = bb->n + n + 2;
-  uint32_t *p = realloc(bb->off, cap * sizeof *p);
-  if (!p) return SL_ENOMEM;
-  if (!bb->off) p[0] = 0;
-  bb->off = p;
-  bb->cap = cap;
-  return 0;
+  return bb_resize(bb, bb->n + n + 2);
 }
 
 int sl_bb_end_event(sl_batch_builder *bb) {
-  if (bb->n + 2 > bb->cap && bb_grow(bb)) return SL_ENOMEM;
+  if (bb->n + 2 > bb->cap && bb_resize(bb, bb->cap ? bb->cap * 2 : 64)) return SL_ENOMEM;
   if (bb->bytes.len > UINT32_MAX) return SL_ENOMEM;
   bb->off[++bb->n] = (uint32_t)bb->bytes.len;
   return 0;

@@ -3,29 +3,11 @@
 -- not promise are sorted first. Stage counts are explicit so that results
 -- do not depend on the number of workers.
 local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "flow_helper.lua")
+local sorted, by_inspect, Recorder = H.sorted, H.by_inspect, H.Recorder
 local F = sluice.flow
 
-local function sorted(t, less)
-  table.sort(t, less)
-  return t
-end
-
--- Orders any mix of values by their printed form.
-local function by_inspect(a, b) return sluice.inspect(a) < sluice.inspect(b) end
-
 local function ident(x) return x end
-
--- Recorder: a stage that keeps what it is cast; call("log") returns it.
-local Recorder = {
-  type = "consumer",
-  init = function() return { log = {} } end,
-  handle_events = function(_, _, st) return {}, st end,
-  handle_cast = function(msg, st)
-    st.log[#st.log + 1] = msg
-    return {}, st
-  end,
-  handle_call = function(req, _, st) return st[req], {}, st end,
-}
 
 -- Endless: a producer of 1, 2, 3, ... that records every demand it gets.
 local Endless = {

@@ -2,14 +2,9 @@
 -- global window), keys by content, operations after a join, and matches
 -- leaving before the end of the input (API.md §4).
 local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "flow_helper.lua")
+local sorted, by_inspect = H.sorted, H.by_inspect
 local F = sluice.flow
-
-local function sorted(t, less)
-  table.sort(t, less)
-  return t
-end
-
-local function by_inspect(a, b) return sluice.inspect(a) < sluice.inspect(b) end
 
 local LEFT = { { 1, "a" }, { 2, "b" }, { 3, "c" }, { 2, "bb" } }
 local RIGHT = { { 1, "x" }, { 1, "y" }, { 4, "z" }, { 2, "w" } }

@@ -3,14 +3,9 @@
 -- order is not promised are sorted first; where a result depends on which
 -- partition an event lands in, the layer has an explicit hash.
 local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "flow_helper.lua")
+local sorted, by_inspect = H.sorted, H.by_inspect
 local F = sluice.flow
-
-local function sorted(t, less)
-  table.sort(t, less)
-  return t
-end
-
-local function by_inspect(a, b) return sluice.inspect(a) < sluice.inspect(b) end
 
 local function append(e, acc)
   acc[#acc + 1] = e

@@ -2,12 +2,9 @@
 -- their *_specs forms, streams stopped early, and running flows
 -- (start, await, stop, stats) (API.md §4).
 local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "flow_helper.lua")
+local sorted, Recorder = H.sorted, H.Recorder
 local F = sluice.flow
-
-local function sorted(t, less)
-  table.sort(t, less)
-  return t
-end
 
 local function range_list(a, b, f)
   local t = {}
@@ -23,18 +20,6 @@ local function eventually(pred)
   end
   return pred()
 end
-
--- Recorder: keeps what it is cast; call("log") returns it.
-local Recorder = {
-  type = "consumer",
-  init = function() return { log = {} } end,
-  handle_events = function(_, _, st) return {}, st end,
-  handle_cast = function(msg, st)
-    st.log[#st.log + 1] = msg
-    return {}, st
-  end,
-  handle_call = function(req, _, st) return st[req], {}, st end,
-}
 
 -- Counter: emits arg.first..arg.last then finishes; arg.rec (optional)
 -- is cast {"terminate", reason} when it ends.
