@@ -22,6 +22,7 @@
 #include "stage.h"
 #include "status.h"
 #include "hash.h"
+#include "lines.h"
 
 sl_rt sl_rt_g;
 
@@ -517,6 +518,12 @@ static int l_hash(lua_State *L) {
   luaL_checkany(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 2, "must be a partition count >= 1");
+  char small[256];   /* scalar keys (most of them) need no buffer */
+  size_t len = sl_encode_scalar(L, 1, small, sizeof small);
+  if (len) {
+    lua_pushinteger(L, (lua_Integer)sl_hash_partition(sl_hash_bytes(small, len), (uint32_t)n) + 1);
+    return 1;
+  }
   sl_buf b = SL_BUF_INIT;
   char err[256];
   if (sl_encode(L, 1, &b, "key", err, sizeof err) != 0) {
@@ -719,6 +726,8 @@ int luaopen_sluice(lua_State *L) {
   lua_pushliteral(L, SLUICE_VERSION);
   lua_setfield(L, -2, "version");
   sl_stage_open(L);
+  sl_lines_open(L);
+  lua_setfield(L, -2, "_lines");
   return 1;
 }
 

@@ -89,44 +89,73 @@ static int put_tag_varint(sl_buf *b, int tag, uint64_t v) {
   return 0;
 }
 
+/* Writes string s as its encoding at p (room for 1 + MAXVARINT + n
+ * bytes); returns the bytes written. */
+static size_t string_put(char *p, const char *s, size_t n) {
+  size_t h = 1;
+  if (n < 128) *p = (char)(T_FIXSTR + n);
+  else {
+    *p = (char)T_STR;
+    h += varint_put(p + 1, n);
+  }
+  memcpy(p + h, s, n);
+  return h + n;
+}
+
 static int put_string(sl_buf *b, const char *s, size_t n) {
   char *p = room(b, 1 + MAXVARINT + n);
   if (!p) return SL_ENOMEM;
-  if (n < 128) {
-    *p++ = (char)(T_FIXSTR + n);
-    b->len += 1 + n;
-  } else {
-    *p = (char)T_STR;
-    size_t h = 1 + varint_put(p + 1, n);
-    p += h;
-    b->len += h + n;
-  }
-  memcpy(p, s, n);
+  b->len += string_put(p, s, n);
   return 0;
 }
 
-/* Encodes the number at idx, keeping its subtype. */
-static int put_number(sl_buf *b, lua_State *L, int idx) {
-  char *p = room(b, 1 + MAXVARINT);
-  if (!p) return SL_ENOMEM;
+/* Writes the number at idx, keeping its subtype, at p (room for
+ * 1 + MAXVARINT bytes); returns the bytes written. */
+static size_t number_put(char *p, lua_State *L, int idx) {
   if (lua_isinteger(L, idx)) {
     lua_Integer i = lua_tointeger(L, idx);
     if ((lua_Unsigned)i < 64) {
       *p = (char)(T_FIXINT + (int)i);
-      b->len += 1;
-    } else {
-      *p = (char)T_INT;
-      b->len += 1 + varint_put(p + 1, zigzag(i));
+      return 1;
     }
-  } else {
-    double d = (double)lua_tonumber(L, idx);
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    *p = (char)T_FLT;
-    for (int k = 0; k < 8; k++) p[1 + k] = (char)(uint8_t)(u >> (8 * k));
-    b->len += 9;
+    *p = (char)T_INT;
+    return 1 + varint_put(p + 1, zigzag(i));
   }
+  double d = (double)lua_tonumber(L, idx);
+  uint64_t u;
+  memcpy(&u, &d, sizeof u);
+  *p = (char)T_FLT;
+  for (int k = 0; k < 8; k++) p[1 + k] = (char)(uint8_t)(u >> (8 * k));
+  return 9;
+}
+
+static int put_number(sl_buf *b, lua_State *L, int idx) {
+  char *p = room(b, 1 + MAXVARINT);
+  if (!p) return SL_ENOMEM;
+  b->len += number_put(p, L, idx);
   return 0;
+}
+
+size_t sl_encode_scalar(lua_State *L, int idx, char *dst, size_t cap) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    if (cap < 1) return 0;
+    *dst = (char)T_NIL;
+    return 1;
+  case LUA_TBOOLEAN:
+    if (cap < 1) return 0;
+    *dst = (char)(lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    return 1;
+  case LUA_TNUMBER:
+    return cap < 1 + MAXVARINT ? 0 : number_put(dst, L, idx);
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return cap < 1 + MAXVARINT || n > cap - 1 - MAXVARINT ? 0 : string_put(dst, s, n);
+  }
+  default:
+    return 0;
+  }
 }
 
 /* }==================================================================== */

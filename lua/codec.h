@@ -35,6 +35,13 @@ sl_handle *sl_handle_test(lua_State *L, int idx, int kind);
  * (may raise only on Lua memory errors). */
 int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, size_t errlen);
 
+/* Writes the encoding of the nil, boolean, number or string at idx to
+ * dst[0..cap) -- the same bytes sl_encode appends -- and returns its
+ * length; returns 0 for any other type or when it needs more than cap
+ * (strings need 1 + 10 + their length). For hashing scalar keys without
+ * a buffer. */
+size_t sl_encode_scalar(lua_State *L, int idx, char *dst, size_t cap);
+
 /* Decodes one value from p[0..len) and pushes it. Functions get the
  * receiving state's globals as _ENV. On malformed input returns a negative
  * status with a message in err and pushes nothing: SL_ECORRUPT for bytes

@@ -73,20 +73,8 @@ local function enumerator(enum)
       end
     end
   elseif kind == "lines" then
-    local f = assert(io.open(enum.path, "rb"))
-    local read = f.read
-    return function(n, out)
-      local k = #out
-      for _ = 1, n do
-        local line = read(f, "L")
-        if line == nil then f:close(); return true end
-        if line:byte(-1) == 10 then
-          line = line:sub(1, line:byte(-2) == 13 and -3 or -2)
-        end
-        k = k + 1; out[k] = line
-      end
-      return false
-    end
+    local reader = sluice._lines(enum.path)
+    return function(n, out) return reader:read(n, out) end
   elseif type(enum) == "table" then
     local i, len = 0, #enum
     return function(n, out)

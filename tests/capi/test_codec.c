@@ -537,6 +537,42 @@ static void test_format(void) {
   lua_close(A);
 }
 
+/* sl_encode_scalar writes exactly the bytes sl_encode appends, and
+ * declines tables, functions and what does not fit. */
+static void test_encode_scalar(void) {
+  lua_State *L = newstate();
+  const char *chunks[] = {"return nil", "return true", "return false", "return 0", "return 63",
+                          "return 64", "return -1", "return math.mininteger", "return 2.5",
+                          "return 0/0", "return ''", "return 'word'", "return string.rep('x', 127)",
+                          "return string.rep('x', 128)", "return string.rep('x', 245)"};
+  for (size_t i = 0; i < sizeof chunks / sizeof *chunks; i++) {
+    size_t want_len;
+    char *want = encode_chunk(L, chunks[i], &want_len);
+    char dst[256];
+    CHECK(eval(L, chunks[i]));
+    size_t got = sl_encode_scalar(L, -1, dst, sizeof dst);
+    lua_pop(L, 1);
+    if (got != want_len || memcmp(dst, want, want_len) != 0) {
+      fprintf(stderr, "  %s: %zu bytes, want %zu\n", chunks[i], got, want_len);
+      CHECK(!"sl_encode_scalar differs from sl_encode");
+    }
+    free(want);
+  }
+  char dst[256];
+  const char *declined[] = {"return {}", "return print", "return string.rep('x', 246)"};
+  for (size_t i = 0; i < sizeof declined / sizeof *declined; i++) {
+    CHECK(eval(L, declined[i]));
+    CHECK_INT(sl_encode_scalar(L, -1, dst, sizeof dst), 0);
+    lua_pop(L, 1);
+  }
+  CHECK(eval(L, "return 1000"));
+  CHECK_INT(sl_encode_scalar(L, -1, dst, 10), 0);   /* needs room for 1 + 10 */
+  CHECK_INT(sl_encode_scalar(L, -1, dst, 11), 3);
+  lua_pop(L, 1);
+  CHECK_INT(lua_gettop(L), 0);
+  lua_close(L);
+}
+
 static void test_batch(void) {
   lua_State *A = newstate(), *B = newstate();
   sl_batch b = SL_BATCH_EMPTY;
@@ -806,6 +842,7 @@ int main(void) {
   RUN(test_long_path);
   RUN(test_depth_limit);
   RUN(test_format);
+  RUN(test_encode_scalar);
   RUN(test_batch);
   RUN(test_truncations);
   RUN(test_garbage);

@@ -45,6 +45,47 @@ function TestEnumerables:test_lines()
   lu.assertErrorMsgContains("sluice.lines: path must be a string", sluice.lines, 42)
 end
 
+-- The C reader behind sluice.lines (sluice._lines(path, from, to)): the
+-- lines that start in [from, to), in chunks of k.
+local function read_all(path, from, to, k)
+  local r = sluice._lines(path, from, to)
+  local out = {}
+  while not r:read(k or 3, out) do end
+  return out
+end
+
+function TestEnumerables:test_lines_reader_ranges_cover_each_line_once()
+  local text = "a\n\nbc\r\n\rd\r\nlong " .. string.rep("x", 200000) .. "\nlast\r"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+  local whole = { "a", "", "bc", "\rd", "long " .. string.rep("x", 200000), "last\r" }
+  lu.assertEquals(read_all(tmp), whole)
+  lu.assertEquals(read_all(tmp, 0, math.maxinteger, 1), whole)
+  -- any cut into two ranges gives every line exactly once, in order
+  for _, cut in ipairs({ 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 100, 200012, 200013, 200014, #text, #text + 5 }) do
+    local got = read_all(tmp, 0, cut)
+    for _, l in ipairs(read_all(tmp, cut)) do got[#got + 1] = l end
+    lu.assertEquals(got, whole, "cut at " .. cut)
+  end
+  -- a range that starts inside the first line and ends before the second
+  lu.assertEquals(read_all(tmp, 1, 2), {})
+  lu.assertEquals(read_all(tmp, 2, 3), { "" })
+  -- done is sticky; close is allowed twice
+  local r = sluice._lines(tmp, 0, 2)
+  local out = {}
+  lu.assertTrue(r:read(10, out))
+  lu.assertTrue(r:read(10, out))
+  lu.assertEquals(out, { "a" })
+  r:close()
+  r:close()
+  lu.assertErrorMsgContains("sluice.lines: /nonexistent/x", sluice._lines, "/nonexistent/x")
+  lu.assertErrorMsgContains("must be >= 0", sluice._lines, tmp, -1)
+  local empty = os.tmpname()
+  lu.assertEquals(read_all(empty), {})
+  os.remove(empty)
+end
+
 function TestEnumerables:test_iterator_function_runs_on_main()
   local i = 0
   local calls_on_main = 0
