@@ -197,10 +197,22 @@ local function with_reducer(f, fn, red)
   return derive(f, { red = red })
 end
 
-function Flow:reduce(acc_fun, fun)
+-- opts.merge(partial, acc) -> acc declares the reducer's accumulators
+-- mergeable, which lets the layer before the partition reduce too
+-- ("Combining" below).
+function Flow:reduce(acc_fun, fun, opts)
   check_fn("reduce", "the accumulator", acc_fun)
   check_fn("reduce", "the reducer", fun)
-  return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun }))
+  local merge
+  if opts ~= nil then
+    if type(opts) ~= "table" then fail("reduce", "options must be a table, got " .. type(opts)) end
+    for k in pairs(opts) do
+      if k ~= "merge" then fail("reduce", "unknown option " .. inspect(k)) end
+    end
+    merge = opts.merge
+    if merge ~= nil then check_fn("reduce", "merge", merge) end
+  end
+  return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun, merge = merge }))
 end
 
 function Flow:emit_and_reduce(acc_fun, fun)
@@ -357,10 +369,17 @@ end
 -- The fused loop reports a nil or a non-array where it expected one.
 local function nilerr(op, got)
   if got ~= nil then
-    op_error(op, ("%s must return an array, got %s"):format(op, type(got)))
+    op_error(op, ("%s must return an array%s, got %s"):format(op,
+      op == "flat_map" and " or an iterator function" or "", type(got)))
   end
   op_error(op, ("%s returned nil where %s was expected"):format(op,
     op == "map_values" and "a value" or ((op == "group_by" or op == "uniq_by") and "a key") or "an event"))
+end
+
+-- A combining layer's partition hash returned something that is not a
+-- partition of the next layer (the dispatcher's check, made early).
+local function badpart(p)
+  op_error("partition hash", ("unknown partition %s computed for an event"):format(inspect(p)))
 end
 
 -- User functions are called through locals or upvalues whose names say
@@ -370,7 +389,8 @@ local CALL_NAMES = {
   map_batch_fn = "map_batch", on_trigger_fn = "on_trigger", on_init_fn = "on_init",
   acc_fn = "accumulator", left_key_fn = "bounded_join left_key",
   right_key_fn = "bounded_join right_key", join_fn = "bounded_join",
-  merge_fn = "departition merge", done_fn = "departition done", less_fn = "take_sort",
+  merge_fn = "departition merge", reduce_merge_fn = "reduce merge",
+  partition_hash_fn = "partition hash", partition_key_fn = "partition key", done_fn = "departition done", less_fn = "take_sort",
   group_by_key_fun = "group_by", group_by_value_fun = "group_by",
 }
 
@@ -415,23 +435,60 @@ end
 
 -- The fused loop ----------------------------------------------------------------------------
 
+-- A flat_map whose function returns an iterator gets the rest of the loop
+-- written out twice (array and iterator); past this many flat_maps in a
+-- layer, iterators are collected into arrays instead of doubling again.
+local MAX_ITER_FLAT_MAPS = 3
+
 -- Generates the fused loop of a layer: one Lua function over a batch that
 -- applies the per-event operations and the reducer, with the user's
 -- functions as upvalues named after their operation (so an error can name
--- it). Returns the source of a chunk that, given (F, NILERR, KEY), returns
--- run(events, out, acc, seen) -> acc; `out` receives the emitted events.
-local function compile(ops, red, mode)
+-- it). Returns the source of a chunk that, given (F, NILERR, KEY, HASH,
+-- BADPART), returns run(events, out, acc, seen) -> acc; `out` receives the
+-- emitted events. mode "range" loops over run(first, last, step, ...)
+-- instead of an array.
+--
+-- comb (a combining layer, see "Combining" below) adds, after the layer's
+-- operations, the partition of the next layer, that layer's operations
+-- and its reducer, with acc a table partition -> partial accumulator.
+local function compile(ops, red, mode, comb)
   local src = {}
   local function w(s) src[#src + 1] = s end
   local F = {}
-  w("local F, NILERR, KEY = ...\nlocal type = type\n")
-  for i, op in ipairs(ops) do
-    if op.f then w(("local op%d_%s = F[%d]\n"):format(i, op.op, i)) end
+  local steps = {}   -- {kind = op name | "part", f = F slot}
+  for i, op in ipairs(ops) do steps[#steps + 1] = { op = op.op, name = ("op%d_%s"):format(i, op.op), f = op.f } end
+  if comb then
+    steps[#steps + 1] = { op = "part" }
+    for i, op in ipairs(comb.ops) do
+      local k = #ops + i
+      steps[#steps + 1] = { op = op.op, name = ("op%d_%s"):format(k, op.op), f = op.f }
+    end
+    red = comb.red
+  end
+  w("local F, NILERR, KEY, HASH, BADPART = ...\nlocal type, tointeger = type, math.tointeger\n")
+  w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
+  for i, st in ipairs(steps) do
+    if st.f then
+      w(("local %s = F[%d]\n"):format(st.name, i))
+      F[i] = st.f
+    end
   end
   if red then
     if red.f then w("local reduce_" .. red.kind .. " = F.red\n") end
     if red.key then w("local group_by_key_fun = F.key\n") end
     if red.value then w("local group_by_value_fun = F.value\n") end
+    F.red, F.key, F.value = red.f, red.key, red.value
+  end
+  if comb then
+    w("local acc_fn = F.acc\n")
+    F.acc = red.acc
+    if comb.hash then
+      w("local partition_hash_fn = F.part\n")
+      F.part = comb.hash
+    elseif type(comb.key) == "function" then
+      w("local partition_key_fn = F.part\n")
+      F.part = comb.key
+    end
   end
   if mode == "range" then   -- a split sluice.range source: no array at all
     w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
@@ -440,68 +497,122 @@ local function compile(ops, red, mode)
     w("return function(events, out, acc, seen)\n  local n = #out\n")
     w("  for i = 1, #events do\n    local e = events[i]\n")
   end
-  local closers = 0
-  local indent = "    "
-  local function open(line)
-    w(indent .. line .. "\n")
-    closers = closers + 1
-    indent = indent .. "  "
-  end
-  for i, op in ipairs(ops) do
-    local f = ("op%d_%s"):format(i, op.op)
-    if op.op == "map" then
-      w(indent .. ("e = %s(e)\n"):format(f))
-      w(indent .. "if e == nil then NILERR('map') end\n")
-    elseif op.op == "map_values" then
-      w(indent .. ("local v = %s(e[2])\n"):format(f))
-      w(indent .. "if v == nil then NILERR('map_values') end\n")
-      w(indent .. "e = {e[1], v}\n")
-    elseif op.op == "each" then
-      w(indent .. ("%s(e)\n"):format(f))
-    elseif op.op == "filter" then
-      open(("if %s(e) then"):format(f))
-    elseif op.op == "reject" then
-      open(("if not %s(e) then"):format(f))
-    elseif op.op == "flat_map" then
-      w(indent .. ("local xs = %s(e)\n"):format(f))
-      w(indent .. "if type(xs) ~= 'table' then NILERR('flat_map', xs) end\n")
-      open("for j = 1, #xs do")
-      w(indent .. "local e = xs[j]\n")
-    elseif op.op == "uniq" or op.op == "uniq_by" then
-      w(indent .. ("local k = %s\n"):format(op.op == "uniq" and "e" or f .. "(e)"))
-      w(indent .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
-      open("if not seen[k] then")
-      w(indent .. "seen[k] = true\n")
-    end
-  end
-  if not red then
-    w(indent .. "n = n + 1; out[n] = e\n")
-  elseif red.kind == "reduce" then
-    w(indent .. "acc = reduce_reduce(e, acc)\n")
-  elseif red.kind == "emit_and_reduce" then
-    w(indent .. "local evs\n")
-    w(indent .. "evs, acc = reduce_emit_and_reduce(e, acc)\n")
-    w(indent .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
-    w(indent .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
-  else -- group_by, group_by_key
-    if red.kind == "group_by" then
-      w(indent .. "local key = group_by_key_fun(e)\n")
-      w(indent .. (red.value and "local v = group_by_value_fun(e)\n" or "local v = e\n"))
+
+  -- the partition of e in the next layer (as its dispatcher computes it)
+  local function part(ind)
+    local n = comb.n
+    if comb.hash then
+      w(ind .. "local p, e2 = partition_hash_fn(e)\n")
+      w(ind .. "if e2 ~= nil then e = e2 end\n")
+    elseif n == 1 then
+      w(ind .. "local p = 1\n")
+    elseif comb.key == nil then
+      w(ind .. ("local p = HASH(e, %d)\n"):format(n))
+    elseif type(comb.key) == "function" then
+      w(ind .. ("local p = HASH(partition_key_fn(e), %d)\n"):format(n))
     else
-      w(indent .. "local key, v = e[1], e[2]\n")
+      local field = comb.key.index or ("%q"):format(comb.key.field)
+      w(ind .. ("local p = HASH(type(e) == 'table' and e[%s] or nil, %d)\n"):format(field, n))
     end
-    w(indent .. "if key == nil then NILERR('group_by') end\n")
-    w(indent .. "local g = acc[key]\n")
-    w(indent .. "if g == nil then g = {}; acc[key] = g end\n")
-    w(indent .. "g[#g + 1] = v\n")
   end
-  for _ = 1, closers do
-    indent = indent:sub(3)
-    w(indent .. "end\n")
+
+  -- what happens to an event that went through every step
+  local function sink(ind)
+    if comb then
+      w(ind .. "local a = acc[p]\n")
+      w(ind .. "if a == nil then a = acc_fn() end\n")
+      w(ind .. "acc[p] = reduce_reduce(e, a)\n")
+    elseif not red then
+      w(ind .. "n = n + 1; out[n] = e\n")
+    elseif red.kind == "reduce" then
+      w(ind .. "acc = reduce_reduce(e, acc)\n")
+    elseif red.kind == "emit_and_reduce" then
+      w(ind .. "local evs\n")
+      w(ind .. "evs, acc = reduce_emit_and_reduce(e, acc)\n")
+      w(ind .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
+      w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+    else -- group_by, group_by_key
+      if red.kind == "group_by" then
+        w(ind .. "local key = group_by_key_fun(e)\n")
+        w(ind .. (red.value and "local v = group_by_value_fun(e)\n" or "local v = e\n"))
+      else
+        w(ind .. "local key, v = e[1], e[2]\n")
+      end
+      w(ind .. "if key == nil then NILERR('group_by') end\n")
+      w(ind .. "local g = acc[key]\n")
+      w(ind .. "if g == nil then g = {}; acc[key] = g end\n")
+      w(ind .. "g[#g + 1] = v\n")
+    end
   end
+
+  -- steps k.. and the sink; flat_maps is how many flat_maps came before
+  local function body(k, ind, flat_maps)
+    local st = steps[k]
+    if not st then return sink(ind) end
+    local op, f = st.op, st.name
+    if op == "part" then
+      part(ind)
+      if comb.hash then   -- nil drops the event; 2.0 is partition 2
+        w(ind .. "if p ~= nil then\n")
+        w(ind .. "  local q = type(p) == 'number' and tointeger(p) or nil\n")
+        w(ind .. ("  if q == nil or q < 1 or q > %d then BADPART(p) end\n"):format(comb.n))
+        w(ind .. "  p = q\n")
+        body(k + 1, ind .. "  ", flat_maps)
+        w(ind .. "end\n")
+      else
+        body(k + 1, ind, flat_maps)
+      end
+    elseif op == "map" then
+      w(ind .. ("e = %s(e)\n"):format(f))
+      w(ind .. "if e == nil then NILERR('map') end\n")
+      body(k + 1, ind, flat_maps)
+    elseif op == "map_values" then
+      w(ind .. ("local v = %s(e[2])\n"):format(f))
+      w(ind .. "if v == nil then NILERR('map_values') end\n")
+      w(ind .. "e = {e[1], v}\n")
+      body(k + 1, ind, flat_maps)
+    elseif op == "each" then
+      w(ind .. ("%s(e)\n"):format(f))
+      body(k + 1, ind, flat_maps)
+    elseif op == "filter" or op == "reject" then
+      w(ind .. ("if %s%s(e) then\n"):format(op == "reject" and "not " or "", f))
+      body(k + 1, ind .. "  ", flat_maps)
+      w(ind .. "end\n")
+    elseif op == "flat_map" then
+      local v = "xs" .. k
+      w(ind .. ("local %s, %s_s, %s_c = %s(e)\n"):format(v, v, v, f))
+      if flat_maps < MAX_ITER_FLAT_MAPS then
+        w(ind .. ("if type(%s) == 'function' then\n"):format(v))
+        w(ind .. ("  for x in %s, %s_s, %s_c do\n"):format(v, v, v))
+        w(ind .. "    local e = x\n")
+        body(k + 1, ind .. "    ", flat_maps + 1)
+        w(ind .. "  end\n")
+        w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s)\n"):format(v, v))
+        w(ind .. "else\n")
+      else
+        w(ind .. ("if type(%s) == 'function' then %s = COLLECT(%s, %s_s, %s_c)\n"):format(v, v, v, v, v))
+        w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s) end\n"):format(v, v))
+        w(ind .. "do\n")
+      end
+      w(ind .. ("  for j = 1, #%s do\n"):format(v))
+      w(ind .. ("    local e = %s[j]\n"):format(v))
+      body(k + 1, ind .. "    ", flat_maps + 1)
+      w(ind .. "  end\n")
+      w(ind .. "end\n")
+    elseif op == "uniq" or op == "uniq_by" then
+      w(ind .. ("local k = %s\n"):format(op == "uniq" and "e" or f .. "(e)"))
+      w(ind .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
+      w(ind .. "if not seen[k] then\n")
+      w(ind .. "  seen[k] = true\n")
+      body(k + 1, ind .. "  ", flat_maps)
+      w(ind .. "end\n")
+    else
+      error("sluice.flow: unknown operation " .. tostring(op), 0)
+    end
+  end
+
+  body(1, "    ", 0)
   w("  end\n  return acc\nend\n")
-  for i, op in ipairs(ops) do F[i] = op.f end
-  if red then F.red, F.key, F.value = red.f, red.key, red.value end
   return table.concat(src), F
 end
 
@@ -558,19 +669,31 @@ local TAG = "__sluice_state"
 
 local LayerStage = { type = "producer_consumer" }
 
+-- The loop of a layer after a combining one: its events are {partition,
+-- partial accumulator} pairs.
+local function merge_run(reduce_merge_fn)
+  return function(events, _, acc)
+    for i = 1, #events do acc = reduce_merge_fn(events[i][2], acc) end
+    return acc
+  end
+end
+
 local function layer_init(cfg)
   local st = { cfg = cfg, left = cfg.producers, ups = {}, seen = {} }
   if cfg.ops_src then
     local chunk = assert(load(cfg.ops_src, "=[" .. cfg.label .. "]", "t"))
-    st.run = chunk(cfg.F, nilerr, encode_key)
+    st.run = chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
   end
   local on_init_fn = cfg.on_init
   if on_init_fn then on_init_fn({ index = cfg.index, total = cfg.total }) end
   local red = cfg.red
-  if red then
+  if cfg.comb then
+    st.acc = {}   -- partition -> partial accumulator
+  elseif red then
     local acc_fn = red.acc
     if acc_fn then st.acc = acc_fn() else st.acc = {} end
   end
+  if cfg.merging then st.run = merge_run(red.merge) end
   if cfg.join then st.lt, st.rt = {}, {} end
   return st
 end
@@ -732,7 +855,11 @@ local function layer_done(st)
     local rows = join_done(st)
     if st.run then st.acc = st.run(rows, out, st.acc, st.seen) else out = rows end
   end
-  if cfg.red then
+  if cfg.comb then
+    for p = 1, cfg.comb do
+      if st.acc[p] ~= nil then out[#out + 1] = { p, st.acc[p] } end
+    end
+  elseif cfg.red then
     local events = trigger_events(st, GLOBAL_DONE)
     for i = 1, #events do out[#out + 1] = events[i] end
   end
@@ -798,44 +925,14 @@ local function source_init(cfg)
   if part.kind == "range" then
     st.next, st.left = part.first, part.count
     local chunk = assert(load(cfg.range_src, "=[" .. cfg.label .. "]", "t"))
-    st.run_range = chunk(cfg.F, nilerr, encode_key)
+    st.run_range = chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
   else
-    local file = assert(io.open(part.path, "rb"))
-    local pos = part.from
-    if pos > 0 then   -- a line that starts before our share belongs to the stage before
-      file:seek("set", pos - 1)
-      if file:read(1) ~= "\n" then
-        local rest = file:read("L")
-        pos = pos + (rest and #rest or 0)
-      end
-    end
-    st.file, st.pos = file, pos
+    st.reader = sluice._lines(part.path, part.from, part.to)
   end
   return st
 end
 
 SourceStage.init = protected_init(source_init)
-
--- Up to k lines of the stage's share of the file; closes it at the end.
-local function read_lines(st, k)
-  local file, to, pos = st.file, st.part.to, st.pos
-  local lines, n = {}, 0
-  local read = file.read
-  while n < k and pos < to do
-    local line = read(file, "L")
-    if not line then break end
-    pos = pos + #line
-    if line:byte(-1) == 10 then line = line:sub(1, line:byte(-2) == 13 and -3 or -2) end
-    n = n + 1
-    lines[n] = line
-  end
-  st.pos = pos
-  if n < k then
-    file:close()
-    st.file = nil
-  end
-  return lines
-end
 
 -- Runs the fused loop over the source until `demand` events came out or
 -- the part is exhausted; then the layer's "done" follows.
@@ -851,7 +948,7 @@ local function source_events(st, demand)
     if st.part.kind == "range" then
       -- as many numbers as the demand still asks for (a reducing layer
       -- emits nothing until the end: large runs)
-      local k = cfg.red and 16384 or demand - #out
+      local k = (cfg.red or cfg.comb) and 16384 or demand - #out
       if k < SPLIT_CHUNK then k = SPLIT_CHUNK end
       if k > st.left then k = st.left end
       if k > 0 then
@@ -862,8 +959,8 @@ local function source_events(st, demand)
       end
       done = st.left == 0
     else
-      local events = read_lines(st, SPLIT_CHUNK)
-      done = st.file == nil
+      local events = {}
+      done = st.reader:read(SPLIT_CHUNK, events)
       local map_batch_fn = cfg.batch_fn
       if map_batch_fn and #events > 0 then
         events = map_batch_fn(events)
@@ -1103,15 +1200,20 @@ end
 
 -- The configurations of the n stages of f's layer (the argument of their
 -- init); `extra` adds or replaces fields.
-local function layer_cfgs(f, n, extra)
+-- extra.comb (a combining layer) compiles the next layer's partition,
+-- operations and reducer into this one; merging (the layer after a
+-- combining one) compiles nothing: its stages merge partial accumulators.
+local function layer_cfgs(f, n, extra, merging)
+  local comb = extra and extra.comb
   local src, F
-  if #f.ops > 0 or f.red then src, F = compile(f.ops, f.red) end
+  if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb) end
   local cfgs = {}
   for i = 1, n do
     local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
                   batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
-                  buffer_keep = f.opts.buffer_keep }
+                  buffer_keep = f.opts.buffer_keep, merging = merging or nil }
     for k, v in pairs(extra or {}) do cfg[k] = v end
+    if comb then cfg.comb = comb.n end   -- the stages need only the partition count
     cfgs[i] = cfg
   end
   return cfgs
@@ -1169,6 +1271,43 @@ local function start_sources(run, f, dispatcher)
   return outs
 end
 
+-- Combining -------------------------------------------------------------------------------------
+--
+-- A reduce given a merge function (reduce(acc_fun, fun, {merge = m})) right
+-- after a partition is computed in two steps. Each stage of the layer (or
+-- layers) before the partition keeps one accumulator per partition of the
+-- next layer: it computes each event's partition as the dispatcher would,
+-- runs the next layer's operations and fun on it, and sends nothing until
+-- its upstream is done. Then it sends {partition, accumulator} pairs, and
+-- each stage of the reducing layer merges them into its own accumulator
+-- with m(partial, acc). Only the partial accumulators cross the partition,
+-- not every event. The result is the same as reducing every event in its
+-- partition when merging two accumulators equals reducing the events of
+-- both, which is what passing merge declares.
+
+-- The combining spec for f's layer of n stages, or nil when f's reduce
+-- cannot be split so: no merge, not after a partition, a map_batch or an
+-- on_init of its own (they run in the reducing stages), uniq (its "seen"
+-- must span the whole partition), or an upstream layer with its own reduce.
+local function combining(f, n)
+  local red, src = f.red, f.src
+  if not (red and red.kind == "reduce" and red.merge) or src.dispatch ~= "partition" then return nil end
+  if f.batch_fn or f.opts.on_init then return nil end
+  for _, op in ipairs(f.ops) do
+    if op.op == "uniq" or op.op == "uniq_by" then return nil end
+  end
+  for _, g in ipairs(src.flows) do
+    if g.red then return nil end
+  end
+  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red }
+end
+
+-- Sends a combining layer's {partition, accumulator} pairs to their partition.
+local function combined_dispatcher(n)
+  if n == 1 then return demand_dispatcher() end
+  return sluice.dispatcher.partition({ partitions = n, hash = function(e) return e[1] end })
+end
+
 local materialize
 
 -- Materialises flow f so that its output stages use `dispatcher` (built by
@@ -1195,7 +1334,7 @@ function materialize(run, f, dispatcher, extra)
     local whole = work and splittable(f)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
-      local range_src = whole.__sluice_enum == "range" and (compile(f.ops, f.red, "range")) or nil
+      local range_src = whole.__sluice_enum == "range" and (compile(f.ops, f.red, "range", extra and extra.comb)) or nil
       for i = 1, n do
         cfgs[i].part, cfgs[i].range_src = source_part(whole, i, n), range_src
         -- a layer stage keeps what it made beyond the demand (at most one
@@ -1212,12 +1351,16 @@ function materialize(run, f, dispatcher, extra)
     end
     ups = start_sources(run, f, demand_dispatcher())
   elseif src.kind == "flows" then
-    local updisp = dispatcher_for(src, n)
+    local comb = combining(f, n)
+    local updisp = comb and combined_dispatcher(n) or dispatcher_for(src, n)
     ups = {}
     for _, g in ipairs(src.flows) do
-      for _, s in ipairs(materialize(run, g, updisp)) do ups[#ups + 1] = s end
+      for _, s in ipairs(materialize(run, g, updisp, comb and { comb = comb } or nil)) do ups[#ups + 1] = s end
     end
     partitioned = updisp.kind == "partition"
+    if comb then
+      return start_layer(run, LayerStage, layer_cfgs(f, n, extra, true), ups, dispatcher, layer_sub, partitioned)
+    end
   elseif src.kind == "join" then
     -- each side is partitioned by its own key; the join stages tell the
     -- sides apart by the subscription option `side`

@@ -1,25 +1,48 @@
 -- Word count on Flow: lines -> words -> partition by word -> counts.
---   sluice -w N scripts/bench/wordcount.lua CORPUS
+--   sluice -w N scripts/bench/wordcount.lua CORPUS [shape]
+-- shape "combined" (default): flat_map returns the line's gmatch iterator
+--   and the reduce declares its merge, so each first-layer stage counts
+--   its own words per partition and only the partial counts cross the
+--   partition (lua/README.md §8.4, combining).
+-- shape "events": flat_map returns an array per line and the reduce has no
+--   merge, so every word crosses the partition as an event.
 -- Prints "RESULT <summary>" (see words.lua).
 local dir = arg[0]:match("^(.*)/") or "."
 local W = dofile(dir .. "/words.lua")
-local path = assert(arg[1], "usage: wordcount.lua CORPUS")
+local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events]")
+local shape = arg[2] or "combined"
 local flow = sluice.flow
 
-local counts = flow.from_enumerable(sluice.lines(path))
-  :flat_map(function(line)
-    local words, n = {}, 0
-    for w in line:lower():gmatch("%a+") do
-      n = n + 1
-      words[n] = w
-    end
-    return words
-  end)
-  :partition()
-  :reduce(function() return {} end, function(word, acc)
-    acc[word] = (acc[word] or 0) + 1
-    return acc
-  end)
-  :to_list()
+local function count(word, acc)
+  acc[word] = (acc[word] or 0) + 1
+  return acc
+end
+
+local counts
+if shape == "combined" then
+  counts = flow.from_enumerable(sluice.lines(path))
+    :flat_map(function(line) return line:lower():gmatch("%a+") end)
+    :partition()
+    :reduce(function() return {} end, count, { merge = function(part, acc)
+      for word, n in pairs(part) do acc[word] = (acc[word] or 0) + n end
+      return acc
+    end })
+    :to_list()
+elseif shape == "events" then
+  counts = flow.from_enumerable(sluice.lines(path))
+    :flat_map(function(line)
+      local words, n = {}, 0
+      for w in line:lower():gmatch("%a+") do
+        n = n + 1
+        words[n] = w
+      end
+      return words
+    end)
+    :partition()
+    :reduce(function() return {} end, count)
+    :to_list()
+else
+  error("unknown shape " .. shape)
+end
 
 print("RESULT " .. W.summary(W.from_pairs(counts)))

@@ -113,6 +113,47 @@ function TestFlowOps:test_map_flat_map_filter_reject()
   lu.assertEquals(sorted(out), { 4, 8, 12, 16, 20 })
 end
 
+function TestFlowOps:test_flat_map_takes_iterators()
+  local words = F.from_enumerable({ "a bb", "", "ccc a" }, { stages = 1 })
+  -- a string iterator: its values are the events
+  lu.assertEquals(words:flat_map(function(line) return line:gmatch("%a+") end):to_list(),
+    { "a", "bb", "ccc", "a" })
+  -- the generic-for triple (function, state, control): pairs gives keys
+  local keys = F.from_enumerable({ { x = 1, y = 2 }, {} }, { stages = 1 })
+    :flat_map(function(t) return pairs(t) end):to_list()
+  lu.assertEquals(sorted(keys), { "x", "y" })
+  -- a stateful closure, mixed with array results, then more operations
+  local out = F.from_enumerable(sluice.range(1, 4), { stages = 2 })
+    :flat_map(function(x)
+      if x % 2 == 0 then return { x, x } end
+      local i = 0
+      return function() i = i + 1; if i <= x then return x * 10 + i end end
+    end)
+    :filter(function(x) return x ~= 32 end)
+    :map(function(x) return x + 1 end)
+    :to_list()
+  lu.assertEquals(sorted(out), { 3, 3, 5, 5, 12, 32, 34 })
+  -- nested flat_maps beyond the ones written out twice collect iterators
+  local deep = F.from_enumerable({ 1, 2 }, { stages = 1 })
+  for _ = 1, 5 do
+    deep = deep:flat_map(function(x)
+      local n = 0
+      if x % 2 == 0 then return { x, x + 1 } end
+      return function() n = n + 1; if n <= 2 then return x + n - 1 end end
+    end)
+  end
+  lu.assertEquals(#deep:to_list(), 64)
+  lu.assertEquals(sorted(deep:to_list()), sorted((function()
+    local t = { 1, 2 }
+    for _ = 1, 5 do
+      local u = {}
+      for _, x in ipairs(t) do u[#u + 1] = x; u[#u + 1] = x + 1 end
+      t = u
+    end
+    return t
+  end)()))
+end
+
 function TestFlowOps:test_map_values_and_tables_as_events()
   local fl = F.from_enumerable({ { "a", 1 }, { "b", 2 }, { "c", 3 } }, { stages = 2 })
   lu.assertEquals(sorted(fl:map_values(function(v) return v * 10 end):to_list(), by_inspect),

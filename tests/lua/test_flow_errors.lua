@@ -216,7 +216,7 @@ function TestFlowRunErrors:test_nil_and_non_arrays_name_the_operation()
   assert_flow_error(run_err(base:map(function(x) if x == 2 then return nil end return x end)), 1, "map",
     "map returned nil where an event was expected")
   assert_flow_error(run_err(base:flat_map(function(x) return x end)), 1, "flat_map",
-    "flat_map must return an array, got number")
+    "flat_map must return an array or an iterator function, got number")
   assert_flow_error(run_err(base:map(function(x) return { x } end):map_values(function() end)), 1, "map_values",
     "map_values returned nil where a value was expected")
   assert_flow_error(run_err(base:emit_and_reduce(zero, function(x, a) return x, a end)), 1, "emit_and_reduce",

@@ -1,0 +1,266 @@
+-- Flow: reduce(acc_fun, fun, {merge = m}) after a partition, computed by
+-- combining (lua/README.md §8.4): the layer before the partition reduces
+-- per partition and only the partial accumulators cross. Every test checks
+-- that the result, partition by partition, equals the plain reduce, and
+-- counts merges to see which way the flow ran.
+local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "flow_helper.lua")
+local sorted, by_inspect = H.sorted, H.by_inspect
+local F = sluice.flow
+
+-- An accumulator that knows how many partials were merged into it:
+-- {sum, merges, events}.
+local function new_acc() return { sum = 0, merges = 0, events = 0 } end
+local function add(e, acc)
+  acc.sum, acc.events = acc.sum + e, acc.events + 1
+  return acc
+end
+local function merge(part, acc)
+  acc.sum, acc.events = acc.sum + part.sum, acc.events + part.events
+  acc.merges = acc.merges + 1 + part.merges
+  return acc
+end
+local MERGE = { merge = merge }
+
+-- {partition index, state} per partition, in partition order.
+local function by_partition(fl)
+  local out = fl:on_trigger(function(acc, p) return { { p.index, acc } } end):to_list()
+  return sorted(out, function(a, b) return a[1] < b[1] end)
+end
+
+-- The keys each partition saw, per partition: {index, sorted keys}.
+local function keys_by_partition(fl, opts)
+  local function keep(e, acc)
+    acc[#acc + 1] = sluice.inspect(e)
+    return acc
+  end
+  local function cat(part, acc)
+    for _, k in ipairs(part) do acc[#acc + 1] = k end
+    return acc
+  end
+  local out = fl:reduce(function() return {} end, keep, opts)
+    :on_trigger(function(acc, p) return { { p.index, sorted(acc) } } end):to_list()
+  return sorted(out, function(a, b) return a[1] < b[1] end)
+end
+
+TestFlowCombine = {}
+
+function TestFlowCombine:test_partials_are_merged_per_partition()
+  -- two stages before the partition, each holding odd and even numbers:
+  -- each partition merges one partial from each of them
+  local parity = { stages = 2, hash = function(e) return e % 2 + 1 end }
+  local fl = F.from_enumerable(sluice.range(1, 100), { stages = 2 }):partition(parity)
+  lu.assertEquals(by_partition(fl:reduce(new_acc, add, MERGE)), {
+    { 1, { sum = 2550, events = 50, merges = 2 } },
+    { 2, { sum = 2500, events = 50, merges = 2 } },
+  })
+  -- without merge every event crosses and nothing is merged
+  lu.assertEquals(by_partition(fl:reduce(new_acc, add)), {
+    { 1, { sum = 2550, events = 50, merges = 0 } },
+    { 2, { sum = 2500, events = 50, merges = 0 } },
+  })
+end
+
+function TestFlowCombine:test_every_source_kind_combines()
+  local function flows()
+    local list = {
+      F.from_enumerable({ 1, 2, 3, 4, 5, 6 }, { stages = 2 }),                 -- a producer, then a layer
+      F.from_enumerable(sluice.range(1, 6), { stages = 3 }):map(function(x) return x end), -- split range
+      F.from_enumerable((function()                                            -- iterator on main
+        local i = 0
+        return function() i = i + 1; if i <= 6 then return i end end
+      end)()),
+      F.from_stages({ sluice.from_enumerable({ 1, 2, 3, 4, 5, 6 }, { demand = "accumulate" }) }),
+    }
+    return list
+  end
+  for i, fl in ipairs(flows()) do
+    local out = by_partition(fl:partition({ stages = 1 }):reduce(new_acc, add, MERGE))
+    lu.assertEquals(#out, 1, "source " .. i)
+    lu.assertEquals(out[1][2].sum, 21, "source " .. i)
+    lu.assertEquals(out[1][2].events, 6, "source " .. i)
+    lu.assertTrue(out[1][2].merges >= 1, "source " .. i)
+  end
+  -- several flows into one partition (flow.partition)
+  local two = F.partition({ F.from_enumerable({ 1, 2, 3 }), F.from_enumerable({ 10, 20 }) }, { stages = 2,
+    hash = function(e) return e < 10 and 1 or 2 end })
+  lu.assertEquals(by_partition(two:reduce(new_acc, add, MERGE)), {
+    { 1, { sum = 6, events = 3, merges = 1 } },
+    { 2, { sum = 30, events = 2, merges = 1 } },
+  })
+end
+
+function TestFlowCombine:test_partitions_get_the_same_keys_as_without_merge()
+  local source = F.from_enumerable(sluice.range(1, 60), { stages = 3 })
+  local events = source:map(function(x) return { x % 7, "k" .. x % 5, id = x } end)
+  local cases = {
+    { "whole event", events:partition({ stages = 3 }) },
+    { "index", events:partition({ stages = 3, key = { index = 2 } }) },
+    { "field", events:partition({ stages = 4, key = { field = "id" } }) },
+    { "key function", events:partition({ stages = 3, key = function(e) return e[1] end }) },
+    { "strings", source:map(function(x) return "w" .. x % 11 end):partition({ stages = 2 }) },
+    { "floats", source:map(function(x) return x / 4 end):partition({ stages = 3 }) },
+  }
+  for _, c in ipairs(cases) do
+    local name, fl = c[1], c[2]
+    local want = keys_by_partition(fl)
+    local got = keys_by_partition(fl, { merge = function(part, acc)
+      for _, k in ipairs(part) do acc[#acc + 1] = k end
+      return acc
+    end })
+    lu.assertEquals(got, want, name)
+    local total = 0
+    for _, p in ipairs(got) do total = total + #p[2] end
+    lu.assertEquals(total, 60, name)
+  end
+end
+
+function TestFlowCombine:test_a_hash_may_drop_or_replace_events()
+  local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2, hash = function(e)
+    if e % 5 == 0 then return nil end          -- dropped
+    if e == 1 then return 1.0, 1000 end        -- 1.0 is partition 1; the event becomes 1000
+    return e % 2 + 1
+  end })
+  lu.assertEquals(by_partition(fl:reduce(new_acc, add, MERGE)), {
+    { 1, { sum = 1000 + 2 + 4 + 6 + 8, events = 5, merges = 2 } },
+    { 2, { sum = 3 + 7 + 9, events = 3, merges = 2 } },
+  })
+  lu.assertEquals(by_partition(fl:reduce(new_acc, add)), {
+    { 1, { sum = 1020, events = 5, merges = 0 } },
+    { 2, { sum = 19, events = 3, merges = 0 } },
+  })
+end
+
+function TestFlowCombine:test_operations_after_the_partition_run_before_the_reducer()
+  local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 })
+    :partition({ stages = 2, hash = function(e) return e % 2 + 1 end })
+    :filter(function(x) return x > 2 end)
+    :flat_map(function(x) return { x, 100 } end)
+    :map(function(x) return x * 2 end)
+  lu.assertEquals(by_partition(fl:reduce(new_acc, add, MERGE)), {
+    { 1, { sum = 2 * (4 + 6 + 8 + 10) + 4 * 200, events = 8, merges = 2 } },
+    { 2, { sum = 2 * (3 + 5 + 7 + 9) + 4 * 200, events = 8, merges = 2 } },
+  })
+end
+
+function TestFlowCombine:test_word_count_equals_a_plain_count()
+  local text = "examples/data/text.txt"
+  local plain = {}
+  for line in io.lines(text) do
+    for w in line:lower():gmatch("%a+") do plain[w] = (plain[w] or 0) + 1 end
+  end
+  local want = {}
+  for w, n in pairs(plain) do want[#want + 1] = { w, n } end
+  sorted(want, by_inspect)
+  lu.assertTrue(#want > 100)
+  local function count(w, acc)
+    acc[w] = (acc[w] or 0) + 1
+    return acc
+  end
+  local function sum(part, acc)
+    for w, n in pairs(part) do acc[w] = (acc[w] or 0) + n end
+    return acc
+  end
+  for _, stages in ipairs({ 1, 2, 4 }) do
+    local got = F.from_enumerable(sluice.lines(text), { stages = stages })
+      :flat_map(function(line) return line:lower():gmatch("%a+") end)
+      :partition({ stages = stages })
+      :reduce(function() return {} end, count, { merge = sum })
+      :to_list()
+    lu.assertEquals(sorted(got, by_inspect), want, "stages = " .. stages)
+  end
+end
+
+function TestFlowCombine:test_triggers_emit_modes_and_departition_see_the_merged_state()
+  local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 })
+    :partition({ stages = 2, hash = function(e) return e % 2 + 1 end })
+    :reduce(function() return {} end, function(e, acc)
+      acc[#acc + 1] = e
+      return acc
+    end, { merge = function(part, acc)
+      for _, e in ipairs(part) do acc[#acc + 1] = e end
+      return acc
+    end })
+  -- "events": the array's items
+  lu.assertEquals(sorted(fl:to_list()), { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 })
+  -- "state": one array per partition
+  local states = fl:emit("state"):to_list()
+  for _, s in ipairs(states) do sorted(s) end
+  lu.assertEquals(sorted(states, by_inspect), { { 1, 3, 5, 7, 9 }, { 2, 4, 6, 8, 10 } })
+  -- departition merges the partitions' states
+  lu.assertEquals(fl:departition(function() return 0 end, function(state, acc) return acc + #state end,
+    function(acc) return acc end):to_list(), { 10 })
+end
+
+function TestFlowCombine:test_not_combined_where_the_reduce_cannot_be_split()
+  local parity = { stages = 2, hash = function(e) return e % 2 + 1 end }
+  local base = F.from_enumerable(sluice.range(1, 10), { stages = 2 })
+  local function merges(fl)
+    local n = 0
+    for _, p in ipairs(by_partition(fl)) do n = n + p[2].merges end
+    return n
+  end
+  -- uniq: "seen" must cover the whole partition
+  local dup = F.from_enumerable({ 1, 1, 2, 2, 3, 3 }, { stages = 2 }):partition(parity)
+  local out = by_partition(dup:uniq():reduce(new_acc, add, MERGE))
+  lu.assertEquals(out, { { 1, { sum = 2, events = 1, merges = 0 } }, { 2, { sum = 4, events = 2, merges = 0 } } })
+  -- on_init and map_batch run in the reducing stages
+  local init = base:partition({ stages = 2, hash = parity.hash, on_init = function() end })
+  lu.assertEquals(merges(init:reduce(new_acc, add, MERGE)), 0)
+  lu.assertEquals(merges(base:partition(parity):map_batch(function(b) return b end):reduce(new_acc, add, MERGE)), 0)
+  -- an upstream layer that reduces on its own
+  local reduced = base:reduce(function() return 0 end, function(e, acc) return acc + e end):partition(parity)
+  local states = by_partition(reduced:reduce(new_acc, add, MERGE))
+  lu.assertEquals(states[1][2].merges + states[2][2].merges, 0)
+  lu.assertEquals(states[1][2].sum + states[2][2].sum, 55)
+  -- a shuffle is not a partition
+  lu.assertEquals(merges(base:shuffle({ stages = 2 }):reduce(new_acc, add, MERGE)), 0)
+end
+
+function TestFlowCombine:test_reduce_options_are_checked()
+  local fl = F.from_enumerable({ 1 }):partition()
+  local function err_of(...)
+    local args = table.pack(...)
+    local ok, e = pcall(function() local r = fl:reduce(table.unpack(args, 1, args.n)); return r end)
+    lu.assertFalse(ok)
+    return e
+  end
+  lu.assertStrContains(err_of(new_acc, add, 5), "sluice.flow.reduce: options must be a table, got number")
+  lu.assertStrContains(err_of(new_acc, add, { merg = merge }), 'sluice.flow.reduce: unknown option "merg"')
+  lu.assertStrContains(err_of(new_acc, add, { merge = 1 }), "sluice.flow.reduce: merge must be a function, got number")
+  -- the error points at the caller
+  lu.assertStrContains(err_of(new_acc, add, { merge = 1 }), "test_flow_combine.lua:")
+end
+
+function TestFlowCombine:test_errors_name_the_stage_and_operation()
+  local function flow_err(fl)
+    local ok, e = pcall(fl.to_list, fl)
+    lu.assertFalse(ok)
+    return tostring(e)
+  end
+  local base = F.from_enumerable(sluice.range(1, 20), { stages = 2 })
+  -- the reducer runs in the layer before the partition
+  local e = flow_err(base:partition({ stages = 2 }):reduce(new_acc, function(x, acc)
+    if x == 7 then error("bad 7") end
+    return add(x, acc)
+  end, MERGE))
+  lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer 1 stage %d+ %(reduce%): "), e)
+  lu.assertStrContains(e, "bad 7")
+  -- merge runs in the reducing layer
+  e = flow_err(base:partition({ stages = 2 }):reduce(new_acc, add, { merge = function() error("no merge") end }))
+  lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer 2 stage %d+ %(reduce merge%): "), e)
+  lu.assertStrContains(e, "no merge")
+  -- the partition hash, checked where it runs
+  e = flow_err(base:partition({ stages = 2, hash = function() return 3 end }):reduce(new_acc, add, MERGE))
+  lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer 1 stage %d+ %(partition hash%): "), e)
+  lu.assertStrContains(e, "unknown partition 3 computed for an event")
+  e = flow_err(base:partition({ stages = 2, hash = function() return "1" end }):reduce(new_acc, add, MERGE))
+  lu.assertStrContains(e, 'unknown partition "1" computed for an event')
+  e = flow_err(base:partition({ stages = 2, key = function() error("no key") end }):reduce(new_acc, add, MERGE))
+  lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer 1 stage %d+ %(partition key%): "), e)
+  -- the flow system is fine afterwards
+  lu.assertEquals(by_partition(base:partition({ stages = 1 }):reduce(new_acc, add, MERGE)),
+    { { 1, { sum = 210, events = 20, merges = 2 } } })
+end
+
+os.exit(lu.LuaUnit.run())
