@@ -4,16 +4,19 @@
 --   lua5.4 scripts/bench/run.lua BUILD_DIR
 --
 -- Environment: QUICK=1 (5 MB corpus, 1 M events), RUNS=n (runs per
--- workload, default 3), SEED=n (corpus seed, default 42), ONLY=pattern (run
+-- workload, default 5), SEED=n (corpus seed, default 42), ONLY=pattern (run
 -- the workloads whose name matches the Lua pattern), LUA (default lua5.4).
 --
 -- Every workload is one entry of WORKLOADS below: a sluice command, a
 -- baseline command, what the row measures, and its target.  Each command
 -- runs under benchrun (wall time, peak RSS) and prints "RESULT <checksum>";
 -- the runner checks the checksums, takes medians and prints the table.
--- Commands are shared by key: a baseline used by several rows (or a sluice
--- command reused as the memory row's baseline) is measured once per run of
--- the suite, interleaved with the first row that needs it.
+-- Each row runs its command and its baseline alternately (sluice, baseline,
+-- sluice, ...), so that both see the same machine: on a shared machine the
+-- speed drifts by 10-20 % within a minute, and a baseline measured for an
+-- earlier row would skew a later row's ratio. Only a row marked
+-- share_base (the memory row, which compares peak RSS) reuses samples of a
+-- command that another row already ran.
 
 local BUILD = arg[1] or "build"
 local B = arg[0]:match("^(.*)/") or "."        -- scripts/bench
@@ -28,7 +31,7 @@ local function env_flag(name)
   return v ~= nil and v ~= "" and v ~= "0"
 end
 local QUICK = env_flag("QUICK")
-local RUNS = math.tointeger(tonumber(os.getenv("RUNS") or "")) or 3
+local RUNS = math.tointeger(tonumber(os.getenv("RUNS") or "")) or 5
 local SEED = math.tointeger(tonumber(os.getenv("SEED") or "")) or 42
 local ONLY = os.getenv("ONLY")
 assert(RUNS >= 1, "RUNS must be >= 1")
@@ -191,6 +194,7 @@ end
 --   measure                 key of MEASURES; target, stretch: its thresholds
 --                           (no target: the row is shown for comparison only)
 --   hops                    for "hop_ns"
+--   share_base              the baseline's samples may come from another row
 --   runs, budget_s          runs (default RUNS); stop early once the next run
 --                           would take the row past budget_s (>= 1 run)
 --   base_desc               what the baseline is, for the legend
@@ -223,7 +227,7 @@ local WORKLOADS = {
       .. "ratio = (chain s - base s) / (events * 2 hops)" },
   { name = "memory: wordcount " .. big.label, workers = 2,
     cmd = sluice(2, "wordcount.lua", big), base = sluice(2, "wordcount.lua", small),
-    events = big, expect = big, base_expect = small, same_result = false,
+    events = big, expect = big, base_expect = small, same_result = false, share_base = true,
     measure = "rss", target = 1.1, budget_s = QUICK and 30 or 100,
     base_desc = "sluice -w 2 wordcount on the " .. small.label .. " corpus (the first row's runs); "
       .. "ratio = peak RSS " .. big.label .. " / peak RSS " .. small.label },
@@ -278,8 +282,8 @@ local function run_once(argv, label)
   return s
 end
 
-local function sample(argv, i, label)
-  local key = key_of(argv)
+local function sample(argv, i, label, scope)
+  local key = (scope and scope .. ": " or "") .. key_of(argv)
   local list = samples[key] or {}
   samples[key] = list
   if #list < i then list[#list + 1] = run_once(argv, label) end
@@ -335,7 +339,7 @@ local function run_entry(e)
   for i = 1, runs do
     local label = ("%s -w %d"):format(e.name, e.workers)
     cl = sample(e.cmd, i, ("%s run %d"):format(label, i))
-    bl = sample(e.base, i, ("  baseline run %d"):format(i))
+    bl = sample(e.base, i, ("  baseline run %d"):format(i), not e.share_base and label or nil)
     done = i
     local spent = now() - t0
     if e.budget_s and i < runs and spent / i * (i + 1) > e.budget_s then
