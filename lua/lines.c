@@ -69,7 +69,7 @@ static int refill(lua_State *L, reader *r) {
 static int next_line(lua_State *L, reader *r, size_t *nl) {
   size_t scanned = r->beg;
   for (;;) {
-    char *p = memchr(r->buf + scanned, '\n', r->end - scanned);
+    char *p = r->end > scanned ? memchr(r->buf + scanned, '\n', r->end - scanned) : NULL;
     if (p) {
       *nl = (size_t)(p - r->buf);
       return 1;
