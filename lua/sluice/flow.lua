@@ -389,8 +389,8 @@ local CALL_NAMES = {
   map_batch_fn = "map_batch", on_trigger_fn = "on_trigger", on_init_fn = "on_init",
   acc_fn = "accumulator", left_key_fn = "bounded_join left_key",
   right_key_fn = "bounded_join right_key", join_fn = "bounded_join",
-  merge_fn = "departition merge", reduce_merge_fn = "reduce merge",
-  partition_hash_fn = "partition hash", partition_key_fn = "partition key", done_fn = "departition done", less_fn = "take_sort",
+  merge_fn = "departition merge", done_fn = "departition done", less_fn = "take_sort",
+  reduce_merge_fn = "reduce merge", partition_hash_fn = "partition hash", partition_key_fn = "partition key",
   group_by_key_fun = "group_by", group_by_value_fun = "group_by",
 }
 
@@ -455,7 +455,7 @@ local function compile(ops, red, mode, comb)
   local src = {}
   local function w(s) src[#src + 1] = s end
   local F = {}
-  local steps = {}   -- {kind = op name | "part", f = F slot}
+  local steps = {}   -- {op = operation | "part", name = its local, f = the user's function}
   for i, op in ipairs(ops) do steps[#steps + 1] = { op = op.op, name = ("op%d_%s"):format(i, op.op), f = op.f } end
   if comb then
     steps[#steps + 1] = { op = "part" }

@@ -81,6 +81,15 @@ function TestFlowCombine:test_every_source_kind_combines()
     lu.assertEquals(out[1][2].events, 6, "source " .. i)
     lu.assertTrue(out[1][2].merges >= 1, "source " .. i)
   end
+  -- a join's layer combines too: its unmatched rows at the end included
+  local left = F.from_enumerable({ { 1, 1 }, { 2, 2 }, { 3, 3 } })
+  local right = F.from_enumerable({ { 1, 10 }, { 3, 30 }, { 4, 40 } })
+  local key = function(e) return e[1] end
+  local joined = F.bounded_join("full_outer", left, right, key, key, function(l, r)
+    return (l and l[2] or 0) + (r and r[2] or 0)
+  end, { stages = 2 })
+  lu.assertEquals(by_partition(joined:partition({ stages = 1 }):reduce(new_acc, add, MERGE)),
+    { { 1, { sum = 11 + 2 + 33 + 40, events = 4, merges = 2 } } })
   -- several flows into one partition (flow.partition)
   local two = F.partition({ F.from_enumerable({ 1, 2, 3 }), F.from_enumerable({ 10, 20 }) }, { stages = 2,
     hash = function(e) return e < 10 and 1 or 2 end })
