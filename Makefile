@@ -93,11 +93,16 @@ $(BUILD)/tests/%: tests/capi/%.c $(LUAC_OBJ) $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -iquote engine -iquote lua -iquote tests $(LUA_CFLAGS) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(LDLIBS)
 
+# a C module for the runtime tests (require of C modules)
+$(BUILD)/tests/probe.so: tests/capi/probe_module.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS)
+
 # ---- jobs --------------------------------------------------------------------
 run: $(BIN)
 	$(BIN) examples/wordcount.lua examples/data/text.txt
 
-test: $(BIN) $(ETEST_BIN) $(CTEST_BIN)
+test: $(BIN) $(ETEST_BIN) $(CTEST_BIN) $(BUILD)/tests/probe.so
 	@scripts/test.sh $(BUILD)
 
 check:

@@ -209,4 +209,19 @@ function TestGlobals:test_standard_globals_are_the_workers_own()
   lu.assertTrue(sluice.task(function() return type(print) == "function" and string ~= nil end):await())
 end
 
+TestCModules = {}
+
+-- BUILD/tests/probe.so (tests/capi/probe_module.c) gets the Lua API from
+-- the sluice binary itself.
+function TestCModules:test_require_a_c_module_on_main_and_on_a_worker()
+  local build = assert(arg[-1]):match("^(.*)/[^/]*$") or "."
+  local cpath = build .. "/tests/?.so"
+  package.cpath = cpath .. ";" .. package.cpath
+  lu.assertEquals(require("probe").add(2, 3), 5)
+  lu.assertEquals(sluice.task(function()
+    package.cpath = cpath .. ";" .. package.cpath
+    return require("probe").add(40, 2)
+  end):await(), 42)
+end
+
 os.exit(lu.LuaUnit.run())
