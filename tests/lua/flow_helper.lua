@@ -22,4 +22,18 @@ H.Recorder = {
   handle_call = function(req, _, st) return st[req], {}, st end,
 }
 
+-- The word count of a text file as {word, count} pairs sorted by word,
+-- counted by a plain Lua loop (what the flows are checked against).
+function H.plain_word_count(path)
+  local counts = {}
+  for line in io.lines(path) do
+    for w in line:lower():gmatch("%a+") do counts[w] = (counts[w] or 0) + 1 end
+  end
+  local out = {}
+  for w, n in pairs(counts) do out[#out + 1] = { w, n } end
+  return H.sorted(out, H.by_word)
+end
+
+function H.by_word(a, b) return a[1] < b[1] end
+
 return H

@@ -286,15 +286,6 @@ TestFlowWordCount = {}
 
 local TEXT = "examples/data/text.txt"
 
-local function plain_count()
-  local counts = {}
-  for line in io.lines(TEXT) do
-    for w in line:lower():gmatch("%a+") do counts[w] = (counts[w] or 0) + 1 end
-  end
-  local out = {}
-  for w, n in pairs(counts) do out[#out + 1] = { w, n } end
-  return sorted(out, function(a, b) return a[1] < b[1] end)
-end
 
 local function flow_count(stages)
   return F.from_enumerable(sluice.lines(TEXT), { stages = stages, max_demand = 4 })
@@ -312,10 +303,10 @@ local function flow_count(stages)
 end
 
 function TestFlowWordCount:test_counts_equal_a_plain_count()
-  local want = plain_count()
+  local want = H.plain_word_count(TEXT)
   lu.assertTrue(#want > 100)
   for _, stages in ipairs({ 1, 2, 4 }) do
-    local got = sorted(flow_count(stages), function(a, b) return a[1] < b[1] end)
+    local got = sorted(flow_count(stages), H.by_word)
     lu.assertEquals(got, want, "stages = " .. stages)
   end
 end
