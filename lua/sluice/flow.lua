@@ -402,6 +402,11 @@ local function failing_op()
     if name then
       local op = CALL_NAMES[name] or name:match("^op%d+_([%w_]+)$") or name:match("^reduce_([%w_]+)$")
       if op then return op end
+      -- the fused loop's only generic for runs the iterators flat_map returned
+      if name == "for iterator" then
+        local caller = debug.getinfo(level + 1, "S")
+        if caller and caller.source:match("^=%[flow ") then return "flat_map" end
+      end
     end
   end
 end

@@ -194,6 +194,18 @@ function TestFlowRunErrors:test_errors_name_the_layer_and_operation()
   assert_flow_error(run_err(base:filter(bad)), 2, "filter", "bad 7")
   assert_flow_error(run_err(base:reject(function(x) bad(x) return false end)), 2, "reject", "bad 7")
   assert_flow_error(run_err(base:flat_map(function(x) return { bad(x) } end)), 2, "flat_map", "bad 7")
+  -- an iterator flat_map returned fails while the loop runs it
+  local function iter_of(x) return function() bad(x) end end
+  assert_flow_error(run_err(base:flat_map(iter_of)), 2, "flat_map", "bad 7")
+  -- ... also past the flat_maps written out twice (collected first)
+  local deep = base
+  for _ = 1, 4 do deep = deep:flat_map(function(x) return { x } end) end
+  assert_flow_error(run_err(deep:flat_map(iter_of)), 2, "flat_map", "bad 7")
+  -- a generic for inside a reducer is the reducer's
+  assert_flow_error(run_err(base:reduce(zero, function(x, a)
+    for _ in function() bad(x) end do end
+    return a
+  end)), 2, "reduce", "bad 7")
   assert_flow_error(run_err(base:each(bad)), 2, "each", "bad 7")
   assert_flow_error(run_err(base:uniq_by(bad)), 2, "uniq_by", "bad 7")
   assert_flow_error(run_err(base:reduce(zero, function(x, a) return a + bad(x) end)), 2, "reduce", "bad 7")
