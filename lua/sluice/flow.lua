@@ -198,21 +198,27 @@ local function with_reducer(f, fn, red)
 end
 
 -- opts.merge(partial, acc) -> acc declares the reducer's accumulators
--- mergeable, which lets the layer before the partition reduce too
+-- mergeable, which lets the layer before the partition reduce too;
+-- opts.keyed declares the accumulator a table indexed by the partition key
 -- ("Combining" below).
 function Flow:reduce(acc_fun, fun, opts)
   check_fn("reduce", "the accumulator", acc_fun)
   check_fn("reduce", "the reducer", fun)
-  local merge
+  local merge, keyed
   if opts ~= nil then
     if type(opts) ~= "table" then fail("reduce", "options must be a table, got " .. type(opts)) end
     for k in pairs(opts) do
-      if k ~= "merge" then fail("reduce", "unknown option " .. inspect(k)) end
+      if k ~= "merge" and k ~= "keyed" then fail("reduce", "unknown option " .. inspect(k)) end
     end
-    merge = opts.merge
+    merge, keyed = opts.merge, opts.keyed
     if merge ~= nil then check_fn("reduce", "merge", merge) end
+    if keyed ~= nil and type(keyed) ~= "boolean" then
+      fail("reduce", "keyed must be a boolean, got " .. type(keyed))
+    end
+    if keyed and not merge then fail("reduce", "keyed needs merge") end
   end
-  return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun, merge = merge }))
+  return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun, merge = merge,
+                                         keyed = keyed or nil }))
 end
 
 function Flow:emit_and_reduce(acc_fun, fun)
@@ -455,8 +461,12 @@ local MAX_ITER_FLAT_MAPS = 3
 --
 -- comb (a combining layer, see "Combining" below) adds, after the layer's
 -- operations, the partition of the next layer, that layer's operations
--- and its reducer, with acc a table partition -> partial accumulator.
+-- and its reducer, with acc a table partition -> partial accumulator; a
+-- keyed one adds just the reducer, on one accumulator.
 local function compile(ops, red, mode, comb)
+  if comb and comb.keyed then   -- one plain accumulator, split by key at the end
+    red, comb = comb.red, nil
+  end
   local src = {}
   local function w(s) src[#src + 1] = s end
   local F = {}
@@ -692,7 +702,10 @@ local function layer_init(cfg)
   local on_init_fn = cfg.on_init
   if on_init_fn then on_init_fn({ index = cfg.index, total = cfg.total }) end
   local red = cfg.red
-  if cfg.comb then
+  if cfg.comb_acc then
+    local acc_fn = cfg.comb_acc
+    st.acc = acc_fn()   -- keyed: split by key at the end
+  elseif cfg.comb then
     st.acc = {}   -- partition -> partial accumulator
   elseif red then
     local acc_fn = red.acc
@@ -852,6 +865,23 @@ local function trigger_events(st, window)
   return events
 end
 
+-- A keyed combining layer's accumulator cut into one table per partition:
+-- each key goes where the engine's hash of it sends it (as the key of an
+-- event would be sent).
+local function split_by_key(acc, n)
+  if type(acc) ~= "table" then
+    op_error("reduce", "a keyed accumulator must be a table, got " .. type(acc))
+  end
+  local parts, hash = {}, sluice._hash
+  for k, v in pairs(acc) do
+    local p = n == 1 and 1 or hash(k, n)
+    local part = parts[p]
+    if part == nil then part = {}; parts[p] = part end
+    part[k] = v
+  end
+  return parts
+end
+
 -- The global window's "done": what the layer emits once its upstream ended.
 local function layer_done(st)
   local cfg = st.cfg
@@ -860,7 +890,12 @@ local function layer_done(st)
     local rows = join_done(st)
     if st.run then st.acc = st.run(rows, out, st.acc, st.seen) else out = rows end
   end
-  if cfg.comb then
+  if cfg.comb_acc then
+    local parts = split_by_key(st.acc, cfg.comb)
+    for p = 1, cfg.comb do
+      if parts[p] then out[#out + 1] = { p, parts[p] } end
+    end
+  elseif cfg.comb then
     for p = 1, cfg.comb do
       if st.acc[p] ~= nil then out[#out + 1] = { p, st.acc[p] } end
     end
@@ -1218,7 +1253,9 @@ local function layer_cfgs(f, n, extra, merging)
                   batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
                   buffer_keep = f.opts.buffer_keep, merging = merging or nil }
     for k, v in pairs(extra or {}) do cfg[k] = v end
-    if comb then cfg.comb = comb.n end   -- the stages need only the partition count
+    if comb then   -- the stages need only the partition count (and a keyed one, acc_fun)
+      cfg.comb, cfg.comb_acc = comb.n, comb.keyed and comb.red.acc or nil
+    end
     cfgs[i] = cfg
   end
   return cfgs
@@ -1289,6 +1326,12 @@ end
 -- not every event. The result is the same as reducing every event in its
 -- partition when merging two accumulators equals reducing the events of
 -- both, which is what passing merge declares.
+--
+-- With keyed (reduce(acc_fun, fun, {merge = m, keyed = true})) the user
+-- also declares the accumulator a table indexed by the partition key, each
+-- entry built only from events with that key (a word count's acc[word]).
+-- Then the stages before the partition keep one accumulator, computing no
+-- partition per event, and cut it by key when their upstream is done.
 
 -- The combining spec for f's layer of n stages, or nil when f's reduce
 -- cannot be split so: no merge, not after a partition, a map_batch or an
@@ -1304,7 +1347,10 @@ local function combining(f, n)
   for _, g in ipairs(src.flows) do
     if g.red then return nil end
   end
-  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red }
+  -- keyed: the reducer sees the events the partition keys (no operations
+  -- between), and keys come from the key spec, not from a hash function
+  local keyed = red.keyed and #f.ops == 0 and not src.hash or nil
+  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red, keyed = keyed }
 end
 
 -- Sends a combining layer's {partition, accumulator} pairs to their partition.

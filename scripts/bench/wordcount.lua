@@ -1,9 +1,10 @@
 -- Word count on Flow: lines -> words -> partition by word -> counts.
 --   sluice -w N scripts/bench/wordcount.lua CORPUS [shape]
 -- shape "combined" (default): flat_map returns the line's gmatch iterator
---   and the reduce declares its merge, so each first-layer stage counts
---   its own words per partition and only the partial counts cross the
---   partition (lua/README.md §8.4, combining).
+--   and the reduce declares its merge and a keyed accumulator, so each
+--   first-layer stage counts its own words in one table, cuts it by
+--   partition at the end, and only the partial counts cross the partition
+--   (lua/README.md §8.4, combining).
 -- shape "events": flat_map returns an array per line and the reduce has no
 --   merge, so every word crosses the partition as an event.
 -- Prints "RESULT <summary>" (see words.lua).
@@ -26,7 +27,7 @@ if shape == "combined" then
     :reduce(function() return {} end, count, { merge = function(part, acc)
       for word, n in pairs(part) do acc[word] = (acc[word] or 0) + n end
       return acc
-    end })
+    end, keyed = true })
     :to_list()
 elseif shape == "events" then
   counts = flow.from_enumerable(sluice.lines(path))

@@ -174,6 +174,144 @@ function TestFlowCombine:test_word_count_equals_a_plain_count()
   end
 end
 
+-- keyed: one accumulator per stage before the partition, cut by key at
+-- the end; {key, ids...} per partition must match the plain reduce.
+function TestFlowCombine:test_keyed_accumulators_are_cut_by_key()
+  local source = F.from_enumerable(sluice.range(1, 60), { stages = 3 })
+  local events = source:map(function(x) return { x % 7, "k" .. x % 5, id = x } end)
+  local function by_key(key_of)
+    local function add_id(e, acc)
+      local k = key_of(e)
+      local ids = acc[k] or {}
+      ids[#ids + 1] = e.id or e
+      acc[k] = ids
+      return acc
+    end
+    local function cat(part, acc)
+      for k, ids in pairs(part) do
+        local mine = acc[k] or {}
+        for _, id in ipairs(ids) do mine[#mine + 1] = id end
+        acc[k] = mine
+      end
+      return acc
+    end
+    return add_id, cat
+  end
+  -- {partition index, sorted "key:ids" strings}
+  local function layout(fl, key_of, opts)
+    local add_id, cat = by_key(key_of)
+    if opts then opts.merge = cat end
+    local out = fl:reduce(function() return {} end, add_id, opts)
+      :on_trigger(function(acc, p)
+        local rows = {}
+        for k, ids in pairs(acc) do
+          table.sort(ids)
+          rows[#rows + 1] = tostring(k) .. ":" .. table.concat(ids, ",")
+        end
+        table.sort(rows)
+        return { { p.index, rows } }
+      end):to_list()
+    return sorted(out, function(a, b) return a[1] < b[1] end)
+  end
+  local cases = {
+    { "index", events:partition({ stages = 3, key = { index = 2 } }), function(e) return e[2] end },
+    { "field", events:partition({ stages = 4, key = { field = "id" } }), function(e) return e.id end },
+    { "key function", events:partition({ stages = 3, key = function(e) return e[1] end }),
+      function(e) return e[1] end },
+    { "whole event", source:map(function(x) return "w" .. x % 11 end):partition({ stages = 2 }),
+      function(e) return e end },
+    { "one partition", events:partition({ stages = 1, key = { index = 1 } }), function(e) return e[1] end },
+  }
+  for _, c in ipairs(cases) do
+    local name, fl, key_of = c[1], c[2], c[3]
+    local want = layout(fl, key_of)
+    lu.assertEquals(layout(fl, key_of, { keyed = true }), want, name)
+    lu.assertEquals(layout(fl, key_of, {}), want, name .. " (merge only)")
+  end
+end
+
+function TestFlowCombine:test_keyed_cuts_what_the_accumulator_holds()
+  -- an accumulator that breaks the keyed promise shows where it was cut:
+  -- its "total" entry lands in one partition only, the one "total" hashes to
+  local letters = {}
+  for i = 1, 26 do letters[i] = string.char(96 + i) end
+  local fl = F.from_enumerable(letters, { stages = 2 }):partition({ stages = 2 })
+  local function mark(e, acc)
+    acc[e] = true
+    acc.total = (acc.total or 0) + 1
+    return acc
+  end
+  local function join(part, acc)
+    for k, v in pairs(part) do
+      if k == "total" then acc.total = (acc.total or 0) + v else acc[k] = v end
+    end
+    return acc
+  end
+  local function totals(opts, flow)
+    local out = (flow or fl):reduce(function() return {} end, mark, opts)
+      :on_trigger(function(acc, p) return { { p.index, acc.total or 0 } } end):to_list()
+    return sorted(out, function(a, b) return a[1] < b[1] end)
+  end
+  local plain = totals()
+  lu.assertEquals(plain[1][2] + plain[2][2], 26)
+  lu.assertTrue(plain[1][2] > 0 and plain[2][2] > 0)
+  lu.assertEquals(totals({ merge = join }), plain)
+  local keyed = totals({ merge = join, keyed = true })
+  local home = sluice._hash("total", 2)
+  lu.assertEquals(keyed[home][2], 26)
+  lu.assertEquals(keyed[3 - home][2], 0)
+  -- with an operation between the partition and the reduce it is not cut
+  lu.assertEquals(totals({ merge = join, keyed = true }, fl:map(function(e) return e end)), plain)
+end
+
+function TestFlowCombine:test_keyed_word_count_and_where_keyed_does_not_apply()
+  local text = "examples/data/text.txt"
+  local want = H.plain_word_count(text)
+  local function count(w, acc)
+    acc[w] = (acc[w] or 0) + 1
+    return acc
+  end
+  local function sum(part, acc)
+    for w, n in pairs(part) do acc[w] = (acc[w] or 0) + n end
+    return acc
+  end
+  local words = F.from_enumerable(sluice.lines(text), { stages = 2 })
+    :flat_map(function(line) return line:lower():gmatch("%a+") end)
+  for _, stages in ipairs({ 1, 2, 4 }) do
+    local got = words:partition({ stages = stages })
+      :reduce(function() return {} end, count, { merge = sum, keyed = true }):to_list()
+    lu.assertEquals(sorted(got, H.by_word), want, "stages = " .. stages)
+  end
+  -- operations after the partition, or a hash function: combined per
+  -- event instead, with the same result
+  local upper = words:partition({ stages = 2 }):map(string.upper)
+    :reduce(function() return {} end, count, { merge = sum, keyed = true }):to_list()
+  lu.assertEquals(#upper, #want)
+  local hashed = words:partition({ stages = 2, hash = function(w) return #w % 2 + 1 end })
+    :reduce(function() return {} end, count, { merge = sum, keyed = true }):to_list()
+  lu.assertEquals(sorted(hashed, H.by_word), want)
+  -- Lua tables hold 2.0 and 2 as one key: keyed counts them together
+  local nums = F.from_enumerable({ 2, 2.0, 3, 4.5 }, { stages = 2 }):partition({ stages = 2 })
+    :reduce(function() return {} end, count, { merge = sum, keyed = true }):to_list()
+  lu.assertEquals(sorted(nums, by_inspect), { { 2, 2 }, { 3, 1 }, { 4.5, 1 } })
+end
+
+function TestFlowCombine:test_keyed_errors()
+  local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2 })
+  local ok, e = pcall(fl.to_list, fl:reduce(function() return 0 end, function(x, a) return a + x end,
+    { merge = function(p, a) return a + p end, keyed = true }))
+  lu.assertFalse(ok)
+  lu.assertNotNil(tostring(e):match("^sluice%.flow: flow %d+ layer 1 stage %d+ %(reduce%): "), tostring(e))
+  lu.assertStrContains(tostring(e), "a keyed accumulator must be a table, got number")
+  local function err_of(opts)
+    local ok2, e2 = pcall(function() local r = fl:reduce(new_acc, add, opts); return r end)
+    lu.assertFalse(ok2)
+    return e2
+  end
+  lu.assertStrContains(err_of({ merge = merge, keyed = 1 }), "sluice.flow.reduce: keyed must be a boolean, got number")
+  lu.assertStrContains(err_of({ keyed = true }), "sluice.flow.reduce: keyed needs merge")
+end
+
 function TestFlowCombine:test_triggers_emit_modes_and_departition_see_the_merged_state()
   local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 })
     :partition({ stages = 2, hash = function(e) return e % 2 + 1 end })
