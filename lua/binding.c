@@ -536,6 +536,47 @@ static int l_hash(lua_State *L) {
   return 1;
 }
 
+/* Tickets: counters that every state shares. A split source hands out its
+ * parts with one: each stage takes the next number until the parts run
+ * out. One int64 per ticket, kept for the life of the process. */
+static pthread_mutex_t tickets_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t *tickets;
+static size_t ntickets, captickets;
+
+/* sluice._ticket() -> a new ticket id (its counter starts at 0). */
+static int l_ticket(lua_State *L) {
+  pthread_mutex_lock(&tickets_mu);
+  if (ntickets == captickets) {
+    size_t cap = captickets ? captickets * 2 : 64;
+    int64_t *t = realloc(tickets, cap * sizeof *t);
+    if (!t) {
+      pthread_mutex_unlock(&tickets_mu);
+      return luaL_error(L, "not enough memory");
+    }
+    tickets = t;
+    captickets = cap;
+  }
+  tickets[ntickets++] = 0;
+  lua_Integer id = (lua_Integer)ntickets;
+  pthread_mutex_unlock(&tickets_mu);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* sluice._take(id) -> the ticket's next number: 1, 2, 3, ... */
+static int l_take(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  pthread_mutex_lock(&tickets_mu);
+  if (id < 1 || (size_t)id > ntickets) {
+    pthread_mutex_unlock(&tickets_mu);
+    return luaL_argerror(L, 1, "not a ticket");
+  }
+  lua_Integer v = (lua_Integer)++tickets[id - 1];
+  pthread_mutex_unlock(&tickets_mu);
+  lua_pushinteger(L, v);
+  return 1;
+}
+
 /* sluice._key(v) -> the encoded bytes of v as a string (uniq on tables). */
 static int l_key(lua_State *L) {
   luaL_checkany(L, 1);
@@ -718,7 +759,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 int luaopen_sluice(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_ticket", l_ticket}, {"_take", l_take}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {"done", l_task_done}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);

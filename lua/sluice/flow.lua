@@ -930,10 +930,13 @@ LayerStage.handle_cancel = ends_with_upstream(layer_done)
 --
 -- A flow whose only source is a finite sluice.range or a sluice.lines and
 -- whose first layer computes something needs no producer stage in front of
--- that layer: each of its stages reads its own part of the source (a
--- sub-range, or the lines that start in its share of the file's bytes) and
--- runs the fused loop on it directly, as a producer. Nothing is encoded or
--- sent for the source. With stages = 1 the one stage reads it all, in order.
+-- that layer: its stages read the source themselves and run the fused loop
+-- on what they read, as producers. Nothing is encoded or sent for the
+-- source. The source is cut into parts (sub-ranges, or the lines that
+-- start in a slice of the file's bytes) that the stages claim one at a
+-- time from a shared ticket, so a stage whose CPU is slower or busier just
+-- reads fewer parts. With stages = 1 the one stage claims them all, in
+-- order.
 
 -- Items read per run of the fused loop. handle_demand reads chunks until
 -- the demand is met, so small chunks keep its output close to the demand:
@@ -942,32 +945,53 @@ LayerStage.handle_cancel = ends_with_upstream(layer_done)
 -- with 64, 1.9).
 local SPLIT_CHUNK = 64
 
--- The part of enumerable e that stage i of n reads.
-local function source_part(e, i, n)
+-- Parts per stage, and the smallest part worth claiming on its own.
+local PARTS_PER_STAGE = 16
+local MIN_PART_BYTES = 256 * 1024
+local MIN_PART_ITEMS = 16384
+
+-- How enumerable e is cut for a layer of n stages.
+local function split_plan(e, n)
   if e.__sluice_enum == "range" then
     local count = (e.last - e.first) // e.step + 1
     if count < 0 then count = 0 end
-    local from, to = (count * (i - 1)) // n, (count * i) // n
-    return { kind = "range", first = e.first + from * e.step, count = to - from, step = e.step }
+    local parts = math.max(1, math.min(n * PARTS_PER_STAGE, count // MIN_PART_ITEMS))
+    return { kind = "range", first = e.first, count = count, step = e.step, parts = parts,
+             ticket = sluice._ticket() }
   end
   local file = assert(io.open(e.path, "rb"))
   local size = file:seek("end")
   file:close()
-  return { kind = "lines", path = e.path, from = (size * (i - 1)) // n, to = (size * i) // n }
+  local parts = math.max(1, math.min(n * PARTS_PER_STAGE, size // MIN_PART_BYTES))
+  return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket() }
+end
+
+-- Claims the next part of the stage's plan; false once they are all taken.
+local function claim(st)
+  local plan = st.plan
+  local j = sluice._take(plan.ticket)
+  local k = plan.parts
+  if j > k then return false end
+  if plan.kind == "range" then
+    -- part j holds count // k items, one more for the first count % k parts
+    local q, r = plan.count // k, plan.count % k
+    local from = q * (j - 1) + math.min(j - 1, r)
+    st.next, st.left = plan.first + from * plan.step, q + (j <= r and 1 or 0)
+  else
+    st.reader = sluice._lines(plan.path, (plan.size * (j - 1)) // k, (plan.size * j) // k)
+  end
+  st.cur = true
+  return true
 end
 
 local SourceStage = { type = "producer" }
 
 local function source_init(cfg)
   local st = layer_init(cfg)
-  local part = cfg.part
-  st.part = part
-  if part.kind == "range" then
-    st.next, st.left = part.first, part.count
+  st.plan = cfg.plan
+  if cfg.plan.kind == "range" then
     local chunk = assert(load(cfg.range_src, "=[" .. cfg.label .. "]", "t"))
     st.run_range = chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
-  else
-    st.reader = sluice._lines(part.path, part.from, part.to)
   end
   return st
 end
@@ -975,32 +999,34 @@ end
 SourceStage.init = protected_init(source_init)
 
 -- Runs the fused loop over the source until `demand` events came out or
--- the part is exhausted; then the layer's "done" follows.
+-- every part is read; then the layer's "done" follows.
 local function source_events(st, demand)
   local out = {}
   local cfg = st.cfg
   -- when nothing it makes goes downstream (run, or a departition/take_sort
-  -- taking only the final state) the stage reads its whole part at once
+  -- taking only the final state) the stage reads all its parts at once
   local keep = not (cfg.discard or cfg.tag)
-  local done
+  local done = false
   repeat
     if not keep and #out > 0 then out = {} end
-    if st.part.kind == "range" then
+    if not st.cur and not claim(st) then
+      done = true
+    elseif st.plan.kind == "range" then
       -- as many numbers as the demand still asks for (a reducing layer
       -- emits nothing until the end: large runs)
       local k = (cfg.red or cfg.comb) and 16384 or demand - #out
       if k < SPLIT_CHUNK then k = SPLIT_CHUNK end
       if k > st.left then k = st.left end
       if k > 0 then
-        local first, step = st.next, st.part.step
+        local first, step = st.next, st.plan.step
         local last = first + (k - 1) * step
         st.acc = st.run_range(first, last, step, out, st.acc, st.seen)
         st.next, st.left = last + step, st.left - k
       end
-      done = st.left == 0
+      if st.left == 0 then st.cur = nil end
     else
       local events = {}
-      done = st.reader:read(SPLIT_CHUNK, events)
+      if st.reader:read(SPLIT_CHUNK, events) then st.cur, st.reader = nil, nil end
       local map_batch_fn = cfg.batch_fn
       if map_batch_fn and #events > 0 then
         events = map_batch_fn(events)
@@ -1386,8 +1412,9 @@ function materialize(run, f, dispatcher, extra)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
       local range_src = whole.__sluice_enum == "range" and (compile(f.ops, f.red, "range", extra and extra.comb)) or nil
+      local plan = split_plan(whole, n)
       for i = 1, n do
-        cfgs[i].part, cfgs[i].range_src = source_part(whole, i, n), range_src
+        cfgs[i].plan, cfgs[i].range_src = plan, range_src
         -- a layer stage keeps what it made beyond the demand (at most one
         -- chunk's output), as a producer_consumer does
         cfgs[i].buffer_size = cfgs[i].buffer_size or math.huge

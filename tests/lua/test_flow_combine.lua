@@ -43,13 +43,20 @@ local function keys_by_partition(fl, opts)
   return sorted(out, function(a, b) return a[1] < b[1] end)
 end
 
+-- 1..n as two flows of one stage each (1..n/2 and the rest): two stages
+-- before the partition, each with a known half, whichever worker runs them.
+local function halves(n)
+  local function half(a, b) return F.from_enumerable(sluice.range(a, b), { stages = 1 }):map(function(x) return x end) end
+  return { half(1, n // 2), half(n // 2 + 1, n) }
+end
+
 TestFlowCombine = {}
 
 function TestFlowCombine:test_partials_are_merged_per_partition()
   -- two stages before the partition, each holding odd and even numbers:
   -- each partition merges one partial from each of them
   local parity = { stages = 2, hash = function(e) return e % 2 + 1 end }
-  local fl = F.from_enumerable(sluice.range(1, 100), { stages = 2 }):partition(parity)
+  local fl = F.partition(halves(100), parity)
   lu.assertEquals(by_partition(fl:reduce(new_acc, add, MERGE)), {
     { 1, { sum = 2550, events = 50, merges = 2 } },
     { 2, { sum = 2500, events = 50, merges = 2 } },
@@ -125,7 +132,7 @@ function TestFlowCombine:test_partitions_get_the_same_keys_as_without_merge()
 end
 
 function TestFlowCombine:test_a_hash_may_drop_or_replace_events()
-  local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2, hash = function(e)
+  local fl = F.partition(halves(10), { stages = 2, hash = function(e)
     if e % 5 == 0 then return nil end          -- dropped
     if e == 1 then return 1.0, 1000 end        -- 1.0 is partition 1; the event becomes 1000
     return e % 2 + 1
@@ -141,8 +148,7 @@ function TestFlowCombine:test_a_hash_may_drop_or_replace_events()
 end
 
 function TestFlowCombine:test_operations_after_the_partition_run_before_the_reducer()
-  local fl = F.from_enumerable(sluice.range(1, 10), { stages = 2 })
-    :partition({ stages = 2, hash = function(e) return e % 2 + 1 end })
+  local fl = F.partition(halves(10), { stages = 2, hash = function(e) return e % 2 + 1 end })
     :filter(function(x) return x > 2 end)
     :flat_map(function(x) return { x, 100 } end)
     :map(function(x) return x * 2 end)
@@ -400,7 +406,7 @@ function TestFlowCombine:test_errors_name_the_stage_and_operation()
   e = flow_err(base:partition({ stages = 2, key = function() error("no key") end }):reduce(new_acc, add, MERGE))
   lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer 1 stage %d+ %(partition key%): "), e)
   -- the flow system is fine afterwards
-  lu.assertEquals(by_partition(base:partition({ stages = 1 }):reduce(new_acc, add, MERGE)),
+  lu.assertEquals(by_partition(F.partition(halves(20), { stages = 1 }):reduce(new_acc, add, MERGE)),
     { { 1, { sum = 210, events = 20, merges = 2 } } })
 end
 

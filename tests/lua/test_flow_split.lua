@@ -1,5 +1,7 @@
 -- Flows over one sluice.range or sluice.lines source whose first layer
--- computes something: each layer stage reads its own part of the source.
+-- computes something: the layer's stages claim parts of the source (16
+-- per stage at most; a part has at least 16384 numbers or 256 KiB of
+-- lines) and read them themselves.
 local lu = require("luaunit")
 local flow = sluice.flow
 
@@ -45,6 +47,68 @@ function TestSplit:test_range_reduce_per_stage()
   local total = 0
   for _, v in ipairs(got) do total = total + v end
   lu.assertEquals(total, 50005000)
+end
+
+function TestSplit:test_many_range_parts_cover_everything_once_and_keep_order_on_one_stage()
+  local function sum_count(fl)
+    local got = fl:reduce(function() return {0, 0} end, function(x, acc)
+      acc[1], acc[2] = acc[1] + x, acc[2] + 1
+      return acc
+    end):emit("state"):to_list()
+    local s, n = 0, 0
+    for _, st in ipairs(got) do s, n = s + st[1], n + st[2] end
+    return s, n
+  end
+  for _, c in ipairs({{1, 1000003, 1}, {1000000, -5, -3}, {-7, 2000000, 13}}) do
+    local want_s, want_n = 0, 0
+    for i = c[1], c[2], c[3] do want_s, want_n = want_s + i, want_n + 1 end
+    for _, stages in ipairs({1, 2, 3}) do
+      local s, n = sum_count(flow.from_enumerable(sluice.range(c[1], c[2], c[3]), {stages = stages}))
+      lu.assertEquals({s, n}, {want_s, want_n}, ("range(%d, %d, %d) on %d stages"):format(c[1], c[2], c[3], stages))
+    end
+  end
+  -- one stage claims the parts in order
+  local got = flow.from_enumerable(sluice.range(1, 200000), {stages = 1}):map(function(x) return x end):to_list()
+  lu.assertEquals(#got, 200000)
+  local in_order = true
+  for i = 1, #got do if got[i] ~= i then in_order = false; break end end
+  lu.assertTrue(in_order)
+end
+
+function TestSplit:test_parts_go_to_the_stage_that_is_free()
+  lu.skipIf(sluice.workers() < 2, "needs two workers")
+  -- stage 2 stops for 300 ms on its first number; stage 1 claims the parts
+  -- meanwhile (an even split would give each 500000)
+  local got = flow.from_enumerable(sluice.range(1, 1000000), {stages = 2,
+      on_init = function(p) SPLIT_STAGE = p.index end})
+    :reduce(function() return {stage = SPLIT_STAGE, n = 0} end, function(_, acc)
+      if acc.stage == 2 and acc.n == 0 then sluice.sleep(300) end
+      acc.n = acc.n + 1
+      return acc
+    end):emit("state"):to_list()
+  table.sort(got, function(a, b) return a.stage < b.stage end)
+  lu.assertEquals(#got, 2)
+  lu.assertEquals(got[1].n + got[2].n, 1000000)
+  lu.assertTrue(got[1].n > got[2].n, ("stage 1 read %d, stage 2 read %d"):format(got[1].n, got[2].n))
+end
+
+function TestSplit:test_many_lines_parts_cover_every_line_once()
+  local lines = {}
+  for i = 1, 60000 do lines[i] = ("line %d %s"):format(i, string.rep("y", i % 61)) end
+  local path = write(table.concat(lines, "\n"))   -- ~2.3 MB, no final newline
+  for _, stages in ipairs({1, 2, 3}) do
+    local got = flow.from_enumerable(sluice.lines(path), {stages = stages}):map(function(l) return l end):to_list()
+    lu.assertEquals(#got, #lines, "stages = " .. stages)
+    if stages == 1 then
+      lu.assertEquals(got, lines)
+    else
+      local seen = {}
+      for _, l in ipairs(got) do seen[l] = (seen[l] or 0) + 1 end
+      local ok = true
+      for _, l in ipairs(lines) do if seen[l] ~= 1 then ok = false end end
+      lu.assertTrue(ok, "stages = " .. stages)
+    end
+  end
 end
 
 function TestSplit:test_lines_parts_cover_every_line_once()
