@@ -50,6 +50,16 @@ local function halves(n)
   return { half(1, n // 2), half(n // 2 + 1, n) }
 end
 
+-- A count per word and the merge of two counts.
+local function count(w, acc)
+  acc[w] = (acc[w] or 0) + 1
+  return acc
+end
+local function sum(part, acc)
+  for w, n in pairs(part) do acc[w] = (acc[w] or 0) + n end
+  return acc
+end
+
 TestFlowCombine = {}
 
 function TestFlowCombine:test_partials_are_merged_per_partition()
@@ -162,14 +172,6 @@ function TestFlowCombine:test_word_count_equals_a_plain_count()
   local text = "examples/data/text.txt"
   local want = H.plain_word_count(text)
   lu.assertTrue(#want > 100)
-  local function count(w, acc)
-    acc[w] = (acc[w] or 0) + 1
-    return acc
-  end
-  local function sum(part, acc)
-    for w, n in pairs(part) do acc[w] = (acc[w] or 0) + n end
-    return acc
-  end
   for _, stages in ipairs({ 1, 2, 4 }) do
     local got = F.from_enumerable(sluice.lines(text), { stages = stages })
       :flat_map(function(line) return line:lower():gmatch("%a+") end)
@@ -273,14 +275,6 @@ end
 function TestFlowCombine:test_keyed_word_count_and_where_keyed_does_not_apply()
   local text = "examples/data/text.txt"
   local want = H.plain_word_count(text)
-  local function count(w, acc)
-    acc[w] = (acc[w] or 0) + 1
-    return acc
-  end
-  local function sum(part, acc)
-    for w, n in pairs(part) do acc[w] = (acc[w] or 0) + n end
-    return acc
-  end
   local words = F.from_enumerable(sluice.lines(text), { stages = 2 })
     :flat_map(function(line) return line:lower():gmatch("%a+") end)
   for _, stages in ipairs({ 1, 2, 4 }) do
