@@ -264,6 +264,51 @@ typedef struct wctx {
   snapshot *snap;   /* newest installed, one reference */
 } wctx;
 
+/* warn(): each state is used by one thread, so its switch and whether a
+ * message is half written are per thread. */
+static _Thread_local int warn_on, warn_midway;
+
+static void state_warn(void *ud, const char *msg, int tocont) {
+  (void)ud;
+  if (!warn_midway && !tocont && msg[0] == '@') {   /* a control message */
+    if (strcmp(msg + 1, "on") == 0) warn_on = 1;
+    else if (strcmp(msg + 1, "off") == 0) warn_on = 0;
+    return;
+  }
+  if (warn_on) {
+    if (!warn_midway) fputs("Lua warning: ", stderr);
+    fputs(msg, stderr);
+    if (!tocont) {
+      fputc('\n', stderr);
+      fflush(stderr);
+    }
+  }
+  warn_midway = tocont;
+}
+
+static int state_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "sluice: unprotected error in call to Lua API (%s)\n", msg ? msg : "not a string");
+  fflush(stderr);
+  return 0;   /* then Lua aborts */
+}
+
+lua_State *sl_rt_newstate(sl_pool **pool) {
+  *pool = sl_pool_new();
+  lua_State *L = *pool ? lua_newstate(sl_pool_alloc, *pool) : NULL;
+  if (!L) {
+    if (*pool) sl_pool_free(*pool);
+    *pool = NULL;
+    return NULL;
+  }
+  lua_atpanic(L, state_panic);
+  lua_setwarnf(L, state_warn, NULL);
+  /* stages make many short-lived tables and strings per batch: the
+   * generational collector handles that better than the incremental one */
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  return L;
+}
+
 static int worker_panic(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
   fprintf(stderr, "sluice: unprotected error in a worker state: %s\n", msg ? msg : "(not a string)");
@@ -351,15 +396,11 @@ static void *worker_start(int index, void *ud) {
   wctx *c = calloc(1, sizeof *c);
   if (!c) abort();
   c->index = index;
-  c->pool = sl_pool_new();
-  c->L = c->pool ? lua_newstate(sl_pool_alloc, c->pool) : NULL;
+  c->L = sl_rt_newstate(&c->pool);
   if (!c->L) abort();
   lua_atpanic(c->L, worker_panic);
   *(wctx **)lua_getextraspace(c->L) = c;
   setup_state(c->L);
-  /* stages make many short-lived tables and strings per batch: the
-   * generational collector handles that better than the incremental one */
-  lua_gc(c->L, LUA_GCGEN, 0, 0);
   lua_newtable(c->L);
   lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
   lua_rawgeti(c->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: G */

@@ -456,7 +456,8 @@ int main(int argc, char **argv) {
   int workers = default_workers();
   int script = 0;
   collectargs(argv, &script, &workers);   /* -w must be known before the workers start */
-  lua_State *L = luaL_newstate();
+  sl_pool *pool;
+  lua_State *L = sl_rt_newstate(&pool);
   if (L == NULL) {
     l_message("cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -465,6 +466,7 @@ int main(int argc, char **argv) {
   if (sl_rt_open(L, workers) != 0) {
     l_message("cannot start the worker threads");
     lua_close(L);
+    sl_pool_free(pool);
     return EXIT_FAILURE;
   }
   lua_settop(L, 0);
@@ -477,5 +479,6 @@ int main(int argc, char **argv) {
   if (status != LUA_OK) l_message(lua_tostring(L, -1));
   sl_rt_close();
   lua_close(L);
+  sl_pool_free(pool);
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

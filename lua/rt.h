@@ -8,6 +8,7 @@
 #include <lua.h>
 #include "sched.h"
 #include "codec.h"
+#include "alloc.h"
 
 #define SLUICE_VERSION "0.1.0"
 
@@ -33,6 +34,12 @@ typedef struct sl_rt {
 } sl_rt;
 
 extern sl_rt sl_rt_g;
+
+/* A new Lua state for the main thread or a worker: allocating from a pool
+ * of its own (*pool, freed with sl_pool_free after lua_close), with the
+ * generational collector, a panic message, and warn() as in the lua5.4
+ * interpreter (off until warn("@on")). NULL when out of memory. */
+lua_State *sl_rt_newstate(sl_pool **pool);
 
 /* Opens the runtime with n workers and leaves the sluice module on the
  * stack of the main state L (also stored as global "sluice"). */

@@ -209,12 +209,46 @@ function TestGlobals:test_standard_globals_are_the_workers_own()
   lu.assertTrue(sluice.task(function() return type(print) == "function" and string ~= nil end):await())
 end
 
+-- The sluice binary running this suite: arg's lowest negative index.
+local function sluice_binary()
+  local i = -1
+  while arg[i - 1] ~= nil do i = i - 1 end
+  return arg[i]
+end
+
+TestWarn = {}
+
+-- warn() behaves as in the lua5.4 interpreter, on the main state and on
+-- workers: off until "@on", one "Lua warning: ..." line per message.
+function TestWarn:test_warn_on_main_and_on_a_worker()
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write([[
+warn("not shown")
+warn("@on")
+warn("main ", "two", " pieces")
+sluice.task(function()
+  warn("worker off")
+  warn("@on")
+  warn("from a worker")
+end):await()
+warn("@off")
+warn("off again")
+]])
+  f:close()
+  local p = assert(io.popen(("%s -w 1 %s 2>&1"):format(sluice_binary(), path)))
+  local out = p:read("a")
+  p:close()
+  os.remove(path)
+  lu.assertEquals(out, "Lua warning: main two pieces\nLua warning: from a worker\n")
+end
+
 TestCModules = {}
 
 -- BUILD/tests/probe.so (tests/capi/probe_module.c) gets the Lua API from
 -- the sluice binary itself.
 function TestCModules:test_require_a_c_module_on_main_and_on_a_worker()
-  local build = assert(arg[-1]):match("^(.*)/[^/]*$") or "."
+  local build = sluice_binary():match("^(.*)/[^/]*$") or "."
   local cpath = build .. "/tests/?.so"
   package.cpath = cpath .. ";" .. package.cpath
   lu.assertEquals(require("probe").add(2, 3), 5)
