@@ -998,16 +998,26 @@ end
 
 SourceStage.init = protected_init(source_init)
 
--- Runs the fused loop over the source until `demand` events came out or
--- every part is read; then the layer's "done" follows.
+-- Chunks one callback reads at most. A stage that emits little (a
+-- reducing layer emits nothing until the end) would otherwise read its
+-- whole input in one callback; after this many chunks it casts itself a
+-- note to go on, so that a stop, or the worker's other stages, get their
+-- turn in between.
+local CHUNKS_PER_CALL = 32
+local GO_ON = "__sluice_source_go_on"
+
+-- Runs the fused loop over the source until `demand` events came out,
+-- every part is read (then the layer's "done" follows) or the chunk budget
+-- is spent (then more is true).
 local function source_events(st, demand)
   local out = {}
   local cfg = st.cfg
   -- when nothing it makes goes downstream (run, or a departition/take_sort
-  -- taking only the final state) the stage reads all its parts at once
+  -- taking only the final state) the stage reads on whatever the demand
   local keep = not (cfg.discard or cfg.tag)
-  local done = false
+  local done, chunks = false, 0
   repeat
+    chunks = chunks + 1
     if not keep and #out > 0 then out = {} end
     if not st.cur and not claim(st) then
       done = true
@@ -1035,28 +1045,51 @@ local function source_events(st, demand)
       if st.run then st.acc = st.run(events, out, st.acc, st.seen)
       else for i = 1, #events do out[#out + 1] = events[i] end end
     end
-  until done or (keep and #out >= demand)
+  until done or (keep and #out >= demand) or chunks >= CHUNKS_PER_CALL
   local last
   if done then last = layer_done(st) end
-  return out, done, last
+  return out, done, last, not done and not (keep and #out >= demand)
 end
 
-function SourceStage.handle_demand(demand, st)
-  local ok, out, done, last = xpcall(source_events, on_error, st, demand)
+-- Reads on for the demand not yet met (st.want).
+local function source_step(st)
+  local cfg = st.cfg
+  if st.finished or (st.want <= 0 and not (cfg.discard or cfg.tag)) then return {}, st end
+  local ok, out, done, last, more = xpcall(source_events, on_error, st, st.want)
   if not ok then
-    stop_with(st.cfg.label, out)
+    stop_with(cfg.label, out)
+    st.finished = true
     return {}, st
+  end
+  -- what came out beyond the demand waits in the stage's buffer, which
+  -- the engine serves before it asks handle_demand for more
+  st.want = math.max(0, st.want - #out)
+  if more and not st.going then
+    st.going = true
+    sluice.self():cast(GO_ON)
   end
   if not done then
     -- a departition/take_sort downstream takes only the triggers' states
-    if st.cfg.discard or st.cfg.tag then return {}, st end
+    if cfg.discard or cfg.tag then return {}, st end
     return out, st
   end
+  st.finished = true
   sluice.self():finish()
-  if st.cfg.discard then return {}, st end
-  if st.cfg.tag then return last, st end
+  if cfg.discard then return {}, st end
+  if cfg.tag then return last, st end
   for i = 1, #last do out[#out + 1] = last[i] end
   return out, st
+end
+
+function SourceStage.handle_demand(demand, st)
+  st.want = (st.want or 0) + demand
+  return source_step(st)
+end
+
+function SourceStage.handle_cast(msg, st)
+  if msg ~= GO_ON then return {}, st end
+  st.going = false
+  return source_step(st)
 end
 
 -- The single finite range or lines source of f, when it can be split.

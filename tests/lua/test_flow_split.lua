@@ -92,6 +92,17 @@ function TestSplit:test_parts_go_to_the_stage_that_is_free()
   lu.assertTrue(got[1].n > got[2].n, ("stage 1 read %d, stage 2 read %d"):format(got[1].n, got[2].n))
 end
 
+function TestSplit:test_a_reducing_split_source_can_be_stopped()
+  -- a trillion numbers: reading them in one callback would never end;
+  -- the stages hand their worker back every few chunks, so stop is heard
+  local h = flow.from_enumerable(sluice.range(1, 1000000000000), {stages = 2})
+    :reduce(function() return 0 end, function(_, acc) return acc + 1 end):start()
+  sluice.sleep(50)
+  h:stop()
+  lu.assertEquals(select("#", h:await(1000)), 0)
+  lu.assertEquals(#flow.from_enumerable(sluice.range(1, 10), {stages = 2}):map(function(x) return x end):to_list(), 10)
+end
+
 function TestSplit:test_many_lines_parts_cover_every_line_once()
   local lines = {}
   for i = 1, 60000 do lines[i] = ("line %d %s"):format(i, string.rep("y", i % 61)) end
