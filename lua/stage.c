@@ -515,6 +515,18 @@ static void send_events(void *ud, uint64_t sub_id, sl_batch b) {
   post(c->peer, m);
 }
 
+/* Pushes the events of *b decoded, for computing their partitions in
+ * Lua terms. Returns the array's stack index, or 0 after stopping the
+ * stage. */
+static int decode_for_partition(stage *s, const sl_batch *b) {
+  char err[256];
+  if (sl_decode_batch(s->L, b, err, sizeof err) != 0) {
+    set_errorf(s, "partition: %s", err);
+    return 0;
+  }
+  return lua_gettop(s->L);
+}
+
 /* Computes the partition of every event of *b for a partition dispatcher
  * with a Lua hash; may replace *b when the hash returns new events.
  * Returns 0, or -1 after stopping the stage. */
@@ -522,11 +534,8 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
   lua_State *L = s->L;
   char err[256];
   int top = lua_gettop(L);
-  if (sl_decode_batch(L, b, err, sizeof err) != 0) {
-    set_errorf(s, "partition: %s", err);
-    return -1;
-  }
-  int events = lua_gettop(L);
+  int events = decode_for_partition(s, b);
+  if (!events) return -1;
   int changed = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->part_hash);
   int hash = lua_gettop(L);
@@ -613,11 +622,8 @@ static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
   lua_State *L = s->L;
   char err[256];
   int top = lua_gettop(L);
-  if (sl_decode_batch(L, b, err, sizeof err) != 0) {
-    set_errorf(s, "partition: %s", err);
-    return -1;
-  }
-  int events = lua_gettop(L);                      /* stack: events */
+  int events = decode_for_partition(s, b);         /* stack: events */
+  if (!events) return -1;
   sl_buf key = SL_BUF_INIT;
   for (uint32_t i = 0; i < b->count; i++) {
     if (lua_rawgeti(L, events, (lua_Integer)i + 1) == LUA_TTABLE) {

@@ -693,22 +693,24 @@ local function merge_run(reduce_merge_fn)
   end
 end
 
+-- The run function of a generated loop's source (compile), named after
+-- the stage so that tracebacks say where it ran.
+local function load_run(cfg, src)
+  local chunk = assert(load(src, "=[" .. cfg.label .. "]", "t"))
+  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
+end
+
 local function layer_init(cfg)
   local st = { cfg = cfg, left = cfg.producers, ups = {}, seen = {} }
-  if cfg.ops_src then
-    local chunk = assert(load(cfg.ops_src, "=[" .. cfg.label .. "]", "t"))
-    st.run = chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
-  end
+  if cfg.ops_src then st.run = load_run(cfg, cfg.ops_src) end
   local on_init_fn = cfg.on_init
   if on_init_fn then on_init_fn({ index = cfg.index, total = cfg.total }) end
   local red = cfg.red
-  if cfg.comb_acc then
-    local acc_fn = cfg.comb_acc
-    st.acc = acc_fn()   -- keyed: split by key at the end
-  elseif cfg.comb then
+  if cfg.comb and not cfg.comb_acc then
     st.acc = {}   -- partition -> partial accumulator
-  elseif red then
-    local acc_fn = red.acc
+  elseif cfg.comb_acc or red then
+    -- a keyed combining layer's one accumulator, or the layer's own
+    local acc_fn = cfg.comb_acc or red.acc
     if acc_fn then st.acc = acc_fn() else st.acc = {} end
   end
   if cfg.merging then st.run = merge_run(red.merge) end
@@ -989,10 +991,10 @@ local SourceStage = { type = "producer" }
 local function source_init(cfg)
   local st = layer_init(cfg)
   st.plan = cfg.plan
-  if cfg.plan.kind == "range" then
-    local chunk = assert(load(cfg.range_src, "=[" .. cfg.label .. "]", "t"))
-    st.run_range = chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
-  end
+  -- when nothing it makes goes downstream (run, or a departition/take_sort
+  -- taking only the final state) the stage reads on whatever the demand
+  st.keep = not (cfg.discard or cfg.tag)
+  if cfg.plan.kind == "range" then st.run_range = load_run(cfg, cfg.range_src) end
   return st
 end
 
@@ -1011,10 +1013,7 @@ local GO_ON = "__sluice_source_go_on"
 -- is spent (then more is true).
 local function source_events(st, demand)
   local out = {}
-  local cfg = st.cfg
-  -- when nothing it makes goes downstream (run, or a departition/take_sort
-  -- taking only the final state) the stage reads on whatever the demand
-  local keep = not (cfg.discard or cfg.tag)
+  local cfg, keep = st.cfg, st.keep
   local done, chunks = false, 0
   repeat
     chunks = chunks + 1
@@ -1054,7 +1053,7 @@ end
 -- Reads on for the demand not yet met (st.want).
 local function source_step(st)
   local cfg = st.cfg
-  if st.finished or (st.want <= 0 and not (cfg.discard or cfg.tag)) then return {}, st end
+  if st.finished or (st.want <= 0 and st.keep) then return {}, st end
   local ok, out, done, last, more = xpcall(source_events, on_error, st, st.want)
   if not ok then
     stop_with(cfg.label, out)
@@ -1070,7 +1069,7 @@ local function source_step(st)
   end
   if not done then
     -- a departition/take_sort downstream takes only the triggers' states
-    if cfg.discard or cfg.tag then return {}, st end
+    if not st.keep then return {}, st end
     return out, st
   end
   st.finished = true
