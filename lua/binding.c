@@ -19,7 +19,7 @@
 #include <lualib.h>
 #include "alloc.h"
 #include "rt.h"
-#include "stage.h"
+#include "lstage.h"
 #include "status.h"
 #include "hash.h"
 #include "lines.h"

@@ -11,7 +11,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "rt.h"
-#include "stage.h"
+#include "lstage.h"
 
 static const char *progname = "sluice";
 static lua_State *globalL;

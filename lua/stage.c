@@ -32,6 +32,7 @@
 #include "buffer.h"
 #include "demand.h"
 #include "dispatch.h"
+#include "lstage.h"
 #include "rt.h"
 #include "stage.h"
 #include "status.h"
@@ -57,14 +58,6 @@ static sl_msg *msg(uint32_t kind, uint64_t to, uint64_t from, int64_t n) {
   return m;
 }
 
-static void msg_bytes(sl_msg *m, const char *p, size_t len) {
-  if (!len) return;
-  m->data = malloc(len);
-  if (!m->data) abort();
-  memcpy(m->data, p, len);
-  m->len = len;
-}
-
 /* ---- registry --------------------------------------------------------------- */
 
 /* Every stage started, alive or dead (await needs the exit reason of any
@@ -74,6 +67,7 @@ typedef struct reg_entry {
   char *name;
   int type;        /* T_PRODUCER, T_PC, T_CONSUMER */
   int alive;
+  int watched;     /* someone awaits its exit: no crash report */
   char *reason;    /* encoded exit reason once dead */
   size_t rlen;
   struct reg_entry *next;
@@ -148,6 +142,22 @@ static int reg_status(lua_State *L, uint64_t ref) {
   return st;
 }
 
+/* Marks ref as awaited: its crash is someone's to report. */
+static void reg_watch(uint64_t ref) {
+  pthread_mutex_lock(&reg_mu);
+  reg_entry *e = reg_find(ref);
+  if (e) e->watched = 1;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static int reg_watched(uint64_t ref) {
+  pthread_mutex_lock(&reg_mu);
+  reg_entry *e = reg_find(ref);
+  int w = e && e->watched;
+  pthread_mutex_unlock(&reg_mu);
+  return w;
+}
+
 /* The live stage registered under name, or 0. */
 static uint64_t reg_whereis(const char *name) {
   uint64_t ref = 0;
@@ -196,17 +206,12 @@ static void reg_free(void) {
 
 /* ---- messages ------------------------------------------------------------------ */
 
+/* The binding's own messages; the protocol between stages (subscribe,
+ * ask, events, cancels) is the engine's (engine/stage.h, SL_SM_*). */
 enum {
   M_START = SL_M_HOST_FIRST, /* to: stage ref; from: waiter; data: {spec,arg,opts} (n: main ref) */
   M_START_REPLY,   /* to: waiter; n: 1 ok; data: error */
   M_SUBSCRIBE_TO,  /* to: consumer; from: producer ref; n: sub id; data: {opts=, ack=} */
-  M_SUBSCRIBE,     /* to: producer; from: consumer ref; n: sub id; data: opts */
-  M_ASK,           /* to: producer; from: sub id; n: demand */
-  M_EVENTS,        /* to: consumer; from: sub id; batch */
-  M_CANCEL_SUB,    /* to: consumer; from: sub id; data: reason (sub:cancel) */
-  M_CANCEL_REQ,    /* to: producer; from: sub id; data: reason */
-  M_CANCELLED,     /* to: consumer; from: sub id; n: 1 down; data: reason */
-  M_DOWN,          /* to: producer; from: sub id; data: reason (consumer ended) */
   M_INFO,          /* to: stage; data: message */
   M_CAST,          /* to: stage; data: message */
   M_CALL,          /* to: stage; from: call id; n: op; data: request */
@@ -217,82 +222,36 @@ enum {
 /* Internal call operations (M_CALL.n). */
 enum { OP_USER, OP_BUFFERED, OP_DEMAND_GET, OP_DEMAND_SET, OP_STATS, OP_STOP, OP_FINISH };
 
-enum { T_PRODUCER, T_PC, T_CONSUMER };
+enum { T_PRODUCER = SL_STAGE_PRODUCER, T_PC = SL_STAGE_PC, T_CONSUMER = SL_STAGE_CONSUMER };
 static const char *const type_names[] = {"producer", "producer_consumer", "consumer", NULL};
-enum { C_PERMANENT, C_TRANSIENT, C_TEMPORARY };
 static const char *const cancel_names[] = {"permanent", "transient", "temporary", NULL};
 
 #define REPLY_FLAG ((uint64_t)1 << 63)
 
 /* ---- stage records ------------------------------------------------------------ */
 
-typedef struct sub {
+typedef struct selsub {   /* a subscription's selector (consumer side) */
   uint64_t id;
-  uint64_t peer;          /* the other stage's ref */
-  int cancel;             /* consumer side */
-  int manual;
-  int selector;           /* consumer side: registry ref or LUA_NOREF */
-  sl_demand d;            /* consumer side */
-  struct sub *next;
-} sub;
+  int ref;                /* registry ref of the function */
+  struct selsub *next;
+} selsub;
 
-typedef struct pin {      /* producer_consumer input waiting for demand */
-  uint32_t kind;          /* M_EVENTS, M_CANCELLED, M_INFO */
-  uint64_t sub;
-  int down;
-  sl_batch batch;
-  char *data;
-  size_t len;
-  struct pin *next;
-} pin;
-
-typedef struct acc {      /* what an accumulating producer holds back, in order */
-  uint64_t demand;        /* > 0: a demand */
-  uint64_t token;         /* > 0: an info behind held events */
-  sl_batch batch;         /* otherwise: events */
-  struct acc *next;
-} acc;
-
-typedef struct info {     /* stage:send messages waiting behind events */
-  uint64_t token;
-  char *data;
-  size_t len;
-  struct info *next;
-} info;
-
+/* The binding's side of a stage: its Lua data and what the Lua callbacks
+ * need; the protocol state is the engine record st. */
 typedef struct stage {
+  sl_stage *st;
   uint64_t ref;
   int type, place;
   lua_State *L;
   int lref;               /* registry: {spec = ..., state = ...} */
   char *name;
-  /* producer side */
-  sl_dispatch *disp;
   int part_hash;          /* registry ref of the partition hash, or LUA_NOREF */
   lua_Integer key_index;  /* partition by event[key_index] (0: not set) */
   char *key_field;        /* partition by event[key_field] (NULL: not set) */
   int part_names;         /* registry ref of name -> index, or LUA_NOREF */
   uint32_t nparts;
-  sl_buffer *buf;
-  int accumulate;
-  acc *acc_head, *acc_tail;
-  size_t acc_batches;     /* batches held in acc */
-  sub *consumers;
-  int on_cancel_stop;
-  /* consumer side */
-  sub *producers;
-  pin *in_head, *in_tail;
-  uint64_t pc_demand;
-  /* infos */
-  info *infos;
-  uint64_t next_token;
-  /* lifecycle */
-  int finishing;
-  int stop_pending;
-  char *stop_reason;
-  size_t stop_len;
-  /* stats */
-  uint64_t events_in, events_out;
+  selsub *sels;
+  int sub_opts;           /* stack index of the options while a consumer subscribes */
   struct stage *hnext;
 } stage;
 
@@ -311,28 +270,6 @@ static stage *find_stage(int p, uint64_t ref) {
   for (stage *s = place_of(p)->table[ref % NBUCKETS]; s; s = s->hnext)
     if (s->ref == ref) return s;
   return NULL;
-}
-
-static sub *find_sub(sub *list, uint64_t id) {
-  for (; list; list = list->next)
-    if (list->id == id) return list;
-  return NULL;
-}
-
-static sub *unlink_sub(sub **list, uint64_t id) {
-  for (sub **p = list; *p; p = &(*p)->next)
-    if ((*p)->id == id) {
-      sub *x = *p;
-      *p = x->next;
-      return x;
-    }
-  return NULL;
-}
-
-static int count_subs(const sub *l) {
-  int n = 0;
-  for (; l; l = l->next) n++;
-  return n;
 }
 
 /* "stage 'name' on worker 2": how errors and warnings name a stage. */
@@ -360,7 +297,7 @@ static const char *push_got(lua_State *L, int idx) {
   }
 }
 
-/* ---- Lua side of a stage --------------------------------------------------------- */
+/* ---- reasons ---------------------------------------------------------------------- */
 
 static const char NOREPLY_KEY = 0;   /* its address is sluice.NOREPLY */
 #define NOREPLY ((void *)&NOREPLY_KEY)
@@ -380,19 +317,51 @@ static char *encode_reason(lua_State *L, int idx, size_t *len) {
   return sl_buf_take(&b, len);
 }
 
-/* Asks s to stop with the reason at idx once the current message is
- * handled; the first reason given wins. */
-static void set_stop(stage *s, int idx) {
-  if (s->stop_pending) return;
-  s->stop_pending = 1;
-  s->stop_reason = encode_reason(s->L, idx, &s->stop_len);
+/* Whether the reason at idx ends a transient subscription quietly:
+ * "normal", "shutdown" or {"shutdown", ...}. */
+static int is_normal_reason(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *r = lua_tostring(L, idx);
+    return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0;
+  }
+  if (lua_istable(L, idx)) {
+    lua_rawgeti(L, idx, 1);
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "shutdown") == 0;
+    lua_pop(L, 1);
+    return yes;
+  }
+  return 0;
 }
 
-static void set_stop_str(stage *s, const char *reason) {
-  lua_pushstring(s->L, reason);
-  set_stop(s, -1);
-  lua_pop(s->L, 1);
+/* The engine's reason for the Lua value at idx. */
+static sl_reason lua_reason(lua_State *L, int idx, unsigned flags) {
+  sl_reason r = {NULL, 0, flags};
+  if (is_normal_reason(L, idx)) r.flags |= SL_REASON_NORMAL;
+  if (lua_type(L, idx) == LUA_TSTRING && strcmp(lua_tostring(L, idx), "already_subscribed") == 0)
+    r.flags |= SL_REASON_ALREADY;
+  r.data = encode_reason(L, idx, &r.len);
+  return r;
 }
+
+/* Pushes a reason as a Lua value. */
+static void push_reason(lua_State *L, const sl_reason *r) {
+  char err[256];
+  if (r->flags & SL_REASON_TEXT) lua_pushlstring(L, r->data ? r->data : "", r->len);
+  else if (!r->data) lua_pushliteral(L, "normal");
+  else if (sl_decode(L, r->data, r->len, err, sizeof err) != 0) lua_pushstring(L, err);
+}
+
+/* A message of kind for `to` carrying the reason at idx. */
+static sl_msg *reason_msg(lua_State *L, uint32_t kind, uint64_t to, uint64_t sub_id, int idx) {
+  sl_reason r = lua_reason(L, idx, 0);
+  sl_msg *m = sl_stage_reason_msg(kind, to, sub_id, 0, &r);
+  sl_reason_free(&r);
+  return m;
+}
+
+/* Asks s to stop with the reason at idx once the current message is
+ * handled; the first reason given wins. */
+static void set_stop(stage *s, int idx) { sl_stage_stop(s->st, lua_reason(s->L, idx, 0)); }
 
 /* Stops s with {"error", message, traceback}: message at -2, tb at -1. */
 static void set_error(stage *s, int pop) {
@@ -404,25 +373,30 @@ static void set_error(stage *s, int pop) {
   lua_rawseti(L, -2, 2);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 3);
-  set_stop(s, -1);
+  sl_stage_stop(s->st, lua_reason(L, -1, SL_REASON_ERROR));
   lua_pop(L, 1 + pop);
 }
 
-/* Stops s with an error found by the engine (not raised by Lua code, so
- * with an empty traceback); the message is built from fmt and names the
- * stage. */
-static void set_errorf(stage *s, const char *fmt, ...) {
+/* Stops s with an error found by the engine or the binding (not raised by
+ * Lua code, so with an empty traceback); the message names the stage. */
+static void set_error_msg(stage *s, const char *message) {
   lua_State *L = s->L;
   char label[128];
-  va_list ap;
-  lua_pushfstring(L, "%s: ", stage_label(s, label, sizeof label));
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  lua_concat(L, 2);                                 /* stack: msg */
+  lua_pushfstring(L, "%s: %s", stage_label(s, label, sizeof label), message);
   lua_pushliteral(L, "");
   set_error(s, 2);
 }
+
+static void set_errorf(stage *s, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  set_error_msg(s, buf);
+}
+
+/* ---- Lua side of a stage --------------------------------------------------------- */
 
 /* Pushes the spec's callback cb and returns 1, or pushes nothing and
  * returns 0 when the spec has none. */
@@ -473,6 +447,10 @@ static int invoke(stage *s, const char *cb, int nargs, int nres) {
   int st = sl_pcall(L, nargs + 1, nres);
   pl->current = prev;
   if (st != LUA_OK) {
+    if (sl_stage_stopping(s->st)) {                 /* terminate: the reason stays */
+      lua_pop(L, 2);
+      return 0;
+    }
     if (lua_type(L, -2) == LUA_TSTRING) {
       char label[128];
       lua_pushfstring(L, "%s (%s): %s", stage_label(s, label, sizeof label), cb, lua_tostring(L, -2));
@@ -490,34 +468,147 @@ static void push_from(lua_State *L, uint64_t sub_id, uint64_t peer) {
 
 static void push_stage(lua_State *L, uint64_t ref) { sl_handle_push(L, SL_H_STAGE, ref, 0); }
 
-/* ---- producer side ------------------------------------------------------------ */
+/* Encodes the events array a callback returned (at idx) and emits it.
+ * cb names the callback in errors. */
+static void emit_lua(stage *s, int idx, const char *cb) {
+  lua_State *L = s->L;
+  if (lua_isnil(L, idx)) return;
+  if (!lua_istable(L, idx)) {
+    set_errorf(s, "%s must return an array of events, got %s", cb, luaL_typename(L, idx));
+    return;
+  }
+  if (lua_rawlen(L, idx) == 0) return;
+  if (s->type == T_CONSUMER) {
+    set_errorf(s, "%s: a consumer cannot emit events (got %d)", cb, (int)lua_rawlen(L, idx));
+    return;
+  }
+  sl_batch b;
+  char err[256], root[64];
+  snprintf(root, sizeof root, "%s events", cb);
+  if (sl_encode_batch(L, idx, &b, root, err, sizeof err) != 0) {
+    set_errorf(s, "%s", err);
+    return;
+  }
+  sl_stage_emit(s->st, &b);
+}
 
-static void stage_warn(stage *s, const char *fmt, unsigned long long n) {
+/* Runs callback cb with nargs arguments on the stack, expecting
+ * {events, state} back: stores the state and emits the events. */
+static void run_emitting(stage *s, const char *cb, int nargs) {
+  if (invoke(s, cb, nargs, 2) <= 0) return;
+  set_state(s, -1);
+  emit_lua(s, -2, cb);
+  lua_pop(s->L, 2);
+}
+
+/* ---- the behaviour: engine callbacks into Lua ------------------------------------------ */
+
+static stage *ls(sl_stage *st) { return sl_stage_ud(st); }
+
+static void op_post(sl_stage *st, uint64_t to, sl_msg *m) { post(to, m); }
+
+static void op_fail(sl_stage *st, const char *message) { set_error_msg(ls(st), message); }
+
+static void op_warn(sl_stage *st, const char *fmt, unsigned long long n) {
   char label[128], line[256];
-  int len = snprintf(line, sizeof line, "sluice: %s ", stage_label(s, label, sizeof label));
+  int len = snprintf(line, sizeof line, "sluice: %s ", stage_label(ls(st), label, sizeof label));
   len += snprintf(line + len, sizeof line - (size_t)len, fmt, n);
   if (len > (int)sizeof line - 2) len = (int)sizeof line - 2;
   line[len++] = '\n';
   fwrite(line, 1, (size_t)len, stderr);
 }
 
-/* Emit callback of the dispatcher: sends one batch to a consumer. */
-static void send_events(void *ud, uint64_t sub_id, sl_batch b) {
-  stage *s = ud;
-  sub *c = find_sub(s->consumers, sub_id);
-  if (!c) {
-    sl_batch_release(&b);
-    return;
-  }
-  s->events_out += b.count;
-  sl_msg *m = msg(M_EVENTS, c->peer, sub_id, 0);
-  m->batch = b;
-  post(c->peer, m);
+static void op_handle_demand(sl_stage *st, uint64_t n) {
+  stage *s = ls(st);
+  lua_pushinteger(s->L, (lua_Integer)n);
+  run_emitting(s, "handle_demand", 1);
 }
 
-/* Pushes the events of *b decoded, for computing their partitions in
- * Lua terms. Returns the array's stack index, or 0 after stopping the
- * stage. */
+static void op_handle_events(sl_stage *st, uint64_t sub_id, uint64_t peer, const sl_batch *chunk) {
+  stage *s = ls(st);
+  lua_State *L = s->L;
+  char err[256];
+  if (sl_decode_batch(L, chunk, err, sizeof err) != 0) {
+    set_errorf(s, "handle_events: %s", err);
+    return;
+  }
+  push_from(L, sub_id, peer);
+  run_emitting(s, "handle_events", 2);
+}
+
+static int op_handle_subscribe(sl_stage *st, int role, uint64_t sub_id, uint64_t peer, const char *opts,
+                               size_t len) {
+  stage *s = ls(st);
+  lua_State *L = s->L;
+  char err[256];
+  int top = lua_gettop(L);
+  lua_pushstring(L, role == SL_ROLE_PRODUCER_SIDE ? "consumer" : "producer");
+  if (role == SL_ROLE_CONSUMER_SIDE) lua_pushvalue(L, s->sub_opts);   /* every option, the selector too */
+  else if (sl_decode(L, opts, len, err, sizeof err) != 0) lua_newtable(L);
+  push_from(L, sub_id, peer);
+  int r = invoke(s, "handle_subscribe", 3, 2);
+  int mode = SL_DEMAND_AUTOMATIC;
+  if (r > 0) {
+    const char *m = lua_tostring(L, -2);
+    if (m && strcmp(m, "manual") == 0) {
+      if (role == SL_ROLE_PRODUCER_SIDE)
+        set_errorf(s, "handle_subscribe: a producer cannot use manual demand (bad return value \"manual\")");
+      mode = SL_DEMAND_MANUAL;
+    } else if (role == SL_ROLE_CONSUMER_SIDE && !lua_isnil(L, -2) && !(m && strcmp(m, "automatic") == 0)) {
+      set_errorf(s, "handle_subscribe must return \"automatic\" or \"manual\", got %s", push_got(L, -2));
+      lua_settop(L, top);
+      return mode;
+    }
+    set_state(s, -1);
+  }
+  lua_settop(L, top);
+  return mode;
+}
+
+static void drop_selector(stage *s, uint64_t sub_id) {
+  for (selsub **p = &s->sels; *p; p = &(*p)->next)
+    if ((*p)->id == sub_id) {
+      selsub *x = *p;
+      *p = x->next;
+      luaL_unref(s->L, LUA_REGISTRYINDEX, x->ref);
+      free(x);
+      return;
+    }
+}
+
+static void op_handle_cancel(sl_stage *st, int role, int down, uint64_t sub_id, uint64_t peer, const sl_reason *r) {
+  stage *s = ls(st);
+  lua_State *L = s->L;
+  if (role == SL_ROLE_CONSUMER_SIDE) drop_selector(s, sub_id);
+  if (!has_callback(s, "handle_cancel")) return;
+  lua_createtable(L, 2, 0);
+  lua_pushstring(L, down ? "down" : "cancel");
+  lua_rawseti(L, -2, 1);
+  push_reason(L, r);
+  lua_rawseti(L, -2, 2);
+  push_from(L, sub_id, peer);
+  run_emitting(s, "handle_cancel", 2);
+}
+
+static void op_handle_info(sl_stage *st, const char *data, size_t len) {
+  stage *s = ls(st);
+  char err[256];
+  if (sl_decode(s->L, data, len, err, sizeof err) != 0) {
+    set_errorf(s, "handle_info: %s", err);
+    return;
+  }
+  run_emitting(s, "handle_info", 1);
+}
+
+static void op_terminate(sl_stage *st, const sl_reason *r) {
+  stage *s = ls(st);
+  if (!has_callback(s, "terminate")) return;
+  push_reason(s->L, r);
+  if (invoke(s, "terminate", 1, 0) < 0) {}
+}
+
+/* Pushes the events of *b decoded, for computing their partitions in Lua
+ * terms. Returns the array's stack index, or 0 after stopping the stage. */
 static int decode_for_partition(stage *s, const sl_batch *b) {
   char err[256];
   if (sl_decode_batch(s->L, b, err, sizeof err) != 0) {
@@ -527,9 +618,8 @@ static int decode_for_partition(stage *s, const sl_batch *b) {
   return lua_gettop(s->L);
 }
 
-/* Computes the partition of every event of *b for a partition dispatcher
- * with a Lua hash; may replace *b when the hash returns new events.
- * Returns 0, or -1 after stopping the stage. */
+/* Computes the partition of every event of *b with a Lua hash; may
+ * replace *b when the hash returns new events. 0, or -1 after stopping. */
 static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
   lua_State *L = s->L;
   char err[256];
@@ -598,26 +688,9 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
   return 0;
 }
 
-static void deliver_ready_infos(stage *s);
-
-static void buffer_leftovers(stage *s, sl_batch *left) {
-  if (!left->count) return;
-  size_t discarded = 0;
-  if (sl_buffer_push(s->buf, left, &discarded) != 0) {
-    sl_batch_release(left);
-    set_errorf(s, "out of memory buffering events");
-    return;
-  }
-  if (discarded) {
-    stage_warn(s, "discarded %llu events from its buffer", (unsigned long long)discarded);
-    deliver_ready_infos(s);   /* infos pushed out with the oldest events (keep last) */
-  }
-}
-
-/* Partitions of the events of *b by a key read in C from each decoded
- * event (key = {index = i} or {field = name}): the engine's hash of the
- * key's encoding, as sluice._hash computes it, with no Lua call. Returns
- * 0, or -1 after stopping the stage. */
+/* Partitions by a key read in C from each decoded event (key = {index =
+ * i} or {field = name}): the engine's hash of the key's encoding, as
+ * sluice._hash computes it, with no Lua call. 0, or -1 after stopping. */
 static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
   lua_State *L = s->L;
   char err[256];
@@ -647,272 +720,62 @@ static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
   return 0;
 }
 
-/* Hands *b to the dispatcher; what the consumers cannot take yet is
- * buffered. Consumes *b. */
-static void dispatch_batch(stage *s, sl_batch *b) {
-  if (!b->count) return;
-  int32_t stackparts[256], *parts = NULL;
-  if (sl_dispatch_kind_of(s->disp) == SL_DISPATCH_PARTITION) {
-    parts = b->count <= 256 ? stackparts : malloc(b->count * sizeof *parts);
-    if (!parts) abort();
-    if (s->part_hash != LUA_NOREF || s->key_index || s->key_field) {
-      int rc = s->part_hash != LUA_NOREF ? lua_partitions(s, b, parts) : key_partitions(s, b, parts);
-      if (rc != 0) {
-        sl_batch_release(b);
-        if (parts != stackparts) free(parts);
-        return;
-      }
-    } else {
-      sl_dispatch_hash_partitions(b, s->nparts, parts);
-    }
-  }
-  uint32_t n = b->count, bad = 0;
-  sl_batch left = SL_BATCH_EMPTY;
-  int rc = sl_dispatch_dispatch(s->disp, b, parts, &left, &bad);
-  if (parts != stackparts) free(parts);
-  if (rc == SL_ENOENT) {
-    sl_batch_release(b);
-    set_errorf(s, "unknown partition computed for event %d", (int)bad + 1);
-    return;
-  }
-  if (s->type == T_PC) {
-    uint64_t used = n - left.count;
-    s->pc_demand = s->pc_demand > used ? s->pc_demand - used : 0;
-  }
-  buffer_leftovers(s, &left);
+static int op_partition(sl_stage *st, sl_batch *b, int32_t *parts) {
+  stage *s = ls(st);
+  if (s->part_hash != LUA_NOREF) return lua_partitions(s, b, parts);
+  if (s->key_index || s->key_field) return key_partitions(s, b, parts);
+  sl_dispatch_hash_partitions(b, s->nparts, parts);
+  return 0;
 }
 
-/* Appends to what an accumulating producer holds back: a demand (> 0), an
- * info token (> 0) or the events of *b (taken). */
-static void acc_push(stage *s, uint64_t demand, uint64_t token, sl_batch *b) {
-  acc *a = calloc(1, sizeof *a);
-  if (!a) abort();
-  a->demand = demand;
-  a->token = token;
-  if (b) {
-    a->batch = *b;
-    *b = SL_BATCH_EMPTY;
-    s->acc_batches++;
-  }
-  if (s->acc_tail) s->acc_tail->next = a;
-  else s->acc_head = a;
-  s->acc_tail = a;
-}
-
-/* Events emitted by a callback: held back while accumulating, dispatched
- * otherwise. Consumes *b. */
-static void produce(stage *s, sl_batch *b) {
-  if (!b->count) return;
-  if (s->accumulate) acc_push(s, 0, 0, b);
-  else dispatch_batch(s, b);
-}
-
-/* Encodes the events array a callback returned (at idx) and produces it.
- * cb names the callback in errors. */
-static void emit_lua(stage *s, int idx, const char *cb) {
-  lua_State *L = s->L;
-  if (lua_isnil(L, idx)) return;
-  if (!lua_istable(L, idx)) {
-    set_errorf(s, "%s must return an array of events, got %s", cb, luaL_typename(L, idx));
-    return;
-  }
-  if (lua_rawlen(L, idx) == 0) return;
-  if (s->type == T_CONSUMER) {
-    set_errorf(s, "%s: a consumer cannot emit events (got %d)", cb, (int)lua_rawlen(L, idx));
-    return;
-  }
-  sl_batch b;
-  char err[256], root[64];
-  snprintf(root, sizeof root, "%s events", cb);
-  if (sl_encode_batch(L, idx, &b, root, err, sizeof err) != 0) {
-    set_errorf(s, "%s", err);
-    return;
-  }
-  produce(s, &b);
-}
-
-/* Unlinks the info of token (the caller frees it), or returns NULL. */
-static info *take_info(stage *s, uint64_t token) {
-  for (info **p = &s->infos; *p; p = &(*p)->next)
-    if ((*p)->token == token) {
-      info *i = *p;
-      *p = i->next;
-      return i;
-    }
-  return NULL;
-}
-
-/* Runs handle_info with an encoded message. */
-static void run_info(stage *s, const char *data, size_t len) {
+static int32_t op_partition_of(sl_stage *st, const char *opts, size_t len, char *why, size_t whylen) {
+  stage *s = ls(st);
   lua_State *L = s->L;
   char err[256];
-  if (sl_decode(L, data, len, err, sizeof err) != 0) {
-    set_errorf(s, "handle_info: %s", err);
-    return;
+  int top = lua_gettop(L);
+  if (sl_decode(L, opts, len, err, sizeof err) != 0 || !lua_istable(L, -1)) {
+    lua_settop(L, top);
+    lua_newtable(L);
   }
-  int r = invoke(s, "handle_info", 1, 2);
-  if (r <= 0) return;
-  set_state(s, -1);
-  emit_lua(s, -2, "handle_info");
-  lua_pop(L, 2);
-}
-
-/* Runs handle_info for the info of token, unless the stage is stopping. */
-static void deliver_token(stage *s, uint64_t token) {
-  info *i = take_info(s, token);
-  if (!i) return;
-  if (!s->stop_pending) run_info(s, i->data, i->len);
-  free(i->data);
-  free(i);
-}
-
-/* Delivers the infos whose events ahead have gone out, in order: those
- * freed by the buffer first, then by the partition queues. */
-static void deliver_ready_infos(stage *s) {
-  uint64_t token;
-  while (!s->stop_pending && s->buf && sl_buffer_pop_info(s->buf, &token)) deliver_token(s, token);
-  while (!s->stop_pending && s->disp && sl_dispatch_pop_info(s->disp, &token)) deliver_token(s, token);
-}
-
-static void pc_take(stage *s);
-
-/* Serves n of new upstream demand (n may be 0): first the buffer gives
- * the dispatcher as many events as it accepts now, which may be more than
- * n (a broadcast dispatcher does not ask again for events it requested
- * that wait in the buffer); then what is left of n goes to handle_demand
- * (producers) or opens the queued input (producer_consumers). */
-static void serve(stage *s, uint64_t n) {
-  deliver_ready_infos(s);
-  while (!s->stop_pending && sl_buffer_count(s->buf) > 0) {
-    uint64_t want = sl_dispatch_accepts(s->disp);
-    if (want == 0) break;
-    sl_batch b;
-    if (sl_buffer_take_batch(s->buf, want, &b) != 0) {
-      set_errorf(s, "out of memory taking buffered events");
-      return;
-    }
-    if (b.count == 0) {            /* an info marker is next */
-      deliver_ready_infos(s);
-      continue;
-    }
-    n = n > b.count ? n - b.count : 0;
-    dispatch_batch(s, &b);
-    deliver_ready_infos(s);
+  lua_getfield(L, -1, "partition");
+  int32_t part = -1;
+  if (s->part_names != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->part_names);
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, -2) == LUA_TNUMBER) part = (int32_t)lua_tointeger(L, -1) - 1;
+    lua_pop(L, 2);
+  } else if (lua_type(L, -1) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer p = lua_tointegerx(L, -1, &isint);
+    if (isint && p >= 1 && p <= (lua_Integer)s->nparts) part = (int32_t)(p - 1);
   }
-  if (n == 0 || s->stop_pending) return;
-  if (s->type == T_PRODUCER) {
-    if (s->finishing) return;
-    lua_pushinteger(s->L, (lua_Integer)n);
-    if (invoke(s, "handle_demand", 1, 2) <= 0) return;
-    set_state(s, -1);
-    emit_lua(s, -2, "handle_demand");
-    lua_pop(s->L, 2);
-  } else {
-    s->pc_demand += n;
-    pc_take(s);
-  }
+  if (part < 0)
+    snprintf(why, whylen, "partition must be one of the dispatcher's %u partitions, got %s", s->nparts,
+             push_got(L, -1));
+  lua_settop(L, top);
+  return part;
 }
 
-/* Upstream demand n (possibly 0) computed by the dispatcher after an ask
- * or a cancel. */
-static void demand_arrived(stage *s, uint64_t n) {
-  if (s->accumulate) {
-    if (n > 0) acc_push(s, n, 0, NULL);
-    return;
-  }
-  serve(s, n);
-}
-
-static void queue_info(stage *s, uint64_t token);
-
-/* Switches an accumulating producer to forward: replays what it held, in
- * order, demands not merged. */
-static void forward(stage *s) {
-  s->accumulate = 0;
-  while (s->acc_head && !s->stop_pending) {
-    acc *a = s->acc_head;
-    s->acc_head = a->next;
-    if (!s->acc_head) s->acc_tail = NULL;
-    if (a->demand) {
-      serve(s, a->demand);
-    } else if (a->token) {
-      queue_info(s, a->token);
-    } else {
-      s->acc_batches--;
-      dispatch_batch(s, &a->batch);
-    }
-    sl_batch_release(&a->batch);
-    free(a);
-  }
-  if (!s->stop_pending) serve(s, 0);   /* buffered events the dispatcher accepts now */
-}
-
-/* Puts info token behind the buffered events and the events queued in the
- * dispatcher, or delivers it now when none are. */
-static void queue_info(stage *s, uint64_t token) {
-  int r = sl_buffer_push_info(s->buf, token);
-  if (r == 1 && sl_dispatch_info(s->disp, token) == 1) deliver_token(s, token);
-}
-
-/* A stage:send message for a producer (data taken): it waits behind the
- * events emitted before it, held back (accumulate), buffered or queued in
- * the dispatcher. */
-static void buffer_info(stage *s, char *data, size_t len) {
-  info *i = calloc(1, sizeof *i);
-  if (!i) abort();
-  i->token = ++s->next_token;
-  i->data = data;
-  i->len = len;
-  i->next = s->infos;
-  s->infos = i;
-  if (s->accumulate && s->acc_batches > 0) acc_push(s, 0, i->token, NULL);
-  else queue_info(s, i->token);
-}
-
-/* ---- consumer side -------------------------------------------------------------- */
-
-static void pin_push(stage *s, uint32_t kind, uint64_t sub_id, sl_msg *m) {
-  pin *p = calloc(1, sizeof *p);
-  if (!p) abort();
-  p->kind = kind;
-  p->sub = sub_id;
-  p->down = (int)m->n;
-  p->batch = m->batch;
-  m->batch = SL_BATCH_EMPTY;
-  p->data = m->data;
-  p->len = m->len;
-  m->data = NULL;
-  m->len = 0;
-  if (s->in_tail) s->in_tail->next = p;
-  else s->in_head = p;
-  s->in_tail = p;
-}
-
-/* Sends n of demand to the producer of subscription c (nothing for 0). */
-static void ask_producer(sub *c, uint64_t n) {
-  if (n == 0) return;
-  post(c->peer, msg(M_ASK, c->peer, c->id, (int64_t)n));
-}
-
-/* Pushes a new array with items [from, from+n) of the array at idx. */
-static void push_slice(lua_State *L, int idx, lua_Integer from, lua_Integer n) {
-  lua_createtable(L, (int)n, 0);
-  for (lua_Integer i = 0; i < n; i++) {
-    lua_rawgeti(L, idx, from + i);
-    lua_rawseti(L, -2, i + 1);
-  }
-}
-
-/* Applies the subscription's selector to the array at the top, replacing
- * it with the accepted events; gives the demand of rejected ones back. */
-static int select_events(stage *s, sub *c) {
+/* Keeps the events of *b the subscription's selector accepts. */
+static int op_select(sl_stage *st, uint64_t sub_id, sl_batch *b) {
+  stage *s = ls(st);
   lua_State *L = s->L;
+  selsub *x = s->sels;
+  while (x && x->id != sub_id) x = x->next;
+  if (!x) return 0;
+  char err[256];
+  int top = lua_gettop(L);
+  if (sl_decode_batch(L, b, err, sizeof err) != 0) {
+    set_errorf(s, "handle_events: %s", err);
+    return -1;
+  }
   int all = lua_gettop(L);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, all), kept = 0;
-  lua_createtable(L, (int)n, 0);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->selector);
-    lua_rawgeti(L, all, i);
+  uint32_t n = b->count, kept = 0;
+  uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
+  if (!idx) abort();
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
+    lua_rawgeti(L, all, (lua_Integer)i + 1);
     if (sl_pcall(L, 1, 1) != LUA_OK) {
       char label[128];
       if (lua_type(L, -2) == LUA_TSTRING) {
@@ -920,329 +783,23 @@ static int select_events(stage *s, sub *c) {
         lua_replace(L, -3);
       }
       set_error(s, 2);
-      lua_settop(L, all - 1);
+      lua_settop(L, top);
+      free(idx);
       return -1;
     }
-    int keep = lua_toboolean(L, -1);
+    if (lua_toboolean(L, -1)) idx[kept++] = i;
     lua_pop(L, 1);
-    if (keep) {
-      lua_rawgeti(L, all, i);
-      lua_rawseti(L, -2, ++kept);
-    }
   }
-  lua_remove(L, all);
-  ask_producer(c, (uint64_t)(n - kept));
-  return 0;
-}
-
-/* Hands an incoming batch to handle_events in demand-sized chunks and asks
- * upstream after each chunk. Consumes *b. */
-static void consume(stage *s, sub *c, sl_batch *b) {
-  lua_State *L = s->L;
-  int top = lua_gettop(L);
-  char err[256];
-  /* Without a selector each chunk is decoded straight from its slice of
-   * the batch; a selector needs every event decoded first. */
-  int arr = 0;
-  lua_Integer k = (lua_Integer)b->count, from = 1;
-  if (c->selector != LUA_NOREF) {
-    int rc = sl_decode_batch(L, b, err, sizeof err);
-    sl_batch_release(b);
-    if (rc != 0) {
-      set_errorf(s, "handle_events: %s", err);
-      return;
-    }
-    if (select_events(s, c) != 0) return;
-    arr = lua_gettop(L);
-    k = (lua_Integer)lua_rawlen(L, arr);
-  }
-  uint64_t excess = sl_demand_begin(&c->d, (uint64_t)k);
-  if (excess) stage_warn(s, "has received %llu events in excess", (unsigned long long)excess);
-  uint64_t n;
-  while ((n = sl_demand_next(&c->d)) > 0) {
-    if (arr) {
-      if (from == 1 && (lua_Integer)n == k) lua_pushvalue(L, arr);
-      else push_slice(L, arr, from, (lua_Integer)n);
-    } else {
-      sl_batch chunk = sl_batch_slice(b, (uint32_t)(from - 1), (uint32_t)n);
-      int rc = sl_decode_batch(L, &chunk, err, sizeof err);
-      sl_batch_release(&chunk);
-      if (rc != 0) {
-        set_errorf(s, "handle_events: %s", err);
-        break;
-      }
-    }
-    push_from(L, c->id, c->peer);
-    s->events_in += n;
-    if (invoke(s, "handle_events", 2, 2) <= 0) break;
-    set_state(s, -1);
-    emit_lua(s, -2, "handle_events");
-    lua_pop(L, 2);
-    from += (lua_Integer)n;
-    if (s->stop_pending) break;
-    /* the subscription may have been cancelled inside the callback */
-    if (find_sub(s->producers, c->id) != c) break;
-    ask_producer(c, sl_demand_done(&c->d));
-  }
-  if (!arr) sl_batch_release(b);
   lua_settop(L, top);
-}
-
-/* Whether the reason at idx ends a transient subscription quietly:
- * "normal", "shutdown" or {"shutdown", ...}. */
-static int is_normal_reason(lua_State *L, int idx) {
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *r = lua_tostring(L, idx);
-    return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0;
+  if (kept < n) {
+    sl_batch out = SL_BATCH_EMPTY;
+    if (kept && sl_batch_gather(b, idx, kept, &out) != 0) abort();
+    sl_batch_release(b);
+    *b = out;
   }
-  if (lua_istable(L, idx)) {
-    lua_rawgeti(L, idx, 1);
-    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "shutdown") == 0;
-    lua_pop(L, 1);
-    return yes;
-  }
+  free(idx);
   return 0;
 }
-
-/* Runs handle_cancel({kind, reason}, from, state) for subscription c
- * (already unlinked) and reacts per cancel mode (consumer side). */
-static void consumer_cancelled(stage *s, sub *c, int down, const char *data, size_t len) {
-  lua_State *L = s->L;
-  char err[256];
-  if (sl_decode(L, data, len, err, sizeof err) != 0) lua_pushstring(L, err);
-  int reason = lua_gettop(L);
-  lua_createtable(L, 2, 0);
-  lua_pushstring(L, down ? "down" : "cancel");
-  lua_rawseti(L, -2, 1);
-  lua_pushvalue(L, reason);
-  lua_rawseti(L, -2, 2);
-  push_from(L, c->id, c->peer);
-  int r = invoke(s, "handle_cancel", 2, 2);
-  if (r > 0) {
-    set_state(s, -1);
-    emit_lua(s, -2, "handle_cancel");
-    lua_pop(L, 2);
-  }
-  int already = lua_type(L, reason) == LUA_TSTRING && strcmp(lua_tostring(L, reason), "already_subscribed") == 0;
-  if (!already && (c->cancel == C_PERMANENT || (c->cancel == C_TRANSIENT && !is_normal_reason(L, reason))))
-    set_stop(s, reason);
-  lua_settop(L, reason - 1);
-  if (c->selector != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->selector);
-  free(c);
-}
-
-/* A subscription of consumer s ended (M_CANCELLED, in order with its
- * input): unlinks it and reacts; unknown ids are ignored. */
-static void cancelled_arrived(stage *s, uint64_t sub_id, int down, const char *data, size_t len) {
-  sub *c = unlink_sub(&s->producers, sub_id);
-  if (c) consumer_cancelled(s, c, down, data, len);
-}
-
-/* Hands queued input to a producer_consumer while downstream demand lasts. */
-static void pc_take(stage *s) {
-  while (s->in_head && !s->stop_pending) {
-    pin *p = s->in_head;
-    if (p->kind == M_EVENTS && s->pc_demand == 0) break;
-    s->in_head = p->next;
-    if (!s->in_head) s->in_tail = NULL;
-    if (p->kind == M_EVENTS) {
-      sub *c = find_sub(s->producers, p->sub);
-      if (c) consume(s, c, &p->batch);
-    } else if (p->kind == M_CANCELLED) {
-      cancelled_arrived(s, p->sub, p->down, p->data, p->len);
-    } else {
-      buffer_info(s, p->data, p->len);
-      p->data = NULL;
-    }
-    sl_batch_release(&p->batch);
-    free(p->data);
-    free(p);
-  }
-}
-
-/* ---- subscriptions ------------------------------------------------------------------ */
-
-static int opt_integer(lua_State *L, int idx, const char *key, lua_Integer def) {
-  lua_getfield(L, idx, key);
-  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
-  lua_pop(L, 1);
-  return (int)v;
-}
-
-/* Consumer side of a new subscription to producer (opts at idx), in
- * GenStage's order: the subscribe goes out first, then handle_subscribe
- * runs (so a from:ask made inside it reaches the producer after the
- * subscribe), then the automatic first ask. */
-static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int idx) {
-  lua_State *L = s->L;
-  idx = lua_absindex(L, idx);
-  sub *c = calloc(1, sizeof *c);
-  if (!c) abort();
-  c->id = sub_id;
-  c->peer = producer;
-  c->selector = LUA_NOREF;
-  lua_getfield(L, idx, "cancel");
-  const char *cm = lua_tostring(L, -1);
-  c->cancel = C_PERMANENT;
-  for (int i = 0; cm && cancel_names[i]; i++)
-    if (strcmp(cm, cancel_names[i]) == 0) c->cancel = i;
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "selector");
-  if (lua_isfunction(L, -1)) c->selector = luaL_ref(L, LUA_REGISTRYINDEX);
-  else lua_pop(L, 1);
-  int max = opt_integer(L, idx, "max_demand", 1000);
-  int min = opt_integer(L, idx, "min_demand", max / 2);
-  if (sl_demand_init(&c->d, (uint64_t)max, (uint64_t)min, 0) != 0) sl_demand_init(&c->d, 1000, 500, 0);
-  c->next = s->producers;
-  s->producers = c;
-  /* the producer gets the options without the selector (it runs here) */
-  lua_getfield(L, idx, "selector");
-  lua_pushnil(L);
-  lua_setfield(L, idx, "selector");                /* stack: selector */
-  sl_buf b = SL_BUF_INIT;
-  char err[256];
-  sl_msg *m = msg(M_SUBSCRIBE, producer, s->ref, (int64_t)sub_id);
-  if (sl_encode(L, idx, &b, "opts", err, sizeof err) == 0) m->data = sl_buf_take(&b, &m->len);
-  else sl_buf_free(&b);
-  post(producer, m);
-  lua_setfield(L, idx, "selector");                /* handle_subscribe sees every option */
-  lua_pushliteral(L, "producer");
-  lua_pushvalue(L, idx);
-  push_from(L, c->id, c->peer);
-  int r = invoke(s, "handle_subscribe", 3, 2);
-  if (r == 0) return;
-  if (r > 0) {
-    const char *mode = lua_tostring(L, -2);
-    if (mode && strcmp(mode, "manual") == 0) c->manual = 1;
-    else if (!lua_isnil(L, -2) && !(mode && strcmp(mode, "automatic") == 0)) {
-      set_errorf(s, "handle_subscribe must return \"automatic\" or \"manual\", got %s", push_got(L, -2));
-      lua_pop(L, 3);
-      return;
-    }
-    set_state(s, -1);
-    lua_pop(L, 2);
-  }
-  uint64_t asked = c->d.pending;                   /* from:ask calls made in handle_subscribe */
-  sl_demand_init(&c->d, c->d.max, c->d.min, c->manual);
-  sl_demand_asked(&c->d, asked);
-  ask_producer(c, sl_demand_initial_ask(&c->d));
-}
-
-/* Tells a consumer its subscription ended with a string reason. */
-static void cancel_consumer(lua_State *L, uint64_t consumer, uint64_t sub_id, int down, const char *reason) {
-  sl_msg *m = msg(M_CANCELLED, consumer, sub_id, down);
-  lua_pushstring(L, reason);
-  m->data = encode_reason(L, -1, &m->len);
-  lua_pop(L, 1);
-  post(consumer, m);
-}
-
-/* Producer side of a new subscription (M_SUBSCRIBE). */
-static void producer_subscribe(stage *s, sl_msg *m) {
-  lua_State *L = s->L;
-  uint64_t consumer = m->from, sub_id = (uint64_t)m->n;
-  char err[256], reason[160];
-  if (s->type == T_CONSUMER) {
-    cancel_consumer(L, consumer, sub_id, 1, "not a producer");
-    return;
-  }
-  if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_newtable(L);
-  int opts = lua_gettop(L);
-  int32_t part = 0;
-  sl_dispatch_kind kind = sl_dispatch_kind_of(s->disp);
-  if (kind == SL_DISPATCH_PARTITION) {
-    lua_getfield(L, opts, "partition");
-    part = -1;
-    if (s->part_names != LUA_NOREF) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, s->part_names);
-      lua_pushvalue(L, -2);
-      if (lua_rawget(L, -2) == LUA_TNUMBER) part = (int32_t)lua_tointeger(L, -1) - 1;
-      lua_pop(L, 2);
-    } else if (lua_type(L, -1) == LUA_TNUMBER) {
-      int isint;
-      lua_Integer p = lua_tointegerx(L, -1, &isint);
-      if (isint && p >= 1 && p <= (lua_Integer)s->nparts) part = (int32_t)(p - 1);
-    }
-    if (part < 0) {
-      snprintf(reason, sizeof reason, "partition must be one of the dispatcher's %u partitions, got %s",
-               s->nparts, push_got(L, -1));
-      lua_settop(L, opts - 1);
-      cancel_consumer(L, consumer, sub_id, 0, reason);
-      return;
-    }
-    lua_pop(L, 1);
-  } else if (kind == SL_DISPATCH_BROADCAST) {
-    for (sub *c = s->consumers; c; c = c->next)
-      if (c->peer == consumer) {
-        lua_settop(L, opts - 1);
-        cancel_consumer(L, consumer, sub_id, 0, "already_subscribed");
-        return;
-      }
-  }
-  int rc = sl_dispatch_subscribe(s->disp, sub_id, part);
-  if (rc != 0) {
-    if (rc == SL_EEXIST) snprintf(reason, sizeof reason, "the partition %d is already taken", (int)part + 1);
-    else snprintf(reason, sizeof reason, "cannot subscribe: %s", sl_strerror(rc));
-    lua_settop(L, opts - 1);
-    cancel_consumer(L, consumer, sub_id, 0, reason);
-    return;
-  }
-  sub *c = calloc(1, sizeof *c);
-  if (!c) abort();
-  c->id = sub_id;
-  c->peer = consumer;
-  c->selector = LUA_NOREF;
-  c->next = s->consumers;
-  s->consumers = c;
-  lua_pushliteral(L, "consumer");
-  lua_pushvalue(L, opts);
-  push_from(L, sub_id, consumer);
-  if (invoke(s, "handle_subscribe", 3, 2) > 0) {
-    const char *mode = lua_tostring(L, -2);
-    if (mode && strcmp(mode, "manual") == 0)
-      set_errorf(s, "handle_subscribe: a producer cannot use manual demand (bad return value \"manual\")");
-    set_state(s, -1);
-    lua_pop(L, 2);
-  }
-  lua_settop(L, opts - 1);
-}
-
-/* Producer side: consumer sub_id is gone (cancelled or down). */
-static void producer_drop(stage *s, uint64_t sub_id, int down, const char *data, size_t len, int notify) {
-  lua_State *L = s->L;
-  sub *c = unlink_sub(&s->consumers, sub_id);
-  if (!c) return;
-  uint64_t up = 0;
-  sl_dispatch_cancel(s->disp, sub_id, &up);
-  char err[256];
-  if (sl_decode(L, data, len, err, sizeof err) != 0) lua_pushstring(L, err);
-  int reason = lua_gettop(L);
-  if (has_callback(s, "handle_cancel")) {
-    lua_createtable(L, 2, 0);
-    lua_pushstring(L, down ? "down" : "cancel");
-    lua_rawseti(L, -2, 1);
-    lua_pushvalue(L, reason);
-    lua_rawseti(L, -2, 2);
-    push_from(L, sub_id, c->peer);
-    if (invoke(s, "handle_cancel", 2, 2) > 0) {
-      set_state(s, -1);
-      emit_lua(s, -2, "handle_cancel");
-      lua_pop(L, 2);
-    }
-  }
-  if (notify) {
-    sl_msg *m = msg(M_CANCELLED, c->peer, sub_id, 0);
-    msg_bytes(m, data, len);
-    post(c->peer, m);
-  }
-  lua_settop(L, reason - 1);
-  free(c);
-  deliver_ready_infos(s);
-  if (!s->stop_pending) demand_arrived(s, up);
-  if (s->on_cancel_stop && !s->consumers && !s->stop_pending) set_stop_str(s, "normal");
-}
-
-/* ---- lifecycle -------------------------------------------------------------------- */
 
 static void unlink_stage(stage *s) {
   for (stage **p = &place_of(s->place)->table[s->ref % NBUCKETS]; *p; p = &(*p)->hnext)
@@ -1252,138 +809,163 @@ static void unlink_stage(stage *s) {
     }
 }
 
-/* Frees the stage record and everything it holds (subscriptions, queued
- * input, held events, infos, buffer, dispatcher, Lua references). */
-static void free_stage(stage *s) {
+/* Frees what the binding holds for a stage (the engine record apart). */
+static void free_lstage(stage *s) {
   lua_State *L = s->L;
-  for (sub *c = s->consumers, *n; c; c = n) {
-    n = c->next;
-    free(c);
-  }
-  for (sub *c = s->producers, *n; c; c = n) {
-    n = c->next;
-    if (c->selector != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->selector);
-    free(c);
-  }
-  for (pin *p = s->in_head, *n; p; p = n) {
-    n = p->next;
-    sl_batch_release(&p->batch);
-    free(p->data);
-    free(p);
-  }
-  for (acc *a = s->acc_head, *n; a; a = n) {
-    n = a->next;
-    sl_batch_release(&a->batch);
-    free(a);
-  }
-  for (info *i = s->infos, *n; i; i = n) {
-    n = i->next;
-    free(i->data);
-    free(i);
-  }
-  if (s->buf) sl_buffer_free(s->buf);
-  if (s->disp) sl_dispatch_free(s->disp);
+  while (s->sels) drop_selector(s, s->sels->id);
   if (s->part_hash != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_hash);
   free(s->key_field);
   if (s->part_names != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_names);
-  luaL_unref(L, LUA_REGISTRYINDEX, s->lref);
-  free(s->stop_reason);
+  if (s->lref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->lref);
   free(s->name);
   free(s);
 }
 
-/* Ends a stage: terminate, tell every peer, record the exit reason. */
-static void do_stop(stage *s) {
+/* A one-line crash report on stderr for a stage that failed in its own
+ * code (those it stopped in turn carry its reason without reporting). */
+static void crash_report(stage *s, const sl_reason *r) {
   lua_State *L = s->L;
+  char label[128];
+  push_reason(L, r);
+  if (lua_istable(L, -1)) lua_rawgeti(L, -1, 2);
+  else lua_pushvalue(L, -1);
+  const char *msg = lua_tostring(L, -1);
+  char line[600];
+  int n = snprintf(line, sizeof line, "sluice: %s crashed: %s", stage_label(s, label, sizeof label),
+                   msg ? msg : luaL_typename(L, -1));
+  if (n < 0 || n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+  for (int i = 0; i < n; i++)
+    if (line[i] == '\n') line[i] = ' ';   /* one line */
+  line[n++] = '\n';
+  fwrite(line, 1, (size_t)n, stderr);
+  lua_pop(L, 2);
+}
+
+static void op_ended(sl_stage *st) {
+  stage *s = ls(st);
+  const sl_reason *r = sl_stage_reason(st);
+  lua_State *L = s->L;
+  size_t len;
+  push_reason(L, r);
+  char *data = encode_reason(L, -1, &len);
+  lua_pop(L, 1);
+  unlink_stage(s);
+  if ((r->flags & SL_REASON_ERROR) && !reg_watched(s->ref)) crash_report(s, r);
+  reg_dead(s->ref, data, len);
+  free(data);
+  sl_inbox_post(sl_sched_main(sl_rt_g.sched), msg(M_EXIT, s->ref, 0, 0));
+  free_lstage(s);
+}
+
+static const sl_stage_ops lua_ops = {
+  .post = op_post,
+  .fail = op_fail,
+  .handle_demand = op_handle_demand,
+  .handle_events = op_handle_events,
+  .handle_subscribe = op_handle_subscribe,
+  .handle_cancel = op_handle_cancel,
+  .handle_info = op_handle_info,
+  .terminate = op_terminate,
+  .partition = op_partition,
+  .partition_of = op_partition_of,
+  .select = op_select,
+  .warn = op_warn,
+  .ended = op_ended,
+};
+
+/* ---- subscriptions ------------------------------------------------------------------ */
+
+static lua_Integer opt_integer(lua_State *L, int idx, const char *key, lua_Integer def) {
+  lua_getfield(L, idx, key);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Consumer side of a new subscription to producer (opts at idx). */
+static void consumer_subscribe(stage *s, uint64_t producer, uint64_t sub_id, int idx) {
+  lua_State *L = s->L;
+  idx = lua_absindex(L, idx);
+  sl_sub_opts o = {1000, 500, SL_CANCEL_PERMANENT, 0};
+  lua_getfield(L, idx, "cancel");
+  const char *cm = lua_tostring(L, -1);
+  for (int i = 0; cm && cancel_names[i]; i++)
+    if (strcmp(cm, cancel_names[i]) == 0) o.cancel = (sl_cancel_mode)i;
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "selector");
+  if (lua_isfunction(L, -1)) {
+    selsub *x = calloc(1, sizeof *x);
+    if (!x) abort();
+    x->id = sub_id;
+    x->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    x->next = s->sels;
+    s->sels = x;
+    o.selector = 1;
+  } else {
+    lua_pop(L, 1);
+  }
+  o.max_demand = (uint64_t)opt_integer(L, idx, "max_demand", 1000);
+  o.min_demand = (uint64_t)opt_integer(L, idx, "min_demand", (lua_Integer)(o.max_demand / 2));
+  /* the producer gets the options without the selector (it runs here) */
+  lua_getfield(L, idx, "selector");
+  lua_pushnil(L);
+  lua_setfield(L, idx, "selector");                /* stack: selector */
+  sl_buf b = SL_BUF_INIT;
   char err[256];
-  if (sl_decode(L, s->stop_reason, s->stop_len, err, sizeof err) != 0) lua_pushliteral(L, "normal");
-  if (has_callback(s, "terminate")) {
-    lua_pushvalue(L, -1);
-    s->stop_pending = 2;   /* errors in terminate do not change the reason */
-    if (invoke(s, "terminate", 1, 0) < 0) {}
+  char *data = NULL;
+  size_t len = 0;
+  if (sl_encode(L, idx, &b, "opts", err, sizeof err) == 0) data = sl_buf_take(&b, &len);
+  else sl_buf_free(&b);
+  lua_setfield(L, idx, "selector");                /* handle_subscribe sees every option */
+  int saved = s->sub_opts;
+  s->sub_opts = idx;
+  sl_stage_subscribe(s->st, producer, sub_id, &o, data, len);
+  s->sub_opts = saved;
+}
+
+/* ---- starting a stage ------------------------------------------------------------------ */
+
+/* Reads the dispatcher option table at idx into cfg and s. */
+static void read_dispatcher(stage *s, int idx, sl_stage_config *cfg) {
+  lua_State *L = s->L;
+  cfg->dispatcher = SL_DISPATCH_DEMAND;
+  if (!lua_istable(L, idx)) return;
+  lua_getfield(L, idx, "kind");
+  const char *k = lua_tostring(L, -1);
+  if (k && strcmp(k, "broadcast") == 0) cfg->dispatcher = SL_DISPATCH_BROADCAST;
+  else if (k && strcmp(k, "partition") == 0) cfg->dispatcher = SL_DISPATCH_PARTITION;
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "shuffle_demands_on_first_dispatch");
+  cfg->shuffle_demands_on_first_dispatch = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (cfg->dispatcher != SL_DISPATCH_PARTITION) return;
+  lua_getfield(L, idx, "partitions");
+  if (lua_istable(L, -1)) {
+    cfg->partitions = (uint32_t)lua_rawlen(L, -1);
+    lua_newtable(L);                          /* stack: names map */
+    for (uint32_t i = 1; i <= cfg->partitions; i++) {
+      lua_rawgeti(L, -2, i);
+      lua_pushinteger(L, i);
+      lua_rawset(L, -3);
+    }
+    s->part_names = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    cfg->partitions = (uint32_t)lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
-  for (sub *c = s->consumers; c; c = c->next) {
-    sl_msg *m = msg(M_CANCELLED, c->peer, c->id, 1);
-    msg_bytes(m, s->stop_reason, s->stop_len);
-    post(c->peer, m);
+  lua_getfield(L, idx, "hash");
+  if (lua_isfunction(L, -1)) s->part_hash = luaL_ref(L, LUA_REGISTRYINDEX);
+  else lua_pop(L, 1);
+  lua_getfield(L, idx, "key");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "index");
+    s->key_index = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    lua_getfield(L, -2, "field");
+    if (lua_type(L, -1) == LUA_TSTRING) s->key_field = strdup(lua_tostring(L, -1));
+    lua_pop(L, 2);
   }
-  for (sub *c = s->producers; c; c = c->next) {
-    sl_msg *m = msg(M_DOWN, c->peer, c->id, 0);
-    msg_bytes(m, s->stop_reason, s->stop_len);
-    post(c->peer, m);
-  }
-  unlink_stage(s);
-  reg_dead(s->ref, s->stop_reason, s->stop_len);
-  sl_inbox_post(sl_sched_main(sl_rt_g.sched), msg(M_EXIT, s->ref, 0, 0));
-  free_stage(s);
-}
-
-static int dispatcher_holds_events(const stage *s) {
-  sl_dispatch_state st;
-  sl_dispatch_get_state(s->disp, &st);
-  return st.queued > 0;   /* partition queues count as not yet dispatched */
-}
-
-/* After each message: a finishing stage stops once it holds nothing more
- * to send; a pending stop is carried out. */
-static void settle(stage *s) {
-  if (!s->stop_pending && s->finishing && s->type != T_CONSUMER && sl_buffer_count(s->buf) == 0 &&
-      !s->in_head && !s->acc_head && sl_buffer_infos(s->buf) == 0 && !dispatcher_holds_events(s))
-    set_stop_str(s, "normal");
-  if (!s->stop_pending && s->finishing && s->type == T_CONSUMER) set_stop_str(s, "normal");
-  if (s->stop_pending) do_stop(s);
-}
-
-/* Reads the dispatcher option table at idx and creates the dispatcher. */
-static int make_dispatcher(stage *s, int idx) {
-  lua_State *L = s->L;
-  sl_dispatch_opts o;
-  memset(&o, 0, sizeof o);
-  o.emit = send_events;
-  o.ud = s;
-  sl_dispatch_kind kind = SL_DISPATCH_DEMAND;
-  if (lua_istable(L, idx)) {
-    lua_getfield(L, idx, "kind");
-    const char *k = lua_tostring(L, -1);
-    if (k && strcmp(k, "broadcast") == 0) kind = SL_DISPATCH_BROADCAST;
-    else if (k && strcmp(k, "partition") == 0) kind = SL_DISPATCH_PARTITION;
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "shuffle_demands_on_first_dispatch");
-    o.shuffle_demands_on_first_dispatch = lua_toboolean(L, -1);
-    o.seed = s->ref;
-    lua_pop(L, 1);
-    if (kind == SL_DISPATCH_PARTITION) {
-      lua_getfield(L, idx, "partitions");
-      if (lua_istable(L, -1)) {
-        o.partitions = (uint32_t)lua_rawlen(L, -1);
-        lua_newtable(L);                          /* stack: names map */
-        for (uint32_t i = 1; i <= o.partitions; i++) {
-          lua_rawgeti(L, -2, i);
-          lua_pushinteger(L, i);
-          lua_rawset(L, -3);
-        }
-        s->part_names = luaL_ref(L, LUA_REGISTRYINDEX);
-      } else {
-        o.partitions = (uint32_t)lua_tointeger(L, -1);
-      }
-      lua_pop(L, 1);
-      lua_getfield(L, idx, "hash");
-      if (lua_isfunction(L, -1)) s->part_hash = luaL_ref(L, LUA_REGISTRYINDEX);
-      else lua_pop(L, 1);
-      lua_getfield(L, idx, "key");
-      if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, "index");
-        s->key_index = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
-        lua_getfield(L, -2, "field");
-        if (lua_type(L, -1) == LUA_TSTRING) s->key_field = strdup(lua_tostring(L, -1));
-        lua_pop(L, 2);
-      }
-      lua_pop(L, 1);
-      s->nparts = o.partitions;
-    }
-  }
-  return sl_dispatch_new(kind, &o, &s->disp);
+  lua_pop(L, 1);
+  s->nparts = cfg->partitions;
 }
 
 /* Creates the stage described by the table on the stack top ({spec, arg,
@@ -1410,34 +992,37 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
   lua_getfield(L, opts, "name");
   if (lua_isstring(L, -1)) s->name = strdup(lua_tostring(L, -1));
   lua_pop(L, 1);
-  int rc = 0;
+  sl_stage_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.ref = s->ref;
+  cfg.type = (sl_stage_type)s->type;
   if (s->type != T_CONSUMER) {
     lua_getfield(L, opts, "dispatcher");
-    rc = make_dispatcher(s, lua_gettop(L));
+    read_dispatcher(s, lua_gettop(L), &cfg);
     lua_pop(L, 1);
     lua_getfield(L, opts, "buffer_size");
-    size_t size = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1)
-                  : (s->type == T_PC || lua_isnumber(L, -1) ? SL_BUFFER_UNLIMITED : 10000);
+    cfg.buffer_size = lua_isinteger(L, -1) ? (size_t)lua_tointeger(L, -1)
+                      : (s->type == T_PC || lua_isnumber(L, -1) ? SL_BUFFER_UNLIMITED : 10000);
     lua_pop(L, 1);
     lua_getfield(L, opts, "buffer_keep");
     const char *keep = lua_tostring(L, -1);
-    int k = keep && strcmp(keep, "first") == 0 ? SL_KEEP_FIRST : SL_KEEP_LAST;
+    cfg.buffer_keep = keep && strcmp(keep, "first") == 0 ? SL_KEEP_FIRST : SL_KEEP_LAST;
     lua_pop(L, 1);
-    if (rc == 0) rc = sl_buffer_new(size, k, &s->buf);
     lua_getfield(L, opts, "demand");
     const char *d = lua_tostring(L, -1);
-    s->accumulate = d && strcmp(d, "accumulate") == 0;
+    cfg.accumulate = d && strcmp(d, "accumulate") == 0;
     lua_pop(L, 1);
     lua_getfield(L, opts, "_on_cancel");
     const char *oc = lua_tostring(L, -1);
-    s->on_cancel_stop = oc && strcmp(oc, "stop") == 0;
+    cfg.stop_when_no_consumers = oc && strcmp(oc, "stop") == 0;
     lua_pop(L, 1);
   }
+  int rc = sl_stage_new(&cfg, &lua_ops, s, &s->st);
   sl_msg *r = msg(M_START_REPLY, m->from, 0, 0);
   if (rc != 0) {
     lua_pushfstring(L, "cannot create the stage: %s", sl_strerror(rc));
     r->data = encode_reason(L, -1, &r->len);
-    free_stage(s);
+    free_lstage(s);
     reg_dead(m->to, r->data, r->len);   /* before the reply: the name is free once start returns */
     sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
     lua_settop(L, t - 1);
@@ -1461,10 +1046,20 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
       }
       r->data = encode_reason(L, -2, &r->len);
       unlink_stage(s);
-      set_error(s, 0);                               /* the reason await would give */
-      reg_dead(s->ref, s->stop_reason, s->stop_len); /* before the reply: the name is free again */
+      lua_createtable(L, 3, 0);                      /* the reason await would give */
+      lua_pushliteral(L, "error");
+      lua_rawseti(L, -2, 1);
+      lua_pushvalue(L, -3);
+      lua_rawseti(L, -2, 2);
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, 3);
+      size_t len;
+      char *data = encode_reason(L, -1, &len);
+      reg_dead(s->ref, data, len);                   /* before the reply: the name is free again */
+      free(data);
       sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
-      free_stage(s);
+      sl_stage_free(s->st);
+      free_lstage(s);
       lua_settop(L, t - 1);
       return;
     }
@@ -1474,7 +1069,7 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
   lua_getfield(L, opts, "subscribe_to");
   int subs = lua_gettop(L);
   if (lua_istable(L, subs)) {
-    for (lua_Integer i = 1; !s->stop_pending; i++) {
+    for (lua_Integer i = 1; !sl_stage_stopping(s->st); i++) {
       if (lua_rawgeti(L, subs, i) == LUA_TNIL) {
         lua_pop(L, 1);
         break;
@@ -1491,7 +1086,7 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
   r->n = 1;
   sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
   lua_settop(L, t - 1);
-  settle(s);
+  sl_stage_settle(s->st);
 }
 
 /* ---- message handling ---------------------------------------------------------------- */
@@ -1531,26 +1126,22 @@ static int waited(uint64_t id) {
 /* Pushes the stats table of stage:stats(). */
 static void push_stats(stage *s) {
   lua_State *L = s->L;
-  lua_createtable(L, 0, 10);
-  lua_pushinteger(L, (lua_Integer)s->events_in);
+  sl_stage_stats st;
+  sl_stage_get_stats(s->st, &st);
+  lua_createtable(L, 0, 11);
+  lua_pushinteger(L, (lua_Integer)st.events_in);
   lua_setfield(L, -2, "events_in");
-  lua_pushinteger(L, (lua_Integer)s->events_out);
+  lua_pushinteger(L, (lua_Integer)st.events_out);
   lua_setfield(L, -2, "events_out");
-  lua_pushinteger(L, s->buf ? (lua_Integer)sl_buffer_count(s->buf) : 0);
+  lua_pushinteger(L, (lua_Integer)st.buffered);
   lua_setfield(L, -2, "buffered");
-  uint64_t demand = 0;
-  if (s->disp) {
-    sl_dispatch_state st;
-    sl_dispatch_get_state(s->disp, &st);
-    demand = st.waiting;
-  } else {
-    for (sub *c = s->producers; c; c = c->next) demand += c->d.pending;
-  }
-  lua_pushinteger(L, (lua_Integer)demand);
+  lua_pushinteger(L, (lua_Integer)st.held);
+  lua_setfield(L, -2, "held");
+  lua_pushinteger(L, (lua_Integer)st.demand);
   lua_setfield(L, -2, "demand");
-  lua_pushinteger(L, count_subs(s->producers));
+  lua_pushinteger(L, st.producers);
   lua_setfield(L, -2, "producers");
-  lua_pushinteger(L, count_subs(s->consumers));
+  lua_pushinteger(L, st.consumers);
   lua_setfield(L, -2, "consumers");
   lua_pushinteger(L, 0);
   lua_setfield(L, -2, "late");
@@ -1592,8 +1183,7 @@ static void reply_str(lua_State *L, uint64_t call_id, int ok, const char *s) {
  * traceback of its {"error", message, traceback} reason. */
 static void reply_failure(stage *s, uint64_t call_id) {
   lua_State *L = s->L;
-  char err[256];
-  if (sl_decode(L, s->stop_reason, s->stop_len, err, sizeof err) != 0) lua_pushstring(L, err);
+  push_reason(L, sl_stage_reason(s->st));
   if (lua_istable(L, -1)) {
     lua_rawgeti(L, -1, 2);
     lua_rawgeti(L, -2, 3);                          /* stack: reason msg tb */
@@ -1638,21 +1228,21 @@ static void handle_call(stage *s, sl_msg *m) {
     lua_pop(L, 3);
     return;
   }
-  case OP_BUFFERED:
-    lua_pushinteger(L, s->buf ? (lua_Integer)sl_buffer_count(s->buf) : 0);
+  case OP_BUFFERED: {
+    sl_stage_stats st;
+    sl_stage_get_stats(s->st, &st);
+    lua_pushinteger(L, (lua_Integer)st.buffered);
     break;
+  }
   case OP_DEMAND_GET:
     if (s->type != T_PRODUCER) {
       reply_str(L, m->from, 0, "demand mode is only for producers");
       return;
     }
-    lua_pushstring(L, s->accumulate ? "accumulate" : "forward");
+    lua_pushstring(L, sl_stage_accumulating(s->st) ? "accumulate" : "forward");
     break;
   case OP_DEMAND_SET:
-    if (s->type == T_PRODUCER) {
-      if (m->n >> 8) s->accumulate = 1;
-      else forward(s);
-    }
+    sl_stage_set_accumulate(s->st, (int)(m->n >> 8));
     lua_pushboolean(L, 1);
     break;
   case OP_STATS:
@@ -1663,7 +1253,7 @@ static void handle_call(stage *s, sl_msg *m) {
     set_stop(s, -1);
     break;
   case OP_FINISH:
-    s->finishing = 1;
+    sl_stage_finish(s->st);
     lua_pushboolean(L, 1);
     break;
   default:
@@ -1699,7 +1289,8 @@ static uint64_t subscribe_to_ack(lua_State *L, sl_msg *m) {
  * subscribe is answered "noproc", a call or a synchronous subscribe "the
  * stage has stopped"; anything else is dropped. */
 static void stage_gone(lua_State *L, sl_msg *m) {
-  if (m->kind == M_SUBSCRIBE) cancel_consumer(L, m->from, (uint64_t)m->n, 1, "noproc");
+  sl_msg *r = sl_stage_gone_reply(m);
+  if (r) post(r->to, r);
   else if (m->kind == M_CALL) reply_str(L, m->from, 0, "the stage has stopped");
   else if (m->kind == M_SUBSCRIBE_TO) {
     uint64_t ack = subscribe_to_ack(L, m);
@@ -1708,9 +1299,8 @@ static void stage_gone(lua_State *L, sl_msg *m) {
   }
 }
 
-/* Handles one protocol message on place p: starts a stage, or hands the
- * message to the stage it is for; then runs the queued input of a
- * producer_consumer that has demand, and settles a finish or a stop. */
+/* Handles one message on place p: starts a stage, or hands the message to
+ * the stage it is for (protocol messages to the engine record). */
 static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
   if (m->kind == M_START) {
     char err[256];
@@ -1734,6 +1324,10 @@ static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
     stage_gone(L, m);
     return;
   }
+  if (m->kind >= SL_SM_FIRST && m->kind <= SL_SM_LAST) {
+    sl_stage_receive(s->st, m);
+    return;
+  }
   char err[256];
   switch (m->kind) {
   case M_SUBSCRIBE_TO: {
@@ -1747,60 +1341,14 @@ static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
     }
     break;
   }
-  case M_SUBSCRIBE:
-    producer_subscribe(s, m);
-    break;
-  case M_ASK: {
-    if (!find_sub(s->consumers, m->from)) break;
-    uint64_t up = 0;
-    int rc = sl_dispatch_ask(s->disp, m->from, (uint64_t)m->n, &up);
-    if (rc == SL_DISPATCH_OVER_MAX) stage_warn(s, "expects a maximum demand of its first ask, got %llu",
-                                               (unsigned long long)m->n);
-    deliver_ready_infos(s);
-    demand_arrived(s, up);
-    break;
-  }
-  case M_EVENTS: {
-    sub *c = find_sub(s->producers, m->from);
-    if (!c) break;
-    if (s->type == T_PC && (s->in_head || s->pc_demand == 0)) pin_push(s, M_EVENTS, c->id, m);
-    else consume(s, c, &m->batch);
-    break;
-  }
-  case M_CANCEL_SUB: {
-    sub *c = find_sub(s->producers, m->from);
-    if (c) {
-      sl_msg *r = msg(M_CANCEL_REQ, c->peer, c->id, 0);
-      msg_bytes(r, m->data, m->len);
-      post(c->peer, r);
-    }
-    break;
-  }
-  case M_CANCEL_REQ:
-    producer_drop(s, m->from, 0, m->data, m->len, 1);
-    break;
-  case M_DOWN:
-    producer_drop(s, m->from, 1, m->data, m->len, 0);
-    break;
-  case M_CANCELLED:
-    if (s->type == T_PC && s->in_head) pin_push(s, M_CANCELLED, m->from, m);
-    else cancelled_arrived(s, m->from, (int)m->n, m->data, m->len);
-    break;
   case M_INFO:
-    if (s->type == T_CONSUMER) run_info(s, m->data, m->len);
-    else if (s->type == T_PC && s->in_head) pin_push(s, M_INFO, 0, m);
-    else {
-      buffer_info(s, m->data, m->len);
-      m->data = NULL;
-    }
+    sl_stage_info(s->st, m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
     break;
   case M_CAST:
     if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) break;
-    if (invoke(s, "handle_cast", 1, 2) > 0) {
-      set_state(s, -1);
-      emit_lua(s, -2, "handle_cast");
-      lua_pop(L, 2);
-    }
+    run_emitting(s, "handle_cast", 1);
     break;
   case M_CALL:
     handle_call(s, m);
@@ -1808,14 +1356,14 @@ static void handle_stage_msg(lua_State *L, int p, sl_msg *m) {
   default:
     break;
   }
-  if (s->type == T_PC && !s->stop_pending) pc_take(s);
-  settle(s);
+  sl_stage_settle(s->st);
 }
 
 /* Replies are kept for the main thread's waits; other stage messages are
  * handled here and freed. */
 int sl_stage_handle(lua_State *L, int p, sl_msg *m) {
-  if (m->kind < M_START || m->kind > M_EXIT) return 0;
+  int ours = (m->kind >= M_START && m->kind <= M_EXIT) || (m->kind >= SL_SM_FIRST && m->kind <= SL_SM_LAST);
+  if (!ours) return 0;
   if (m->kind == M_START_REPLY || m->kind == M_REPLY) {
     if (!waited(m->to)) {
       sl_msg_free(m);
@@ -1898,6 +1446,15 @@ static sl_msg *encode_msg(lua_State *L, int idx, uint32_t kind, uint64_t to, con
   sl_msg *m = msg(kind, to, 0, 0);
   m->data = sl_buf_take(&b, &m->len);
   return m;
+}
+
+/* Raises "fn: ..." when the value at idx cannot cross to another state. */
+static void check_sendable(lua_State *L, int idx, const char *fn) {
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  int rc = sl_encode(L, idx, &b, "message", err, sizeof err);
+  sl_buf_free(&b);
+  if (rc != 0) luaL_error(L, "%s: %s", fn, err);
 }
 
 /* A synchronous internal call from the main thread; pushes the reply. */
@@ -2339,7 +1896,7 @@ static int l_stage_demand(lua_State *L) {
   if (lua_isnoneornil(L, 2)) {
     if (s) {
       if (s->type != T_PRODUCER) return luaL_error(L, "stage:demand: demand mode is only for producers");
-      lua_pushstring(L, s->accumulate ? "accumulate" : "forward");
+      lua_pushstring(L, sl_stage_accumulating(s->st) ? "accumulate" : "forward");
       return 1;
     }
     return call_stage(L, ref, OP_DEMAND_GET, 0, 5000, "stage:demand");
@@ -2357,7 +1914,9 @@ static int l_stage_buffered(lua_State *L) {
   uint64_t ref = check_stage(L);
   stage *s = self_stage(L, ref);
   if (s) {
-    lua_pushinteger(L, s->buf ? (lua_Integer)sl_buffer_count(s->buf) : 0);
+    sl_stage_stats st;
+    sl_stage_get_stats(s->st, &st);
+    lua_pushinteger(L, (lua_Integer)st.buffered);
     return 1;
   }
   return call_stage(L, ref, OP_BUFFERED, 0, 5000, "stage:buffered");
@@ -2378,7 +1937,7 @@ static int l_stage_stats(lua_State *L) {
 static int l_stage_finish(lua_State *L) {
   uint64_t ref = check_stage(L);
   stage *s = self_stage(L, ref);
-  if (s) s->finishing = 1;
+  if (s) sl_stage_finish(s->st);
   else cast_op(L, ref, OP_FINISH, 0);
   return 0;
 }
@@ -2407,6 +1966,7 @@ static int l_stage_await(lua_State *L) {
   uint64_t ref = check_stage(L);
   lua_Integer timeout = luaL_optinteger(L, 2, -1);
   if (!is_main_thread(L)) return luaL_error(L, "stage:await: only the main thread may wait");
+  reg_watch(ref);
   int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
   for (;;) {
     int st = reg_status(L, ref);
@@ -2416,6 +1976,13 @@ static int l_stage_await(lua_State *L) {
     if (deadline >= 0 && left <= 0) return luaL_error(L, "stage:await: timed out after %d ms", (int)timeout);
     sl_rt_pump(L, left);
   }
+}
+
+/* sluice._watch(stage): its exit will be awaited (by a flow), so a
+ * crash is reported there, not on stderr. */
+static int l_watch(lua_State *L) {
+  reg_watch(check_stage(L));
+  return 0;
 }
 
 /* stage:alive() -> boolean */
@@ -2442,9 +2009,8 @@ static int l_sub_cancel(lua_State *L) {
     lua_settop(L, 1);
     lua_pushliteral(L, "normal");
   }
-  sl_msg *m = encode_msg(L, 2, M_CANCEL_SUB, h->aux, "subscription:cancel");
-  m->from = h->id;
-  post(h->aux, m);
+  check_sendable(L, 2, "subscription:cancel");
+  post(h->aux, reason_msg(L, SL_SM_CANCEL_SUB, h->aux, h->id, 2));
   return 0;
 }
 
@@ -2456,9 +2022,8 @@ static int l_from_ask(lua_State *L) {
   luaL_argcheck(L, n >= 0, 2, "demand must be >= 0");
   if (n == 0) return 0;
   stage *s = current_stage(L);
-  sub *c = s ? find_sub(s->producers, h->id) : NULL;
-  if (c) sl_demand_asked(&c->d, (uint64_t)n);
-  post(h->aux, msg(M_ASK, h->aux, h->id, n));
+  if (s && sl_stage_has_producer(s->st, h->id)) sl_stage_ask(s->st, h->id, (uint64_t)n);
+  else post(h->aux, msg(SL_SM_ASK, h->aux, h->id, n));
   return 0;
 }
 
@@ -2473,10 +2038,9 @@ static int l_from_cancel(lua_State *L) {
   /* The request goes to the producer: the peer, or ourselves when we are
    * the producer (handled after the running callback, as in GenStage). */
   stage *s = current_stage(L);
-  uint64_t producer = s && find_sub(s->consumers, h->id) ? s->ref : h->aux;
-  sl_msg *m = encode_msg(L, 2, M_CANCEL_REQ, producer, "from:cancel");
-  m->from = h->id;
-  post(producer, m);
+  uint64_t producer = s && sl_stage_has_consumer(s->st, h->id) ? s->ref : h->aux;
+  check_sendable(L, 2, "from:cancel");
+  post(producer, reason_msg(L, SL_SM_CANCEL_REQ, producer, h->id, 2));
   return 0;
 }
 
@@ -2564,7 +2128,7 @@ void sl_stage_open(lua_State *L) {
     {"ask", l_from_ask}, {"cancel", l_from_cancel}, {"reply", l_from_reply}, {NULL, NULL}};
   static const luaL_Reg timer_methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {NULL, NULL}};
+    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {"_watch", l_watch}, {NULL, NULL}};
   static const luaL_Reg disp[] = {
     {"demand", l_disp_demand}, {"broadcast", l_disp_broadcast}, {"partition", l_disp_partition}, {NULL, NULL}};
   sl_rt_handle_methods(L, SL_H_STAGE, stage_methods);
@@ -2589,7 +2153,8 @@ void sl_stage_close(lua_State *L) {
     while (pl->table[b]) {
       stage *s = pl->table[b];
       pl->table[b] = s->hnext;
-      free_stage(s);
+      sl_stage_free(s->st);
+      free_lstage(s);
     }
   while (replies) {
     sl_msg *m = replies;
@@ -2614,6 +2179,7 @@ void sl_stage_close_place(int p) {
     while (pl->table[b]) {
       stage *s = pl->table[b];
       pl->table[b] = s->hnext;
-      free_stage(s);
+      sl_stage_free(s->st);
+      free_lstage(s);
     }
 }

@@ -1,6 +1,6 @@
-/* stage: GenStage stages (see stage.c). */
-#ifndef SLUICE_STAGE_H
-#define SLUICE_STAGE_H
+/* lstage: GenStage stages in the binding (see stage.c). */
+#ifndef SLUICE_LSTAGE_H
+#define SLUICE_LSTAGE_H
 #include <stdint.h>
 #include <lua.h>
 #include "sched.h"
