@@ -59,6 +59,8 @@ struct sl_dispatch {
   /* shared accounting */
   uint64_t pending;    /* demand, partition */
   uint64_t waiting;    /* broadcast, partition */
+  uint64_t vacant;     /* partition: events queued for vacant partitions without using demand */
+  uint64_t vacant_limit;
   uint64_t requested;  /* broadcast */
   /* partition */
   part *parts;
@@ -382,28 +384,15 @@ static int partition_ask(sl_dispatch *d, long i, uint64_t n, uint64_t *upstream)
   return rc;
 }
 
-/* Discards the partition's queue, releasing its info markers; returns the
- * number of events discarded. */
-static uint64_t clear_queue(sl_dispatch *d, part *p) {
-  uint64_t n = p->queued;
-  while (p->qlen) {
-    qent *e = &p->q[p->qhead];
-    if (e->b.store) sl_batch_release(&e->b);
-    else marker_passed(d, e->info);
-    p->qhead = (p->qhead + 1) & (p->qcap - 1);
-    p->qlen--;
-  }
-  p->queued = 0;
-  return n;
-}
-
-/* Frees the partition: open demand becomes pending, queued events are
- * discarded and come back as upstream demand. */
+/* Frees the partition: open demand becomes pending; queued events stay
+ * queued for the partition's next consumer, and as events of a vacant
+ * partition they no longer count against the demand: their count comes
+ * back as upstream demand (GenStage discards them and does the same). */
 static void partition_cancel(sl_dispatch *d, long i, uint64_t *upstream) {
   part *p = &d->parts[i];
   *upstream = 0;
   if (p->qlen) {
-    *upstream = clear_queue(d, p);
+    *upstream = p->queued;
     d->waiting = sat_add(d->waiting, *upstream);
   } else {
     d->pending = sat_add(d->pending, p->demand);
@@ -460,15 +449,24 @@ static int partition_dispatch(sl_dispatch *d, sl_batch *batch, const int32_t *pa
   /* The cut: the input up to the first non-dropped event beyond waiting. */
   uint32_t cut = 0;
   uint64_t take = 0;
+  uint32_t *c = d->counts;
+  memset(c, 0, (d->nparts + 1) * sizeof *c);
   for (; cut < n; cut++) {
     if (parts[cut] < 0) continue;
+    const part *q = &d->parts[parts[cut]];
+    if (!q->taken && q->queued + c[parts[cut]] < d->vacant_limit) {   /* for a vacant partition: no demand used */
+      c[parts[cut]]++;
+      d->vacant++;
+      continue;
+    }
     if (take == d->waiting) break;
     take++;
   }
-  if (grow((void **)&d->idx, &d->capidx, take, sizeof *d->idx)) return SL_ENOMEM;
+  uint32_t grouped = 0;
+  for (uint32_t i = 0; i < cut; i++) grouped += parts[i] >= 0;
+  if (grow((void **)&d->idx, &d->capidx, grouped, sizeof *d->idx)) return SL_ENOMEM;
   d->waiting -= take;
   /* Group the taken events by partition, keeping their order (counting sort). */
-  uint32_t *c = d->counts;
   memset(c, 0, (d->nparts + 1) * sizeof *c);
   for (uint32_t i = 0; i < cut; i++)
     if (parts[i] >= 0) c[parts[i] + 1]++;
@@ -532,6 +530,7 @@ int sl_dispatch_new(sl_dispatch_kind kind, const sl_dispatch_opts *opts, sl_disp
   d->ud = opts->ud;
   d->max = opts->max_demand;
   d->shuffle = kind == SL_DISPATCH_DEMAND && opts->shuffle_demands_on_first_dispatch;
+  d->vacant_limit = opts->vacant_limit ? opts->vacant_limit : SL_DISPATCH_VACANT_LIMIT;
   d->rng = opts->seed;
   if (kind == SL_DISPATCH_PARTITION) {
     d->nparts = opts->partitions;
@@ -637,6 +636,12 @@ int sl_dispatch_dispatch(sl_dispatch *d, sl_batch *batch, const int32_t *parts,
     if (!parts) return SL_EINVAL;
     return partition_dispatch(d, batch, parts, leftovers, bad);
   }
+}
+
+uint64_t sl_dispatch_take_vacant(sl_dispatch *d) {
+  uint64_t v = d->vacant;
+  d->vacant = 0;
+  return v;
 }
 
 uint64_t sl_dispatch_accepts(const sl_dispatch *d) {

@@ -55,7 +55,12 @@ typedef struct sl_dispatch_opts {
   uint64_t seed;
   /* partition: number of partitions, 1..INT32_MAX */
   uint32_t partitions;
+  /* partition: how many events a partition without a consumer may hold
+   * before its events use demand again (0: SL_DISPATCH_VACANT_LIMIT) */
+  uint64_t vacant_limit;
 } sl_dispatch_opts;
+
+#define SL_DISPATCH_VACANT_LIMIT 10000
 
 /* Positive status of sl_dispatch_ask (demand kind): the ask was applied
  * but n exceeds the expected maximum demand; the caller logs GenStage's
@@ -79,10 +84,12 @@ sl_dispatch_kind sl_dispatch_kind_of(const sl_dispatch *d);
 int sl_dispatch_subscribe(sl_dispatch *d, uint64_t consumer, int32_t partition);
 
 /* Removes consumer and sets *upstream to the new upstream demand its
- * departure creates (broadcast: the slowest consumer may be gone;
- * partition: the count of its queued events, which are discarded). The
+ * departure creates (broadcast: the slowest consumer may be gone). The
  * demand it had not received is kept as `pending` (demand, partition) so
- * that later asks do not request it twice. SL_ENOENT for an unknown id. */
+ * that later asks do not request it twice. Partition: its queued events
+ * stay queued for the partition's next consumer (GenStage discards them)
+ * and their count becomes upstream demand (as in GenStage). SL_ENOENT for
+ * an unknown id. */
 int sl_dispatch_cancel(sl_dispatch *d, uint64_t consumer, uint64_t *upstream);
 
 /* Adds n to consumer's demand and sets *upstream to the demand to pass
@@ -96,14 +103,25 @@ int sl_dispatch_ask(sl_dispatch *d, uint64_t consumer, uint64_t n, uint64_t *ups
  * for the buffer; SL_BATCH_EMPTY when none). *batch is consumed (it becomes
  * SL_BATCH_EMPTY). parts (partition kind only, NULL otherwise) holds one
  * partition per event of *batch, -1 to drop the event without using
- * demand. The partition kind takes at most `waiting` non-dropped events;
- * events beyond a partition's demand are queued (unbounded). When a
+ * demand. The partition kind takes at most `waiting` non-dropped events
+ * of partitions that have a consumer; events beyond a partition's demand
+ * are queued (unbounded), and so are those of a partition without a
+ * consumer, which use no demand while it holds fewer than vacant_limit
+ * (see sl_dispatch_take_vacant; GenStage counts them against the shared
+ * demand, so the other partitions starve). When a
  * partition number is out of range nothing happens, *bad (if not NULL)
  * gets the event's index, the caller keeps *batch, and SL_ENOENT is
  * returned (the binding raises "unknown partition N"). SL_ENOMEM may leave
  * some events lost: treat it as fatal for the stage. */
 int sl_dispatch_dispatch(sl_dispatch *d, sl_batch *batch, const int32_t *parts,
                          sl_batch *leftovers, uint32_t *bad);
+
+/* Partition kind: the number of events queued for partitions without a
+ * consumer (below their vacant_limit) since the last call. They used none
+ * of the consumers' demand, so the producer owes that many events again:
+ * the stage asks its source for them, and the other partitions keep
+ * flowing while one has no consumer. Resets the count. */
+uint64_t sl_dispatch_take_vacant(sl_dispatch *d);
 
 /* How many events a dispatch would take now: the sum of the consumers'
  * demands (demand), `waiting` (broadcast, 0 without consumers), or

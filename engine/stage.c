@@ -76,6 +76,8 @@ struct sl_stage {
   acc *acc_head, *acc_tail;
   uint64_t acc_events;
   int stop_when_no_consumers;
+  uint64_t owed;          /* events that went to vacant partitions during handle_demand */
+  int in_demand;          /* handle_demand is running */
   /* consumer side */
   pin *in_head, *in_tail;
   uint64_t in_events;
@@ -85,6 +87,7 @@ struct sl_stage {
   uint64_t next_token;
   /* lifecycle */
   int finishing;
+  sl_reason finish_reason;  /* the reason a finish ends with (none: "normal") */
   int stop_pending;       /* 1: asked to stop; 2: stopping (terminate runs) */
   sl_reason reason;
   /* stats */
@@ -127,7 +130,8 @@ sl_msg *sl_stage_msg(uint32_t kind, uint64_t to, uint64_t from, int64_t n) {
 }
 
 sl_msg *sl_stage_reason_msg(uint32_t kind, uint64_t to, uint64_t sub_id, int down, const sl_reason *r) {
-  sl_msg *m = sl_stage_msg(kind, to, sub_id, (int64_t)((r->flags & ~(unsigned)SL_REASON_ERROR) << 1) | (down ? 1 : 0));
+  unsigned flags = r->flags & ~(unsigned)(SL_REASON_ERROR | SL_REASON_ASKED);
+  sl_msg *m = sl_stage_msg(kind, to, sub_id, (int64_t)(flags << 1) | (down ? 1 : 0));
   sl_reason c = reason_copy(r, 0);
   m->data = c.data;
   m->len = c.len;
@@ -299,6 +303,7 @@ void sl_stage_free(sl_stage *s) {
   if (s->buf) sl_buffer_free(s->buf);
   if (s->disp) sl_dispatch_free(s->disp);
   sl_reason_free(&s->reason);
+  sl_reason_free(&s->finish_reason);
   free(s);
 }
 
@@ -381,9 +386,12 @@ static void dispatch_batch(sl_stage *s, sl_batch *b) {
     fail(s, "unknown partition computed for event %d", (int)bad + 1);
     return;
   }
+  uint64_t vacant = sl_dispatch_kind_of(s->disp) == SL_DISPATCH_PARTITION ? sl_dispatch_take_vacant(s->disp) : 0;
   if (s->type == SL_STAGE_PC) {
-    uint64_t used = n - left.count;
+    uint64_t used = n - left.count - vacant;
     s->pc_demand = s->pc_demand > used ? s->pc_demand - used : 0;
+  } else {
+    s->owed += vacant;   /* the source owes them again (see serve) */
   }
   buffer_leftovers(s, &left);
 }
@@ -471,9 +479,22 @@ static void serve(sl_stage *s, uint64_t n) {
     dispatch_batch(s, &b);
     deliver_ready_infos(s);
   }
+  if (s->type == SL_STAGE_PRODUCER && !s->in_demand) {
+    n += s->owed;
+    s->owed = 0;
+  }
   if (n == 0 || s->stop_pending) return;
   if (s->type == SL_STAGE_PRODUCER) {
-    if (!s->finishing && s->ops->handle_demand) s->ops->handle_demand(s, n);
+    /* events that went to a partition without a consumer used no demand:
+     * handle_demand is asked for as many again */
+    while (n > 0 && !s->finishing && !s->stop_pending && s->ops->handle_demand && !s->in_demand) {
+      s->in_demand = 1;
+      s->owed = 0;
+      s->ops->handle_demand(s, n);
+      s->in_demand = 0;
+      n = s->owed;
+      s->owed = 0;
+    }
   } else {
     s->pc_demand += n;
     pc_take(s);
@@ -594,9 +615,17 @@ static void cancelled_arrived(sl_stage *s, uint64_t sub_id, int down, const sl_r
   remove_sub(s, c);
   if (s->ops->handle_cancel) s->ops->handle_cancel(s, SL_ROLE_CONSUMER_SIDE, down, c->id, c->peer, r);
   int quiet = r->flags & SL_REASON_NORMAL;
-  if (!(r->flags & SL_REASON_ALREADY) &&
-      (c->cancel == SL_CANCEL_PERMANENT || (c->cancel == SL_CANCEL_TRANSIENT && !quiet)))
-    if (!s->stop_pending) sl_stage_stop(s, reason_copy(r, SL_REASON_ERROR));   /* not our own crash */
+  if (!(r->flags & SL_REASON_ALREADY) && !s->stop_pending &&
+      (c->cancel == SL_CANCEL_PERMANENT || (c->cancel == SL_CANCEL_TRANSIENT && !quiet))) {
+    if (quiet && s->type == SL_STAGE_PC) {
+      /* the producer ended normally: what is already here still goes out,
+       * then the stage stops with the producer's reason */
+      s->finishing = 1;
+      if (!s->finish_reason.data) s->finish_reason = reason_copy(r, 0);
+    } else {
+      sl_stage_stop(s, reason_copy(r, SL_REASON_ERROR | SL_REASON_ASKED));   /* not our own crash */
+    }
+  }
   free(c);
 }
 
@@ -726,6 +755,11 @@ static void producer_drop(sl_stage *s, uint64_t sub_id, int down, const sl_reaso
 /* Ends the stage: terminate, tell every peer, hand the record back. */
 static void do_stop(sl_stage *s) {
   s->stop_pending = 2;
+  sl_stage_stats st;
+  sl_stage_get_stats(s, &st);
+  if (st.buffered + st.held > 0 && !(s->reason.flags & SL_REASON_ASKED))
+    warn(s, "stopped with %llu events it had not delivered (buffered or queued)",
+         (unsigned long long)(st.buffered + st.held));
   if (s->ops->terminate) s->ops->terminate(s, &s->reason);
   for (sub *c = s->consumers.head; c; c = c->next)
     post(s, c->peer, sl_stage_reason_msg(SL_SM_CANCELLED, c->peer, c->id, 1, &s->reason));
@@ -744,8 +778,14 @@ static int holds_output(const sl_stage *s) {
 
 int sl_stage_settle(sl_stage *s) {
   if (s->type == SL_STAGE_PC && !s->stop_pending) pc_take(s);
-  if (!s->stop_pending && s->finishing && (s->type == SL_STAGE_CONSUMER || !holds_output(s)))
-    stop_text(s, "normal", SL_REASON_NORMAL);
+  if (!s->stop_pending && s->finishing && (s->type == SL_STAGE_CONSUMER || !holds_output(s))) {
+    if (s->finish_reason.data) {
+      sl_stage_stop(s, s->finish_reason);
+      s->finish_reason = (sl_reason){NULL, 0, 0};
+    } else {
+      stop_text(s, "normal", SL_REASON_NORMAL);
+    }
+  }
   if (s->stop_pending == 1) {
     do_stop(s);
     return 1;

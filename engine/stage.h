@@ -54,7 +54,8 @@ enum {
   SL_REASON_NORMAL = 1,   /* "normal" or "shutdown": a transient subscription ends quietly */
   SL_REASON_TEXT = 2,     /* data is text, not the host's encoding */
   SL_REASON_ALREADY = 4,  /* "already_subscribed": never stops the consumer */
-  SL_REASON_ERROR = 8     /* the stage crashed (an error in its own code) */
+  SL_REASON_ERROR = 8,    /* the stage crashed (an error in its own code) */
+  SL_REASON_ASKED = 16    /* the user stopped it: events it held are not reported as dropped */
 };
 
 typedef struct sl_reason {

@@ -359,9 +359,9 @@ static sl_msg *reason_msg(lua_State *L, uint32_t kind, uint64_t to, uint64_t sub
   return m;
 }
 
-/* Asks s to stop with the reason at idx once the current message is
- * handled; the first reason given wins. */
-static void set_stop(stage *s, int idx) { sl_stage_stop(s->st, lua_reason(s->L, idx, 0)); }
+/* stage:stop(reason), the user's own stop: s stops with the reason at idx
+ * once the current message is handled; the first reason given wins. */
+static void set_stop_asked(stage *s, int idx) { sl_stage_stop(s->st, lua_reason(s->L, idx, SL_REASON_ASKED)); }
 
 /* Stops s with {"error", message, traceback}: message at -2, tb at -1. */
 static void set_error(stage *s, int pop) {
@@ -830,9 +830,16 @@ static void crash_report(stage *s, const sl_reason *r) {
   if (lua_istable(L, -1)) lua_rawgeti(L, -1, 2);
   else lua_pushvalue(L, -1);
   const char *msg = lua_tostring(L, -1);
+  if (!msg) msg = luaL_typename(L, -1);
+  stage_label(s, label, sizeof label);
+  size_t ll = strlen(label);
+  if (strncmp(msg, label, ll) == 0 && msg[ll] == ' ') msg += ll + 1;       /* "(callback): ..." */
+  else if (strncmp(msg, label, ll) == 0 && msg[ll] == ':') msg += ll + 2;  /* ": ..." */
   char line[600];
-  int n = snprintf(line, sizeof line, "sluice: %s crashed: %s", stage_label(s, label, sizeof label),
-                   msg ? msg : luaL_typename(L, -1));
+  const char *close = msg[0] == '(' ? strstr(msg, "): ") : NULL;
+  int n = close ? snprintf(line, sizeof line, "sluice: %s crashed in %.*s: %s", label, (int)(close - msg - 1),
+                           msg + 1, close + 3)
+                : snprintf(line, sizeof line, "sluice: %s crashed: %s", label, msg);
   if (n < 0 || n > (int)sizeof line - 2) n = (int)sizeof line - 2;
   for (int i = 0; i < n; i++)
     if (line[i] == '\n') line[i] = ' ';   /* one line */
@@ -1250,7 +1257,7 @@ static void handle_call(stage *s, sl_msg *m) {
     break;
   case OP_STOP:
     if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_pushliteral(L, "normal");
-    set_stop(s, -1);
+    set_stop_asked(s, -1);
     break;
   case OP_FINISH:
     sl_stage_finish(s->st);
@@ -1951,7 +1958,7 @@ static int l_stage_stop(lua_State *L) {
   }
   stage *s = self_stage(L, ref);
   if (s) {
-    set_stop(s, 2);
+    set_stop_asked(s, 2);
     return 0;
   }
   if (reg_status(NULL, ref) != 1) return 0;

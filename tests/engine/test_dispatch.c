@@ -605,7 +605,8 @@ static void test_partition_queues_and_releases_on_ask(void) {
   sl_dispatch_free(d);
 }
 
-/* A partition without a subscriber has no demand: its events wait. */
+/* A partition without a subscriber has no demand: its events wait, and
+ * they use none of the demand the other partitions asked for. */
 static void test_partition_buffers_before_subscription(void) {
   sl_dispatch *d = new_disp(SL_DISPATCH_PARTITION, (sl_dispatch_opts){.partitions = 2});
   CHECK_INT(sl_dispatch_subscribe(d, 2, 1), 0);
@@ -613,23 +614,49 @@ static void test_partition_buffers_before_subscription(void) {
   static const int32_t p0[8] = {0};
   CHECK_STR(dispatch(d, "1 2 5 6 7", p0), "");
   CHECK_STR(received(), "");
-  CHECK_STR(dispatch(d, "8 9", p0), "8 9");
-  CHECK_STR(queues(d), "5 0");
+  CHECK_STR(dispatch(d, "8 9", p0), "");
+  CHECK_STR(queues(d), "7 0");
+  CHECK_INT(state(d).waiting, 5);
+  CHECK_STR(dispatch(d, "x y", (const int32_t[]){0, 1}), "");
+  CHECK_STR(received(), "2:y");
+  CHECK_INT(state(d).waiting, 4);
   CHECK_INT(sl_dispatch_subscribe(d, 1, 0), 0);
   CHECK_INT(ask(d, 1, 5), 5);
   CHECK_STR(received(), "1:1 2 5 6 7");
-  CHECK_INT(state(d).waiting, 5);
-  /* The queue used up that ask: new events for partition 0 are queued. */
+  CHECK_STR(queues(d), "3 0");
+  CHECK_INT(state(d).waiting, 9);
+  /* The queue is served first: new events for partition 0 wait behind it. */
   CHECK_STR(dispatch(d, "1 2", p0), "");
   CHECK_STR(received(), "");
-  CHECK_STR(queues(d), "2 0");
-  CHECK_INT(state(d).waiting, 3);
+  CHECK_STR(queues(d), "5 0");
+  CHECK_INT(state(d).waiting, 7);
   sl_dispatch_free(d);
 }
 
-/* Cancel: open demand becomes pending; queued events are discarded and
- * their count comes back as upstream demand. */
-static void test_partition_cancel_discards_and_recredits(void) {
+/* Events for a vacant partition are counted for sl_dispatch_take_vacant
+ * until its queue holds vacant_limit events; beyond that they use demand
+ * as GenStage's do. */
+static void test_partition_vacant_limit(void) {
+  sl_dispatch *d = new_disp(SL_DISPATCH_PARTITION, (sl_dispatch_opts){.partitions = 2, .vacant_limit = 3});
+  CHECK_INT(sl_dispatch_subscribe(d, 2, 1), 0);
+  CHECK_INT(ask(d, 2, 4), 4);
+  CHECK_STR(dispatch(d, "a b c", (const int32_t[]){0, 1, 0}), "");
+  CHECK_STR(received(), "2:b");
+  CHECK_INT(sl_dispatch_take_vacant(d), 2);
+  CHECK_INT(sl_dispatch_take_vacant(d), 0);
+  CHECK_INT(state(d).waiting, 3);
+  /* the queue holds 2: one more is free, then they use demand */
+  CHECK_STR(dispatch(d, "d e f g h", (const int32_t[]){0, 0, 0, 0, 0}), "h");
+  CHECK_INT(sl_dispatch_take_vacant(d), 1);
+  CHECK_STR(queues(d), "6 0");
+  CHECK_INT(state(d).waiting, 0);
+  CHECK_INT(sl_dispatch_take_vacant(d), 0);
+  sl_dispatch_free(d);
+}
+
+/* Cancel: open demand becomes pending; queued events stay queued for the
+ * partition's next consumer, which gets them first. */
+static void test_partition_cancel_keeps_queue(void) {
   sl_dispatch *d = new_disp(SL_DISPATCH_PARTITION, (sl_dispatch_opts){.partitions = 2});
   CHECK_INT(sl_dispatch_subscribe(d, 2, 1), 0);
   CHECK_INT(ask(d, 2, 5), 5);
@@ -639,12 +666,16 @@ static void test_partition_cancel_discards_and_recredits(void) {
   CHECK_STR(received(), "2:5");
   CHECK_STR(queues(d), "4 0");
   CHECK_INT(cancel(d, 1), 4);
-  CHECK_STR(queues(d), "0 0");
+  CHECK_STR(queues(d), "4 0");
   CHECK_INT(state(d).waiting, 4);
   CHECK_INT(state(d).pending, 0);
   CHECK_STR(demands(d), "- 2:4");
   CHECK_INT(cancel(d, 2), 0);
   CHECK_INT(state(d).pending, 4);
+  CHECK_INT(sl_dispatch_subscribe(d, 3, 0), 0);
+  CHECK_INT(ask(d, 3, 3), 0);                 /* the pending demand covers it */
+  CHECK_STR(received(), "3:1 2 6");
+  CHECK_STR(queues(d), "1 0");
   sl_dispatch_free(d);
 }
 
@@ -749,8 +780,13 @@ static void test_partition_info_waits_behind_queues(void) {
   CHECK_INT(sl_dispatch_pop_info(d, &tok), 1);
   CHECK_INT(tok, 7);
   CHECK_INT(sl_dispatch_pop_info(d, &tok), 0);   /* 8 waits for "g" */
-  /* A cancel discards the queue and lets its infos through. */
+  /* A cancel keeps the queue, and the infos behind it, for the
+   * partition's next consumer. */
   CHECK_INT(cancel(d, 1), 1);
+  CHECK_INT(sl_dispatch_pop_info(d, &tok), 0);
+  CHECK_INT(sl_dispatch_subscribe(d, 4, 0), 0);
+  ask(d, 4, 4);
+  CHECK_STR(received(), "4:g");
   CHECK_INT(sl_dispatch_pop_info(d, &tok), 1);
   CHECK_INT(tok, 8);
   CHECK_INT(sl_dispatch_info(d, 9), 1);
@@ -985,7 +1021,8 @@ int main(void) {
   RUN(test_partition_drop_uses_no_demand);
   RUN(test_partition_queues_and_releases_on_ask);
   RUN(test_partition_buffers_before_subscription);
-  RUN(test_partition_cancel_discards_and_recredits);
+  RUN(test_partition_cancel_keeps_queue);
+  RUN(test_partition_vacant_limit);
   RUN(test_partition_unknown_partition);
   RUN(test_partition_taken_and_unknown_on_subscribe);
   RUN(test_partition_slices_contiguous_runs);

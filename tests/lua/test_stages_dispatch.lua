@@ -349,7 +349,7 @@ function TestPartition:test_events_queued_for_a_slow_partition_are_kept_at_finis
   lu.assertEquals(p:await(), "normal")
 end
 
-function TestPartition:test_cancel_discards_the_queue_and_gives_its_demand_back()
+function TestPartition:test_cancel_keeps_the_queue_for_the_next_consumer()
   local p = sluice.start(Silent, nil, {dispatcher = sluice.dispatcher.partition{partitions = 2, hash = function(e)
     return e < 3 and 1 or 2
   end}})
@@ -360,9 +360,35 @@ function TestPartition:test_cancel_discards_the_queue_and_gives_its_demand_back(
   lu.assertEquals(c2:call("events"), {3, 4})
   c1:stop()
   H.wait_until(function() return p:stats().consumers == 1 end)
-  lu.assertEquals(p:call("demands"), {5, 3})   -- the 3 discarded are asked again
-  p:call({"emit", 5})              -- 5..9: partition 2 takes them (3 of its demand left)
+  lu.assertEquals(p:stats().held, 3)   -- 0, 1, 2 wait for partition 1's next consumer
+  p:call({"emit", 5})              -- 5..9: partition 2 takes 3 (its demand left), 2 are buffered
   lu.assertEquals(c2:call("events"), {3, 4, 5, 6, 7})
+  local c3 = sluice.start(Collector, {manual = 10}, {subscribe_to = {{p, partition = 1}}})
+  H.wait_until(function() return #c3:call("events") == 3 end)
+  lu.assertEquals(c3:call("events"), {0, 1, 2})
+  lu.assertEquals(p:stats().held, 2)   -- 8 and 9 wait for c2's demand
+end
+
+-- While a partition has no consumer its events wait without using the
+-- demand of the others: a flow keeps going through the other partitions.
+function TestPartition:test_other_partitions_flow_while_one_is_vacant()
+  local counter = {type = "producer", handle_demand = function(n, s)
+    local out = {}
+    for i = 1, n do out[i] = s + i - 1 end
+    return out, s + n
+  end}
+  local p = sluice.start(counter, 1, {dispatcher = sluice.dispatcher.partition{partitions = 2, hash = function(e)
+    return e % 2 + 1
+  end}})
+  local c1 = sluice.start(Collector, {}, {subscribe_to = {{p, partition = 1, max_demand = 4}}})
+  local c2 = sluice.start(Collector, {}, {subscribe_to = {{p, partition = 2, max_demand = 4, cancel = "temporary"}}})
+  H.wait_until(function() return #c2:call("events") >= 4 end)
+  c2:stop()
+  H.wait_until(function() return #c1:call("events") >= 400 end)
+  local got = c1:call("events")
+  for i = 1, 400 do lu.assertEquals(got[i], 2 * i) end
+  lu.assertTrue(p:stats().held > 0)
+  p:stop()
 end
 
 function TestPartition:test_info_waits_behind_queued_partition_events()
