@@ -1,8 +1,12 @@
 /* dispatch: demand, broadcast and partition dispatchers (see dispatch.h).
  *
  * One struct serves the three kinds; the public functions switch on the
- * kind. Consumer lookups are linear: the work per ask or dispatch is
- * O(consumers) plus, for the partition kind, O(events) to group them.
+ * kind. The demand and broadcast kinds find a consumer by a linear
+ * search (their asks are O(consumers) anyway: the demand kind keeps its
+ * list sorted, the broadcast kind takes the minimum over all). The
+ * partition kind finds a consumer's partition through a hash index
+ * (consumer -> partition), so a subscribe, ask or cancel is O(1) however
+ * many partitions there are; a dispatch is O(events + partitions).
  * Nothing is allocated per event; the demand and broadcast kinds only
  * slice the input batch, the partition kind gathers each partition's
  * events into one new batch per dispatch (a slice when they are
@@ -68,6 +72,9 @@ struct sl_dispatch {
   uint32_t *counts;    /* nparts + 1 */
   uint32_t *idx;       /* grouping space for one dispatch */
   size_t capidx;
+  uint64_t *pkeys;     /* consumer index: open addressing, linear probing; */
+  uint32_t *pvals;     /* pkeys[i] == 0 is a free slot, else pvals[i] is its partition */
+  uint32_t pmask;      /* capacity - 1, capacity a power of two >= 2 * nparts */
   slot *slots;         /* infos held by markers; free when remaining is 0 */
   size_t nslots, capslots;
   /* infos ready for sl_dispatch_pop_info (ring) */
@@ -310,10 +317,55 @@ static void broadcast_dispatch(sl_dispatch *d, sl_batch *batch, sl_batch *leftov
 
 /* ---- partition ---------------------------------------------------------- */
 
+/* ---- consumer index (partition kind) -------------------------------------
+ * Consumer ids are nonzero (0 marks a free slot). Each taken partition has
+ * exactly one entry; a cancel removes it by backward-shift deletion, so
+ * there are no tombstones and a lookup stops at the first free slot. */
+
+static uint32_t pslot(const sl_dispatch *d, uint64_t consumer) {
+  uint64_t h = consumer * 0x9E3779B97F4A7C15u;
+  return (uint32_t)(h >> 32) & d->pmask;
+}
+
 static long find_part(const sl_dispatch *d, uint64_t consumer) {
-  for (uint32_t i = 0; i < d->nparts; i++)
-    if (d->parts[i].taken && d->parts[i].consumer == consumer) return (long)i;
-  return -1;
+  if (consumer == 0) {   /* not indexable: only a linear search finds it */
+    for (uint32_t i = 0; i < d->nparts; i++)
+      if (d->parts[i].taken && d->parts[i].consumer == 0) return (long)i;
+    return -1;
+  }
+  for (uint32_t i = pslot(d, consumer);; i = (i + 1) & d->pmask) {
+    if (d->pkeys[i] == consumer) return (long)d->pvals[i];
+    if (d->pkeys[i] == 0) return -1;
+  }
+}
+
+static void index_put(sl_dispatch *d, uint64_t consumer, uint32_t p) {
+  if (consumer == 0) return;
+  uint32_t i = pslot(d, consumer);
+  while (d->pkeys[i] != 0) i = (i + 1) & d->pmask;
+  d->pkeys[i] = consumer;
+  d->pvals[i] = p;
+}
+
+static void index_del(sl_dispatch *d, uint64_t consumer) {
+  if (consumer == 0) return;
+  uint32_t i = pslot(d, consumer);
+  while (d->pkeys[i] != consumer) {
+    if (d->pkeys[i] == 0) return;
+    i = (i + 1) & d->pmask;
+  }
+  /* Move later entries of the run back into the hole when their home
+   * slot does not lie cyclically in (hole, j]. */
+  uint32_t hole = i;
+  for (uint32_t j = (i + 1) & d->pmask; d->pkeys[j] != 0; j = (j + 1) & d->pmask) {
+    uint32_t home = pslot(d, d->pkeys[j]);
+    int stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+    if (stays) continue;
+    d->pkeys[hole] = d->pkeys[j];
+    d->pvals[hole] = d->pvals[j];
+    hole = j;
+  }
+  d->pkeys[hole] = 0;
 }
 
 /* Appends events (the queue takes the view b) or, with an empty b, the
@@ -397,6 +449,7 @@ static void partition_cancel(sl_dispatch *d, long i, uint64_t *upstream) {
   } else {
     d->pending = sat_add(d->pending, p->demand);
   }
+  index_del(d, p->consumer);
   p->taken = 0;
   p->consumer = 0;
   p->demand = 0;
@@ -536,7 +589,13 @@ int sl_dispatch_new(sl_dispatch_kind kind, const sl_dispatch_opts *opts, sl_disp
     d->nparts = opts->partitions;
     d->parts = calloc(d->nparts, sizeof *d->parts);
     d->counts = calloc((size_t)d->nparts + 1, sizeof *d->counts);
-    if (!d->parts || !d->counts) goto err;
+    size_t cap = 2;
+    while (cap < 2 * (size_t)d->nparts) cap *= 2;
+    if (cap - 1 > UINT32_MAX) goto err;
+    d->pmask = (uint32_t)(cap - 1);
+    d->pkeys = calloc(cap, sizeof *d->pkeys);
+    d->pvals = calloc(cap, sizeof *d->pvals);
+    if (!d->parts || !d->counts || !d->pkeys || !d->pvals) goto err;
   }
   *out = d;
   return 0;
@@ -554,6 +613,8 @@ void sl_dispatch_free(sl_dispatch *d) {
   }
   free(d->parts);
   free(d->counts);
+  free(d->pkeys);
+  free(d->pvals);
   free(d->idx);
   free(d->slots);
   free(d->dems);
@@ -573,6 +634,7 @@ int sl_dispatch_subscribe(sl_dispatch *d, uint64_t consumer, int32_t partition) 
     if (p->taken || find_part(d, consumer) >= 0) return SL_EEXIST;
     p->taken = 1;
     p->consumer = consumer;
+    index_put(d, consumer, (uint32_t)partition);
     return 0;
   }
   if (find_dem(d, consumer) >= 0) return SL_EEXIST;

@@ -243,8 +243,8 @@ static void abs_deadline(struct timespec *ts, int64_t ms) {
 }
 
 /* Waits until the list is non-empty, a wake, closing, or timeout_ms
- * passes (<0: no limit). Returns the whole list (caller owns it). */
-static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
+ * passes (<0: no limit). Returns with in->mu held. */
+static void wait_locked(sl_inbox *in, int64_t timeout_ms) {
   int64_t deadline = timeout_ms >= 0 ? sl_now_ms() + timeout_ms : -1;
   int spun = !in->spin;
   pthread_mutex_lock(&in->mu);
@@ -275,6 +275,12 @@ static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
     }
     in->parked = 0;
   }
+}
+
+/* Worker use: waits as wait_locked does and returns the whole list
+ * (caller owns it). */
+static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
+  wait_locked(in, timeout_ms);
   sl_msg *list = in->head;
   in->head = in->tail = NULL;
   in->woken = 0;
@@ -284,18 +290,18 @@ static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
 }
 
 sl_msg *sl_inbox_wait(sl_inbox *in, int64_t timeout_ms) {
-  /* The main thread takes one message at a time; put the rest back. */
-  sl_msg *list = take_all(in, timeout_ms, NULL);
-  if (!list || !list->next) return list;
-  sl_msg *rest = list->next, *last = rest;
-  while (last->next) last = last->next;
-  pthread_mutex_lock(&in->mu);
-  last->next = in->head;
-  in->head = rest;
-  if (!in->tail) in->tail = last;
+  /* The main thread takes one message at a time: it pops the head, so
+   * draining k queued messages costs O(k), not O(k^2). */
+  wait_locked(in, timeout_ms);
+  sl_msg *m = in->head;
+  if (m) {
+    in->head = m->next;
+    if (!in->head) in->tail = NULL;
+    m->next = NULL;
+  }
+  in->woken = 0;
   pthread_mutex_unlock(&in->mu);
-  list->next = NULL;
-  return list;
+  return m;
 }
 
 void sl_inbox_wake(sl_inbox *in) {

@@ -30,7 +30,7 @@ enum {
 
 #define MAXVARINT 10
 /* Registry and index keys: addresses, cheaper to look up than strings. */
-static const char NAMES_KEY = 'n', NAMES_SIG = 's';
+static const char NAMES_KEY = 'n', NAMES_SIG = 's', DUMPS_KEY = 'd';
 #define PATHMAX 256
 
 static const char *const handle_mt[SL_H_NKINDS] = {
@@ -658,6 +658,52 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
   return sl_buf_append(ud, p, n) ? 1 : 0;
 }
 
+/* Appends the bytecode of the Lua function at idx (debug info kept).
+ * Each state keeps the dumps of the functions it has encoded in a table
+ * with weak keys (registry[&DUMPS_KEY]): a function sent again, as the
+ * same callbacks and user functions are to every stage of a flow layer,
+ * is dumped once. Bytecode depends on the function's prototype only, so
+ * the cached bytes stay right whatever its upvalues hold later. Returns 0
+ * or SL_ENOMEM. */
+static int put_bytecode(Enc *e, int idx) {
+  lua_State *L = e->L;
+  sl_buf *b = e->b;
+  if (!lua_checkstack(L, 4)) return SL_ENOMEM;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DUMPS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 16);                      /* stack: dumps */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DUMPS_KEY);
+  }
+  int dumps = lua_gettop(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, dumps) == LUA_TSTRING) {        /* stack: dumps code */
+    size_t n;
+    const char *code = lua_tolstring(L, -1, &n);
+    int rc = sl_buf_append(b, code, n);
+    lua_pop(L, 2);
+    return rc ? SL_ENOMEM : 0;
+  }
+  lua_pop(L, 1);
+  size_t start = b->len;
+  lua_pushvalue(L, idx);                            /* stack: dumps f */
+  int rc = lua_dump(L, dump_writer, b, 0);
+  lua_pop(L, 1);
+  if (rc) {
+    lua_pop(L, 1);
+    return SL_ENOMEM;
+  }
+  lua_pushvalue(L, idx);
+  lua_pushlstring(L, b->data + start, b->len - start);
+  lua_rawset(L, dumps);
+  lua_pop(L, 1);
+  return 0;
+}
+
 /* Encodes the upvalues of the Lua function at f (ref number ref). An
  * upvalue named _ENV is sent as T_ENV; an upvalue shared with a function
  * encoded earlier in this value is sent as T_UPREF, so the receiver joins
@@ -710,8 +756,8 @@ static int enc_function(Enc *e, int idx) {
   lua_Integer ref = seen_add(e, idx);
   if (sl_buf_putc(b, T_FUNC) || sl_buf_putc(b, 0)) return enc_fail(e, SL_ENOMEM, NULL);
   size_t lpos = b->len - 1;
+  rc = put_bytecode(e, idx);
   lua_pushvalue(L, idx);                            /* stack: f */
-  rc = lua_dump(L, dump_writer, b, 0);
   lua_getinfo(L, ">u", &ar);                        /* stack: (f popped) */
   char *p;
   if (rc || patch_varint(b, lpos, b->len - lpos - 1) || !(p = room(b, MAXVARINT)))

@@ -290,6 +290,35 @@ static void test_functions(void) {
   close2(A, B);
 }
 
+/* A function sent again (the encoder keeps its bytecode): the same bytes
+ * each time, its upvalues read afresh at each send, and every decoded
+ * copy is a separate function with its own upvalues. */
+static void test_function_sent_again(void) {
+  lua_State *A = newstate(), *B = newstate();
+  run(A, "local n = 1 f = function(x) n = n + x return n end"
+         " setn = function(v) n = v end");
+  size_t l1, l2;
+  char *p1 = encode_chunk(A, "return f", &l1);
+  char *p2 = encode_chunk(A, "return f", &l2);
+  CHECK(p1 && p2 && l1 == l2 && memcmp(p1, p2, l1) == 0);
+  free(p1);
+  free(p2);
+  CHECK_INT(send(A, B, "return f"), 0);
+  run(B, "first = v");
+  run(A, "setn(100)");
+  CHECK_INT(send(A, B, "return f"), 0);
+  CHECK_LUA(B, "first ~= v and first(1) == 2 and first(1) == 3 and v(1) == 101");
+  /* a new closure of the same code, and one collected in between */
+  run(A, "local function mk(k) return function() return k end end"
+         " g1 = mk(1) g2 = mk(2)");
+  CHECK_INT(send(A, B, "return {g1, g2}"), 0);
+  CHECK_LUA(B, "v[1]() == 1 and v[2]() == 2");
+  run(A, "g1 = nil collectgarbage() collectgarbage()");
+  CHECK_INT(send(A, B, "return g2"), 0);
+  CHECK_LUA(B, "v() == 2");
+  close2(A, B);
+}
+
 static void test_recursive_functions(void) {
   lua_State *A = newstate(), *B = newstate();
   CHECK_INT(send(A, B, "local function fact(n) if n <= 1 then return 1 end"
@@ -833,6 +862,7 @@ int main(void) {
   RUN(test_shared_and_cycles);
   RUN(test_metatables_dropped);
   RUN(test_functions);
+  RUN(test_function_sent_again);
   RUN(test_recursive_functions);
   RUN(test_shared_upvalues);
   RUN(test_by_name);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "batch.h"
 #include "check.h"
 #include "dispatch.h"
@@ -521,6 +522,61 @@ static void test_partition_subscribe_ask_cancel(void) {
   sl_dispatch_free(d);
 }
 
+/* Many partitions: subscribe, ask and cancel find a consumer's partition
+ * in constant time (100000 partitions took tens of seconds with a linear
+ * search), and the index stays right through cancels and new
+ * subscriptions whose ids collide in every way (consecutive ids, ids that
+ * differ by a power of two, a freed partition taken by a new consumer). */
+static void test_partition_many_consumers_index(void) {
+  enum { N = 100000 };
+  sl_dispatch *d = new_disp(SL_DISPATCH_PARTITION, (sl_dispatch_opts){.partitions = N});
+  clock_t t0 = clock();
+  /* consumer of partition p: p + 1 for even p, (p << 20) + 1 for odd p */
+  for (uint32_t p = 0; p < N; p++) {
+    uint64_t c = (p % 2) ? ((uint64_t)p << 20) + 1 : (uint64_t)p + 1;
+    CHECK_INT(sl_dispatch_subscribe(d, c, (int32_t)p), 0);
+  }
+  int asks_ok = 1;
+  for (uint32_t p = 0; p < N; p++) {
+    uint64_t c = (p % 2) ? ((uint64_t)p << 20) + 1 : (uint64_t)p + 1, up = 0;
+    if (sl_dispatch_ask(d, c, p + 1, &up) != 0 || up != p + 1) asks_ok = 0;
+  }
+  CHECK(asks_ok);
+  /* cancel every third partition, then give each to a new consumer */
+  int cancel_ok = 1;
+  for (uint32_t p = 0; p < N; p += 3) {
+    uint64_t c = (p % 2) ? ((uint64_t)p << 20) + 1 : (uint64_t)p + 1, up = 9;
+    if (sl_dispatch_cancel(d, c, &up) != 0 || up != 0) cancel_ok = 0;
+    if (sl_dispatch_cancel(d, c, &up) != SL_ENOENT) cancel_ok = 0;
+    if (sl_dispatch_ask(d, c, 1, &up) != SL_ENOENT) cancel_ok = 0;
+  }
+  CHECK(cancel_ok);
+  int resub_ok = 1;
+  for (uint32_t p = 0; p < N; p += 3) {
+    uint64_t c = (uint64_t)3000000000u + p, up = 0;
+    if (sl_dispatch_subscribe(d, c, (int32_t)p) != 0) resub_ok = 0;
+    if (sl_dispatch_subscribe(d, c, (int32_t)((p + 1) % N)) != SL_EEXIST) resub_ok = 0;
+    if (sl_dispatch_ask(d, c, 7, &up) != 0) resub_ok = 0;
+  }
+  CHECK(resub_ok);
+  /* every partition's entry: its consumer and its demand */
+  int entries_ok = 1;
+  for (uint32_t p = 0; p < N; p++) {
+    sl_dispatch_entry e;
+    uint64_t c = p % 3 == 0 ? (uint64_t)3000000000u + p
+               : (p % 2) ? ((uint64_t)p << 20) + 1 : (uint64_t)p + 1;
+    uint64_t want = p % 3 == 0 ? 7 : p + 1;
+    if (sl_dispatch_entry_at(d, p, &e) != 0 || !e.has_consumer || e.consumer != c || e.demand != want)
+      entries_ok = 0;
+  }
+  CHECK(entries_ok);
+  CHECK_INT(state(d).consumers, N);
+  double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+  CHECK(secs < 2.0);
+  CHECK_STR(received(), "");
+  sl_dispatch_free(d);
+}
+
 static void test_partition_ask_and_dispatch(void) {
   sl_dispatch *d = new_disp(SL_DISPATCH_PARTITION, (sl_dispatch_opts){.partitions = 1});
   CHECK_INT(sl_dispatch_subscribe(d, 1, 0), 0);
@@ -1017,6 +1073,7 @@ int main(void) {
   RUN(test_broadcast_refuses_duplicate);
   RUN(test_broadcast_shares_storage);
   RUN(test_partition_subscribe_ask_cancel);
+  RUN(test_partition_many_consumers_index);
   RUN(test_partition_ask_and_dispatch);
   RUN(test_partition_drop_uses_no_demand);
   RUN(test_partition_queues_and_releases_on_ask);
