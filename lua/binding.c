@@ -832,6 +832,7 @@ int sl_rt_open(lua_State *L, int nworkers) {
 }
 
 void sl_rt_close(void) {
+  sl_stage_shutdown(sl_rt_g.L);
   while (done_tasks) {
     sl_msg *m = done_tasks;
     done_tasks = m->next;

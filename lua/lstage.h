@@ -21,6 +21,10 @@ void sl_stage_close(lua_State *L);
  * an entry), and stop those started since (after an interrupted one). */
 void sl_stage_forget_started(void);
 void sl_stage_stop_started(lua_State *L);
+/* At exit, before the workers stop: producers finish, what is in flight
+ * drains (bounded: 5 s, or 100 ms without progress), the rest stops with
+ * "shutdown" (terminate runs); what is still lost is reported on stderr. */
+void sl_stage_shutdown(lua_State *L);
 /* Sets up the places before the workers start. */
 void sl_stage_init(int nworkers);
 /* Frees the stages left on worker place p (on its thread, at shutdown). */

@@ -24,6 +24,7 @@
  * its own inbox; stages living on the main thread run during those waits. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,7 @@ typedef struct reg_entry {
   int type;        /* T_PRODUCER, T_PC, T_CONSUMER */
   int alive;
   int watched;     /* someone awaits its exit: no crash report */
+  int finite;      /* a producer that ends by itself: at exit it may run to its end */
   char *reason;    /* encoded exit reason once dead */
   size_t rlen;
   struct reg_entry *next;
@@ -85,11 +87,12 @@ static reg_entry *reg_find(uint64_t ref) {
 }
 
 /* Registers a stage being started (name may be NULL). */
-static void reg_add(uint64_t ref, const char *name, int type) {
+static void reg_add(uint64_t ref, const char *name, int type, int finite) {
   reg_entry *e = calloc(1, sizeof *e);
   if (!e) abort();
   e->ref = ref;
   e->type = type;
+  e->finite = finite;
   e->name = name ? strdup(name) : NULL;
   e->alive = 1;
   pthread_mutex_lock(&reg_mu);
@@ -220,7 +223,7 @@ enum {
 };
 
 /* Internal call operations (M_CALL.n). */
-enum { OP_USER, OP_BUFFERED, OP_DEMAND_GET, OP_DEMAND_SET, OP_STATS, OP_STOP, OP_FINISH };
+enum { OP_USER, OP_BUFFERED, OP_DEMAND_GET, OP_DEMAND_SET, OP_STATS, OP_STOP, OP_FINISH, OP_SHUTDOWN };
 
 enum { T_PRODUCER = SL_STAGE_PRODUCER, T_PC = SL_STAGE_PC, T_CONSUMER = SL_STAGE_CONSUMER };
 static const char *const type_names[] = {"producer", "producer_consumer", "consumer", NULL};
@@ -505,6 +508,11 @@ static void run_emitting(stage *s, const char *cb, int nargs) {
 
 static stage *ls(sl_stage *st) { return sl_stage_ud(st); }
 
+/* Exit: events handed to handle_events so far (progress while draining),
+ * and events that reached a stage already gone while shutting down. */
+static atomic_uint_fast64_t consumed_total, lost_at_exit;
+static atomic_int shutting_down;
+
 static void op_post(sl_stage *st, uint64_t to, sl_msg *m) { post(to, m); }
 
 static void op_fail(sl_stage *st, const char *message) { set_error_msg(ls(st), message); }
@@ -533,6 +541,7 @@ static void op_handle_events(sl_stage *st, uint64_t sub_id, uint64_t peer, const
     return;
   }
   push_from(L, sub_id, peer);
+  atomic_fetch_add_explicit(&consumed_total, chunk->count, memory_order_relaxed);
   run_emitting(s, "handle_events", 2);
 }
 
@@ -1259,6 +1268,10 @@ static void handle_call(stage *s, sl_msg *m) {
     if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_pushliteral(L, "normal");
     set_stop_asked(s, -1);
     break;
+  case OP_SHUTDOWN:                                  /* at exit: what it holds is reported */
+    lua_pushliteral(L, "shutdown");
+    sl_stage_stop(s->st, lua_reason(L, -1, 0));
+    break;
   case OP_FINISH:
     sl_stage_finish(s->st);
     lua_pushboolean(L, 1);
@@ -1296,6 +1309,8 @@ static uint64_t subscribe_to_ack(lua_State *L, sl_msg *m) {
  * subscribe is answered "noproc", a call or a synchronous subscribe "the
  * stage has stopped"; anything else is dropped. */
 static void stage_gone(lua_State *L, sl_msg *m) {
+  if (m->kind == SL_SM_EVENTS && atomic_load(&shutting_down))
+    atomic_fetch_add(&lost_at_exit, m->batch.count);
   sl_msg *r = sl_stage_gone_reply(m);
   if (r) post(r->to, r);
   else if (m->kind == M_CALL) reply_str(L, m->from, 0, "the stage has stopped");
@@ -1573,7 +1588,7 @@ static void check_producer_arg(lua_State *L, int idx, const char *fn, const char
 }
 
 static const char *const start_keys[] = {"subscribe_to", "dispatcher", "demand", "buffer_size", "buffer_keep",
-                                         "worker", "name", "_on_cancel", "_main", NULL};
+                                         "worker", "name", "_on_cancel", "_main", "_finite", NULL};
 
 /* Checks sluice.start's options (at idx) against the spec's type; leaves
  * the normalised options table on the stack. */
@@ -1705,6 +1720,140 @@ void sl_stage_stop_started(lua_State *L) {
   nstarted = 0;
 }
 
+/* ---- exit ------------------------------------------------------------------------------ */
+
+#define EXIT_FINITE 16   /* in live_stages' types: a producer that ends by itself */
+
+/* The live stages: refs and types (malloc'd; *n of them). */
+static uint64_t *live_stages(int **types, size_t *n) {
+  size_t cap = 16, k = 0;
+  uint64_t *refs = malloc(cap * sizeof *refs);
+  int *ts = malloc(cap * sizeof *ts);
+  if (!refs || !ts) abort();
+  pthread_mutex_lock(&reg_mu);
+  for (int b = 0; b < REG_BUCKETS; b++)
+    for (reg_entry *e = reg_table[b]; e; e = e->next) {
+      if (!e->alive) continue;
+      if (k == cap) {
+        cap *= 2;
+        refs = realloc(refs, cap * sizeof *refs);
+        ts = realloc(ts, cap * sizeof *ts);
+        if (!refs || !ts) abort();
+      }
+      refs[k] = e->ref;
+      ts[k++] = e->type | (e->finite ? EXIT_FINITE : 0);
+    }
+  pthread_mutex_unlock(&reg_mu);
+  *types = ts;
+  *n = k;
+  return refs;
+}
+
+static size_t count_alive(const uint64_t *refs, size_t n) {
+  size_t a = 0;
+  for (size_t i = 0; i < n; i++) a += reg_status(NULL, refs[i]) == 1;
+  return a;
+}
+
+/* Pumps the main inbox until every stage of refs has ended, or nothing
+ * moved for idle_ms, or deadline passes. */
+static void wait_stages(lua_State *L, const uint64_t *refs, size_t n, int64_t deadline, int64_t idle_ms) {
+  size_t alive = count_alive(refs, n);
+  uint64_t seen = atomic_load(&consumed_total);
+  int64_t still_since = sl_now_ms();
+  while (alive > 0 && sl_now_ms() < deadline) {
+    sl_rt_pump(L, 10);
+    size_t a = count_alive(refs, n);
+    uint64_t c = atomic_load(&consumed_total);
+    if (a != alive || c != seen) still_since = sl_now_ms();
+    else if (sl_now_ms() - still_since >= idle_ms) break;
+    alive = a;
+    seen = c;
+  }
+}
+
+#define EXIT_DRAIN_MS 5000
+
+/* The orderly end of the stages (run protected: Ctrl-C ends the waits). */
+static int shutdown_stages(lua_State *L) {
+  int *types;
+  size_t n;
+  uint64_t *refs = live_stages(&types, &n);
+  lua_pushlightuserdata(L, refs);                  /* freed by the caller's cleanup */
+  lua_setfield(L, LUA_REGISTRYINDEX, "sluice.exit.refs");
+  lua_pushlightuserdata(L, types);
+  lua_setfield(L, LUA_REGISTRYINDEX, "sluice.exit.types");
+  lua_pushinteger(L, (lua_Integer)n);
+  lua_setfield(L, LUA_REGISTRYINDEX, "sluice.exit.n");
+  if (n == 0) return 0;
+  /* 1. producers send nothing new; what they hold still goes out, and
+   * every stage downstream ends once its producers have (terminate runs) */
+  for (size_t i = 0; i < n; i++)
+    if (types[i] == T_PRODUCER) cast_op(L, refs[i], OP_FINISH, 0);   /* finite sources run to their end */
+  wait_stages(L, refs, n, sl_now_ms() + EXIT_DRAIN_MS, 100);
+  for (size_t i = 0; i < n; i++)
+    if (types[i] == (T_PRODUCER | EXIT_FINITE) && reg_status(NULL, refs[i]) == 1) {
+      char *name = reg_name(refs[i]);
+      fprintf(stderr, "sluice: at exit, the source %s%s%s had not reached its end after %d ms; it stops now "
+              "(await the pipeline's last stage to get all of it)\n", name ? "'" : "",
+              name ? name : "stage", name ? "'" : "", EXIT_DRAIN_MS);
+      free(name);
+    }
+  /* 2. what is left (consumers that outlive their producers, stages with
+   * nobody to take their events) stops with "shutdown" */
+  for (size_t i = 0; i < n; i++)
+    if (reg_status(NULL, refs[i]) == 1) cast_op(L, refs[i], OP_SHUTDOWN, 0);
+  wait_stages(L, refs, n, sl_now_ms() + 1000, 1000);
+  return 0;
+}
+
+void sl_stage_shutdown(lua_State *L) {
+  if (!places) return;
+  atomic_store(&shutting_down, 1);
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, shutdown_stages);
+  int interrupted = lua_pcall(L, 0, 0, 0) != LUA_OK;
+  lua_getfield(L, LUA_REGISTRYINDEX, "sluice.exit.refs");
+  uint64_t *refs = lua_touserdata(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "sluice.exit.types");
+  int *types = lua_touserdata(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "sluice.exit.n");
+  size_t n = (size_t)lua_tointeger(L, -1);
+  lua_settop(L, top);
+  if (interrupted) {   /* Ctrl-C during the drain: stop the rest now */
+    sl_rt_g.interrupted = 0;
+    lua_sethook(L, NULL, 0, 0);
+    for (size_t i = 0; refs && i < n; i++)
+      if (reg_status(NULL, refs[i]) == 1) cast_op(L, refs[i], OP_SHUTDOWN, 0);
+    int64_t deadline = sl_now_ms() + 500;
+    while (refs && count_alive(refs, n) > 0 && sl_now_ms() < deadline) {
+      sl_msg *m = sl_inbox_wait(sl_sched_main(sl_rt_g.sched), 10);
+      if (m && !sl_stage_handle(L, PLACE_MAIN, m)) sl_msg_free(m);
+    }
+  }
+  size_t stuck = 0;
+  for (size_t i = 0; refs && i < n; i++) {
+    if (reg_status(NULL, refs[i]) != 1) continue;
+    char *name = reg_name(refs[i]);
+    int p = sl_ref_place(refs[i]);
+    char where[32];
+    if (p == PLACE_MAIN) snprintf(where, sizeof where, "the main thread");
+    else snprintf(where, sizeof where, "worker %d", p + 1);
+    if (stuck++ < 8) {
+      if (name) fprintf(stderr, "sluice: at exit, stage '%s' on %s did not stop (busy in a callback); what it held is lost\n", name, where);
+      else fprintf(stderr, "sluice: at exit, stage %llu on %s did not stop (busy in a callback); what it held is lost\n",
+                   (unsigned long long)(refs[i] & 0xffffffffffffULL), where);
+    }
+    free(name);
+  }
+  if (stuck > 8) fprintf(stderr, "sluice: at exit, %zu more stages did not stop\n", stuck - 8);
+  uint64_t lost = atomic_load(&lost_at_exit);
+  if (lost) fprintf(stderr, "sluice: at exit, %llu events on their way to stages that had stopped were dropped\n",
+                    (unsigned long long)lost);
+  free(refs);
+  free(types);
+}
+
 /* sluice.start(spec, arg [, opts]) -> stage */
 static int l_start(lua_State *L) {
   const char *fn = "sluice.start";
@@ -1764,8 +1913,9 @@ static int l_start(lua_State *L) {
   uint64_t waiter = sl_rt_id();
   m->from = waiter;
   lua_getfield(L, nopts, "name");
-  reg_add(ref, lua_tostring(L, -1), type);
-  lua_pop(L, 1);
+  lua_getfield(L, nopts, "_finite");
+  reg_add(ref, lua_tostring(L, -2), type, lua_toboolean(L, -1));
+  lua_pop(L, 2);
   note_started(ref);
   post(ref, m);
   sl_msg *r = wait_reply(L, waiter, -1, 0, fn);

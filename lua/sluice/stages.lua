@@ -137,6 +137,8 @@ function M.from_enumerable(enum, opts)
   end
   -- an iterator function runs where it was made: on the main thread
   if type(enum) == "function" then start._main = true end
+  -- a source that ends by itself may run to its end when the script exits
+  if type(enum) == "table" and (enum.__sluice_enum ~= "range" or enum.last ~= math.huge) then start._finite = true end
   return sluice.start(EnumProducer, enum, start)
 end
 
