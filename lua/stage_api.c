@@ -1,0 +1,718 @@
+/* stage_api: the sluice.* stage functions and stage, subscription and
+ * "from" handle methods, with their option checks; the stage set of one
+ * REPL entry. */
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "buffer.h"
+#include "dispatch.h"
+#include "hash.h"
+#include "stage_int.h"
+#include "status.h"
+
+/* ---- option checking ------------------------------------------------------------------------ */
+
+static int is_handle_kind(lua_State *L, int idx, int kind) { return sl_handle_test(L, idx, kind) != NULL; }
+
+/* Checks subscription options (table at idx, may be nil) and leaves a
+ * normalised copy on the stack. skip_first: the table's [1] is the
+ * producer (subscribe_to entries). */
+static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first) {
+  idx = lua_absindex(L, idx);
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  if (lua_isnoneornil(L, idx)) {
+    lua_pushinteger(L, 1000);
+    lua_setfield(L, out, "max_demand");
+    lua_pushinteger(L, 500);
+    lua_setfield(L, out, "min_demand");
+    return;
+  }
+  if (!lua_istable(L, idx)) luaL_error(L, "%s: subscription options must be a table, got %s", fn, luaL_typename(L, idx));
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!(skip_first && lua_isinteger(L, -2) && lua_tointeger(L, -2) == 1)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "%s: subscription option keys must be strings, got %s", fn, luaL_typename(L, -2));
+      lua_pushvalue(L, -2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, out);
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, out, "max_demand");
+  lua_Integer max = 1000;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+      luaL_error(L, "%s: max_demand must be an integer >= 1, got %s", fn, st_push_got(L, -1));
+    max = lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, max);
+  lua_setfield(L, out, "max_demand");
+  lua_getfield(L, out, "min_demand");
+  lua_Integer min = max / 2;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) >= max)
+      luaL_error(L, "%s: min_demand must be an integer from 0 to max_demand - 1 (%I), got %s", fn,
+                 (lua_Integer)(max - 1), st_push_got(L, -1));
+    min = lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, min);
+  lua_setfield(L, out, "min_demand");
+  lua_getfield(L, out, "cancel");
+  if (!lua_isnil(L, -1)) {
+    const char *c = lua_tostring(L, -1);
+    int ok = 0;
+    for (int i = 0; cancel_names[i]; i++) ok |= c && lua_type(L, -1) == LUA_TSTRING && strcmp(c, cancel_names[i]) == 0;
+    if (!ok)
+      luaL_error(L, "%s: cancel must be \"permanent\", \"transient\" or \"temporary\", got %s", fn, st_push_got(L, -1));
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, out, "selector");
+  if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+    luaL_error(L, "%s: selector must be a function, got %s", fn, luaL_typename(L, -1));
+  lua_pop(L, 1);
+}
+
+/* Resolves a producer given as a handle or a registered name. */
+static int check_stage_arg(lua_State *L, int idx, const char *fn, const char *what) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    uint64_t ref = st_reg_whereis(lua_tostring(L, idx));
+    if (!ref) return luaL_error(L, "%s: no stage is named '%s'", fn, lua_tostring(L, idx));
+    st_push_stage(L, ref);
+    lua_replace(L, idx);
+  }
+  if (!is_handle_kind(L, idx, SL_H_STAGE))
+    return luaL_error(L, "%s: %s must be a stage, got %s", fn, what, luaL_typename(L, idx));
+  return 1;
+}
+
+/* check_stage_arg for a stage that must be able to produce. */
+static void check_producer_arg(lua_State *L, int idx, const char *fn, const char *what) {
+  check_stage_arg(L, idx, fn, what);
+  if (st_reg_type(sl_handle_test(L, idx, SL_H_STAGE)->id) == T_CONSUMER)
+    luaL_error(L, "%s: %s must be a producer or a producer_consumer, got a consumer", fn, what);
+}
+
+static const char *const start_keys[] = {"subscribe_to", "dispatcher", "demand", "buffer_size", "buffer_keep",
+                                         "worker", "name", "_on_cancel", "_main", "_finite", NULL};
+
+/* Checks sluice.start's options (at idx) against the spec's type; leaves
+ * the normalised options table on the stack. */
+static void check_start_opts(lua_State *L, int idx, int type) {
+  const char *fn = "sluice.start";
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_argexpected(L, lua_istable(L, idx), idx, "table of options");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    int known = 0;
+    for (int i = 0; k && start_keys[i]; i++) known |= strcmp(k, start_keys[i]) == 0;
+    if (!known) luaL_error(L, "%s: unknown option %s", fn, luaL_tolstring(L, -2, NULL));
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, out);
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, out, "subscribe_to");
+  if (!lua_isnil(L, -1)) {
+    if (type == T_PRODUCER) luaL_error(L, "%s: subscribe_to is for consumers and producer_consumers", fn);
+    if (!lua_istable(L, -1)) luaL_error(L, "%s: subscribe_to must be a list, got %s", fn, luaL_typename(L, -1));
+    int list = lua_gettop(L);
+    lua_newtable(L);
+    int norm = lua_gettop(L);
+    for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) {
+      int e = lua_gettop(L);
+      lua_createtable(L, 0, 2);
+      if (lua_istable(L, e) && !is_handle_kind(L, e, SL_H_STAGE)) {
+        lua_rawgeti(L, e, 1);
+        check_producer_arg(L, lua_gettop(L), fn, "a subscribe_to producer");
+        lua_setfield(L, -2, "producer");
+        check_sub_opts(L, fn, e, 1);
+      } else {
+        lua_pushvalue(L, e);
+        check_producer_arg(L, lua_gettop(L), fn, "a subscribe_to entry");
+        lua_setfield(L, -2, "producer");
+        lua_pushnil(L);
+        check_sub_opts(L, fn, -1, 0);
+        lua_remove(L, -2);
+      }
+      lua_setfield(L, -2, "opts");
+      lua_rawseti(L, norm, i);
+      lua_settop(L, norm);
+    }
+    lua_settop(L, norm);
+    lua_setfield(L, out, "subscribe_to");
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "dispatcher");
+  if (!lua_isnil(L, -1)) {
+    if (type == T_CONSUMER) luaL_error(L, "%s: dispatcher is for producers and producer_consumers", fn);
+    lua_getfield(L, -1, "kind");
+    if (!lua_istable(L, -2) || !lua_isstring(L, -1))
+      luaL_error(L, "%s: dispatcher must come from sluice.dispatcher.demand/broadcast/partition", fn);
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "demand");
+  if (!lua_isnil(L, -1)) {
+    const char *d = lua_tostring(L, -1);
+    if (type != T_PRODUCER) luaL_error(L, "%s: demand is an option for producers only", fn);
+    if (!d || (strcmp(d, "forward") != 0 && strcmp(d, "accumulate") != 0))
+      luaL_error(L, "%s: demand must be \"forward\" or \"accumulate\", got %s", fn, st_push_got(L, -1));
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "buffer_size");
+  if (!lua_isnil(L, -1)) {
+    if (type == T_CONSUMER) luaL_error(L, "%s: buffer_size is for producers and producer_consumers", fn);
+    int ok = (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) ||
+             (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) == HUGE_VAL);
+    if (!ok) luaL_error(L, "%s: buffer_size must be an integer >= 1 or math.huge, got %s", fn, st_push_got(L, -1));
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "buffer_keep");
+  if (!lua_isnil(L, -1)) {
+    const char *k = lua_tostring(L, -1);
+    if (!k || (strcmp(k, "first") != 0 && strcmp(k, "last") != 0))
+      luaL_error(L, "%s: buffer_keep must be \"first\" or \"last\", got %s", fn, st_push_got(L, -1));
+  }
+  lua_settop(L, out);
+  lua_getfield(L, out, "worker");
+  if (!lua_isnil(L, -1) && (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > sl_rt_g.nworkers))
+    luaL_error(L, "%s: worker must be an integer from 1 to %d, got %s", fn, sl_rt_g.nworkers, st_push_got(L, -1));
+  lua_settop(L, out);
+  lua_getfield(L, out, "name");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: name must be a string, got %s", fn, luaL_typename(L, -1));
+    if (st_reg_whereis(lua_tostring(L, -1))) luaL_error(L, "%s: a stage named '%s' is already running", fn, lua_tostring(L, -1));
+  }
+  lua_settop(L, out);
+}
+
+/* ---- the stage set of one REPL entry ----------------------------------------------------- */
+
+/* Stages started by the main thread since sl_stage_forget_started: what
+ * Ctrl-C stops (main thread only). */
+static uint64_t *started;
+static size_t nstarted, capstarted;
+
+static void note_started(uint64_t ref) {
+  if (nstarted == capstarted) {
+    size_t cap = capstarted ? capstarted * 2 : 16;
+    uint64_t *p = realloc(started, cap * sizeof *p);
+    if (!p) return;   /* only Ctrl-C's reach shrinks */
+    started = p;
+    capstarted = cap;
+  }
+  started[nstarted++] = ref;
+}
+
+void sl_stage_forget_started(void) { nstarted = 0; }
+
+void sl_stage_stop_started(lua_State *L) {
+  lua_pushliteral(L, "shutdown");
+  int reason = lua_gettop(L);
+  for (size_t i = 0; i < nstarted; i++)
+    if (st_reg_status(NULL, started[i]) == 1) st_cast_op(L, started[i], OP_STOP, reason);
+  lua_pop(L, 1);
+  /* main-thread stages stop when the main inbox is pumped */
+  int64_t deadline = sl_now_ms() + 1000;
+  for (size_t i = 0; i < nstarted; i++)
+    while (st_reg_status(NULL, started[i]) == 1 && sl_now_ms() < deadline) sl_rt_pump(L, 10);
+  nstarted = 0;
+}
+
+/* sluice.start(spec, arg [, opts]) -> stage */
+static int l_start(lua_State *L) {
+  const char *fn = "sluice.start";
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 3);
+  if (!st_is_main_thread(L)) return luaL_error(L, "%s: only the main thread may start stages", fn);
+  lua_getfield(L, 1, "type");
+  const char *tn = lua_tostring(L, -1);
+  int type = -1;
+  for (int i = 0; tn && lua_type(L, -1) == LUA_TSTRING && type_names[i]; i++)
+    if (strcmp(tn, type_names[i]) == 0) type = i;
+  if (type < 0)
+    return luaL_error(L, "%s: spec.type must be \"producer\", \"producer_consumer\" or \"consumer\", got %s", fn,
+                      st_push_got(L, -1));
+  lua_pop(L, 1);
+  const char *need = type == T_PRODUCER ? "handle_demand" : "handle_events";
+  lua_getfield(L, 1, need);
+  if (!lua_isfunction(L, -1)) return luaL_error(L, "%s: a %s needs a %s function", fn, type_names[type], need);
+  lua_pop(L, 1);
+  static const char *const cbs[] = {"init", "handle_demand", "handle_events", "handle_info", "handle_cast",
+                                    "handle_call", "handle_subscribe", "handle_cancel", "terminate", NULL};
+  for (int i = 0; cbs[i]; i++) {
+    lua_getfield(L, 1, cbs[i]);
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+      return luaL_error(L, "%s: spec.%s must be a function, got %s", fn, cbs[i], luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  check_start_opts(L, 3, type);                    /* stack: spec arg opts nopts */
+  int nopts = lua_gettop(L);
+  lua_getfield(L, nopts, "_main");
+  int p;
+  if (lua_toboolean(L, -1)) {
+    p = PLACE_MAIN;
+  } else {
+    lua_getfield(L, nopts, "worker");
+    if (lua_isinteger(L, -1)) p = (int)lua_tointeger(L, -1) - 1;
+    else p = st_place_of(PLACE_MAIN)->rr++ % sl_rt_g.nworkers;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 3);                        /* stack: ... nopts t */
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "spec");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "arg");
+  lua_pushvalue(L, nopts);
+  lua_setfield(L, -2, "opts");
+  uint64_t ref = sl_ref_make(sl_rt_id(), p);
+  sl_msg *m;
+  if (p == PLACE_MAIN) {
+    m = st_msg(M_START, ref, 0, 0);
+    m->n = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    m = st_encode_msg(L, -1, M_START, ref, fn);
+    sl_rt_attach_snapshot(L, m);
+  }
+  uint64_t waiter = sl_rt_id();
+  m->from = waiter;
+  lua_getfield(L, nopts, "name");
+  lua_getfield(L, nopts, "_finite");
+  st_reg_add(ref, lua_tostring(L, -2), type, lua_toboolean(L, -1));
+  lua_pop(L, 2);
+  note_started(ref);
+  st_post(ref, m);
+  sl_msg *r = st_wait_reply(L, waiter, -1, 0, fn);
+  int ok = (int)r->n;
+  if (!ok) {
+    char err[256];
+    if (sl_decode(L, r->data, r->len, err, sizeof err) != 0) lua_pushstring(L, err);
+    sl_msg_free(r);
+    if (lua_type(L, -1) != LUA_TSTRING) return lua_error(L);   /* an error value raised as is */
+    return luaL_error(L, "%s: %s", fn, lua_tostring(L, -1));
+  }
+  sl_msg_free(r);
+  st_push_stage(L, ref);
+  return 1;
+}
+
+/* sluice.subscribe(consumer, producer [, opts]) -> subscription */
+static int l_subscribe(lua_State *L) {
+  const char *fn = "sluice.subscribe";
+  check_stage_arg(L, 1, fn, "the consumer");
+  check_stage_arg(L, 2, fn, "the producer");
+  check_sub_opts(L, fn, 3, 0);
+  uint64_t consumer = sl_handle_test(L, 1, SL_H_STAGE)->id;
+  uint64_t producer = sl_handle_test(L, 2, SL_H_STAGE)->id;
+  if (st_reg_type(consumer) == T_PRODUCER)
+    return luaL_error(L, "%s: the consumer must be a consumer or a producer_consumer, got a producer", fn);
+  if (st_reg_type(producer) == T_CONSUMER)
+    return luaL_error(L, "%s: the producer must be a producer or a producer_consumer, got a consumer", fn);
+  /* From the main thread, returns once a worker consumer has sent the
+   * subscribe (as GenStage's sync_subscribe), so that what the main thread
+   * sends the producer next arrives behind it. A consumer living on the
+   * main thread subscribes when the main thread next st_waits; inside a
+   * callback the subscription is asynchronous. */
+  uint64_t ack = st_is_main_thread(L) && sl_ref_place(consumer) != PLACE_MAIN ? sl_rt_id() : 0;
+  lua_createtable(L, 0, 2);                        /* stack: ... nopts t */
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "opts");
+  lua_pushinteger(L, (lua_Integer)ack);
+  lua_setfield(L, -2, "ack");
+  sl_msg *m = st_encode_msg(L, -1, M_SUBSCRIBE_TO, consumer, fn);
+  uint64_t id = sl_rt_id();
+  m->from = producer;
+  m->n = (int64_t)id;
+  st_post(consumer, m);
+  if (ack) {
+    sl_msg *r = st_wait_reply(L, ack, -1, consumer, NULL);
+    if (r) sl_msg_free(r);
+  }
+  sl_handle_push(L, SL_H_SUB, id, consumer);
+  return 1;
+}
+
+/* sluice.self() -> the stage whose callback is running */
+static int l_self(lua_State *L) {
+  stage *s = st_current_stage(L);
+  if (!s) return luaL_error(L, "sluice.self: not inside a stage callback");
+  st_push_stage(L, s->ref);
+  return 1;
+}
+
+/* sluice.whereis(name) -> stage or nil */
+static int l_whereis(lua_State *L) {
+  uint64_t ref = st_reg_whereis(luaL_checkstring(L, 1));
+  if (!ref) return 0;
+  st_push_stage(L, ref);
+  return 1;
+}
+
+static uint64_t check_stage(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_STAGE);
+  luaL_argexpected(L, h != NULL, 1, "stage");
+  return h->id;
+}
+
+/* stage:send(msg): handle_info, behind the events a producer emitted before */
+static int l_stage_send(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  luaL_checkany(L, 2);
+  st_post(ref, st_encode_msg(L, 2, M_INFO, ref, "stage:send"));
+  return 0;
+}
+
+/* stage:send_after(ms, msg) -> timer: stage:send after ms, on the
+ * target's place */
+static int l_stage_send_after(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "must be >= 0");
+  luaL_checkany(L, 3);
+  sl_msg *m = st_encode_msg(L, 3, M_INFO, ref, "stage:send_after");
+  int p = sl_ref_place(ref);
+  uint64_t id = sl_inbox_after(st_place_inbox(p), ms, m);
+  sl_handle_push(L, SL_H_TIMER, id, (uint64_t)(p + 1));
+  return 1;
+}
+
+/* timer:cancel() -> whether it was still pending */
+static int l_timer_cancel(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_TIMER);
+  luaL_argexpected(L, h != NULL, 1, "timer");
+  lua_pushboolean(L, sl_inbox_cancel(st_place_inbox((int)h->aux - 1), h->id));
+  return 1;
+}
+
+/* stage:cast(msg): handle_cast */
+static int l_stage_cast(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  luaL_checkany(L, 2);
+  st_post(ref, st_encode_msg(L, 2, M_CAST, ref, "stage:cast"));
+  return 0;
+}
+
+/* stage:call(req [, timeout_ms]) -> reply (main thread) */
+static int l_stage_call(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  luaL_checkany(L, 2);
+  lua_Integer timeout = luaL_optinteger(L, 3, 5000);
+  return st_call_stage(L, ref, OP_USER, 2, timeout, "stage:call");
+}
+
+/* Local (self) or remote internal operation without a reply. */
+void st_cast_op(lua_State *L, uint64_t ref, int64_t op, int arg) {
+  sl_msg *m = arg ? st_encode_msg(L, arg, M_CALL, ref, "stage") : st_msg(M_CALL, ref, 0, 0);
+  m->n = op;
+  st_post(ref, m);
+}
+
+/* stage:demand() -> "forward" | "accumulate"; stage:demand(mode) switches
+ * a producer's mode, asynchronously (from its own callbacks too, so that a
+ * forward replays the held demand after the running callback, as
+ * GenStage's demand/2 does). */
+static int l_stage_demand(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = st_self_stage(L, ref);
+  if (lua_isnoneornil(L, 2)) {
+    if (s) {
+      if (s->type != T_PRODUCER) return luaL_error(L, "stage:demand: demand mode is only for producers");
+      lua_pushstring(L, sl_stage_accumulating(s->st) ? "accumulate" : "forward");
+      return 1;
+    }
+    return st_call_stage(L, ref, OP_DEMAND_GET, 0, 5000, "stage:demand");
+  }
+  const char *mode = luaL_checkstring(L, 2);
+  int accumulate = strcmp(mode, "accumulate") == 0;
+  if (!accumulate && strcmp(mode, "forward") != 0)
+    return luaL_error(L, "stage:demand: mode must be \"forward\" or \"accumulate\", got \"%s\"", mode);
+  st_cast_op(L, ref, OP_DEMAND_SET | ((int64_t)accumulate << 8), 0);
+  return 0;
+}
+
+/* stage:buffered() -> events in the buffer */
+static int l_stage_buffered(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = st_self_stage(L, ref);
+  if (s) {
+    sl_stage_stats st;
+    sl_stage_get_stats(s->st, &st);
+    lua_pushinteger(L, (lua_Integer)st.buffered);
+    return 1;
+  }
+  return st_call_stage(L, ref, OP_BUFFERED, 0, 5000, "stage:buffered");
+}
+
+/* stage:stats() -> table */
+static int l_stage_stats(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = st_self_stage(L, ref);
+  if (s) {
+    st_push_stats(s);
+    return 1;
+  }
+  return st_call_stage(L, ref, OP_STATS, 0, 5000, "stage:stats");
+}
+
+/* stage:finish(): stop "normal" once nothing is left to send */
+static int l_stage_finish(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  stage *s = st_self_stage(L, ref);
+  if (s) sl_stage_finish(s->st);
+  else st_cast_op(L, ref, OP_FINISH, 0);
+  return 0;
+}
+
+/* stage:stop([reason]): from the main thread, returns once it has stopped. */
+static int l_stage_stop(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "normal");
+  }
+  stage *s = st_self_stage(L, ref);
+  if (s) {
+    st_set_stop_asked(s, 2);
+    return 0;
+  }
+  if (st_reg_status(NULL, ref) != 1) return 0;
+  st_cast_op(L, ref, OP_STOP, 2);
+  if (st_is_main_thread(L))
+    while (st_reg_status(NULL, ref) == 1) sl_rt_pump(L, 50);
+  return 0;
+}
+
+/* stage:await([timeout_ms]) -> exit reason (main thread) */
+static int l_stage_await(lua_State *L) {
+  uint64_t ref = check_stage(L);
+  lua_Integer timeout = luaL_optinteger(L, 2, -1);
+  if (!st_is_main_thread(L)) return luaL_error(L, "stage:await: only the main thread may wait");
+  st_reg_watch(ref);
+  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  for (;;) {
+    int st = st_reg_status(L, ref);
+    if (st == 0) return 1;
+    if (st < 0) return luaL_error(L, "stage:await: unknown stage");
+    int64_t left = deadline >= 0 ? deadline - sl_now_ms() : 50;
+    if (deadline >= 0 && left <= 0) return luaL_error(L, "stage:await: timed out after %d ms", (int)timeout);
+    sl_rt_pump(L, left);
+  }
+}
+
+/* sluice._watch(stage): its exit will be awaited (by a flow), so a
+ * crash is reported there, not on stderr. */
+static int l_watch(lua_State *L) {
+  st_reg_watch(check_stage(L));
+  return 0;
+}
+
+/* stage:alive() -> boolean */
+static int l_stage_alive(lua_State *L) {
+  lua_pushboolean(L, st_reg_status(NULL, check_stage(L)) == 1);
+  return 1;
+}
+
+/* stage:name() -> the name given at start, or nil */
+static int l_stage_name(lua_State *L) {
+  char *n = st_reg_name(check_stage(L));
+  if (!n) return 0;
+  lua_pushstring(L, n);
+  free(n);
+  return 1;
+}
+
+/* subscription:cancel([reason]): through the consumer, which asks its
+ * producer to cancel (handle_cancel gets {"cancel", reason} on both sides) */
+static int l_sub_cancel(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_SUB);
+  luaL_argexpected(L, h != NULL, 1, "subscription");
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "normal");
+  }
+  st_check_sendable(L, 2, "subscription:cancel");
+  st_post(h->aux, st_reason_msg(L, SL_SM_CANCEL_SUB, h->aux, h->id, 2));
+  return 0;
+}
+
+/* from:ask(n): manual demand for the subscription from (n >= 0) */
+static int l_from_ask(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
+  luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "demand must be >= 0");
+  if (n == 0) return 0;
+  stage *s = st_current_stage(L);
+  if (s && sl_stage_has_producer(s->st, h->id)) sl_stage_ask(s->st, h->id, (uint64_t)n);
+  else st_post(h->aux, st_msg(SL_SM_ASK, h->aux, h->id, n));
+  return 0;
+}
+
+/* from:cancel([reason]): ends the subscription from, from either side */
+static int l_from_cancel(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
+  luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "normal");
+  }
+  /* The request goes to the producer: the peer, or ourselves when we are
+   * the producer (handled after the running callback, as in GenStage). */
+  stage *s = st_current_stage(L);
+  uint64_t producer = s && sl_stage_has_consumer(s->st, h->id) ? s->ref : h->aux;
+  st_check_sendable(L, 2, "from:cancel");
+  st_post(producer, st_reason_msg(L, SL_SM_CANCEL_REQ, producer, h->id, 2));
+  return 0;
+}
+
+/* from:reply(value): answers the call from (after sluice.NOREPLY) */
+static int l_from_reply(lua_State *L) {
+  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
+  luaL_argexpected(L, h != NULL && (h->aux & REPLY_FLAG), 1, "call from");
+  luaL_checkany(L, 2);
+  st_reply(L, h->id, 1, 2);
+  return 0;
+}
+
+/* sluice.dispatcher.demand{...} / broadcast{...} / partition{...} */
+static int l_disp_demand(lua_State *L) {
+  lua_settop(L, 1);
+  lua_newtable(L);
+  lua_pushliteral(L, "demand");
+  lua_setfield(L, -2, "kind");
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "shuffle_demands_on_first_dispatch");
+    lua_setfield(L, -2, "shuffle_demands_on_first_dispatch");
+  }
+  return 1;
+}
+
+static int l_disp_broadcast(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, "broadcast");
+  lua_setfield(L, -2, "kind");
+  return 1;
+}
+
+static int l_disp_partition(lua_State *L) {
+  const char *fn = "sluice.dispatcher.partition";
+  if (!lua_istable(L, 1)) return luaL_error(L, "%s: expects a table of options", fn);
+  lua_newtable(L);
+  lua_pushliteral(L, "partition");
+  lua_setfield(L, -2, "kind");
+  lua_getfield(L, 1, "partitions");
+  if (lua_istable(L, -1)) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (n < 1) return luaL_error(L, "%s: partitions must not be empty", fn);
+    lua_getfield(L, 1, "hash");
+    int has_hash = lua_isfunction(L, -1);
+    lua_pop(L, 1);
+    if (!has_hash) return luaL_error(L, "%s: named partitions need a hash function", fn);
+  } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+    return luaL_error(L, "%s: partitions must be an integer >= 1 or a list of names, got %s", fn,
+                      luaL_tolstring(L, -1, NULL));
+  }
+  lua_setfield(L, -2, "partitions");
+  lua_getfield(L, 1, "hash");
+  if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+    return luaL_error(L, "%s: hash must be a function, got %s", fn, luaL_typename(L, -1));
+  lua_setfield(L, -2, "hash");
+  /* key = {index = i} | {field = "name"}: partition by that part of each
+   * event, read in C (used when there is no hash function) */
+  lua_getfield(L, 1, "key");
+  if (!lua_isnil(L, -1)) {
+    int ok = 0;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "index");
+      lua_getfield(L, -2, "field");
+      ok = (lua_isinteger(L, -2) && lua_tointeger(L, -2) >= 1 && lua_isnil(L, -1)) ||
+           (lua_isnil(L, -2) && lua_type(L, -1) == LUA_TSTRING);
+      lua_pop(L, 2);
+    }
+    if (!ok) return luaL_error(L, "%s: key must be {index = i} or {field = \"name\"}, got %s", fn,
+                               luaL_tolstring(L, -1, NULL));
+  }
+  lua_setfield(L, -2, "key");
+  return 1;
+}
+
+extern void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods);
+
+void sl_stage_open(lua_State *L) {
+  static const luaL_Reg stage_methods[] = {
+    {"send", l_stage_send}, {"send_after", l_stage_send_after}, {"cast", l_stage_cast},
+    {"call", l_stage_call}, {"demand", l_stage_demand}, {"buffered", l_stage_buffered},
+    {"finish", l_stage_finish}, {"stop", l_stage_stop}, {"await", l_stage_await},
+    {"alive", l_stage_alive}, {"name", l_stage_name}, {"stats", l_stage_stats}, {NULL, NULL}};
+  static const luaL_Reg sub_methods[] = {{"cancel", l_sub_cancel}, {NULL, NULL}};
+  static const luaL_Reg from_methods[] = {
+    {"ask", l_from_ask}, {"cancel", l_from_cancel}, {"reply", l_from_reply}, {NULL, NULL}};
+  static const luaL_Reg timer_methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {"_watch", l_watch}, {NULL, NULL}};
+  static const luaL_Reg disp[] = {
+    {"demand", l_disp_demand}, {"broadcast", l_disp_broadcast}, {"partition", l_disp_partition}, {NULL, NULL}};
+  sl_rt_handle_methods(L, SL_H_STAGE, stage_methods);
+  sl_rt_handle_methods(L, SL_H_SUB, sub_methods);
+  sl_rt_handle_methods(L, SL_H_FROM, from_methods);
+  sl_rt_handle_methods(L, SL_H_TIMER, timer_methods);
+  luaL_setfuncs(L, funcs, 0);                      /* stack: sluice */
+  luaL_newlib(L, disp);
+  lua_setfield(L, -2, "dispatcher");
+  lua_pushlightuserdata(L, NOREPLY);
+  lua_setfield(L, -2, "NOREPLY");
+}
+
+void sl_stage_init(int nworkers) {
+  st_places = calloc((size_t)nworkers + 1, sizeof *st_places);
+  if (!st_places) abort();
+}
+
+void sl_stage_close(lua_State *L) {
+  place *pl = st_place_of(PLACE_MAIN);
+  for (int b = 0; b < NBUCKETS; b++)
+    while (pl->table[b]) {
+      stage *s = pl->table[b];
+      pl->table[b] = s->hnext;
+      sl_stage_free(s->st);
+      st_free_lstage(s);
+    }
+  while (st_replies) {
+    sl_msg *m = st_replies;
+    st_replies = m->next;
+    sl_msg_free(m);
+  }
+  st_reg_free();
+  free(started);
+  started = NULL;
+  nstarted = capstarted = 0;
+  free(st_waits);
+  st_waits = NULL;
+  st_nwaits = st_capwaits = 0;
+  free(st_places);
+  st_places = NULL;
+}
+
+/* Worker places: stages left at shutdown are freed with their state. */
+void sl_stage_close_place(int p) {
+  place *pl = st_place_of(p);
+  for (int b = 0; b < NBUCKETS; b++)
+    while (pl->table[b]) {
+      stage *s = pl->table[b];
+      pl->table[b] = s->hnext;
+      sl_stage_free(s->st);
+      st_free_lstage(s);
+    }
+}
