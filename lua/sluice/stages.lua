@@ -55,22 +55,25 @@ local function enumerator(enum)
       return done
     end
   elseif kind == "range" then
+    -- cur is the next item, nil once the range is done. The distance to
+    -- last is compared unsigned: it is exact even where last - cur does
+    -- not fit in a signed integer, and cur + step is only computed when it
+    -- stays within last (so it never wraps around at the integer limits;
+    -- an unbounded range ends at math.maxinteger or math.mininteger).
     local cur, last, step = enum.first, enum.last, enum.step
+    if last == math.huge then last = math.maxinteger elseif last == -math.huge then last = math.mininteger end
+    if (step > 0 and cur > last) or (step < 0 and cur < last) then cur = nil end
+    local up = step > 0
+    local stride = up and step or -step   -- -math.mininteger wraps to 2^63, right unsigned
     return function(n, out)
       local k = #out
-      if step > 0 then
-        for _ = 1, n do
-          if cur > last then return true end
-          k = k + 1; out[k] = cur; cur = cur + step
-        end
-        return cur > last
-      else
-        for _ = 1, n do
-          if cur < last then return true end
-          k = k + 1; out[k] = cur; cur = cur + step
-        end
-        return cur < last
+      for _ = 1, n do
+        if cur == nil then return true end
+        k = k + 1; out[k] = cur
+        local left = up and last - cur or cur - last
+        if math.ult(left, stride) then cur = nil else cur = cur + step end
       end
+      return cur == nil
     end
   elseif kind == "lines" then
     local reader = sluice._lines(enum.path)
