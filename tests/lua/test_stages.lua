@@ -1,4 +1,4 @@
--- GenStage stages, API.md §3: demand accounting, every callback, calls,
+-- GenStage stages (lua/README.md §5): demand accounting, every callback, calls,
 -- timers, errors, option validation, stats, names and the lifecycle.
 -- Dispatchers and buffers: test_stages_dispatch.lua; cancellation and
 -- producer_consumers: test_stages_cancel.lua.
