@@ -695,14 +695,38 @@ static sl_msg *take_done(uint64_t id) {
   return NULL;
 }
 
+/* The timeout_ms argument at idx of a wait named fn: nil (or none) is -1,
+ * "no limit"; otherwise a number with an integer value >= 0, or an error
+ * naming fn and the value. */
+static lua_Integer check_timeout(lua_State *L, int idx, const char *fn) {
+  if (lua_isnoneornil(L, idx)) return -1;
+  int isint = 0;
+  lua_Integer t = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
+  if (!isint || t < 0) {
+    lua_pushcfunction(L, l_inspect);
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    luaL_error(L, "%s: timeout must be an integer >= 0, got %s", fn, lua_tostring(L, -1));
+  }
+  return t;
+}
+
+/* The deadline of a wait of timeout ms from now (-1: none); a timeout too
+ * large to add to the clock has none either. */
+static int64_t deadline_of(lua_Integer timeout) {
+  if (timeout < 0) return -1;
+  int64_t now = sl_now_ms();
+  return timeout > INT64_MAX - now ? -1 : now + timeout;
+}
+
 /* task:await([timeout_ms]) -> results of fn, or raises its error. */
 static int l_task_await(lua_State *L) {
   sl_handle *h = sl_handle_test(L, 1, SL_H_TASK);
   luaL_argexpected(L, h != NULL, 1, "task");
-  lua_Integer timeout = luaL_optinteger(L, 2, -1);
+  lua_Integer timeout = check_timeout(L, 2, "task:await");
   if (!is_main(L)) return luaL_error(L, "task:await: only the main thread may wait");
   uint64_t id = h->id;
-  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  int64_t deadline = deadline_of(timeout);
   sl_msg *m;
   lua_getfield(L, LUA_REGISTRYINDEX, "sluice.awaited");  /* results kept for a second await */
   if (lua_isnil(L, -1)) {
@@ -714,7 +738,7 @@ static int l_task_await(lua_State *L) {
   int awaited = lua_gettop(L);
   while (!(m = take_done(id))) {
     if (deadline >= 0 && sl_now_ms() >= deadline)
-      return luaL_error(L, "task:await: timed out after %d ms", (int)timeout);
+      return luaL_error(L, "task:await: timed out after %I ms", timeout);
     if (lua_rawgeti(L, awaited, (lua_Integer)id) != LUA_TNIL)
       return luaL_error(L, "task:await: the task was already awaited");
     lua_pop(L, 1);

@@ -6,11 +6,62 @@ local sluice = require("sluice")
 
 local M = {}
 
+local getinfo = debug and debug.getinfo
+
+-- Errors --------------------------------------------------------------------
+
+-- Raises "fn: msg" at the code that called the public function fn, with
+-- `level` counted as error()'s from the function that calls raise (2: the
+-- caller of that function). Called by one of sluice's own modules (the
+-- flow building its sources), the message goes without location and
+-- without fn: that module names the function its user called.
+local function raise(fn, msg, level)
+  level = (level or 1) + 1
+  local info = getinfo and getinfo(level, "S")
+  if info and info.source:find("^=%[sluice") then error(msg, 0) end
+  error(fn .. ": " .. msg, level)
+end
+
+-- Re-raises the error e of sluice.start or sluice.subscribe, called (in
+-- protected mode) by the public function fn: a message about their
+-- arguments names fn instead, with the start of the codec's
+-- "(at message...)" paths renamed after fn's own arguments (`paths`: a
+-- list of {from, to}), and is raised at `level` as raise does. Any other
+-- error goes through as it is.
+local function reraise(fn, paths, e, level)
+  local msg = type(e) == "string" and (e:match("^sluice%.start: (.*)$") or e:match("^sluice%.subscribe: (.*)$"))
+  if not msg then error(e, 0) end
+  for _, p in ipairs(paths) do
+    local at = msg:find("(at " .. p[1], 1, true)
+    if at then msg = msg:sub(1, at + 3) .. p[2] .. msg:sub(at + 4 + #p[1]) end
+  end
+  raise(fn, msg, level + 1)
+end
+
+-- The engine counts a subscription's demand in 32 bits.
+local MAX_DEMAND = 2147483647
+
+-- Checks the demand options of a subscription (opts: a table) made for
+-- fn; `level` as raise's.
+local function check_demand(fn, opts, level)
+  local max, min = opts.max_demand, opts.min_demand
+  if max ~= nil and not (math.type(max) == "integer" and max >= 1) then
+    raise(fn, ("max_demand must be an integer >= 1, got %s"):format(sluice.inspect(max)), level + 1)
+  elseif max ~= nil and max > MAX_DEMAND then
+    raise(fn, ("max_demand must be at most %d, got %d"):format(MAX_DEMAND, max), level + 1)
+  end
+  max = max or 1000
+  if min ~= nil and not (math.type(min) == "integer" and min >= 0 and min < max) then
+    raise(fn, ("min_demand must be an integer from 0 to max_demand - 1 (%d), got %s")
+      :format(max - 1, sluice.inspect(min)), level + 1)
+  end
+end
+
 -- Enumerables ---------------------------------------------------------------
 
 local function check_int(fn, name, v)
   if math.type(v) ~= "integer" then
-    error(("%s: %s must be an integer, got %s"):format(fn, name, sluice.inspect(v)), 3)
+    raise(fn, ("%s must be an integer, got %s"):format(name, sluice.inspect(v)), 3)
   end
 end
 
@@ -20,9 +71,9 @@ function M.range(first, last, step)
   step = step == nil and 1 or step
   check_int("sluice.range", "first", first)
   check_int("sluice.range", "step", step)
-  if step == 0 then error("sluice.range: step must not be 0", 2) end
+  if step == 0 then raise("sluice.range", "step must not be 0", 2) end
   if not (math.type(last) == "integer" or last == math.huge or last == -math.huge) then
-    error(("sluice.range: last must be an integer or math.huge, got %s"):format(sluice.inspect(last)), 2)
+    raise("sluice.range", ("last must be an integer or math.huge, got %s"):format(sluice.inspect(last)), 2)
   end
   return { __sluice_enum = "range", first = first, last = last, step = step }
 end
@@ -31,10 +82,10 @@ end
 --- their newline), read on the worker that consumes it.
 function M.lines(path)
   if type(path) ~= "string" then
-    error(("sluice.lines: path must be a string, got %s"):format(sluice.inspect(path)), 2)
+    raise("sluice.lines", ("path must be a string, got %s"):format(sluice.inspect(path)), 2)
   end
   local f, err = io.open(path, "rb")
-  if not f then error("sluice.lines: " .. err, 2) end
+  if not f then raise("sluice.lines", err, 2) end
   f:close()
   return { __sluice_enum = "lines", path = path }
 end
@@ -55,22 +106,25 @@ local function enumerator(enum)
       return done
     end
   elseif kind == "range" then
+    -- cur is the next item, nil once the range is done. The distance to
+    -- last is compared unsigned: it is exact even where last - cur does
+    -- not fit in a signed integer, and cur + step is only computed when it
+    -- stays within last (so it never wraps around at the integer limits;
+    -- an unbounded range ends at math.maxinteger or math.mininteger).
     local cur, last, step = enum.first, enum.last, enum.step
+    if last == math.huge then last = math.maxinteger elseif last == -math.huge then last = math.mininteger end
+    if (step > 0 and cur > last) or (step < 0 and cur < last) then cur = nil end
+    local up = step > 0
+    local stride = up and step or -step   -- -math.mininteger wraps to 2^63, right unsigned
     return function(n, out)
       local k = #out
-      if step > 0 then
-        for _ = 1, n do
-          if cur > last then return true end
-          k = k + 1; out[k] = cur; cur = cur + step
-        end
-        return cur > last
-      else
-        for _ = 1, n do
-          if cur < last then return true end
-          k = k + 1; out[k] = cur; cur = cur + step
-        end
-        return cur < last
+      for _ = 1, n do
+        if cur == nil then return true end
+        k = k + 1; out[k] = cur
+        local left = up and last - cur or cur - last
+        if math.ult(left, stride) then cur = nil else cur = cur + step end
       end
+      return cur == nil
     end
   elseif kind == "lines" then
     local reader = sluice._lines(enum.path)
@@ -116,30 +170,32 @@ local START_KEYS = { dispatcher = true, demand = true, buffer_size = true, buffe
 
 --- sluice.from_enumerable(enum [, opts]) -> producer stage
 function M.from_enumerable(enum, opts)
+  local fn = "sluice.from_enumerable"
   if not is_enumerable(enum) then
-    error(("sluice.from_enumerable: expected an enumerable, got %s"):format(type(enum)), 2)
+    raise(fn, ("expected an enumerable, got %s"):format(type(enum)), 2)
   end
   opts = opts or {}
-  if type(opts) ~= "table" then error("sluice.from_enumerable: opts must be a table", 2) end
+  if type(opts) ~= "table" then raise(fn, "opts must be a table, got " .. type(opts), 2) end
   local start = {}
   for k, v in pairs(opts) do
     if k == "on_cancel" then
       if v ~= "continue" and v ~= "stop" then
-        error(("sluice.from_enumerable: on_cancel must be \"continue\" or \"stop\", got %s")
-          :format(sluice.inspect(v)), 2)
+        raise(fn, ("on_cancel must be \"continue\" or \"stop\", got %s"):format(sluice.inspect(v)), 2)
       end
       start._on_cancel = v
     elseif START_KEYS[k] then
       start[k] = v
     else
-      error(("sluice.from_enumerable: unknown option %s"):format(sluice.inspect(k)), 2)
+      raise(fn, ("unknown option %s"):format(sluice.inspect(k)), 2)
     end
   end
   -- an iterator function runs where it was made: on the main thread
   if type(enum) == "function" then start._main = true end
   -- a source that ends by itself may run to its end when the script exits
   if type(enum) == "table" and (enum.__sluice_enum ~= "range" or enum.last ~= math.huge) then start._finite = true end
-  return sluice.start(EnumProducer, enum, start)
+  local ok, stage = pcall(sluice.start, EnumProducer, enum, start)
+  if not ok then reraise(fn, { { "message.arg", "enumerable" }, { "message.opts", "opts" } }, stage, 2) end
+  return stage
 end
 
 -- Streams -------------------------------------------------------------------
@@ -161,11 +217,23 @@ M._reason_error = reason_error
 function M.stream(subscriptions, opts)
   local fn = "sluice.stream"
   if type(subscriptions) ~= "table" then
-    error(("%s: expected a list of producers, got %s"):format(fn, type(subscriptions)), 2)
+    raise(fn, ("expected a list of producers, got %s"):format(type(subscriptions)), 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then error(fn .. ": opts must be a table", 2) end
+  if opts ~= nil and type(opts) ~= "table" then raise(fn, "opts must be a table, got " .. type(opts), 2) end
+  -- each entry: a producer, or {producer, option = value, ...}; checked
+  -- before anything starts
+  local entries = {}
+  for i, entry in ipairs(subscriptions) do
+    local producer, sopts = entry, { cancel = "transient" }
+    if type(entry) == "table" then
+      producer = entry[1]
+      for k, v in pairs(entry) do if k ~= 1 then sopts[k] = v end end
+    end
+    check_demand(fn, sopts, 2)
+    entries[i] = { producer, sopts }
+  end
   local queue, head, tail = {}, 1, 0
-  local live = #subscriptions
+  local live = #entries
   local temporary = {}   -- subscription id -> true for "temporary" ones
   if live == 0 then return function() return nil end end
   local Collector = {
@@ -187,17 +255,6 @@ function M.stream(subscriptions, opts)
   }
   local consumer = sluice.start(Collector, nil, { _main = true })
   local subs = {}
-  for i, entry in ipairs(subscriptions) do
-    local producer, sopts = entry, { cancel = "transient" }
-    if type(entry) == "table" then
-      producer = entry[1]
-      for k, v in pairs(entry) do if k ~= 1 then sopts[k] = v end end
-    end
-    subs[i] = sluice.subscribe(consumer, producer, sopts)
-    if sopts.cancel == "temporary" then temporary[sluice._handle_id(subs[i])] = true end
-  end
-  -- returns once the subscriptions are on their way to the producers
-  consumer:stats()
   local closed = false
   local function close()
     if closed then return end
@@ -207,6 +264,17 @@ function M.stream(subscriptions, opts)
       consumer:stop("normal")
     end
   end
+  for i, entry in ipairs(entries) do
+    local ok, sub = pcall(sluice.subscribe, consumer, entry[1], entry[2])
+    if not ok then
+      close()
+      reraise(fn, { { "message.opts", ("subscriptions[%d]"):format(i) } }, sub, 2)
+    end
+    subs[i] = sub
+    if entry[2].cancel == "temporary" then temporary[sluice._handle_id(sub)] = true end
+  end
+  -- returns once the subscriptions are on their way to the producers
+  consumer:stats()
   local function iter()
     while true do
       if head <= tail then
@@ -316,29 +384,37 @@ local Supervisor = {
 --- "temporary" | "transient", max_restarts = 3, max_seconds = 5} -> stage
 function M.consumer_supervisor(opts)
   local fn = "sluice.consumer_supervisor"
-  if type(opts) ~= "table" then error(fn .. ": expects a table of options", 2) end
+  if type(opts) ~= "table" then raise(fn, "expects a table of options, got " .. type(opts), 2) end
   for k in pairs(opts) do
-    if not SUP_KEYS[k] then error(("%s: unknown option %s"):format(fn, sluice.inspect(k)), 2) end
+    if not SUP_KEYS[k] then raise(fn, ("unknown option %s"):format(sluice.inspect(k)), 2) end
   end
   if type(opts.handler) ~= "function" then
-    error(("%s: handler must be a function, got %s"):format(fn, type(opts.handler)), 2)
+    raise(fn, ("handler must be a function, got %s"):format(type(opts.handler)), 2)
   end
   local restart = opts.restart or "temporary"
   if restart == "permanent" then
-    error(fn .. ": restart \"permanent\" is not supported (use \"temporary\" or \"transient\")", 2)
+    raise(fn, "restart \"permanent\" is not supported (use \"temporary\" or \"transient\")", 2)
   elseif restart ~= "temporary" and restart ~= "transient" then
-    error(("%s: restart must be \"temporary\" or \"transient\", got %s"):format(fn, sluice.inspect(restart)), 2)
+    raise(fn, ("restart must be \"temporary\" or \"transient\", got %s"):format(sluice.inspect(restart)), 2)
   end
   local max_restarts, max_seconds = opts.max_restarts or 3, opts.max_seconds or 5
   if math.type(max_restarts) ~= "integer" or max_restarts < 0 then
-    error(("%s: max_restarts must be an integer >= 0, got %s"):format(fn, sluice.inspect(max_restarts)), 2)
+    raise(fn, ("max_restarts must be an integer >= 0, got %s"):format(sluice.inspect(max_restarts)), 2)
   end
-  if type(max_seconds) ~= "number" or max_seconds <= 0 then
-    error(("%s: max_seconds must be a number > 0, got %s"):format(fn, sluice.inspect(max_seconds)), 2)
+  if type(max_seconds) ~= "number" or not (max_seconds > 0) then   -- not NaN either
+    raise(fn, ("max_seconds must be a number > 0, got %s"):format(sluice.inspect(max_seconds)), 2)
+  end
+  if type(opts.subscribe_to) == "table" then
+    for _, entry in ipairs(opts.subscribe_to) do
+      if type(entry) == "table" then check_demand(fn, entry, 2) end
+    end
   end
   local cfg = { handler = opts.handler, restart = restart, max_restarts = max_restarts,
                 max_seconds = max_seconds }
-  return sluice.start(Supervisor, cfg, { _main = true, subscribe_to = opts.subscribe_to, name = opts.name })
+  local ok, stage = pcall(sluice.start, Supervisor, cfg,
+    { _main = true, subscribe_to = opts.subscribe_to, name = opts.name })
+  if not ok then reraise(fn, {}, stage, 2) end
+  return stage
 end
 
 for k, v in pairs(M) do

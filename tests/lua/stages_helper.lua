@@ -164,6 +164,15 @@ function H.wait_until(fn, ms)
   if not fn() then error("wait_until: condition not reached", 2) end
 end
 
+-- The sluice binary running this suite: arg's lowest negative index (the
+-- interpreter comes before its options, e.g. `build/sluice -w 2 x.lua`
+-- puts the binary at arg[-3]).
+function H.binary()
+  local i = -1
+  while arg[i - 1] ~= nil do i = i - 1 end
+  return arg[i]
+end
+
 -- Runs a script in a separate sluice process; returns its stdout and
 -- stderr together, and its exit status.
 function H.run(src, workers)
@@ -171,7 +180,7 @@ function H.run(src, workers)
   local f = assert(io.open(path, "w"))
   f:write(src)
   f:close()
-  local p = assert(io.popen(string.format("%s -w %d %s 2>&1", arg[-1], workers or 2, path)))
+  local p = assert(io.popen(string.format("%s -w %d %s 2>&1", H.binary(), workers or 2, path)))
   local out = p:read("a")
   local _, _, code = p:close()
   os.remove(path)

@@ -30,6 +30,40 @@ function TestEnumerables:test_range()
   lu.assertEquals(n, 100000)
 end
 
+-- A range ends exactly at the integer limits: stepping past
+-- math.maxinteger (or math.mininteger) would wrap around.
+function TestEnumerables:test_range_at_the_integer_limits()
+  local max, min = math.maxinteger, math.mininteger
+  local function through(enum) return collect({sluice.from_enumerable(enum)}, 20) end
+  lu.assertEquals(through(sluice.range(max - 3, max)), {max - 3, max - 2, max - 1, max})
+  lu.assertEquals(through(sluice.range(max - 3, max, 2)), {max - 3, max - 1})
+  lu.assertEquals(through(sluice.range(max - 3, max, 3)), {max - 3, max})
+  lu.assertEquals(through(sluice.range(max - 3, max, max)), {max - 3})
+  lu.assertEquals(through(sluice.range(max - 2, math.huge)), {max - 2, max - 1, max})
+  lu.assertEquals(through(sluice.range(min + 3, min, -1)), {min + 3, min + 2, min + 1, min})
+  lu.assertEquals(through(sluice.range(min + 3, min, -2)), {min + 3, min + 1})
+  lu.assertEquals(through(sluice.range(min + 2, -math.huge, -1)), {min + 2, min + 1, min})
+  lu.assertEquals(through(sluice.range(min, max, max)), {min, -1, max - 1})
+  lu.assertEquals(through(sluice.range(max, min, min)), {max, -1})
+  lu.assertEquals(through(sluice.range(-1, max, max)), {-1, max - 1})
+  lu.assertEquals(through(sluice.range(max, max)), {max})
+  lu.assertEquals(through(sluice.range(min, min, -1)), {min})
+  -- through sluice.stream with a demand that asks past the end at once
+  local out = {}
+  for v in sluice.stream({{sluice.from_enumerable(sluice.range(max - 3, max)), max_demand = 2}}) do
+    out[#out + 1] = v
+  end
+  lu.assertEquals(out, {max - 3, max - 2, max - 1, max})
+  -- an iterator over the enumerator by hand, one item per pull
+  local next_items = require("sluice.stages")._enumerator(sluice.range(min + 1, min, -1))
+  local items = {}
+  lu.assertFalse(next_items(1, items))
+  lu.assertTrue(next_items(1, items))
+  lu.assertEquals(items, {min + 1, min})
+  lu.assertTrue(next_items(1, items))
+  lu.assertEquals(items, {min + 1, min})
+end
+
 function TestEnumerables:test_range_errors()
   lu.assertErrorMsgContains("sluice.range: first must be an integer, got 1.5", sluice.range, 1.5, 3)
   lu.assertErrorMsgContains("sluice.range: step must not be 0", sluice.range, 1, 3, 0)

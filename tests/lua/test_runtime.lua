@@ -64,13 +64,42 @@ function TestRuntime:test_await_twice_and_timeout()
   lu.assertEquals(slow:await(), "late")
 end
 
+-- A timeout is nil (no limit) or an integer >= 0; anything else is refused
+-- at once instead of waiting for ever.
+function TestRuntime:test_await_refuses_bad_timeouts()
+  local t = sluice.task(function() return "done" end)
+  local function err(timeout)
+    local ok, e = pcall(t.await, t, timeout)
+    lu.assertFalse(ok)
+    return e
+  end
+  lu.assertEquals(err(-1), "task:await: timeout must be an integer >= 0, got -1")
+  lu.assertEquals(err(math.mininteger), "task:await: timeout must be an integer >= 0, got -9223372036854775808")
+  lu.assertEquals(err(0 / 0), "task:await: timeout must be an integer >= 0, got 0/0")
+  lu.assertEquals(err(1.5), "task:await: timeout must be an integer >= 0, got 1.5")
+  lu.assertEquals(err(-math.huge), "task:await: timeout must be an integer >= 0, got -math.huge")
+  lu.assertEquals(err("10"), 'task:await: timeout must be an integer >= 0, got "10"')
+  lu.assertEquals(err({}), "task:await: timeout must be an integer >= 0, got {}")
+  -- located at the caller
+  local ok, e = pcall(function() return t:await(-1) end)
+  lu.assertFalse(ok)
+  lu.assertStrMatches(e, ".*test_runtime%.lua:%d+: task:await: timeout must be an integer >= 0, got %-1")
+  -- the task can still be awaited, with an integral float or a timeout
+  -- too large for the clock (no limit)
+  lu.assertEquals(t:await(1000.0), "done")
+  lu.assertEquals(sluice.task(function() return 2 end):await(math.maxinteger), 2)
+  local slow = sluice.task(function() sluice.sleep(100) return "late" end)
+  lu.assertEquals(select(2, pcall(slow.await, slow, 0)), "task:await: timed out after 0 ms")
+  lu.assertEquals(slow:await(), "late")
+end
+
 function TestRuntime:test_bad_arguments()
   lu.assertErrorMsgContains("bad argument #1 to 'sluice.task'", sluice.task, 42)
   lu.assertErrorMsgContains("bad argument #1 to 'sluice.sleep'", sluice.sleep, "x")
   lu.assertErrorMsgContains("must be >= 0", sluice.sleep, -1)
 end
 
--- API.md §1, one test per row
+-- Values that cross between states (lua/README.md §2), one test per row
 TestValues = {}
 
 function TestValues:test_scalars_keep_subtype()

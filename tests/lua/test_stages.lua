@@ -1,4 +1,4 @@
--- GenStage stages, API.md §3: demand accounting, every callback, calls,
+-- GenStage stages (lua/README.md §5): demand accounting, every callback, calls,
 -- timers, errors, option validation, stats, names and the lifecycle.
 -- Dispatchers and buffers: test_stages_dispatch.lua; cancellation and
 -- producer_consumers: test_stages_cancel.lua.
@@ -773,6 +773,25 @@ function TestLifecycle:test_many_stages()
     cs[i] = sluice.start(Collector, {report = true}, {subscribe_to = {{p, max_demand = 7, cancel = "transient"}}})
   end
   for i = 1, 20 do lu.assertEquals(cs[i]:await()[2], H.range(i * 100, i * 100 + 49)) end
+end
+
+-- ---- the helper's child processes ---------------------------------------------
+
+TestHelper = {}
+
+-- H.run starts the binary that runs this suite even when the suite was
+-- started with options (`build/sluice -w 2 tests/lua/test_stages.lua`
+-- puts "2" at arg[-1] and the binary at arg[-3]).
+function TestHelper:test_run_finds_the_binary_behind_options()
+  local saved = arg
+  local bin = H.binary()
+  arg = {[-3] = bin, [-2] = "-w", [-1] = "2", [0] = saved[0]}
+  local ok, out, code = pcall(H.run, "print(sluice.workers())", 3)
+  arg = saved
+  lu.assertTrue(ok, out)
+  lu.assertEquals(out, "3\n")
+  lu.assertEquals(code, 0)
+  lu.assertEquals(H.binary(), bin)
 end
 
 os.exit(lu.LuaUnit.run())

@@ -1,4 +1,4 @@
--- GenStage subscriptions ending, API.md §3: cancel modes, handle_cancel
+-- GenStage subscriptions ending (lua/README.md §5): cancel modes, handle_cancel
 -- on both sides, sub:cancel and from:cancel, subscribing to a stage that
 -- is gone, and producer_consumers (back-pressure, order of input, infos
 -- and cancellations, finishing).

@@ -1,4 +1,4 @@
--- GenStage producers, API.md §3: the demand, broadcast and partition
+-- GenStage producers (lua/README.md §5): the demand, broadcast and partition
 -- dispatchers, the buffer (size, keep first/last, overflow warning),
 -- infos behind buffered events, and accumulated demand.
 local lu = require("luaunit")
