@@ -50,6 +50,8 @@ static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first
   if (!lua_isnil(L, -1)) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
       luaL_error(L, "%s: max_demand must be an integer >= 1, got %s", fn, st_push_got(L, -1));
+    if (lua_tointeger(L, -1) > INT32_MAX)
+      luaL_error(L, "%s: max_demand must be at most %d, got %s", fn, (int)INT32_MAX, st_push_got(L, -1));
     max = lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
@@ -408,7 +410,7 @@ static int l_stage_cast(lua_State *L) {
 static int l_stage_call(lua_State *L) {
   uint64_t ref = check_stage(L);
   luaL_checkany(L, 2);
-  lua_Integer timeout = luaL_optinteger(L, 3, 5000);
+  lua_Integer timeout = st_check_timeout(L, 3, 5000, "stage:call");
   return st_call_stage(L, ref, OP_USER, 2, timeout, "stage:call");
 }
 
@@ -497,16 +499,16 @@ static int l_stage_stop(lua_State *L) {
 /* stage:await([timeout_ms]) -> exit reason (main thread) */
 static int l_stage_await(lua_State *L) {
   uint64_t ref = check_stage(L);
-  lua_Integer timeout = luaL_optinteger(L, 2, -1);
+  lua_Integer timeout = st_check_timeout(L, 2, -1, "stage:await");
   if (!st_is_main_thread(L)) return luaL_error(L, "stage:await: only the main thread may wait");
   st_reg_watch(ref);
-  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  int64_t deadline = st_deadline_of(timeout);
   for (;;) {
     int st = st_reg_status(L, ref);
     if (st == 0) return 1;
     if (st < 0) return luaL_error(L, "stage:await: unknown stage");
     int64_t left = deadline >= 0 ? deadline - sl_now_ms() : 50;
-    if (deadline >= 0 && left <= 0) return luaL_error(L, "stage:await: timed out after %d ms", (int)timeout);
+    if (deadline >= 0 && left <= 0) return luaL_error(L, "stage:await: timed out after %I ms", timeout);
     sl_rt_pump(L, left);
   }
 }
@@ -622,6 +624,9 @@ static int l_disp_partition(lua_State *L) {
     if (!has_hash) return luaL_error(L, "%s: named partitions need a hash function", fn);
   } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
     return luaL_error(L, "%s: partitions must be an integer >= 1 or a list of names, got %s", fn,
+                      luaL_tolstring(L, -1, NULL));
+  } else if (lua_tointeger(L, -1) > INT32_MAX) {
+    return luaL_error(L, "%s: partitions must be at most %d, got %s", fn, (int)INT32_MAX,
                       luaL_tolstring(L, -1, NULL));
   }
   lua_setfield(L, -2, "partitions");

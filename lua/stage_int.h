@@ -121,6 +121,8 @@ void st_set_stop_asked(stage *s, int idx);
 void st_unlink_stage(stage *s);
 
 /* stage_msg.c */
+lua_Integer st_check_timeout(lua_State *L, int idx, lua_Integer def, const char *fn);
+int64_t st_deadline_of(int64_t timeout);
 int st_call_stage(lua_State *L, uint64_t ref, int op, int arg, int64_t timeout, const char *fn);
 void st_check_sendable(lua_State *L, int idx, const char *fn);
 stage *st_current_stage(lua_State *L);

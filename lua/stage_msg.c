@@ -305,7 +305,7 @@ void st_reply(lua_State *L, uint64_t call_id, int ok, int idx) {
   char err[256];
   if (sl_encode(L, idx, &b, "reply", err, sizeof err) != 0) {
     sl_buf_free(&b);
-    lua_pushfstring(L, "call: %s", err);
+    lua_pushstring(L, err);
     sl_encode(L, -1, &b, "reply", err, sizeof err);
     lua_pop(L, 1);
     m->n = 0;
@@ -526,6 +526,24 @@ int sl_stage_handle(lua_State *L, int p, sl_msg *m) {
   return 1;
 }
 
+/* A timeout argument at idx: nil (def) or an integer >= 0; raises
+ * "fn: timeout must be an integer >= 0, got x" otherwise. */
+lua_Integer st_check_timeout(lua_State *L, int idx, lua_Integer def, const char *fn) {
+  if (lua_isnoneornil(L, idx)) return def;
+  int isint = 0;
+  lua_Integer t = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &isint) : 0;
+  if (!isint || t < 0) luaL_error(L, "%s: timeout must be an integer >= 0, got %s", fn, st_push_got(L, idx));
+  return t;
+}
+
+/* The clock time timeout ms from now; -1 (no limit) for a negative
+ * timeout or one past the clock's range. */
+int64_t st_deadline_of(int64_t timeout) {
+  if (timeout < 0) return -1;
+  int64_t now = sl_now_ms();
+  return timeout > INT64_MAX - now ? -1 : now + timeout;
+}
+
 /* ---- the main thread waits -------------------------------------------------------------- */
 
 static sl_msg *take_reply(uint64_t id) {
@@ -543,7 +561,7 @@ static sl_msg *take_reply(uint64_t id) {
  * out, or when target (if not 0) has ended without answering, raises (fn
  * names the function) or, with fn NULL, returns NULL. */
 sl_msg *st_wait_reply(lua_State *L, uint64_t id, int64_t timeout, uint64_t target, const char *fn) {
-  int64_t deadline = timeout >= 0 ? sl_now_ms() + timeout : -1;
+  int64_t deadline = st_deadline_of(timeout);
   const char *why = NULL;
   sl_msg *m;
   waits_push(id);
@@ -564,7 +582,7 @@ sl_msg *st_wait_reply(lua_State *L, uint64_t id, int64_t timeout, uint64_t targe
   }
   waits_drop(id);
   if (m || !fn) return m;
-  if (strcmp(why, "timed out") == 0) luaL_error(L, "%s: timed out after %d ms", fn, (int)timeout);
+  if (strcmp(why, "timed out") == 0) luaL_error(L, "%s: timed out after %I ms", fn, (lua_Integer)timeout);
   luaL_error(L, "%s: %s", fn, why);
   return NULL;
 }
