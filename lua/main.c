@@ -438,6 +438,11 @@ static void doREPL(lua_State *L) {
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* How long the workers get at exit to return from what they run: Lua
+ * code is interrupted at once, so only a worker stuck in a C call (a
+ * blocking read, a long os.execute) uses it up. */
+#define EXIT_GRACE_MS 1000
+
 static int default_workers(void) {
   const char *e = getenv("SLUICE_WORKERS");
   if (e && *e) {
@@ -510,8 +515,17 @@ int main(int argc, char **argv) {
   int status = lua_pcall(L, 3, 1, 0);
   int result = lua_toboolean(L, -1);
   if (status != LUA_OK) l_message(lua_tostring(L, -1));
-  sl_rt_close();
+  int code = (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (sl_rt_close(EXIT_GRACE_MS) != 0) {
+    /* a worker stuck in a C call still uses the runtime: leave without
+     * freeing anything, flushing stdout only if no worker holds it */
+    if (ftrylockfile(stdout) == 0) {
+      fflush(stdout);
+      funlockfile(stdout);
+    }
+    _exit(code);
+  }
   lua_close(L);
   sl_pool_free(pool);
-  return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  return code;
 }
