@@ -428,16 +428,24 @@ static int interrupt_pending(wctx *c) {
   return atomic_load(&c->interrupt_seq) == sl_sched_seq();
 }
 
+/* Raises the pending interruption. It is used up by this raise, except
+ * once the runtime closes: then the hook stays, so a callback that catches
+ * the error with pcall is interrupted again at its next instruction. */
+static int raise_interrupt(lua_State *L, wctx *c) {
+  if (!atomic_load(&closing)) {
+    atomic_store(&c->interrupt_seq, 0);
+    lua_sethook(L, NULL, 0, 0);
+  }
+  return luaL_error(L, "interrupted");
+}
+
 /* Hook on a worker state: raises "interrupted" inside the handler it was
- * meant for (a hook left over from an earlier handler just goes away).
- * Once the runtime closes it stays, so a callback that catches the error
- * with pcall is interrupted again at its next instruction. */
+ * meant for (a hook left over from an earlier handler just goes away). */
 static void worker_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   wctx *c = ctx_of(L);
-  int mine = interrupt_pending(c);
-  if (!mine || !atomic_load(&closing)) lua_sethook(L, NULL, 0, 0);
-  if (mine) luaL_error(L, "interrupted");
+  if (interrupt_pending(c)) raise_interrupt(L, c);
+  else lua_sethook(L, NULL, 0, 0);
 }
 
 /* Scheduler hook, on the interrupting thread. */
@@ -574,7 +582,7 @@ static int l_sleep(lua_State *L) {
     wctx *c = ctx_of(L);
     int64_t deadline = sl_now_ms() + ms;
     for (;;) {
-      if (interrupt_pending(c)) return luaL_error(L, "interrupted");
+      if (interrupt_pending(c)) return raise_interrupt(L, c);
       int64_t left = deadline - sl_now_ms();
       if (left <= 0) break;
       if (left > 50) left = 50;
