@@ -15,7 +15,14 @@
  * spend between their messages; the spin is skipped when there are more
  * workers than CPUs, where it would take CPU time from a runnable one.
  * Lua states are not touched here: the host's handler runs on the worker's
- * thread and owns whatever state it keeps in its context. */
+ * thread and owns whatever state it keeps in its context.
+ * Stopping: each worker bumps its `seq` before and after every handler
+ * (odd: busy), and says under `life_mu` when it leaves its loop and when
+ * its stop hook has returned. An interrupting thread calls the host's
+ * interrupt hook only under `life_mu` and only for a worker that has not
+ * left (so its context is alive); a stop waits on `life_cv` with a time
+ * limit and never joins a worker that has not ended. life_mu is taken
+ * with no inbox mutex held and the interrupt hook takes no lock. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +57,10 @@ typedef struct sl_worker {
   int index;
   pthread_t thread;
   sl_inbox inbox;
+  void *ctx;                /* the host's, from hooks.start */
+  atomic_uint_fast64_t seq; /* bumped before and after each handle: odd while busy */
+  int leaving;              /* under life_mu: left its loop, ctx no longer interruptible */
+  int ended;                /* under life_mu: hooks.stop returned */
 } sl_worker;
 
 struct sl_sched {
@@ -57,12 +68,16 @@ struct sl_sched {
   sl_worker *workers;
   sl_inbox main;
   sl_sched_hooks hooks;
-  pthread_mutex_t start_mu;
-  pthread_cond_t start_cv;
+  pthread_mutex_t life_mu;  /* start-up count, leaving/ended flags, interrupts */
+  pthread_cond_t life_cv;
   int started;
+  int nended;
+  int closed;               /* the inboxes were closed (owner: the stopping thread) */
+  atomic_int stopping;      /* workers drop what they have not handled yet */
 };
 
 static _Thread_local int current_worker = -1;
+static _Thread_local sl_worker *current_w;
 
 int64_t sl_now_ms(void) {
   struct timespec ts;
@@ -314,15 +329,23 @@ void sl_inbox_wake(sl_inbox *in) {
 
 /* ---- workers ---------------------------------------------------------- */
 
+/* Only the worker writes its seq, so a plain load and store suffice. */
+static void bump_seq(sl_worker *w) {
+  uint64_t v = atomic_load_explicit(&w->seq, memory_order_relaxed);
+  atomic_store_explicit(&w->seq, v + 1, memory_order_release);
+}
+
 static void *worker_main(void *arg) {
   sl_worker *w = arg;
   sl_sched *s = w->sched;
   current_worker = w->index;
+  current_w = w;
   void *ctx = s->hooks.start(w->index, s->hooks.ud);
-  pthread_mutex_lock(&s->start_mu);
+  pthread_mutex_lock(&s->life_mu);
+  w->ctx = ctx;
   s->started++;
-  pthread_cond_broadcast(&s->start_cv);
-  pthread_mutex_unlock(&s->start_mu);
+  pthread_cond_broadcast(&s->life_cv);
+  pthread_mutex_unlock(&s->life_mu);
   for (;;) {
     int closing = 0;
     sl_msg *list = take_all(&w->inbox, -1, &closing);
@@ -331,13 +354,27 @@ static void *worker_main(void *arg) {
     while (list) {
       sl_msg *next = list->next;
       list->next = NULL;
-      if (closing) sl_msg_free(list);
-      else s->hooks.handle(ctx, list);
+      if (closing || atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+        sl_msg_free(list);
+      } else {
+        bump_seq(w);
+        s->hooks.handle(ctx, list);
+        bump_seq(w);
+      }
       list = next;
     }
     if (closing) break;
   }
+  /* from here on nobody calls hooks.interrupt on ctx: stop may free it */
+  pthread_mutex_lock(&s->life_mu);
+  w->leaving = 1;
+  pthread_mutex_unlock(&s->life_mu);
   s->hooks.stop(ctx);
+  pthread_mutex_lock(&s->life_mu);
+  w->ended = 1;
+  s->nended++;
+  pthread_cond_broadcast(&s->life_cv);
+  pthread_mutex_unlock(&s->life_mu);
   return NULL;
 }
 
@@ -349,14 +386,16 @@ int sl_sched_start(int n, const sl_sched_hooks *hooks, sl_sched **out) {
   if (!s->workers) goto err;
   s->hooks = *hooks;
   inbox_init(&s->main);
-  pthread_mutex_init(&s->start_mu, NULL);
-  pthread_cond_init(&s->start_cv, NULL);
+  pthread_mutex_init(&s->life_mu, NULL);
+  pthread_cond_init(&s->life_cv, NULL);
+  atomic_init(&s->stopping, 0);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   for (int i = 0; i < n; i++) {
     sl_worker *w = &s->workers[i];
     w->sched = s;
     w->index = i;
     inbox_init(&w->inbox);
+    atomic_init(&w->seq, 0);
     w->inbox.spin = cpus > 0 && n <= cpus;
   }
   for (int i = 0; i < n; i++) {
@@ -367,9 +406,9 @@ int sl_sched_start(int n, const sl_sched_hooks *hooks, sl_sched **out) {
     }
     s->n = i + 1;
   }
-  pthread_mutex_lock(&s->start_mu);
-  while (s->started < n) pthread_cond_wait(&s->start_cv, &s->start_mu);
-  pthread_mutex_unlock(&s->start_mu);
+  pthread_mutex_lock(&s->life_mu);
+  while (s->started < n) pthread_cond_wait(&s->life_cv, &s->life_mu);
+  pthread_mutex_unlock(&s->life_mu);
   *out = s;
   return 0;
 err:
@@ -377,23 +416,86 @@ err:
   return SL_ENOMEM;
 }
 
-void sl_sched_stop(sl_sched *s) {
-  if (!s) return;
+/* Calls hooks.interrupt for every worker inside a handler. life_mu held:
+ * a worker cannot leave its loop (and free its context) meanwhile. */
+static int interrupt_locked(sl_sched *s) {
+  int n = 0;
   for (int i = 0; i < s->n; i++) {
-    sl_inbox *in = &s->workers[i].inbox;
-    pthread_mutex_lock(&in->mu);
-    in->closing = 1;
-    stir_locked(in);
-    pthread_mutex_unlock(&in->mu);
-    pthread_cond_signal(&in->cv);
+    sl_worker *w = &s->workers[i];
+    if (w->leaving) continue;
+    uint64_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
+    if (seq & 1) {
+      n++;
+      if (s->hooks.interrupt) s->hooks.interrupt(w->ctx, seq);
+    }
   }
+  return n;
+}
+
+int sl_sched_interrupt(sl_sched *s) {
+  pthread_mutex_lock(&s->life_mu);
+  int n = interrupt_locked(s);
+  pthread_mutex_unlock(&s->life_mu);
+  return n;
+}
+
+uint64_t sl_sched_seq(void) {
+  return current_w ? atomic_load_explicit(&current_w->seq, memory_order_relaxed) : 0;
+}
+
+/* How often a stop interrupts the busy workers again while it waits (a
+ * handler may catch one interruption, or the host may miss one that
+ * arrived just as the previous handler ended). */
+#define REINTERRUPT_MS 50
+
+int sl_sched_stop_within(sl_sched *s, int64_t grace_ms) {
+  if (!s) return 0;
+  if (!s->closed) {
+    s->closed = 1;
+    atomic_store(&s->stopping, 1);
+    for (int i = 0; i < s->n; i++) {
+      sl_inbox *in = &s->workers[i].inbox;
+      pthread_mutex_lock(&in->mu);
+      in->closing = 1;
+      stir_locked(in);
+      pthread_mutex_unlock(&in->mu);
+      pthread_cond_signal(&in->cv);
+    }
+  }
+  int64_t deadline = grace_ms >= 0 ? sl_now_ms() + grace_ms : -1;
+  pthread_mutex_lock(&s->life_mu);
+  while (s->nended < s->n) {
+    interrupt_locked(s);
+    int64_t wait = REINTERRUPT_MS;
+    if (deadline >= 0) {
+      int64_t left = deadline - sl_now_ms();
+      if (left <= 0) break;
+      if (left < wait) wait = left;
+    }
+    struct timespec ts;
+    abs_deadline(&ts, wait);
+    pthread_cond_timedwait(&s->life_cv, &s->life_mu, &ts);
+  }
+  int running = s->n - s->nended;
+  pthread_mutex_unlock(&s->life_mu);
+  if (running) return running;
   for (int i = 0; i < s->n; i++) pthread_join(s->workers[i].thread, NULL);
   for (int i = 0; i < s->n; i++) inbox_destroy(&s->workers[i].inbox);
   inbox_destroy(&s->main);
-  pthread_mutex_destroy(&s->start_mu);
-  pthread_cond_destroy(&s->start_cv);
+  pthread_mutex_destroy(&s->life_mu);
+  pthread_cond_destroy(&s->life_cv);
   free(s->workers);
   free(s);
+  return 0;
+}
+
+void sl_sched_stop(sl_sched *s) { sl_sched_stop_within(s, -1); }
+
+int sl_sched_running(sl_sched *s, int worker) {
+  pthread_mutex_lock(&s->life_mu);
+  int r = !s->workers[worker].ended;
+  pthread_mutex_unlock(&s->life_mu);
+  return r;
 }
 
 int sl_sched_workers(const sl_sched *s) { return s->n; }

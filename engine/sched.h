@@ -33,20 +33,43 @@ void sl_msg_free(sl_msg *m);
 typedef struct sl_inbox sl_inbox;
 typedef struct sl_sched sl_sched;
 
-/* Host callbacks, each run on the worker's own thread. */
+/* Host callbacks, each run on the worker's own thread, except interrupt. */
 typedef struct sl_sched_hooks {
   void *(*start)(int worker, void *ud);   /* returns the worker's context */
   void (*handle)(void *ctx, sl_msg *m);   /* takes ownership of m */
   void (*stop)(void *ctx);                /* last call on the thread */
   void *ud;
+  /* Optional. Runs on the interrupting thread while the worker is inside
+   * handle (or has just left it): asks the running handler to return
+   * soon. seq is that handler's number (see sl_sched_seq), so the worker
+   * can tell a late request from one meant for its current handler. It
+   * must not wait for the worker; the Lua host only calls lua_sethook. */
+  void (*interrupt)(void *ctx, uint64_t seq);
 } sl_sched_hooks;
 
 /* Starts nworkers threads (each calls hooks->start before anything else
  * and the call returns only once every start has run). */
 int sl_sched_start(int nworkers, const sl_sched_hooks *hooks, sl_sched **out);
 /* Stops the workers (messages still queued are dropped, unhandled), joins
- * them and frees everything. */
+ * them and frees everything; waits as long as that takes. */
 void sl_sched_stop(sl_sched *s);
+/* Stops the workers within grace_ms (<0: no limit): closes the inboxes
+ * (what is queued, even what a worker has taken but not handled yet, is
+ * dropped), interrupts the workers that are inside a handler (again every
+ * 50 ms while it waits) and waits for every worker to end. Returns 0 once
+ * all ended: they are joined and s is freed. Otherwise returns how many
+ * still run (sl_sched_running says which) and leaves s as it is: call
+ * again to wait longer, or end the process without joining them. */
+int sl_sched_stop_within(sl_sched *s, int64_t grace_ms);
+/* After sl_sched_stop_within returned > 0: 1 if that worker (0-based)
+ * has not ended yet. */
+int sl_sched_running(sl_sched *s, int worker);
+/* Calls hooks.interrupt for every worker that is inside a handler now;
+ * returns how many were. Any thread. */
+int sl_sched_interrupt(sl_sched *s);
+/* On a worker thread: the number of the handler it runs now (odd; it
+ * grows by 2 per message). 0 on other threads. */
+uint64_t sl_sched_seq(void);
 int sl_sched_workers(const sl_sched *s);
 /* Worker inbox (0-based) or the main thread's inbox. */
 sl_inbox *sl_sched_inbox(sl_sched *s, int worker);

@@ -7,7 +7,10 @@
  * main thread, each worker state by its worker thread (created in the
  * scheduler's start hook, closed in its stop hook). Values cross only as
  * encoded bytes inside messages (codec.c). The only cross-thread calls on
- * a state are lua_sethook from the SIGINT handler (main.c). The globals
+ * a state are lua_sethook: from the SIGINT handler on the main state
+ * (main.c), and from an interrupting thread on a busy worker's state (the
+ * scheduler calls worker_interrupt under its lock, so the state is alive
+ * and inside a handler). The globals
  * snapshot is an immutable, refcounted object shared by the messages that
  * carry it; a worker keeps the newest one it has seen. */
 #include <pthread.h>
@@ -262,7 +265,12 @@ typedef struct wctx {
   lua_State *L;
   sl_pool *pool;    /* L's allocator */
   snapshot *snap;   /* newest installed, one reference */
+  atomic_uint_fast64_t interrupt_seq;   /* handler asked to stop (sl_sched_seq), 0: none */
 } wctx;
+
+/* Set once the runtime closes: an interruption then holds until the
+ * handler returns, instead of raising once. */
+static atomic_int closing;
 
 /* warn(): each state is used by one thread, so its switch and whether a
  * message is half written are per thread. */
@@ -396,6 +404,7 @@ static void *worker_start(int index, void *ud) {
   wctx *c = calloc(1, sizeof *c);
   if (!c) abort();
   c->index = index;
+  atomic_init(&c->interrupt_seq, 0);
   c->L = sl_rt_newstate(&c->pool);
   if (!c->L) abort();
   lua_atpanic(c->L, worker_panic);
@@ -412,8 +421,47 @@ static void *worker_start(int index, void *ud) {
   return c;
 }
 
+/* ---- interrupting workers ---------------------------------------------------- */
+
+/* 1 when the handler the worker runs now was asked to stop. */
+static int interrupt_pending(wctx *c) {
+  return atomic_load(&c->interrupt_seq) == sl_sched_seq();
+}
+
+/* Raises the pending interruption. It is used up by this raise, except
+ * once the runtime closes: then the hook stays, so a callback that catches
+ * the error with pcall is interrupted again at its next instruction. */
+static int raise_interrupt(lua_State *L, wctx *c) {
+  if (!atomic_load(&closing)) {
+    atomic_store(&c->interrupt_seq, 0);
+    lua_sethook(L, NULL, 0, 0);
+  }
+  return luaL_error(L, "interrupted");
+}
+
+/* Hook on a worker state: raises "interrupted" inside the handler it was
+ * meant for (a hook left over from an earlier handler just goes away). */
+static void worker_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  wctx *c = ctx_of(L);
+  if (interrupt_pending(c)) raise_interrupt(L, c);
+  else lua_sethook(L, NULL, 0, 0);
+}
+
+/* Scheduler hook, on the interrupting thread. */
+static void worker_interrupt(void *ctx, uint64_t seq) {
+  wctx *c = ctx;
+  atomic_store(&c->interrupt_seq, seq);
+  lua_sethook(c->L, worker_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+int sl_rt_interrupt_workers(void) {
+  return sl_rt_g.sched ? sl_sched_interrupt(sl_rt_g.sched) : 0;
+}
+
 static void worker_stop(void *ctx) {
   wctx *c = ctx;
+  lua_sethook(c->L, NULL, 0, 0);   /* no interruption reaches it any more */
   sl_stage_close_place(c->index);
   lua_close(c->L);
   sl_pool_free(c->pool);
@@ -530,9 +578,17 @@ static int is_main(lua_State *L) { return ctx_of(L) == NULL; }
 static int l_sleep(lua_State *L) {
   lua_Integer ms = luaL_checkinteger(L, 1);
   luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
-  if (!is_main(L)) {   /* a worker just blocks its thread */
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
+  if (!is_main(L)) {   /* a worker just blocks its thread, a slice at a time */
+    wctx *c = ctx_of(L);
+    int64_t deadline = sl_now_ms() + ms;
+    for (;;) {
+      if (interrupt_pending(c)) return raise_interrupt(L, c);
+      int64_t left = deadline - sl_now_ms();
+      if (left <= 0) break;
+      if (left > 50) left = 50;
+      struct timespec ts = {0, (long)left * 1000000};
+      nanosleep(&ts, NULL);
+    }
     return 0;
   }
   int64_t deadline = sl_now_ms() + ms;
@@ -848,15 +904,25 @@ int sl_rt_open(lua_State *L, int nworkers) {
   sl_stage_init(nworkers);
   setup_state(L);
   record_baseline(L);
-  sl_sched_hooks hooks = {worker_start, worker_handle, worker_stop, NULL};
+  sl_sched_hooks hooks = {worker_start, worker_handle, worker_stop, NULL, worker_interrupt};
   int rc = sl_sched_start(nworkers, &hooks, &sl_rt_g.sched);
   if (rc != 0) return rc;
   lua_getglobal(L, "sluice");
   return 0;
 }
 
-void sl_rt_close(void) {
+int sl_rt_close(int64_t grace_ms) {
   sl_stage_shutdown(sl_rt_g.L);
+  atomic_store(&closing, 1);
+  int stuck = sl_sched_stop_within(sl_rt_g.sched, grace_ms);
+  if (stuck) {
+    for (int i = 0; i < sl_rt_g.nworkers; i++)
+      if (sl_sched_running(sl_rt_g.sched, i))
+        fprintf(stderr, "sluice: worker %d did not stop within %d ms (busy in a C call?);"
+                " exiting without waiting for it\n", i + 1, (int)grace_ms);
+    fflush(stderr);
+    return stuck;
+  }
   while (done_tasks) {
     sl_msg *m = done_tasks;
     done_tasks = m->next;
@@ -864,7 +930,7 @@ void sl_rt_close(void) {
   }
   snap_release(pinned);
   pinned = NULL;
-  sl_sched_stop(sl_rt_g.sched);
   sl_rt_g.sched = NULL;
   sl_stage_close(sl_rt_g.L);
+  return 0;
 }

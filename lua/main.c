@@ -1,6 +1,8 @@
 /* main: the sluice executable: command line, script runner and REPL,
  * modelled on the standalone lua interpreter (protected main, expression
  * first, <eof> continuation lines, Ctrl-C through a hook). */
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +258,7 @@ static void print_version(void) {
 /* ---- REPL ------------------------------------------------------------------- */
 
 static char history_path[4096];
+static int interactive;   /* the REPL reads a terminal (else a pipe or a file) */
 
 static const char *get_prompt(int firstline) {
   return firstline ? "sluice> " : ">> ";
@@ -277,6 +280,28 @@ static int idle_hook(void) {
   return 0;
 }
 
+/* readline's byte reader when stdin is not a terminal. readline's idle
+ * loop (rl_event_hook) cannot tell the end of a pipe or file from a key
+ * not typed yet and would poll it forever; this one returns EOF there and
+ * keeps main-thread messages handled while a slow pipe has nothing. */
+static int pipe_getc(FILE *f) {
+  int fd = fileno(f);
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, 100);
+    if (r > 0) {
+      unsigned char c;
+      ssize_t n = read(fd, &c, 1);
+      if (n == 1) return c;
+      if (n == 0 || (errno != EINTR && errno != EAGAIN)) return EOF;
+    } else if (r == 0) {
+      idle_hook();
+    } else if (errno != EINTR) {
+      return EOF;
+    }
+  }
+}
+
 static int pushline(lua_State *L, int firstline) {
   char *b = readline(get_prompt(firstline));
   if (b == NULL) return 0;
@@ -287,7 +312,9 @@ static int pushline(lua_State *L, int firstline) {
   return 1;
 }
 
+/* Lines typed at a terminal go to the history; piped ones do not. */
 static void save_line(lua_State *L, int idx) {
+  if (!interactive) return;
   const char *line = lua_tostring(L, idx);
   if (line && *line) {
     add_history(line);
@@ -308,18 +335,18 @@ static int addreturn(lua_State *L) {
   return status;
 }
 
+/* A syntax error at <eof>: the chunk may go on on the next line. */
 static int incomplete(lua_State *L, int status) {
   if (status == LUA_ERRSYNTAX) {
     size_t lmsg;
     const char *msg = lua_tolstring(L, -1, &lmsg);
-    if (lmsg >= 5 && strcmp(msg + lmsg - 5, "<eof>") == 0) {
-      lua_pop(L, 1);
-      return 1;
-    }
+    if (lmsg >= 5 && strcmp(msg + lmsg - 5, "<eof>") == 0) return 1;
   }
   return 0;
 }
 
+/* Adds lines until the chunk loads or fails for another reason; at end of
+ * input the <eof> error stays and is reported. */
 static int multiline(lua_State *L) {
   for (;;) {
     size_t len;
@@ -329,6 +356,7 @@ static int multiline(lua_State *L) {
       save_line(L, 1);
       return status;
     }
+    lua_remove(L, -2);   /* the <eof> error */
     lua_pushliteral(L, "\n");
     lua_insert(L, -2);
     lua_concat(L, 3);
@@ -369,13 +397,18 @@ static int print_results(lua_State *L) {
 }
 
 static void doREPL(lua_State *L) {
+  interactive = isatty(0);
   const char *home = getenv("HOME");
-  if (home) {
+  if (home && interactive) {
     snprintf(history_path, sizeof history_path, "%s/.sluice_history", home);
     read_history(history_path);
   }
-  rl_event_hook = idle_hook;
-  rl_set_keyboard_input_timeout(100000);
+  if (interactive) {
+    rl_event_hook = idle_hook;
+    rl_set_keyboard_input_timeout(100000);
+  } else {
+    rl_getc_function = pipe_getc;
+  }
   const char *oldprogname = progname;
   progname = NULL;
   int status;
@@ -404,6 +437,11 @@ static void doREPL(lua_State *L) {
 }
 
 /* ---- main ------------------------------------------------------------------ */
+
+/* How long the workers get at exit to return from what they run: Lua
+ * code is interrupted at once, so only a worker stuck in a C call (a
+ * blocking read, a long os.execute) uses it up. */
+#define EXIT_GRACE_MS 1000
 
 static int default_workers(void) {
   const char *e = getenv("SLUICE_WORKERS");
@@ -477,8 +515,17 @@ int main(int argc, char **argv) {
   int status = lua_pcall(L, 3, 1, 0);
   int result = lua_toboolean(L, -1);
   if (status != LUA_OK) l_message(lua_tostring(L, -1));
-  sl_rt_close();
+  int code = (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (sl_rt_close(EXIT_GRACE_MS) != 0) {
+    /* a worker stuck in a C call still uses the runtime: leave without
+     * freeing anything, flushing stdout only if no worker holds it */
+    if (ftrylockfile(stdout) == 0) {
+      fflush(stdout);
+      funlockfile(stdout);
+    }
+    _exit(code);
+  }
   lua_close(L);
   sl_pool_free(pool);
-  return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  return code;
 }

@@ -44,8 +44,21 @@ lua_State *sl_rt_newstate(sl_pool **pool);
 /* Opens the runtime with n workers and leaves the sluice module on the
  * stack of the main state L (also stored as global "sluice"). */
 int sl_rt_open(lua_State *L, int nworkers);
-/* Stops and joins the workers, closes their states. */
-void sl_rt_close(void);
+/* Stops the workers and closes the runtime. Queued messages are dropped
+ * and a worker busy in Lua code is interrupted ("interrupted" raised in
+ * the running callback or task, and again at each instruction until it
+ * returns). Each worker gets grace_ms (<0: no limit) to end. Returns 0
+ * when all were joined and their states closed. Otherwise prints on
+ * stderr which workers are still busy (stuck in a C call) and returns how
+ * many: nothing is freed then, and the caller must end the process with
+ * _exit, without closing the main state. */
+int sl_rt_close(int64_t grace_ms);
+/* Interrupts the Lua code the workers run now: each worker that is inside
+ * a callback or task gets "interrupted" raised there once (a pcall can
+ * catch it), and then goes on with its next message. Idle workers are not
+ * touched. A worker sleeping in sluice.sleep wakes within 50 ms. Returns
+ * how many workers were busy. Main thread (any thread is safe). */
+int sl_rt_interrupt_workers(void);
 
 /* The worker (0-based) owning state L, or -1 for the main state. */
 int sl_rt_place(lua_State *L);

@@ -70,7 +70,12 @@ static int shutdown_stages(lua_State *L) {
    * nobody to take their events) stops with "shutdown" */
   for (size_t i = 0; i < n; i++)
     if (st_reg_status(NULL, refs[i]) == 1) st_cast_op(L, refs[i], OP_SHUTDOWN, 0);
-  wait_stages(L, refs, n, sl_now_ms() + 1000, 1000);
+  /* a callback that never returns (an endless loop) is interrupted: its
+   * stage fails with "interrupted" and the worker takes the stop */
+  if (count_alive(refs, n) > 0) sl_rt_interrupt_workers();
+  wait_stages(L, refs, n, sl_now_ms() + 500, 500);
+  if (count_alive(refs, n) > 0) sl_rt_interrupt_workers();
+  wait_stages(L, refs, n, sl_now_ms() + 500, 500);
   return 0;
 }
 

@@ -51,7 +51,7 @@ static sl_msg *num(int64_t n) {
 /* ---- inbox without threads -------------------------------------------- */
 
 static void test_inbox_fifo(void) {
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
   sl_inbox *in = sl_sched_main(s);
@@ -106,7 +106,7 @@ static void test_main_inbox_drain_is_linear(void) {
 }
 
 static void test_wait_timeout_and_wake(void) {
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
   sl_inbox *in = sl_sched_main(s);
@@ -121,7 +121,7 @@ static void test_wait_timeout_and_wake(void) {
 }
 
 static void test_timers_fire_in_due_order(void) {
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
   sl_inbox *in = sl_sched_main(s);
@@ -146,7 +146,7 @@ static void test_timers_fire_in_due_order(void) {
 }
 
 static void test_many_timers_heap(void) {
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
   sl_inbox *in = sl_sched_main(s);
@@ -193,7 +193,7 @@ static void test_workers_fifo_per_sender(void) {
   memset(recs, 0, sizeof recs);
   atomic_store(&stopped, 0);
   atomic_store(&handled, 0);
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(2, &hooks, &s), 0);
   CHECK_INT(sl_sched_workers(s), 2);
@@ -231,7 +231,7 @@ static void test_workers_fifo_per_sender(void) {
 
 static void test_worker_timer(void) {
   memset(recs, 0, sizeof recs);
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
   sl_inbox_after(sl_sched_inbox(s, 0), 20, num(7));
@@ -245,10 +245,124 @@ static void test_worker_timer(void) {
 }
 
 static void test_bad_worker_count(void) {
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s = NULL;
   CHECK(sl_sched_start(0, &hooks, &s) < 0);
   CHECK(s == NULL);
+}
+
+/* ---- stopping busy workers ---------------------------------------------- */
+
+/* A host whose handler spins, like a Lua callback in an endless loop:
+ * "polite" workers return once interrupted, a "stuck" one (a C call that
+ * never looks) only when released. */
+typedef struct {
+  int index;
+  atomic_int entered;            /* handlers begun */
+  atomic_int handled;            /* handlers finished */
+  atomic_uint_fast64_t asked;    /* seq passed to the last interrupt */
+  atomic_int interrupts;
+  int stuck;
+} spinner;
+
+static spinner spinners[2];
+static atomic_int release_stuck;
+
+static void *sp_start(int index, void *ud) {
+  (void)ud;
+  spinners[index].index = index;
+  return &spinners[index];
+}
+
+static void sp_handle(void *ctx, sl_msg *m) {
+  spinner *p = ctx;
+  uint64_t mine = sl_sched_seq();
+  atomic_fetch_add(&p->entered, 1);
+  for (;;) {
+    if (p->stuck ? atomic_load(&release_stuck) : atomic_load(&p->asked) == mine) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  atomic_fetch_add(&p->handled, 1);
+  sl_msg_free(m);
+}
+
+static void sp_interrupt(void *ctx, uint64_t seq) {
+  spinner *p = ctx;
+  atomic_store(&p->asked, seq);
+  atomic_fetch_add(&p->interrupts, 1);
+}
+
+static void sp_stop(void *ctx) { (void)ctx; }
+
+static void wait_entered(spinner *p, int n) {
+  for (int k = 0; k < 5000 && atomic_load(&p->entered) < n; k++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void test_stop_interrupts_busy_handler(void) {
+  memset(spinners, 0, sizeof spinners);
+  sl_sched_hooks hooks = {sp_start, sp_handle, sp_stop, NULL, sp_interrupt};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  CHECK_INT(sl_sched_seq(), 0);                 /* not a worker thread */
+  CHECK_INT(sl_sched_interrupt(s), 0);          /* nobody busy */
+  CHECK_INT(atomic_load(&spinners[0].interrupts), 0);
+  sl_inbox_post(sl_sched_inbox(s, 0), num(1));
+  sl_inbox_post(sl_sched_inbox(s, 0), num(2));  /* queued behind: dropped */
+  wait_entered(&spinners[0], 1);
+  int64_t t0 = sl_now_ms();
+  CHECK_INT(sl_sched_stop_within(s, 5000), 0);
+  CHECK(sl_now_ms() - t0 < 1000);
+  CHECK_INT(atomic_load(&spinners[0].entered), 1);
+  CHECK_INT(atomic_load(&spinners[0].handled), 1);
+  CHECK_INT(atomic_load(&spinners[0].asked), 1); /* the first handler's number */
+}
+
+static void test_interrupt_asks_running_handler_once(void) {
+  memset(spinners, 0, sizeof spinners);
+  sl_sched_hooks hooks = {sp_start, sp_handle, sp_stop, NULL, sp_interrupt};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox_post(sl_sched_inbox(s, 0), num(1));
+  wait_entered(&spinners[0], 1);
+  CHECK_INT(sl_sched_interrupt(s), 1);
+  for (int k = 0; k < 5000 && atomic_load(&spinners[0].handled) < 1; k++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  CHECK_INT(atomic_load(&spinners[0].handled), 1);
+  CHECK_INT(atomic_load(&spinners[0].interrupts), 1);
+  /* the worker goes on with the next message after an interruption */
+  sl_inbox_post(sl_sched_inbox(s, 0), num(2));
+  wait_entered(&spinners[0], 2);
+  CHECK_INT(atomic_load(&spinners[0].entered), 2);
+  CHECK_INT(sl_sched_stop_within(s, 5000), 0);
+  CHECK_INT(atomic_load(&spinners[0].asked), 3); /* the second handler's number */
+}
+
+static void test_stop_gives_up_on_stuck_worker(void) {
+  memset(spinners, 0, sizeof spinners);
+  atomic_store(&release_stuck, 0);
+  spinners[1].stuck = 1;
+  sl_sched_hooks hooks = {sp_start, sp_handle, sp_stop, NULL, sp_interrupt};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(2, &hooks, &s), 0);
+  sl_inbox_post(sl_sched_inbox(s, 1), num(1));
+  wait_entered(&spinners[1], 1);
+  int64_t t0 = sl_now_ms();
+  CHECK_INT(sl_sched_stop_within(s, 200), 1);
+  int64_t took = sl_now_ms() - t0;
+  CHECK(took >= 199 && took < 2000);
+  CHECK_INT(sl_sched_running(s, 0), 0);
+  CHECK_INT(sl_sched_running(s, 1), 1);
+  CHECK(atomic_load(&spinners[1].interrupts) >= 2);  /* asked again while waiting */
+  CHECK_INT(atomic_load(&spinners[1].handled), 0);
+  atomic_store(&release_stuck, 1);
+  CHECK_INT(sl_sched_stop_within(s, -1), 0);
+  CHECK_INT(atomic_load(&spinners[1].handled), 1);
 }
 
 int main(void) {
@@ -260,5 +374,8 @@ int main(void) {
   RUN(test_workers_fifo_per_sender);
   RUN(test_worker_timer);
   RUN(test_bad_worker_count);
+  RUN(test_stop_interrupts_busy_handler);
+  RUN(test_interrupt_asks_running_handler_once);
+  RUN(test_stop_gives_up_on_stuck_worker);
   return CHECK_SUMMARY();
 }

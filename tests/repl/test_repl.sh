@@ -194,7 +194,24 @@ t_worker_output() {
 }
 t_worker_output; check worker-output $?
 
-# 6. Ctrl-D on an empty line exits and saves the history
+# 8. Ctrl-C on a task that never returns: the prompt comes back, and the
+#    worker still looping must not keep Ctrl-D (6) from exiting
+t_ctrl_c_busy_task() {
+  type_line 'T = sluice.task(function() while true do end end); T:await()'
+  sleep 0.5
+  if since_mark | grep -Eq "$PROMPT"; then
+    why="T:await() returned before Ctrl-C"; return 1
+  fi
+  tm send-keys -t "$S" C-c
+  wait_all 2 'interrupted' "$PROMPT" || return 1
+  expect 'T:done()' '^false$'
+}
+t_ctrl_c_busy_task; check ctrl-c-busy-task $?
+
+# 6. Ctrl-D on an empty line exits (within 5 s, although a worker still
+#    runs the endless loop of 8) and saves the history. (The status is
+#    only noted: under load tmux may not have reaped the process yet;
+#    test_exit.sh checks exit statuses.)
 t_history() {
   mark
   tm send-keys -t "$S" C-d
