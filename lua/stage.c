@@ -638,6 +638,13 @@ static void crash_report(stage *s, const sl_reason *r) {
   else if (strncmp(msg, label, ll) == 0 && msg[ll] == ':') msg += ll + 2;  /* ": ..." */
   char line[600];
   const char *close = msg[0] == '(' ? strstr(msg, "): ") : NULL;
+  if (close && atomic_load(&st_shutting_down) && strcmp(close + 3, "interrupted") == 0) {
+    int k = snprintf(line, sizeof line, "sluice: at exit, %s was interrupted in %.*s (it had not returned)\n", label,
+                     (int)(close - msg - 1), msg + 1);
+    fwrite(line, 1, (size_t)k, stderr);
+    lua_pop(L, 2);
+    return;
+  }
   int n = close ? snprintf(line, sizeof line, "sluice: %s crashed in %.*s: %s", label, (int)(close - msg - 1),
                            msg + 1, close + 3)
                 : snprintf(line, sizeof line, "sluice: %s crashed: %s", label, msg);

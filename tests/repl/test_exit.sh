@@ -75,7 +75,8 @@ check "script end with a task that catches the interruption" 0 "end" ""
 run -w 2 -e "local P = sluice.start({type = 'producer', handle_demand = function(n, s) while true do end end}, 0)
 sluice.start({type = 'consumer', handle_events = function(e, f, s) return {}, s end}, nil, {subscribe_to = {P}})
 sluice.sleep(100); print('end')"
-check "script end with a stage callback in an endless loop" 0 "end" ""
+check "script end with a stage callback in an endless loop" 0 "end" \
+  "sluice: at exit, stage 1 on worker 1 was interrupted in handle_demand (it had not returned)"
 
 run -w 1 -e "sluice.task(function() sluice.sleep(600000) end); sluice.sleep(100); print('end')"
 check "script end with a task sleeping for ten minutes" 0 "end" ""
