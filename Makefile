@@ -2,7 +2,8 @@
 #
 #   make            build build/sluice
 #   make run        run the main example (word count)
-#   make test       C unit tests + luaunit suites + REPL + examples
+#   make test       C unit tests + luaunit suites (each with -w 1, 2, 4;
+#                   TEST_WORKERS="..." to choose) + REPL + examples
 #   make check      the whole suite under ASan+UBSan and under TSan
 #   make bench      benchmark suite (QUICK=1 for a small corpus)
 #   make clean
@@ -103,11 +104,12 @@ run: $(BIN)
 	$(BIN) examples/wordcount.lua examples/data/text.txt
 
 test: $(BIN) $(ETEST_BIN) $(CTEST_BIN) $(BUILD)/tests/probe.so
-	@scripts/test.sh $(BUILD)
+	@TEST_WORKERS="$(TEST_WORKERS)" scripts/test.sh $(BUILD)
 
+# the sanitizer runs take each luaunit suite once, with 2 workers
 check:
-	$(MAKE) SANITIZER=address,undefined test
-	$(MAKE) SANITIZER=thread test
+	$(MAKE) SANITIZER=address,undefined TEST_WORKERS=2 test
+	$(MAKE) SANITIZER=thread TEST_WORKERS=2 test
 
 bench: $(BIN)
 	scripts/bench.sh $(BUILD)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test of the project and prints one last line "N passed, M failed".
 #   C unit tests:    BUILD/tests/test_*   (each ends with "N passed, M failed")
-#   luaunit suites:  tests/lua/test_*.lua run by BUILD/sluice
+#   luaunit suites:  tests/lua/test_*.lua run by BUILD/sluice -w N for each N
+#                    in TEST_WORKERS (default "1 2 4")
 #   shell tests:     tests/repl/*.sh, tests/examples/*.sh (each ends with "N passed, M failed")
 # A program that crashes or prints no summary counts as one failure.
 BUILD=${1:-build}
@@ -34,9 +35,13 @@ for t in "$BUILD"/tests/test_*; do
   [ -x "$t" ] || continue
   timeout 120 "$t" >"$log" 2>&1; add "$(basename "$t")" $?
 done
+# every suite runs once per worker count in TEST_WORKERS (default 1 2 4):
+# what a suite asserts must hold however many workers there are
 for t in tests/lua/test_*.lua; do
   [ -f "$t" ] || continue
-  timeout 300 "$BIN" "$t" -o text >"$log" 2>&1; add "$t" $?
+  for w in ${TEST_WORKERS:-1 2 4}; do
+    timeout 300 "$BIN" -w "$w" "$t" -o text >"$log" 2>&1; add "$t -w $w" $?
+  done
 done
 for t in tests/repl/*.sh tests/examples/*.sh; do
   [ -f "$t" ] || continue

@@ -225,13 +225,27 @@ local WORKLOADS = {
     measure = "hop_ns", target = 25,
     base_desc = "the same three stages' callbacks in one lua5.4 loop, 1000 events a batch; "
       .. "ratio = (chain s - base s) / (events * 2 hops)" },
+}
+-- A partitioned flow at 2, 16, 64 and 256 stages: the cost per event
+-- (ratio) and the set-up time (the baseline column: the same flow over one
+-- event). Reported, no target.
+local PN = N // 10
+for _, st in ipairs({ 2, 16, 64, 256 }) do
+  WORKLOADS[#WORKLOADS + 1] = {
+    name = ("partition %s, %d stages"):format(human_count(PN), st), workers = 2,
+    cmd = sluice(2, "partition.lua", PN, st), base = sluice(2, "partition.lua", 1, st),
+    events = PN, expect = ("count=%d"):format(PN), base_expect = "count=1", same_result = false,
+    measure = "ev_ns",
+    base_desc = "the same flow over 1 event: its set-up and tear-down; ratio = (sluice s - base s) / events",
+  }
+end
+WORKLOADS[#WORKLOADS + 1] =
   { name = "memory: wordcount " .. big.label, workers = 2,
     cmd = sluice(2, "wordcount.lua", big), base = sluice(2, "wordcount.lua", small),
     events = big, expect = big, base_expect = small, same_result = false, share_base = true,
     measure = "rss", target = 1.1, budget_s = QUICK and 30 or 100,
     base_desc = "sluice -w 2 wordcount on the " .. small.label .. " corpus (the first row's runs); "
-      .. "ratio = peak RSS " .. big.label .. " / peak RSS " .. small.label },
-}
+      .. "ratio = peak RSS " .. big.label .. " / peak RSS " .. small.label }
 
 -- How a row's ratio is computed from the medians s (sluice) and b (baseline)
 -- ({wall = seconds, rss = KiB}); cmp says which side of the target passes.
@@ -242,6 +256,8 @@ local MEASURES = {
            value = function(e, s, b) return b.wall / s.wall end },
   hop_ns = { cmp = "<=", unit = " ns/ev/hop", fmt = "%.1f",
              value = function(e, s, b) return (s.wall - b.wall) / (events_of(e.events) * e.hops) * 1e9 end },
+  ev_ns = { cmp = "<=", unit = " ns/ev", fmt = "%.0f",
+            value = function(e, s, b) return (s.wall - b.wall) / events_of(e.events) * 1e9 end },
   rss = { cmp = "<=", unit = "x RSS",
           value = function(e, s, b) return s.rss / b.rss end },
 }
