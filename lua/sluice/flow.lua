@@ -46,41 +46,66 @@ local SOURCE_OPTS = { stages = true, max_demand = true, min_demand = true, windo
 local PARTITION_OPTS = { key = true, hash = true }
 for k in pairs(SOURCE_OPTS) do PARTITION_OPTS[k] = true end
 
-local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail(fn, "options must be a table, got " .. type(opts), 2) end
-  local out = {}
-  for k, v in pairs(opts) do
-    if not (allowed or SOURCE_OPTS)[k] then fail(fn, "unknown option " .. inspect(k), 2) end
-    out[k] = v
+-- Demand counts are 32-bit in the engine.
+local MAX_DEMAND = 0x7fffffff
+
+-- max_demand and min_demand of an options table or a subscription entry
+-- (`where` says which item of a list it is).
+local function check_demand(fn, o, where, level)
+  local max = o.max_demand
+  if max ~= nil and (math.type(max) ~= "integer" or max < 1 or max > MAX_DEMAND) then
+    fail(fn, ("%smax_demand must be an integer from 1 to %d, got %s"):format(where, MAX_DEMAND, inspect(max)), level)
   end
-  out._fn = fn   -- stages is checked by the terminal method (API.md §4), naming fn
-  if out.max_demand ~= nil and (math.type(out.max_demand) ~= "integer" or out.max_demand < 1) then
-    fail(fn, "max_demand must be an integer >= 1, got " .. inspect(out.max_demand), 2)
-  end
-  if out.min_demand ~= nil then
-    local max = out.max_demand or 1000
-    if math.type(out.min_demand) ~= "integer" or out.min_demand < 0 or out.min_demand >= max then
-      fail(fn, ("min_demand must be an integer from 0 to %d, got %s"):format(max - 1, inspect(out.min_demand)), 2)
+  if o.min_demand ~= nil then
+    max = max or 1000
+    if math.type(o.min_demand) ~= "integer" or o.min_demand < 0 or o.min_demand >= max then
+      fail(fn, ("%smin_demand must be an integer from 0 to %d, got %s"):format(where, max - 1, inspect(o.min_demand)), level)
     end
   end
+end
+
+-- The subscription options of a {spec, arg, opts} entry.
+local function check_spec_opts(fn, o, i)
+  if o == nil then return end
+  if type(o) ~= "table" then fail(fn, ("item %d: opts must be a table, got %s"):format(i, inspect(o)), 2) end
+  check_demand(fn, o, ("item %d: "):format(i), 3)
+end
+
+-- The options of method fn, checked when it is called (errors name the
+-- caller's line; depth: frames between fn and this call).
+local function check_opts(fn, opts, allowed, depth)
+  local L = 2 + (depth or 0)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail(fn, "options must be a table, got " .. type(opts), L) end
+  local out = {}
+  for k, v in pairs(opts) do
+    if not (allowed or SOURCE_OPTS)[k] then fail(fn, "unknown option " .. inspect(k), L) end
+    out[k] = v
+  end
+  if out.stages ~= nil and (math.type(out.stages) ~= "integer" or out.stages < 1) then
+    fail(fn, "stages must be an integer >= 1, got " .. inspect(out.stages), L)
+  end
+  check_demand(fn, out, "", L + 1)
   if out.buffer_size ~= nil and out.buffer_size ~= math.huge
       and (math.type(out.buffer_size) ~= "integer" or out.buffer_size < 1) then
-    fail(fn, "buffer_size must be an integer >= 1 or math.huge, got " .. inspect(out.buffer_size), 2)
+    fail(fn, "buffer_size must be an integer >= 1 or math.huge, got " .. inspect(out.buffer_size), L)
   end
   if out.buffer_keep ~= nil and out.buffer_keep ~= "first" and out.buffer_keep ~= "last" then
-    fail(fn, "buffer_keep must be \"first\" or \"last\", got " .. inspect(out.buffer_keep), 2)
+    fail(fn, "buffer_keep must be \"first\" or \"last\", got " .. inspect(out.buffer_keep), L)
   end
-  if out.on_init ~= nil then check_fn(fn, "on_init", out.on_init) end
-  if out.hash ~= nil then check_fn(fn, "hash", out.hash) end
+  for _, name in ipairs({ "on_init", "hash" }) do
+    if out[name] ~= nil and type(out[name]) ~= "function" then
+      fail(fn, ("%s must be a function, got %s"):format(name, type(out[name])), L)
+    end
+  end
   if out.key ~= nil then
     local k = out.key
     local ok = type(k) == "function" or (type(k) == "table" and
       ((math.type(k.index) == "integer" and k.index >= 1) or type(k.field) == "string"))
-    if not ok then fail(fn, "key must be a function, {index = i} or {field = name}, got " .. inspect(k), 2) end
+    if not ok then fail(fn, "key must be a function, {index = i} or {field = name}, got " .. inspect(k), L) end
   end
   if out.window ~= nil and (type(out.window) ~= "table" or type(out.window.type) ~= "string") then
-    fail(fn, "window must come from sluice.window, got " .. inspect(out.window), 2)
+    fail(fn, "window must come from sluice.window, got " .. inspect(out.window), L)
   end
   return out
 end
@@ -148,10 +173,11 @@ function flow.from_stages(stages, opts)
     fail("from_stages", "expected a non-empty list of producer stages, got " .. inspect(stages))
   end
   for i, entry in ipairs(stages) do
-    local s = split_entry(entry)
+    local s, o = split_entry(entry)
     if type(s) ~= "userdata" then
       fail("from_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
     end
+    check_demand("from_stages", o, ("item %d: "):format(i), 2)
   end
   return new_flow({ kind = "stages", stages = stages }, check_opts("from_stages", opts))
 end
@@ -286,14 +312,15 @@ function Flow:shuffle(opts)
   return new_flow({ kind = "flows", flows = flows, dispatch = "demand" }, opts)
 end
 
-function flow.partition(flows, opts) return (Flow.partition(check_flows("partition", flows), opts)) end
-function flow.shuffle(flows, opts) return (Flow.shuffle(check_flows("shuffle", flows), opts)) end
+-- (tail calls: an error in the options names the caller's line)
+function flow.partition(flows, opts) return Flow.partition(check_flows("partition", flows), opts) end
+function flow.shuffle(flows, opts) return Flow.shuffle(check_flows("shuffle", flows), opts) end
 function flow.merge(flows, opts)
   flows = check_flows("merge", flows)
   opts = check_opts("merge", opts)
   return new_flow({ kind = "flows", flows = flows, dispatch = "demand" }, opts)
 end
-function Flow:merge(opts) return (flow.merge({ self }, opts)) end
+function Flow:merge(opts) return flow.merge({ self }, opts) end
 
 function Flow:departition(acc_fun, merge_fun, done_fun)
   check_fn("departition", "the accumulator", acc_fun)
@@ -322,7 +349,7 @@ local function join_flow(fn, mode, left, right, window, left_key, right_key, joi
   check_fn(fn, "left_key", left_key)
   check_fn(fn, "right_key", right_key)
   check_fn(fn, "the join function", join)
-  opts = check_opts(fn, opts)
+  opts = check_opts(fn, opts, nil, 1)
   if window ~= nil then opts.window = window end
   return new_flow({ kind = "join", mode = mode, left = left, right = right, lkey = left_key,
                     rkey = right_key, join = join }, opts)
@@ -348,9 +375,11 @@ end
 function Flow:through_stages(pcs)
   through(self, "through_stages", pcs, "producer_consumers")
   for i, entry in ipairs(pcs) do
-    if type((split_entry(entry))) ~= "userdata" then
+    local s, o = split_entry(entry)
+    if type(s) ~= "userdata" then
       fail("through_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
     end
+    check_demand("through_stages", o, ("item %d: "):format(i), 2)
   end
   return new_flow({ kind = "through", flow = self, stages = pcs }, {})
 end
@@ -361,6 +390,7 @@ function Flow:through_specs(specs)
     if type(s) ~= "table" or type(s[1]) ~= "table" then
       fail("through_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
     end
+    check_spec_opts("through_specs", s[3], i)
   end
   return new_flow({ kind = "through", flow = self, specs = specs }, {})
 end
@@ -1425,10 +1455,6 @@ local materialize
 -- ...} for departition and take_sort) and forces that layer to exist.
 -- Returns the output stages as {stage = s, sub = opts or nil} entries.
 function materialize(run, f, dispatcher, extra)
-  local stages = f.opts.stages
-  if stages ~= nil and (math.type(stages) ~= "integer" or stages < 1) then
-    error(("sluice.flow.%s: stages must be an integer >= 1, got %s"):format(f.opts._fn, inspect(stages)), 0)
-  end
   check_window(f)
   local src = f.src
   local n = f.opts.stages or sluice.workers()
@@ -1782,9 +1808,11 @@ function Flow:into_stages(consumers)
   check_self(self, "into_stages")
   if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers") end
   for i, entry in ipairs(consumers) do
-    if type((split_entry(entry))) ~= "userdata" then
+    local s, o = split_entry(entry)
+    if type(s) ~= "userdata" then
       fail("into_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
     end
+    check_demand("into_stages", o, ("item %d: "):format(i), 2)
   end
   return (into(self, "into_stages", consumers))
 end
@@ -1796,6 +1824,7 @@ function Flow:into_specs(specs)
     if type(s) ~= "table" or type(s[1]) ~= "table" then
       fail("into_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
     end
+    check_spec_opts("into_specs", s[3], i)
   end
   return (into(self, "into_specs", specs))
 end
