@@ -982,18 +982,52 @@ local PARTS_PER_STAGE = 16
 local MIN_PART_BYTES = 256 * 1024
 local MIN_PART_ITEMS = 16384
 
--- How enumerable e is cut for a layer of n stages.
-local function split_plan(e, n)
-  if e.__sluice_enum == "range" then
-    local count = (e.last - e.first) // e.step + 1
-    if count < 0 then count = 0 end
-    local parts = math.max(1, math.min(n * PARTS_PER_STAGE, count // MIN_PART_ITEMS))
-    return { kind = "range", first = e.first, count = count, step = e.step, parts = parts,
-             ticket = sluice._ticket() }
+-- a // b with a and b read as unsigned 64-bit integers (b ~= 0).
+local function udiv(a, b)
+  if b < 0 then return math.ult(a, b) and 0 or 1 end   -- b >= 2^63
+  if a >= 0 then return a // b end
+  local q = ((a >> 1) // b) << 1
+  if not math.ult(a - q * b, b) then q = q + 1 end
+  return q
+end
+
+-- A range cut into parts. A range may hold up to 2^64 numbers (all the
+-- integers), more than an integer counts, so the plan works with the
+-- index of its last number (count - 1), read as unsigned: the distance
+-- from first to last, which wraps around when it is 2^63 or more, is
+-- exact as an unsigned number, and so is first + i * step for any index
+-- i of the range. Part j (1..parts) holds q numbers, one more for the
+-- first r parts.
+local function range_plan(e, n)
+  local first, last, step = e.first, e.last, e.step
+  if (step > 0 and last < first) or (step < 0 and last > first) then
+    return { kind = "range", first = first, step = step, parts = 0, ticket = sluice._ticket() }
   end
-  local file = assert(io.open(e.path, "rb"))
+  local top   -- count - 1
+  if step > 0 then top = udiv(last - first, step) else top = udiv(first - last, -step) end
+  local cap = n * PARTS_PER_STAGE
+  local parts = cap
+  if math.ult(top, cap * MIN_PART_ITEMS) then parts = math.max(1, math.min(cap, (top + 1) // MIN_PART_ITEMS)) end
+  -- count // parts and count % parts, from those of top
+  local q = udiv(top, parts)
+  local r = top - q * parts + 1
+  if r == parts then q, r = q + 1, 0 end
+  return { kind = "range", first = first, step = step, parts = parts, q = q, r = r, ticket = sluice._ticket() }
+end
+
+-- How enumerable e is cut for a layer of n stages. A file whose size is
+-- unknown (a pipe) or reads as 0 (a file under /proc, an empty file) is
+-- read from start to end by one stage: there are no byte offsets to cut
+-- it at.
+local function split_plan(e, n)
+  if e.__sluice_enum == "range" then return range_plan(e, n) end
+  local file, err = io.open(e.path, "rb")
+  if not file then error("sluice.lines: " .. err, 0) end
   local size = file:seek("end")
   file:close()
+  if size == nil or size == 0 then
+    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket() }
+  end
   local parts = math.max(1, math.min(n * PARTS_PER_STAGE, size // MIN_PART_BYTES))
   return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket() }
 end
@@ -1005,10 +1039,12 @@ local function claim(st)
   local k = plan.parts
   if j > k then return false end
   if plan.kind == "range" then
-    -- part j holds count // k items, one more for the first count % k parts
-    local q, r = plan.count // k, plan.count % k
+    -- the index of the part's first number (unsigned: it may pass 2^63)
+    local q, r = plan.q, plan.r
     local from = q * (j - 1) + math.min(j - 1, r)
     st.next, st.left = plan.first + from * plan.step, q + (j <= r and 1 or 0)
+  elseif plan.size == nil then
+    st.reader = sluice._lines(plan.path)
   else
     st.reader = sluice._lines(plan.path, (plan.size * (j - 1)) // k, (plan.size * j) // k)
   end
