@@ -412,6 +412,12 @@ local function nilerr(op, got)
     op == "map_values" and "a value" or ((op == "group_by" or op == "uniq_by") and "a key") or "an event"))
 end
 
+-- A reducer (or an accumulator or merge function) returned nil where the
+-- layer needs its accumulator.
+local function nilacc(op, who)
+  op_error(op, ("%s returned nil where an accumulator was expected"):format(who or "the reducer"))
+end
+
 -- A combining layer's partition hash returned something that is not a
 -- partition of the next layer (the dispatcher's check, made early).
 local function badpart(p)
@@ -449,7 +455,8 @@ end
 
 -- The traceback from the error to the stage's protected call, without
 -- the frames of the flow's own checks.
-local INTERNAL = { ["'error'"] = true, ["'op_error'"] = true, ["'NILERR'"] = true, ["'nilerr'"] = true }
+local INTERNAL = { ["'error'"] = true, ["'op_error'"] = true, ["'NILERR'"] = true, ["'nilerr'"] = true,
+                   ["'NILACC'"] = true, ["'nilacc'"] = true }
 
 local function traceback(own)
   local out = {}
@@ -474,6 +481,66 @@ local function stop_with(label, res)
   sluice.self():stop({ "error", msg, res.tb })
 end
 
+-- Snapshots ----------------------------------------------------------------------------------
+--
+-- A value goes from one stage to the next as a copy made when it is sent.
+-- Inside a stage, the fused loop gathers what the operations emit in an
+-- array that is sent once the batch (or a split source's run of chunks)
+-- is done, so a table that a user function returned and then changed (an
+-- upvalue it appends to, the accumulator emit_and_reduce also emits) would
+-- be sent as it is at the end of the batch, and the result would depend on
+-- where batches end. snapshot(t) copies t as sending it now would: its
+-- raw fields (no metatable), nested tables copied, shared and cyclic
+-- references kept, a module table kept as it is (sent by name).
+-- Functions and stage handles are kept as they are.
+
+-- The codec refuses values nested deeper; what lies deeper is left for it
+-- to refuse when the value is sent.
+local SNAPSHOT_DEPTH = 200
+
+local function is_module(t)
+  for _, m in pairs(package.loaded) do
+    if m == t then return true end
+  end
+  return false
+end
+
+local function deep_copy(t, seen, depth)
+  local c = {}
+  seen[t] = c
+  local fns = false
+  for k, v in next, t do
+    if type(k) == "table" then
+      k = seen[k] or (depth < SNAPSHOT_DEPTH and deep_copy(k, seen, depth + 1)) or k
+    end
+    local tv = type(v)
+    if tv == "table" then
+      v = seen[v] or (depth < SNAPSHOT_DEPTH and deep_copy(v, seen, depth + 1)) or v
+    elseif tv == "function" then
+      fns = true
+    end
+    c[k] = v
+  end
+  -- only a table holding functions is worth looking up among the modules
+  if fns and is_module(t) then
+    seen[t] = t
+    return t
+  end
+  return c
+end
+
+-- Flat tables (the common case) are copied in one pass; any other goes
+-- to deep_copy.
+local function snapshot(t)
+  local c = {}
+  for k, v in next, t do
+    local tv = type(v)
+    if tv == "table" or tv == "function" or type(k) == "table" then return deep_copy(t, {}, 1) end
+    c[k] = v
+  end
+  return c
+end
+
 -- The fused loop ----------------------------------------------------------------------------
 
 -- A flat_map whose function returns an iterator gets the rest of the loop
@@ -493,7 +560,12 @@ local MAX_ITER_FLAT_MAPS = 3
 -- operations, the partition of the next layer, that layer's operations
 -- and its reducer, with acc a table partition -> partial accumulator; a
 -- keyed one adds just the reducer, on one accumulator.
-local function compile(ops, red, mode, comb)
+--
+-- copy_out: the events the loop emits leave the stage (not a run() or a
+-- layer feeding a departition/take_sort, whose events are dropped); then
+-- a table that a user function made is copied as it emits it (snapshot),
+-- and likewise (copy_groups) a table group_by keeps in its accumulator.
+local function compile(ops, red, mode, comb, copy_out, copy_groups)
   if comb and comb.keyed then   -- one plain accumulator, split by key at the end
     red, comb = comb.red, nil
   end
@@ -510,7 +582,7 @@ local function compile(ops, red, mode, comb)
     end
     red = comb.red
   end
-  w("local F, NILERR, KEY, HASH, BADPART = ...\nlocal type, tointeger = type, math.tointeger\n")
+  w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -561,39 +633,59 @@ local function compile(ops, red, mode, comb)
     end
   end
 
-  -- what happens to an event that went through every step
-  local function sink(ind)
+  -- what happens to an event that went through every step; made: a
+  -- user function made e (it may hold on to it and change it later)
+  local function sink(ind, made)
     if comb then
       w(ind .. "local a = acc[p]\n")
-      w(ind .. "if a == nil then a = acc_fn() end\n")
-      w(ind .. "acc[p] = reduce_reduce(e, a)\n")
+      w(ind .. "if a == nil then\n")
+      w(ind .. "  a = acc_fn()\n")
+      w(ind .. "  if a == nil then NILACC('accumulator', 'acc_fun') end\n")
+      w(ind .. "end\n")
+      w(ind .. "a = reduce_reduce(e, a)\n")
+      w(ind .. "if a == nil then NILACC('reduce') end\n")
+      w(ind .. "acc[p] = a\n")
     elseif not red then
+      if made and copy_out then w(ind .. "if type(e) == 'table' then e = SNAP(e) end\n") end
       w(ind .. "n = n + 1; out[n] = e\n")
     elseif red.kind == "reduce" then
       w(ind .. "acc = reduce_reduce(e, acc)\n")
+      w(ind .. "if acc == nil then NILACC('reduce') end\n")
     elseif red.kind == "emit_and_reduce" then
       w(ind .. "local evs\n")
       w(ind .. "evs, acc = reduce_emit_and_reduce(e, acc)\n")
       w(ind .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
-      w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+      w(ind .. "if acc == nil then NILACC('emit_and_reduce') end\n")
+      if copy_out then
+        w(ind .. "for j = 1, #evs do\n")
+        w(ind .. "  local x = evs[j]\n")
+        w(ind .. "  if type(x) == 'table' then x = SNAP(x) end\n")
+        w(ind .. "  n = n + 1; out[n] = x\n")
+        w(ind .. "end\n")
+      else
+        w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+      end
     else -- group_by, group_by_key
       if red.kind == "group_by" then
         w(ind .. "local key = group_by_key_fun(e)\n")
         w(ind .. (red.value and "local v = group_by_value_fun(e)\n" or "local v = e\n"))
+        made = made or red.value ~= nil
       else
         w(ind .. "local key, v = e[1], e[2]\n")
       end
       w(ind .. "if key == nil then NILERR('group_by') end\n")
+      if made and copy_groups then w(ind .. "if type(v) == 'table' then v = SNAP(v) end\n") end
       w(ind .. "local g = acc[key]\n")
       w(ind .. "if g == nil then g = {}; acc[key] = g end\n")
       w(ind .. "g[#g + 1] = v\n")
     end
   end
 
-  -- steps k.. and the sink; flat_maps is how many flat_maps came before
-  local function body(k, ind, flat_maps)
+  -- steps k.. and the sink; flat_maps is how many flat_maps came before;
+  -- made: an earlier step's user function made e
+  local function body(k, ind, flat_maps, made)
     local st = steps[k]
-    if not st then return sink(ind) end
+    if not st then return sink(ind, made) end
     local op, f = st.op, st.name
     if op == "part" then
       part(ind)
@@ -602,26 +694,26 @@ local function compile(ops, red, mode, comb)
         w(ind .. "  local q = type(p) == 'number' and tointeger(p) or nil\n")
         w(ind .. ("  if q == nil or q < 1 or q > %d then BADPART(p) end\n"):format(comb.n))
         w(ind .. "  p = q\n")
-        body(k + 1, ind .. "  ", flat_maps)
+        body(k + 1, ind .. "  ", flat_maps, made)
         w(ind .. "end\n")
       else
-        body(k + 1, ind, flat_maps)
+        body(k + 1, ind, flat_maps, made)
       end
     elseif op == "map" then
       w(ind .. ("e = %s(e)\n"):format(f))
       w(ind .. "if e == nil then NILERR('map') end\n")
-      body(k + 1, ind, flat_maps)
+      body(k + 1, ind, flat_maps, true)
     elseif op == "map_values" then
       w(ind .. ("local v = %s(e[2])\n"):format(f))
       w(ind .. "if v == nil then NILERR('map_values') end\n")
       w(ind .. "e = {e[1], v}\n")
-      body(k + 1, ind, flat_maps)
+      body(k + 1, ind, flat_maps, true)
     elseif op == "each" then
       w(ind .. ("%s(e)\n"):format(f))
-      body(k + 1, ind, flat_maps)
+      body(k + 1, ind, flat_maps, made)
     elseif op == "filter" or op == "reject" then
       w(ind .. ("if %s%s(e) then\n"):format(op == "reject" and "not " or "", f))
-      body(k + 1, ind .. "  ", flat_maps)
+      body(k + 1, ind .. "  ", flat_maps, made)
       w(ind .. "end\n")
     elseif op == "flat_map" then
       local v = "xs" .. k
@@ -630,7 +722,7 @@ local function compile(ops, red, mode, comb)
         w(ind .. ("if type(%s) == 'function' then\n"):format(v))
         w(ind .. ("  for x in %s, %s_s, %s_c do\n"):format(v, v, v))
         w(ind .. "    local e = x\n")
-        body(k + 1, ind .. "    ", flat_maps + 1)
+        body(k + 1, ind .. "    ", flat_maps + 1, true)
         w(ind .. "  end\n")
         w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s)\n"):format(v, v))
         w(ind .. "else\n")
@@ -641,7 +733,7 @@ local function compile(ops, red, mode, comb)
       end
       w(ind .. ("  for j = 1, #%s do\n"):format(v))
       w(ind .. ("    local e = %s[j]\n"):format(v))
-      body(k + 1, ind .. "    ", flat_maps + 1)
+      body(k + 1, ind .. "    ", flat_maps + 1, true)
       w(ind .. "  end\n")
       w(ind .. "end\n")
     elseif op == "uniq" or op == "uniq_by" then
@@ -649,14 +741,14 @@ local function compile(ops, red, mode, comb)
       w(ind .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
       w(ind .. "if not seen[k] then\n")
       w(ind .. "  seen[k] = true\n")
-      body(k + 1, ind .. "  ", flat_maps)
+      body(k + 1, ind .. "  ", flat_maps, made)
       w(ind .. "end\n")
     else
       error("sluice.flow: unknown operation " .. tostring(op), 0)
     end
   end
 
-  body(1, "    ", 0)
+  body(1, "    ", 0, false)
   w("  end\n  return acc\nend\n")
   return table.concat(src), F
 end
@@ -718,7 +810,10 @@ local LayerStage = { type = "producer_consumer" }
 -- partial accumulator} pairs.
 local function merge_run(reduce_merge_fn)
   return function(events, _, acc)
-    for i = 1, #events do acc = reduce_merge_fn(events[i][2], acc) end
+    for i = 1, #events do
+      acc = reduce_merge_fn(events[i][2], acc)
+      if acc == nil then nilacc("reduce merge", "the merge function") end
+    end
     return acc
   end
 end
@@ -727,7 +822,7 @@ end
 -- the stage so that tracebacks say where it ran.
 local function load_run(cfg, src)
   local chunk = assert(load(src, "=[" .. cfg.label .. "]", "t"))
-  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
+  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc)
 end
 
 local function layer_init(cfg)
@@ -741,7 +836,12 @@ local function layer_init(cfg)
   elseif cfg.comb_acc or red then
     -- a keyed combining layer's one accumulator, or the layer's own
     local acc_fn = cfg.comb_acc or red.acc
-    if acc_fn then st.acc = acc_fn() else st.acc = {} end
+    if acc_fn then
+      st.acc = acc_fn()
+      if st.acc == nil then nilacc("accumulator", "acc_fun") end
+    else
+      st.acc = {}
+    end
   end
   if cfg.merging then st.run = merge_run(red.merge) end
   if cfg.join then st.lt, st.rt = {}, {} end
@@ -806,6 +906,7 @@ local function join_events(st, events, side)
         local v
         if side == 1 then v = join_fn(e, matches[j]) else v = join_fn(matches[j], e) end
         if v == nil then op_error("bounded_join", "the join function returned nil where an event was expected") end
+        if type(v) == "table" then v = snapshot(v) end
         n = n + 1; out[n] = v
       end
     end
@@ -825,6 +926,7 @@ local function join_done(st)
           local v
           if left then v = join_fn(e, nil) else v = join_fn(nil, e) end
           if v == nil then op_error("bounded_join", "the join function returned nil where an event was expected") end
+          if type(v) == "table" then v = snapshot(v) end
           out[#out + 1] = v
         end
       end
@@ -1106,6 +1208,16 @@ local function source_events(st, demand)
       if map_batch_fn and #events > 0 then
         events = map_batch_fn(events)
         if type(events) ~= "table" then nilerr("map_batch", events) end
+        -- kept past the next chunk's map_batch call, which may change them
+        if keep then
+          local copy = {}
+          for i = 1, #events do
+            local v = events[i]
+            if type(v) == "table" then v = snapshot(v) end
+            copy[i] = v
+          end
+          events = copy
+        end
       end
       if st.run then st.acc = st.run(events, out, st.acc, st.seen)
       else for i = 1, #events do out[#out + 1] = events[i] end end
@@ -1191,9 +1303,12 @@ local function merge_events(st, events)
       if acc == nil then
         local acc_fn = cfg.acc
         acc = acc_fn()
+        if acc == nil then nilacc("accumulator", "acc_fun") end
       end
       local merge_fn = cfg.merge
-      windows[id] = merge_fn(state, acc)
+      acc = merge_fn(state, acc)
+      if acc == nil then nilacc("departition merge", "the merge function") end
+      windows[id] = acc
     end
   end
 end
@@ -1224,6 +1339,7 @@ local function merge_done(st)
     else
       local acc_fn = cfg.acc
       st.windows.global = acc_fn()
+      if st.windows.global == nil then nilacc("accumulator", "acc_fun") end
     end
   end
   for _, id in ipairs(sorted_ids(st.windows)) do
@@ -1358,6 +1474,14 @@ local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitio
   return outs
 end
 
+-- Whether a layer's emitted events, and its group_by groups, leave its
+-- stages (compile's copy_out and copy_groups): not for run() (discard),
+-- and a layer feeding a departition/take_sort (tag) sends only states.
+local function copies(extra)
+  if extra == nil then return true, true end
+  return not (extra.discard or extra.tag), not extra.discard
+end
+
 local function has_work(f)
   return #f.ops > 0 or f.red ~= nil or f.batch_fn ~= nil or f.opts.on_init ~= nil
 end
@@ -1370,7 +1494,7 @@ end
 local function layer_cfgs(f, n, extra, merging)
   local comb = extra and extra.comb
   local src, F
-  if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb) end
+  if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb, copies(extra)) end
   local cfgs = {}
   for i = 1, n do
     local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
@@ -1505,7 +1629,8 @@ function materialize(run, f, dispatcher, extra)
     local whole = work and splittable(f)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
-      local range_src = whole.__sluice_enum == "range" and (compile(f.ops, f.red, "range", extra and extra.comb)) or nil
+      local range_src = whole.__sluice_enum == "range"
+        and (compile(f.ops, f.red, "range", extra and extra.comb, copies(extra))) or nil
       local plan = split_plan(whole, n)
       for i = 1, n do
         cfgs[i].plan, cfgs[i].range_src = plan, range_src

@@ -303,6 +303,52 @@ function TestFlowRunErrors:test_nil_and_non_arrays_name_the_operation()
   assert_healthy()
 end
 
+function TestFlowRunErrors:test_nil_accumulators_name_the_operation()
+  -- a flow whose reducer returns nil (a forgotten `return acc`) fails
+  -- instead of emitting nothing
+  local function forgot(x, acc) acc = acc + x end
+  local nothing = function() end
+  local red_msg = "the reducer returned nil where an accumulator was expected"
+  local acc_msg = "acc_fun returned nil where an accumulator was expected"
+  local base = F.from_enumerable({ 1, 2, 3 }, { stages = 1 })
+  assert_flow_error(run_err(base:reduce(zero, forgot)), 1, "reduce", red_msg)
+  assert_flow_error(run_err(base:reduce(zero, forgot):emit("state"), "run"), 1, "reduce", red_msg)
+  assert_flow_error(run_err(base:reduce(nothing, add)), 1, "accumulator", acc_msg)
+  assert_flow_error(run_err(base:emit_and_reduce(zero, function(x) return { x } end)), 1, "emit_and_reduce", red_msg)
+  assert_flow_error(run_err(base:emit_and_reduce(nothing, function(x, a) return { x }, a end)), 1, "accumulator", acc_msg)
+  -- after a partition, and over a split range or lines source
+  assert_flow_error(run_err(base:map(ident):partition({ stages = 2 }):reduce(zero, forgot), "stream"), 2, "reduce", red_msg)
+  assert_flow_error(run_err(F.from_enumerable(sluice.range(1, 100), { stages = 2 }):reduce(zero, forgot)), 1,
+    "reduce", red_msg)
+  assert_flow_error(run_err(F.from_enumerable(sluice.range(1, 100), { stages = 2 }):map(ident)
+    :emit_and_reduce(zero, function() return {} end), "start"), 1, "emit_and_reduce", red_msg)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w")); f:write("a\nb\n"); f:close()
+  assert_flow_error(run_err(F.from_enumerable(sluice.lines(path), { stages = 2 })
+    :reduce(function() return "" end, function() end)), 1, "reduce", red_msg)
+  os.remove(path)
+  -- a reduce declared mergeable: its reducer runs before the partition,
+  -- its merge function after it
+  local parted = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2 })
+  assert_flow_error(run_err(parted:reduce(zero, forgot, { merge = add })), 1, "reduce", red_msg)
+  assert_flow_error(run_err(parted:reduce(zero, add, { merge = forgot })), 2, "reduce merge",
+    "the merge function returned nil where an accumulator was expected")
+  local e = run_err(parted:reduce(nothing, add, { merge = add }))
+  lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer %d stage %d+ %(accumulator%): " .. acc_msg), e)
+  local words = F.from_enumerable({ "a", "b", "a" }, { stages = 1 }):partition({ stages = 2 })
+  assert_flow_error(run_err(words:reduce(nothing, function(w, acc) acc[w] = 1; return acc end,
+    { merge = add, keyed = true })), 1, "accumulator", acc_msg)
+  -- departition's accumulator and merge function
+  local red = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2 }):reduce(zero, add)
+  assert_flow_error(run_err(red:departition(zero, forgot, ident)), 2, "departition merge",
+    "the merge function returned nil where an accumulator was expected")
+  assert_flow_error(run_err(red:departition(nothing, add, ident)), 2, "accumulator", acc_msg)
+  -- false is an accumulator like any other
+  lu.assertEquals(base:reduce(function() return false end, function(x, a) return a end):emit("state"):to_list(),
+    { false })
+  assert_healthy()
+end
+
 function TestFlowRunErrors:test_errors_in_joins_departition_and_take_sort()
   local l = F.from_enumerable({ { 1, "a" }, { 2, "b" } }, { stages = 1 })
   local r = F.from_enumerable({ { 1, "x" } }, { stages = 1 })
