@@ -46,41 +46,66 @@ local SOURCE_OPTS = { stages = true, max_demand = true, min_demand = true, windo
 local PARTITION_OPTS = { key = true, hash = true }
 for k in pairs(SOURCE_OPTS) do PARTITION_OPTS[k] = true end
 
-local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then fail(fn, "options must be a table, got " .. type(opts), 2) end
-  local out = {}
-  for k, v in pairs(opts) do
-    if not (allowed or SOURCE_OPTS)[k] then fail(fn, "unknown option " .. inspect(k), 2) end
-    out[k] = v
+-- Demand counts are 32-bit in the engine.
+local MAX_DEMAND = 0x7fffffff
+
+-- max_demand and min_demand of an options table or a subscription entry
+-- (`where` says which item of a list it is).
+local function check_demand(fn, o, where, level)
+  local max = o.max_demand
+  if max ~= nil and (math.type(max) ~= "integer" or max < 1 or max > MAX_DEMAND) then
+    fail(fn, ("%smax_demand must be an integer from 1 to %d, got %s"):format(where, MAX_DEMAND, inspect(max)), level)
   end
-  out._fn = fn   -- stages is checked by the terminal method (API.md §4), naming fn
-  if out.max_demand ~= nil and (math.type(out.max_demand) ~= "integer" or out.max_demand < 1) then
-    fail(fn, "max_demand must be an integer >= 1, got " .. inspect(out.max_demand), 2)
-  end
-  if out.min_demand ~= nil then
-    local max = out.max_demand or 1000
-    if math.type(out.min_demand) ~= "integer" or out.min_demand < 0 or out.min_demand >= max then
-      fail(fn, ("min_demand must be an integer from 0 to %d, got %s"):format(max - 1, inspect(out.min_demand)), 2)
+  if o.min_demand ~= nil then
+    max = max or 1000
+    if math.type(o.min_demand) ~= "integer" or o.min_demand < 0 or o.min_demand >= max then
+      fail(fn, ("%smin_demand must be an integer from 0 to %d, got %s"):format(where, max - 1, inspect(o.min_demand)), level)
     end
   end
+end
+
+-- The subscription options of a {spec, arg, opts} entry.
+local function check_spec_opts(fn, o, i)
+  if o == nil then return end
+  if type(o) ~= "table" then fail(fn, ("item %d: opts must be a table, got %s"):format(i, inspect(o)), 2) end
+  check_demand(fn, o, ("item %d: "):format(i), 3)
+end
+
+-- The options of method fn, checked when it is called (errors name the
+-- caller's line; depth: frames between fn and this call).
+local function check_opts(fn, opts, allowed, depth)
+  local L = 2 + (depth or 0)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail(fn, "options must be a table, got " .. type(opts), L) end
+  local out = {}
+  for k, v in pairs(opts) do
+    if not (allowed or SOURCE_OPTS)[k] then fail(fn, "unknown option " .. inspect(k), L) end
+    out[k] = v
+  end
+  if out.stages ~= nil and (math.type(out.stages) ~= "integer" or out.stages < 1) then
+    fail(fn, "stages must be an integer >= 1, got " .. inspect(out.stages), L)
+  end
+  check_demand(fn, out, "", L + 1)
   if out.buffer_size ~= nil and out.buffer_size ~= math.huge
       and (math.type(out.buffer_size) ~= "integer" or out.buffer_size < 1) then
-    fail(fn, "buffer_size must be an integer >= 1 or math.huge, got " .. inspect(out.buffer_size), 2)
+    fail(fn, "buffer_size must be an integer >= 1 or math.huge, got " .. inspect(out.buffer_size), L)
   end
   if out.buffer_keep ~= nil and out.buffer_keep ~= "first" and out.buffer_keep ~= "last" then
-    fail(fn, "buffer_keep must be \"first\" or \"last\", got " .. inspect(out.buffer_keep), 2)
+    fail(fn, "buffer_keep must be \"first\" or \"last\", got " .. inspect(out.buffer_keep), L)
   end
-  if out.on_init ~= nil then check_fn(fn, "on_init", out.on_init) end
-  if out.hash ~= nil then check_fn(fn, "hash", out.hash) end
+  for _, name in ipairs({ "on_init", "hash" }) do
+    if out[name] ~= nil and type(out[name]) ~= "function" then
+      fail(fn, ("%s must be a function, got %s"):format(name, type(out[name])), L)
+    end
+  end
   if out.key ~= nil then
     local k = out.key
     local ok = type(k) == "function" or (type(k) == "table" and
       ((math.type(k.index) == "integer" and k.index >= 1) or type(k.field) == "string"))
-    if not ok then fail(fn, "key must be a function, {index = i} or {field = name}, got " .. inspect(k), 2) end
+    if not ok then fail(fn, "key must be a function, {index = i} or {field = name}, got " .. inspect(k), L) end
   end
   if out.window ~= nil and (type(out.window) ~= "table" or type(out.window.type) ~= "string") then
-    fail(fn, "window must come from sluice.window, got " .. inspect(out.window), 2)
+    fail(fn, "window must come from sluice.window, got " .. inspect(out.window), L)
   end
   return out
 end
@@ -148,10 +173,11 @@ function flow.from_stages(stages, opts)
     fail("from_stages", "expected a non-empty list of producer stages, got " .. inspect(stages))
   end
   for i, entry in ipairs(stages) do
-    local s = split_entry(entry)
+    local s, o = split_entry(entry)
     if type(s) ~= "userdata" then
       fail("from_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
     end
+    check_demand("from_stages", o, ("item %d: "):format(i), 2)
   end
   return new_flow({ kind = "stages", stages = stages }, check_opts("from_stages", opts))
 end
@@ -286,14 +312,15 @@ function Flow:shuffle(opts)
   return new_flow({ kind = "flows", flows = flows, dispatch = "demand" }, opts)
 end
 
-function flow.partition(flows, opts) return (Flow.partition(check_flows("partition", flows), opts)) end
-function flow.shuffle(flows, opts) return (Flow.shuffle(check_flows("shuffle", flows), opts)) end
+-- (tail calls: an error in the options names the caller's line)
+function flow.partition(flows, opts) return Flow.partition(check_flows("partition", flows), opts) end
+function flow.shuffle(flows, opts) return Flow.shuffle(check_flows("shuffle", flows), opts) end
 function flow.merge(flows, opts)
   flows = check_flows("merge", flows)
   opts = check_opts("merge", opts)
   return new_flow({ kind = "flows", flows = flows, dispatch = "demand" }, opts)
 end
-function Flow:merge(opts) return (flow.merge({ self }, opts)) end
+function Flow:merge(opts) return flow.merge({ self }, opts) end
 
 function Flow:departition(acc_fun, merge_fun, done_fun)
   check_fn("departition", "the accumulator", acc_fun)
@@ -322,7 +349,7 @@ local function join_flow(fn, mode, left, right, window, left_key, right_key, joi
   check_fn(fn, "left_key", left_key)
   check_fn(fn, "right_key", right_key)
   check_fn(fn, "the join function", join)
-  opts = check_opts(fn, opts)
+  opts = check_opts(fn, opts, nil, 1)
   if window ~= nil then opts.window = window end
   return new_flow({ kind = "join", mode = mode, left = left, right = right, lkey = left_key,
                     rkey = right_key, join = join }, opts)
@@ -348,9 +375,11 @@ end
 function Flow:through_stages(pcs)
   through(self, "through_stages", pcs, "producer_consumers")
   for i, entry in ipairs(pcs) do
-    if type((split_entry(entry))) ~= "userdata" then
+    local s, o = split_entry(entry)
+    if type(s) ~= "userdata" then
       fail("through_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
     end
+    check_demand("through_stages", o, ("item %d: "):format(i), 2)
   end
   return new_flow({ kind = "through", flow = self, stages = pcs }, {})
 end
@@ -361,6 +390,7 @@ function Flow:through_specs(specs)
     if type(s) ~= "table" or type(s[1]) ~= "table" then
       fail("through_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
     end
+    check_spec_opts("through_specs", s[3], i)
   end
   return new_flow({ kind = "through", flow = self, specs = specs }, {})
 end
@@ -380,6 +410,12 @@ local function nilerr(op, got)
   end
   op_error(op, ("%s returned nil where %s was expected"):format(op,
     op == "map_values" and "a value" or ((op == "group_by" or op == "uniq_by") and "a key") or "an event"))
+end
+
+-- A reducer (or an accumulator or merge function) returned nil where the
+-- layer needs its accumulator.
+local function nilacc(op, who)
+  op_error(op, ("%s returned nil where an accumulator was expected"):format(who or "the reducer"))
 end
 
 -- A combining layer's partition hash returned something that is not a
@@ -419,7 +455,8 @@ end
 
 -- The traceback from the error to the stage's protected call, without
 -- the frames of the flow's own checks.
-local INTERNAL = { ["'error'"] = true, ["'op_error'"] = true, ["'NILERR'"] = true, ["'nilerr'"] = true }
+local INTERNAL = { ["'error'"] = true, ["'op_error'"] = true, ["'NILERR'"] = true, ["'nilerr'"] = true,
+                   ["'NILACC'"] = true, ["'nilacc'"] = true }
 
 local function traceback(own)
   local out = {}
@@ -444,6 +481,66 @@ local function stop_with(label, res)
   sluice.self():stop({ "error", msg, res.tb })
 end
 
+-- Snapshots ----------------------------------------------------------------------------------
+--
+-- A value goes from one stage to the next as a copy made when it is sent.
+-- Inside a stage, the fused loop gathers what the operations emit in an
+-- array that is sent once the batch (or a split source's run of chunks)
+-- is done, so a table that a user function returned and then changed (an
+-- upvalue it appends to, the accumulator emit_and_reduce also emits) would
+-- be sent as it is at the end of the batch, and the result would depend on
+-- where batches end. snapshot(t) copies t as sending it now would: its
+-- raw fields (no metatable), nested tables copied, shared and cyclic
+-- references kept, a module table kept as it is (sent by name).
+-- Functions and stage handles are kept as they are.
+
+-- The codec refuses values nested deeper; what lies deeper is left for it
+-- to refuse when the value is sent.
+local SNAPSHOT_DEPTH = 200
+
+local function is_module(t)
+  for _, m in pairs(package.loaded) do
+    if m == t then return true end
+  end
+  return false
+end
+
+local function deep_copy(t, seen, depth)
+  local c = {}
+  seen[t] = c
+  local fns = false
+  for k, v in next, t do
+    if type(k) == "table" then
+      k = seen[k] or (depth < SNAPSHOT_DEPTH and deep_copy(k, seen, depth + 1)) or k
+    end
+    local tv = type(v)
+    if tv == "table" then
+      v = seen[v] or (depth < SNAPSHOT_DEPTH and deep_copy(v, seen, depth + 1)) or v
+    elseif tv == "function" then
+      fns = true
+    end
+    c[k] = v
+  end
+  -- only a table holding functions is worth looking up among the modules
+  if fns and is_module(t) then
+    seen[t] = t
+    return t
+  end
+  return c
+end
+
+-- Flat tables (the common case) are copied in one pass; any other goes
+-- to deep_copy.
+local function snapshot(t)
+  local c = {}
+  for k, v in next, t do
+    local tv = type(v)
+    if tv == "table" or tv == "function" or type(k) == "table" then return deep_copy(t, {}, 1) end
+    c[k] = v
+  end
+  return c
+end
+
 -- The fused loop ----------------------------------------------------------------------------
 
 -- A flat_map whose function returns an iterator gets the rest of the loop
@@ -463,7 +560,12 @@ local MAX_ITER_FLAT_MAPS = 3
 -- operations, the partition of the next layer, that layer's operations
 -- and its reducer, with acc a table partition -> partial accumulator; a
 -- keyed one adds just the reducer, on one accumulator.
-local function compile(ops, red, mode, comb)
+--
+-- copy_out: the events the loop emits leave the stage (not a run() or a
+-- layer feeding a departition/take_sort, whose events are dropped); then
+-- a table that a user function made is copied as it emits it (snapshot),
+-- and likewise (copy_groups) a table group_by keeps in its accumulator.
+local function compile(ops, red, mode, comb, copy_out, copy_groups)
   if comb and comb.keyed then   -- one plain accumulator, split by key at the end
     red, comb = comb.red, nil
   end
@@ -480,7 +582,7 @@ local function compile(ops, red, mode, comb)
     end
     red = comb.red
   end
-  w("local F, NILERR, KEY, HASH, BADPART = ...\nlocal type, tointeger = type, math.tointeger\n")
+  w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -531,39 +633,59 @@ local function compile(ops, red, mode, comb)
     end
   end
 
-  -- what happens to an event that went through every step
-  local function sink(ind)
+  -- what happens to an event that went through every step; made: a
+  -- user function made e (it may hold on to it and change it later)
+  local function sink(ind, made)
     if comb then
       w(ind .. "local a = acc[p]\n")
-      w(ind .. "if a == nil then a = acc_fn() end\n")
-      w(ind .. "acc[p] = reduce_reduce(e, a)\n")
+      w(ind .. "if a == nil then\n")
+      w(ind .. "  a = acc_fn()\n")
+      w(ind .. "  if a == nil then NILACC('accumulator', 'acc_fun') end\n")
+      w(ind .. "end\n")
+      w(ind .. "a = reduce_reduce(e, a)\n")
+      w(ind .. "if a == nil then NILACC('reduce') end\n")
+      w(ind .. "acc[p] = a\n")
     elseif not red then
+      if made and copy_out then w(ind .. "if type(e) == 'table' then e = SNAP(e) end\n") end
       w(ind .. "n = n + 1; out[n] = e\n")
     elseif red.kind == "reduce" then
       w(ind .. "acc = reduce_reduce(e, acc)\n")
+      w(ind .. "if acc == nil then NILACC('reduce') end\n")
     elseif red.kind == "emit_and_reduce" then
       w(ind .. "local evs\n")
       w(ind .. "evs, acc = reduce_emit_and_reduce(e, acc)\n")
       w(ind .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
-      w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+      w(ind .. "if acc == nil then NILACC('emit_and_reduce') end\n")
+      if copy_out then
+        w(ind .. "for j = 1, #evs do\n")
+        w(ind .. "  local x = evs[j]\n")
+        w(ind .. "  if type(x) == 'table' then x = SNAP(x) end\n")
+        w(ind .. "  n = n + 1; out[n] = x\n")
+        w(ind .. "end\n")
+      else
+        w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+      end
     else -- group_by, group_by_key
       if red.kind == "group_by" then
         w(ind .. "local key = group_by_key_fun(e)\n")
         w(ind .. (red.value and "local v = group_by_value_fun(e)\n" or "local v = e\n"))
+        made = made or red.value ~= nil
       else
         w(ind .. "local key, v = e[1], e[2]\n")
       end
       w(ind .. "if key == nil then NILERR('group_by') end\n")
+      if made and copy_groups then w(ind .. "if type(v) == 'table' then v = SNAP(v) end\n") end
       w(ind .. "local g = acc[key]\n")
       w(ind .. "if g == nil then g = {}; acc[key] = g end\n")
       w(ind .. "g[#g + 1] = v\n")
     end
   end
 
-  -- steps k.. and the sink; flat_maps is how many flat_maps came before
-  local function body(k, ind, flat_maps)
+  -- steps k.. and the sink; flat_maps is how many flat_maps came before;
+  -- made: an earlier step's user function made e
+  local function body(k, ind, flat_maps, made)
     local st = steps[k]
-    if not st then return sink(ind) end
+    if not st then return sink(ind, made) end
     local op, f = st.op, st.name
     if op == "part" then
       part(ind)
@@ -572,26 +694,26 @@ local function compile(ops, red, mode, comb)
         w(ind .. "  local q = type(p) == 'number' and tointeger(p) or nil\n")
         w(ind .. ("  if q == nil or q < 1 or q > %d then BADPART(p) end\n"):format(comb.n))
         w(ind .. "  p = q\n")
-        body(k + 1, ind .. "  ", flat_maps)
+        body(k + 1, ind .. "  ", flat_maps, made)
         w(ind .. "end\n")
       else
-        body(k + 1, ind, flat_maps)
+        body(k + 1, ind, flat_maps, made)
       end
     elseif op == "map" then
       w(ind .. ("e = %s(e)\n"):format(f))
       w(ind .. "if e == nil then NILERR('map') end\n")
-      body(k + 1, ind, flat_maps)
+      body(k + 1, ind, flat_maps, true)
     elseif op == "map_values" then
       w(ind .. ("local v = %s(e[2])\n"):format(f))
       w(ind .. "if v == nil then NILERR('map_values') end\n")
       w(ind .. "e = {e[1], v}\n")
-      body(k + 1, ind, flat_maps)
+      body(k + 1, ind, flat_maps, true)
     elseif op == "each" then
       w(ind .. ("%s(e)\n"):format(f))
-      body(k + 1, ind, flat_maps)
+      body(k + 1, ind, flat_maps, made)
     elseif op == "filter" or op == "reject" then
       w(ind .. ("if %s%s(e) then\n"):format(op == "reject" and "not " or "", f))
-      body(k + 1, ind .. "  ", flat_maps)
+      body(k + 1, ind .. "  ", flat_maps, made)
       w(ind .. "end\n")
     elseif op == "flat_map" then
       local v = "xs" .. k
@@ -600,7 +722,7 @@ local function compile(ops, red, mode, comb)
         w(ind .. ("if type(%s) == 'function' then\n"):format(v))
         w(ind .. ("  for x in %s, %s_s, %s_c do\n"):format(v, v, v))
         w(ind .. "    local e = x\n")
-        body(k + 1, ind .. "    ", flat_maps + 1)
+        body(k + 1, ind .. "    ", flat_maps + 1, true)
         w(ind .. "  end\n")
         w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s)\n"):format(v, v))
         w(ind .. "else\n")
@@ -611,7 +733,7 @@ local function compile(ops, red, mode, comb)
       end
       w(ind .. ("  for j = 1, #%s do\n"):format(v))
       w(ind .. ("    local e = %s[j]\n"):format(v))
-      body(k + 1, ind .. "    ", flat_maps + 1)
+      body(k + 1, ind .. "    ", flat_maps + 1, true)
       w(ind .. "  end\n")
       w(ind .. "end\n")
     elseif op == "uniq" or op == "uniq_by" then
@@ -619,14 +741,14 @@ local function compile(ops, red, mode, comb)
       w(ind .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
       w(ind .. "if not seen[k] then\n")
       w(ind .. "  seen[k] = true\n")
-      body(k + 1, ind .. "  ", flat_maps)
+      body(k + 1, ind .. "  ", flat_maps, made)
       w(ind .. "end\n")
     else
       error("sluice.flow: unknown operation " .. tostring(op), 0)
     end
   end
 
-  body(1, "    ", 0)
+  body(1, "    ", 0, false)
   w("  end\n  return acc\nend\n")
   return table.concat(src), F
 end
@@ -688,7 +810,10 @@ local LayerStage = { type = "producer_consumer" }
 -- partial accumulator} pairs.
 local function merge_run(reduce_merge_fn)
   return function(events, _, acc)
-    for i = 1, #events do acc = reduce_merge_fn(events[i][2], acc) end
+    for i = 1, #events do
+      acc = reduce_merge_fn(events[i][2], acc)
+      if acc == nil then nilacc("reduce merge", "the merge function") end
+    end
     return acc
   end
 end
@@ -697,7 +822,7 @@ end
 -- the stage so that tracebacks say where it ran.
 local function load_run(cfg, src)
   local chunk = assert(load(src, "=[" .. cfg.label .. "]", "t"))
-  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart)
+  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc)
 end
 
 local function layer_init(cfg)
@@ -711,7 +836,12 @@ local function layer_init(cfg)
   elseif cfg.comb_acc or red then
     -- a keyed combining layer's one accumulator, or the layer's own
     local acc_fn = cfg.comb_acc or red.acc
-    if acc_fn then st.acc = acc_fn() else st.acc = {} end
+    if acc_fn then
+      st.acc = acc_fn()
+      if st.acc == nil then nilacc("accumulator", "acc_fun") end
+    else
+      st.acc = {}
+    end
   end
   if cfg.merging then st.run = merge_run(red.merge) end
   if cfg.join then st.lt, st.rt = {}, {} end
@@ -776,6 +906,7 @@ local function join_events(st, events, side)
         local v
         if side == 1 then v = join_fn(e, matches[j]) else v = join_fn(matches[j], e) end
         if v == nil then op_error("bounded_join", "the join function returned nil where an event was expected") end
+        if type(v) == "table" then v = snapshot(v) end
         n = n + 1; out[n] = v
       end
     end
@@ -795,6 +926,7 @@ local function join_done(st)
           local v
           if left then v = join_fn(e, nil) else v = join_fn(nil, e) end
           if v == nil then op_error("bounded_join", "the join function returned nil where an event was expected") end
+          if type(v) == "table" then v = snapshot(v) end
           out[#out + 1] = v
         end
       end
@@ -952,18 +1084,52 @@ local PARTS_PER_STAGE = 16
 local MIN_PART_BYTES = 256 * 1024
 local MIN_PART_ITEMS = 16384
 
--- How enumerable e is cut for a layer of n stages.
-local function split_plan(e, n)
-  if e.__sluice_enum == "range" then
-    local count = (e.last - e.first) // e.step + 1
-    if count < 0 then count = 0 end
-    local parts = math.max(1, math.min(n * PARTS_PER_STAGE, count // MIN_PART_ITEMS))
-    return { kind = "range", first = e.first, count = count, step = e.step, parts = parts,
-             ticket = sluice._ticket() }
+-- a // b with a and b read as unsigned 64-bit integers (b ~= 0).
+local function udiv(a, b)
+  if b < 0 then return math.ult(a, b) and 0 or 1 end   -- b >= 2^63
+  if a >= 0 then return a // b end
+  local q = ((a >> 1) // b) << 1
+  if not math.ult(a - q * b, b) then q = q + 1 end
+  return q
+end
+
+-- A range cut into parts. A range may hold up to 2^64 numbers (all the
+-- integers), more than an integer counts, so the plan works with the
+-- index of its last number (count - 1), read as unsigned: the distance
+-- from first to last, which wraps around when it is 2^63 or more, is
+-- exact as an unsigned number, and so is first + i * step for any index
+-- i of the range. Part j (1..parts) holds q numbers, one more for the
+-- first r parts.
+local function range_plan(e, n)
+  local first, last, step = e.first, e.last, e.step
+  if (step > 0 and last < first) or (step < 0 and last > first) then
+    return { kind = "range", first = first, step = step, parts = 0, ticket = sluice._ticket() }
   end
-  local file = assert(io.open(e.path, "rb"))
+  local top   -- count - 1
+  if step > 0 then top = udiv(last - first, step) else top = udiv(first - last, -step) end
+  local cap = n * PARTS_PER_STAGE
+  local parts = cap
+  if math.ult(top, cap * MIN_PART_ITEMS) then parts = math.max(1, math.min(cap, (top + 1) // MIN_PART_ITEMS)) end
+  -- count // parts and count % parts, from those of top
+  local q = udiv(top, parts)
+  local r = top - q * parts + 1
+  if r == parts then q, r = q + 1, 0 end
+  return { kind = "range", first = first, step = step, parts = parts, q = q, r = r, ticket = sluice._ticket() }
+end
+
+-- How enumerable e is cut for a layer of n stages. A file whose size is
+-- unknown (a pipe) or reads as 0 (a file under /proc, an empty file) is
+-- read from start to end by one stage: there are no byte offsets to cut
+-- it at.
+local function split_plan(e, n)
+  if e.__sluice_enum == "range" then return range_plan(e, n) end
+  local file, err = io.open(e.path, "rb")
+  if not file then error("sluice.lines: " .. err, 0) end
   local size = file:seek("end")
   file:close()
+  if size == nil or size == 0 then
+    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket() }
+  end
   local parts = math.max(1, math.min(n * PARTS_PER_STAGE, size // MIN_PART_BYTES))
   return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket() }
 end
@@ -975,10 +1141,12 @@ local function claim(st)
   local k = plan.parts
   if j > k then return false end
   if plan.kind == "range" then
-    -- part j holds count // k items, one more for the first count % k parts
-    local q, r = plan.count // k, plan.count % k
+    -- the index of the part's first number (unsigned: it may pass 2^63)
+    local q, r = plan.q, plan.r
     local from = q * (j - 1) + math.min(j - 1, r)
     st.next, st.left = plan.first + from * plan.step, q + (j <= r and 1 or 0)
+  elseif plan.size == nil then
+    st.reader = sluice._lines(plan.path)
   else
     st.reader = sluice._lines(plan.path, (plan.size * (j - 1)) // k, (plan.size * j) // k)
   end
@@ -1040,6 +1208,16 @@ local function source_events(st, demand)
       if map_batch_fn and #events > 0 then
         events = map_batch_fn(events)
         if type(events) ~= "table" then nilerr("map_batch", events) end
+        -- kept past the next chunk's map_batch call, which may change them
+        if keep then
+          local copy = {}
+          for i = 1, #events do
+            local v = events[i]
+            if type(v) == "table" then v = snapshot(v) end
+            copy[i] = v
+          end
+          events = copy
+        end
       end
       if st.run then st.acc = st.run(events, out, st.acc, st.seen)
       else for i = 1, #events do out[#out + 1] = events[i] end end
@@ -1125,9 +1303,12 @@ local function merge_events(st, events)
       if acc == nil then
         local acc_fn = cfg.acc
         acc = acc_fn()
+        if acc == nil then nilacc("accumulator", "acc_fun") end
       end
       local merge_fn = cfg.merge
-      windows[id] = merge_fn(state, acc)
+      acc = merge_fn(state, acc)
+      if acc == nil then nilacc("departition merge", "the merge function") end
+      windows[id] = acc
     end
   end
 end
@@ -1158,6 +1339,7 @@ local function merge_done(st)
     else
       local acc_fn = cfg.acc
       st.windows.global = acc_fn()
+      if st.windows.global == nil then nilacc("accumulator", "acc_fun") end
     end
   end
   for _, id in ipairs(sorted_ids(st.windows)) do
@@ -1292,6 +1474,14 @@ local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitio
   return outs
 end
 
+-- Whether a layer's emitted events, and its group_by groups, leave its
+-- stages (compile's copy_out and copy_groups): not for run() (discard),
+-- and a layer feeding a departition/take_sort (tag) sends only states.
+local function copies(extra)
+  if extra == nil then return true, true end
+  return not (extra.discard or extra.tag), not extra.discard
+end
+
 local function has_work(f)
   return #f.ops > 0 or f.red ~= nil or f.batch_fn ~= nil or f.opts.on_init ~= nil
 end
@@ -1304,7 +1494,7 @@ end
 local function layer_cfgs(f, n, extra, merging)
   local comb = extra and extra.comb
   local src, F
-  if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb) end
+  if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb, copies(extra)) end
   local cfgs = {}
   for i = 1, n do
     local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
@@ -1425,10 +1615,6 @@ local materialize
 -- ...} for departition and take_sort) and forces that layer to exist.
 -- Returns the output stages as {stage = s, sub = opts or nil} entries.
 function materialize(run, f, dispatcher, extra)
-  local stages = f.opts.stages
-  if stages ~= nil and (math.type(stages) ~= "integer" or stages < 1) then
-    error(("sluice.flow.%s: stages must be an integer >= 1, got %s"):format(f.opts._fn, inspect(stages)), 0)
-  end
   check_window(f)
   local src = f.src
   local n = f.opts.stages or sluice.workers()
@@ -1443,7 +1629,8 @@ function materialize(run, f, dispatcher, extra)
     local whole = work and splittable(f)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
-      local range_src = whole.__sluice_enum == "range" and (compile(f.ops, f.red, "range", extra and extra.comb)) or nil
+      local range_src = whole.__sluice_enum == "range"
+        and (compile(f.ops, f.red, "range", extra and extra.comb, copies(extra))) or nil
       local plan = split_plan(whole, n)
       for i = 1, n do
         cfgs[i].plan, cfgs[i].range_src = plan, range_src
@@ -1782,9 +1969,11 @@ function Flow:into_stages(consumers)
   check_self(self, "into_stages")
   if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers") end
   for i, entry in ipairs(consumers) do
-    if type((split_entry(entry))) ~= "userdata" then
+    local s, o = split_entry(entry)
+    if type(s) ~= "userdata" then
       fail("into_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
     end
+    check_demand("into_stages", o, ("item %d: "):format(i), 2)
   end
   return (into(self, "into_stages", consumers))
 end
@@ -1796,6 +1985,7 @@ function Flow:into_specs(specs)
     if type(s) ~= "table" or type(s[1]) ~= "table" then
       fail("into_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
     end
+    check_spec_opts("into_specs", s[3], i)
   end
   return (into(self, "into_specs", specs))
 end

@@ -84,21 +84,80 @@ function TestFlowBuildErrors:test_on_trigger_and_emit_need_a_reduce()
   lu.assertStrContains(err_of(r.emit, r, "all"), 'sluice.flow.emit: mode must be "events", "state" or "nothing", got "all"')
 end
 
+-- The message of an error raised by a call made on this file's line
+-- (the position is the caller's), without the position.
+local function here_err(fn, ...)
+  local e = err_of(fn, ...)
+  local msg = e:match("^[^:]*" .. THIS:gsub("%p", "%%%0") .. "%d+: (.*)$")
+  lu.assertNotNil(msg, "not raised at the caller's line: " .. e)
+  return msg
+end
+
 function TestFlowBuildErrors:test_stages_below_one()
-  -- checked by the terminal method, naming the function that was given it
-  local bad = F.from_enumerable({ 1 }, { stages = 0 })
-  lu.assertEquals(err_of(bad.to_list, bad), "sluice.flow.from_enumerable: stages must be an integer >= 1, got 0")
+  -- raised by the method given it, at the caller's line
+  lu.assertEquals(here_err(function() local r = F.from_enumerable({ 1 }, { stages = 0 }); return r end),
+    "sluice.flow.from_enumerable: stages must be an integer >= 1, got 0")
   local fl = F.from_enumerable({ 1 })
-  bad = fl:partition({ stages = -1 })
-  lu.assertEquals(err_of(bad.run, bad), "sluice.flow.partition: stages must be an integer >= 1, got -1")
-  bad = fl:shuffle({ stages = 1.5 }):map(ident)
-  lu.assertEquals(err_of(bad.start, bad), "sluice.flow.shuffle: stages must be an integer >= 1, got 1.5")
-  bad = F.bounded_join("inner", fl, fl, ident, ident, ident, { stages = "2" })
-  lu.assertEquals(err_of(bad.stream, bad), 'sluice.flow.bounded_join: stages must be an integer >= 1, got "2"')
-  bad = F.merge({ fl, fl }, { stages = 0 })
-  local c = sluice.start({ type = "consumer", handle_events = function(_, _, st) return {}, st end })
-  lu.assertEquals(err_of(bad.into_stages, bad, { c }), "sluice.flow.merge: stages must be an integer >= 1, got 0")
-  c:stop()
+  lu.assertEquals(here_err(function() local r = fl:partition({ stages = -1 }); return r end),
+    "sluice.flow.partition: stages must be an integer >= 1, got -1")
+  lu.assertEquals(here_err(function() local r = F.partition({ fl }, { stages = 0 }); return r end),
+    "sluice.flow.partition: stages must be an integer >= 1, got 0")
+  lu.assertEquals(here_err(function() local r = fl:shuffle({ stages = 1.5 }); return r end),
+    "sluice.flow.shuffle: stages must be an integer >= 1, got 1.5")
+  lu.assertEquals(here_err(function() local r = F.shuffle({ fl }, { stages = 0 }); return r end),
+    "sluice.flow.shuffle: stages must be an integer >= 1, got 0")
+  lu.assertEquals(here_err(function() local r = F.bounded_join("inner", fl, fl, ident, ident, ident, { stages = "2" }); return r end),
+    'sluice.flow.bounded_join: stages must be an integer >= 1, got "2"')
+  lu.assertEquals(here_err(function() local r = F.merge({ fl, fl }, { stages = 0 }); return r end),
+    "sluice.flow.merge: stages must be an integer >= 1, got 0")
+  lu.assertEquals(here_err(function() local r = fl:merge({ stages = -3 }); return r end),
+    "sluice.flow.merge: stages must be an integer >= 1, got -3")
+  lu.assertEquals(here_err(function() local r = F.from_enumerables({ { 1 } }, { stages = 0 }); return r end),
+    "sluice.flow.from_enumerables: stages must be an integer >= 1, got 0")
+  lu.assertEquals(here_err(function() local r = F.from_specs({ { {} } }, { stages = {} }); return r end),
+    "sluice.flow.from_specs: stages must be an integer >= 1, got {}")
+  assert_healthy()
+end
+
+function TestFlowBuildErrors:test_demand_options_out_of_range()
+  local fl = F.from_enumerable({ 1 })
+  local max = "max_demand must be an integer from 1 to 2147483647, got "
+  -- demand counts are 32-bit: 2^31 is refused when the method is called
+  lu.assertEquals(here_err(function() local r = F.from_enumerable({ 1 }, { max_demand = 1 << 31 }); return r end),
+    "sluice.flow.from_enumerable: " .. max .. "2147483648")
+  lu.assertEquals(here_err(function() local r = fl:partition({ max_demand = 0 }); return r end),
+    "sluice.flow.partition: " .. max .. "0")
+  lu.assertEquals(here_err(function() local r = fl:shuffle({ max_demand = 2.5 }); return r end),
+    "sluice.flow.shuffle: " .. max .. "2.5")
+  lu.assertEquals(here_err(function() local r = F.merge({ fl }, { max_demand = math.maxinteger }); return r end),
+    "sluice.flow.merge: " .. max .. "9223372036854775807")
+  lu.assertEquals(here_err(function() local r = fl:partition({ max_demand = 10, min_demand = -1 }); return r end),
+    "sluice.flow.partition: min_demand must be an integer from 0 to 9, got -1")
+  lu.assertEquals(here_err(function() local r = F.from_enumerable({ 1 }, { min_demand = 1000 }); return r end),
+    "sluice.flow.from_enumerable: min_demand must be an integer from 0 to 999, got 1000")
+  -- the largest max_demand runs
+  lu.assertEquals(F.from_enumerable({ 1, 2, 3 }, { stages = 1, max_demand = 0x7fffffff })
+    :map(ident):partition({ stages = 1, max_demand = 0x7fffffff, min_demand = 0 }):to_list(), { 1, 2, 3 })
+  -- subscription options given with stages ({stage, opts...}) or specs
+  -- ({spec, arg, opts}) are checked by the method too
+  local p = sluice.from_enumerable({ 1 }, { demand = "accumulate" })
+  lu.assertEquals(here_err(function() local r = F.from_stages({ { p, max_demand = 1 << 31 } }); return r end),
+    "sluice.flow.from_stages: item 1: " .. max .. "2147483648")
+  local PC = { type = "producer_consumer", handle_events = function(e, _, st) return e, st end }
+  local C = { type = "consumer", handle_events = function(_, _, st) return {}, st end }
+  lu.assertEquals(here_err(function() local r = fl:through_specs({ { PC }, { PC, nil, { max_demand = 0 } } }); return r end),
+    "sluice.flow.through_specs: item 2: " .. max .. "0")
+  lu.assertEquals(here_err(function() local r = fl:through_specs({ { PC, nil, 5 } }); return r end),
+    "sluice.flow.through_specs: item 1: opts must be a table, got 5")
+  lu.assertEquals(here_err(function() local r = fl:into_specs({ { C, nil, { min_demand = -1 } } }); return r end),
+    "sluice.flow.into_specs: item 1: min_demand must be an integer from 0 to 999, got -1")
+  local c = sluice.start(C)
+  local pc = sluice.start(PC)
+  lu.assertEquals(here_err(function() local r = fl:through_stages({ { pc, max_demand = 1 << 40 } }); return r end),
+    "sluice.flow.through_stages: item 1: " .. max .. "1099511627776")
+  lu.assertEquals(here_err(function() local r = fl:into_stages({ { c, max_demand = 5, min_demand = 5 } }); return r end),
+    "sluice.flow.into_stages: item 1: min_demand must be an integer from 0 to 4, got 5")
+  c:stop(); pc:stop(); p:stop()
   assert_healthy()
 end
 
@@ -130,7 +189,7 @@ function TestFlowBuildErrors:test_bad_arguments()
   lu.assertStrContains(err_of(F.from_enumerable, { 1 }, { stagse = 2 }), 'sluice.flow.from_enumerable: unknown option "stagse"')
   lu.assertStrContains(err_of(F.from_enumerable, { 1 }, { key = ident }), 'sluice.flow.from_enumerable: unknown option "key"')
   lu.assertStrContains(err_of(F.from_enumerable, { 1 }, { max_demand = 0 }),
-    "sluice.flow.from_enumerable: max_demand must be an integer >= 1, got 0")
+    "sluice.flow.from_enumerable: max_demand must be an integer from 1 to 2147483647, got 0")
   lu.assertStrContains(err_of(F.from_enumerable, { 1 }, { max_demand = 10, min_demand = 10 }),
     "sluice.flow.from_enumerable: min_demand must be an integer from 0 to 9, got 10")
   lu.assertStrContains(err_of(fl.partition, fl, { key = 3 }),
@@ -241,6 +300,52 @@ function TestFlowRunErrors:test_nil_and_non_arrays_name_the_operation()
     "on_trigger must return an array, got string")
   assert_flow_error(run_err(base:uniq_by(function() end)), 1, "uniq_by",
     "uniq_by returned nil where a key was expected")
+  assert_healthy()
+end
+
+function TestFlowRunErrors:test_nil_accumulators_name_the_operation()
+  -- a flow whose reducer returns nil (a forgotten `return acc`) fails
+  -- instead of emitting nothing
+  local function forgot(x, acc) acc = acc + x end
+  local nothing = function() end
+  local red_msg = "the reducer returned nil where an accumulator was expected"
+  local acc_msg = "acc_fun returned nil where an accumulator was expected"
+  local base = F.from_enumerable({ 1, 2, 3 }, { stages = 1 })
+  assert_flow_error(run_err(base:reduce(zero, forgot)), 1, "reduce", red_msg)
+  assert_flow_error(run_err(base:reduce(zero, forgot):emit("state"), "run"), 1, "reduce", red_msg)
+  assert_flow_error(run_err(base:reduce(nothing, add)), 1, "accumulator", acc_msg)
+  assert_flow_error(run_err(base:emit_and_reduce(zero, function(x) return { x } end)), 1, "emit_and_reduce", red_msg)
+  assert_flow_error(run_err(base:emit_and_reduce(nothing, function(x, a) return { x }, a end)), 1, "accumulator", acc_msg)
+  -- after a partition, and over a split range or lines source
+  assert_flow_error(run_err(base:map(ident):partition({ stages = 2 }):reduce(zero, forgot), "stream"), 2, "reduce", red_msg)
+  assert_flow_error(run_err(F.from_enumerable(sluice.range(1, 100), { stages = 2 }):reduce(zero, forgot)), 1,
+    "reduce", red_msg)
+  assert_flow_error(run_err(F.from_enumerable(sluice.range(1, 100), { stages = 2 }):map(ident)
+    :emit_and_reduce(zero, function() return {} end), "start"), 1, "emit_and_reduce", red_msg)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w")); f:write("a\nb\n"); f:close()
+  assert_flow_error(run_err(F.from_enumerable(sluice.lines(path), { stages = 2 })
+    :reduce(function() return "" end, function() end)), 1, "reduce", red_msg)
+  os.remove(path)
+  -- a reduce declared mergeable: its reducer runs before the partition,
+  -- its merge function after it
+  local parted = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2 })
+  assert_flow_error(run_err(parted:reduce(zero, forgot, { merge = add })), 1, "reduce", red_msg)
+  assert_flow_error(run_err(parted:reduce(zero, add, { merge = forgot })), 2, "reduce merge",
+    "the merge function returned nil where an accumulator was expected")
+  local e = run_err(parted:reduce(nothing, add, { merge = add }))
+  lu.assertNotNil(e:match("^sluice%.flow: flow %d+ layer %d stage %d+ %(accumulator%): " .. acc_msg), e)
+  local words = F.from_enumerable({ "a", "b", "a" }, { stages = 1 }):partition({ stages = 2 })
+  assert_flow_error(run_err(words:reduce(nothing, function(w, acc) acc[w] = 1; return acc end,
+    { merge = add, keyed = true })), 1, "accumulator", acc_msg)
+  -- departition's accumulator and merge function
+  local red = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2 }):reduce(zero, add)
+  assert_flow_error(run_err(red:departition(zero, forgot, ident)), 2, "departition merge",
+    "the merge function returned nil where an accumulator was expected")
+  assert_flow_error(run_err(red:departition(nothing, add, ident)), 2, "accumulator", acc_msg)
+  -- false is an accumulator like any other
+  lu.assertEquals(base:reduce(function() return false end, function(x, a) return a end):emit("state"):to_list(),
+    { false })
   assert_healthy()
 end
 

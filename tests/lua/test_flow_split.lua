@@ -103,6 +103,164 @@ function TestSplit:test_a_reducing_split_source_can_be_stopped()
   lu.assertEquals(#flow.from_enumerable(sluice.range(1, 10), {stages = 2}):map(function(x) return x end):to_list(), 10)
 end
 
+local MAXI, MINI = math.maxinteger, math.mininteger
+
+-- The first n events a flow emits (the flow stops once they came).
+local function first_events(fl, n)
+  local out = {}
+  for v in fl:stream() do
+    out[#out + 1] = v
+    if #out == n then break end
+  end
+  return out
+end
+
+function TestSplit:test_small_ranges_at_the_integer_limits()
+  for _, c in ipairs({{MAXI - 5, MAXI, 1}, {MINI, MINI + 5, 1}, {MAXI, MAXI - 5, -1}, {MINI + 5, MINI, -1},
+                      {MAXI - 20, MAXI, 7}, {MINI + 20, MINI, -7}, {MAXI, MINI, MINI}, {MINI, MAXI, MAXI},
+                      {MINI, MAXI, 1 << 62}, {MAXI, MINI, -(1 << 62)}, {MAXI, MAXI, 1}, {MINI, MINI, -1}}) do
+    for _, stages in ipairs({1, 2, 3}) do
+      local got = flow.from_enumerable(sluice.range(c[1], c[2], c[3]), {stages = stages})
+        :map(function(x) return x end):to_list()
+      lu.assertEquals(sorted(got), sorted(range_list(c[1], c[2], c[3])),
+        ("range(%d, %d, %d) on %d stages"):format(c[1], c[2], c[3], stages))
+    end
+  end
+end
+
+function TestSplit:test_ranges_of_many_parts_at_the_integer_limits()
+  -- sums wrap around identically in the flow and here
+  for _, c in ipairs({{MAXI - 100000, MAXI, 1}, {MINI, MINI + 100000, 1}, {MINI + 300000, MINI, -3},
+                      {MAXI, MAXI - 200000, -7}}) do
+    local want_s, want_n = 0, 0
+    for i = c[1], c[2], c[3] do want_s, want_n = want_s + i, want_n + 1 end
+    for _, stages in ipairs({1, 2, 3}) do
+      local got = flow.from_enumerable(sluice.range(c[1], c[2], c[3]), {stages = stages})
+        :reduce(function() return {0, 0} end, function(x, acc)
+          acc[1], acc[2] = acc[1] + x, acc[2] + 1
+          return acc
+        end):emit("state"):to_list()
+      local s, n = 0, 0
+      for _, st in ipairs(got) do s, n = s + st[1], n + st[2] end
+      lu.assertEquals({s, n}, {want_s, want_n}, ("range(%d, %d, %d) on %d stages"):format(c[1], c[2], c[3], stages))
+    end
+  end
+end
+
+function TestSplit:test_ranges_of_2_to_the_63_numbers_and_more()
+  local id = function(x) return x end
+  for _, c in ipairs({{0, MAXI, 1}, {-(1 << 62), 1 << 62, 1}, {MINI, MAXI, 1}, {MAXI, MINI, -1},
+                      {MINI, MAXI, 3}, {-1, MINI, -2}}) do
+    local first, last, step = c[1], c[2], c[3]
+    local what = ("range(%d, %d, %d)"):format(first, last, step)
+    -- one stage reads the parts in order: the range's first numbers
+    lu.assertEquals(first_events(flow.from_enumerable(sluice.range(first, last, step), {stages = 1}):map(id), 5),
+      {first, first + step, first + 2 * step, first + 3 * step, first + 4 * step}, what)
+    -- several stages start on different parts, each on a number of the range
+    local got = first_events(flow.from_enumerable(sluice.range(first, last, step), {stages = 3}):map(id), 50)
+    lu.assertEquals(#got, 50, what)
+    for _, x in ipairs(got) do
+      if step > 0 then lu.assertTrue(x >= first and x <= last, what) else lu.assertTrue(x <= first and x >= last, what) end
+      lu.assertEquals((x - first) % step, 0, what)
+    end
+  end
+  -- a reduce over all the integers can be stopped
+  local h = flow.from_enumerable(sluice.range(MINI, MAXI), {stages = 2})
+    :reduce(function() return 0 end, function(_, acc) return acc + 1 end):start()
+  sluice.sleep(50)
+  h:stop()
+  lu.assertEquals(select("#", h:await(1000)), 0)
+end
+
+-- How many lines io.lines reads from path.
+local function plain_count(path)
+  local n = 0
+  for _ in io.lines(path) do n = n + 1 end
+  return n
+end
+
+function TestSplit:test_files_whose_size_reads_zero_are_read_whole()
+  for _, path in ipairs({"/proc/cpuinfo", "/proc/self/status", "/proc/self/maps"}) do
+    local f = io.open(path, "rb")
+    if f then
+      f:close()
+      local want = plain_count(path)
+      lu.assertTrue(want > 0, path)
+      for _, stages in ipairs({1, 2, 3}) do
+        local got = flow.from_enumerable(sluice.lines(path), {stages = stages})
+          :reduce(function() return 0 end, function(_, n) return n + 1 end):emit("state"):to_list()
+        local n = 0
+        for _, c in ipairs(got) do n = n + c end
+        -- maps gains or loses a few lines as threads come and go
+        if path == "/proc/self/maps" then lu.assertTrue(n > want / 2, path) else lu.assertEquals(n, want, path) end
+      end
+    end
+  end
+  local got = flow.from_enumerable(sluice.lines("/proc/cpuinfo"), {stages = 2}):map(function(l) return l end):to_list()
+  local want = {}
+  for l in io.lines("/proc/cpuinfo") do want[#want + 1] = l end
+  lu.assertEquals(got, want)
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+function TestSplit:test_lines_of_a_fifo()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir " .. shell_quote(dir)))
+  local fifo, mark = dir .. "/fifo", dir .. "/reading"
+  assert(os.execute("mkfifo " .. shell_quote(fifo)))
+  -- the writer holds the fifo open for reading and writing, so that the
+  -- lines stay in it while sluice.lines and the flow open and close it,
+  -- and ends the input once the flow has read its first line (or after
+  -- 10 s)
+  local lines = {}
+  for i = 1, 300 do lines[i] = "fifo line " .. i end
+  local data = dir .. "/data"
+  local f = assert(io.open(data, "wb")); f:write(table.concat(lines, "\n"), "\n"); f:close()
+  local writer = assert(io.popen(("sh -c %s"):format(shell_quote(
+    ("exec 3<>%s; cat %s >&3; i=0; while [ ! -e %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exec 3>&-")
+      :format(shell_quote(fifo), shell_quote(data), shell_quote(mark)))), "r"))
+  local ok, got = pcall(function()
+    return flow.from_enumerable(sluice.lines(fifo), {stages = 2})
+      :map(function(l)
+        local m = io.open(mark, "a"); m:close()
+        return l
+      end):to_list()
+  end)
+  if not ok then io.open(mark, "a"):close() end
+  writer:close()
+  os.execute("rm -rf " .. shell_quote(dir))
+  if not ok then error(got, 0) end
+  lu.assertEquals(got, lines)
+end
+
+-- The sluice binary running this suite: arg's lowest negative index.
+local function sluice_binary()
+  local i = -1
+  while arg[i - 1] ~= nil do i = i - 1 end
+  return arg[i]
+end
+
+function TestSplit:test_lines_of_stdin_as_a_pipe()
+  local script = os.tmpname()
+  local f = assert(io.open(script, "wb"))
+  f:write([[
+local got = sluice.flow.from_enumerable(sluice.lines("/dev/stdin"), {stages = 2})
+  :map(function(l) return #l end):reduce(function() return 0 end, function(n, acc) return acc + n end)
+  :emit("state"):to_list()
+local total = 0
+for _, n in ipairs(got) do total = total + n end
+print("total " .. total)
+]])
+  f:close()
+  local p = assert(io.popen(("printf 'ab\\ncde\\n\\nf\\n' | %s -w 2 %s 2>&1"):format(sluice_binary(), script)))
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  lu.assertEquals(out, "total 6\n")
+end
+
 function TestSplit:test_many_lines_parts_cover_every_line_once()
   local lines = {}
   for i = 1, 60000 do lines[i] = ("line %d %s"):format(i, string.rep("y", i % 61)) end
