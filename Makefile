@@ -88,11 +88,11 @@ $(BUILD)/lua/embedded.o: $(BUILD)/lua/embedded.c
 
 $(BUILD)/tests/%: tests/engine/%.c $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -iquote engine -iquote tests -o $@ $^ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -iquote engine -iquote tests -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/capi/%.c $(LUAC_OBJ) $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -iquote engine -iquote lua -iquote tests $(LUA_CFLAGS) -o $@ $^ $(LDFLAGS) $(LUA_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -iquote engine -iquote lua -iquote tests $(LUA_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) $(LUA_LIBS) $(LDLIBS)
 
 # a C module for the runtime tests (require of C modules)
 $(BUILD)/tests/probe.so: tests/capi/probe_module.c

@@ -820,8 +820,19 @@ end
 
 -- The run function of a generated loop's source (compile), named after
 -- the stage so that tracebacks say where it ran.
+-- The generated loops a worker has compiled, by layer and source text: the
+-- stages of a layer on one worker compile theirs once (the chunk is a
+-- factory: each stage still gets its own closures over its own functions).
+local compiled = setmetatable({}, { __mode = "v" })
+
 local function load_run(cfg, src)
-  local chunk = assert(load(src, "=[" .. cfg.label .. "]", "t"))
+  local name = "=[" .. cfg.label:gsub(" stage %d+$", "") .. "]"
+  local key = name .. "\0" .. src
+  local chunk = compiled[key]
+  if not chunk then
+    chunk = assert(load(src, name, "t"))
+    compiled[key] = chunk
+  end
   return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc)
 end
 
@@ -1452,6 +1463,8 @@ end
 -- Starts the stages of a layer (one per cfg), each subscribed to every
 -- upstream output. Returns the layer's outputs.
 local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitioned)
+  -- the layer spec goes by its module's name (sluice.flow_layer)
+  if spec == LayerStage then spec = require("sluice.flow_layer") end
   run.layers = run.layers + 1
   local layer = run.layers
   local n = #cfgs
@@ -1992,4 +2005,6 @@ end
 
 flow.Flow = Flow
 flow.is_flow = is_flow
+flow._LayerStage = LayerStage   -- the module sluice.flow_layer
+
 return flow
