@@ -637,6 +637,19 @@ static void crash_report(stage *s, const sl_reason *r) {
   if (strncmp(msg, label, ll) == 0 && msg[ll] == ' ') msg += ll + 1;       /* "(callback): ..." */
   else if (strncmp(msg, label, ll) == 0 && msg[ll] == ':') msg += ll + 2;  /* ": ..." */
   char line[600];
+  const char *open = strncmp(msg, "flow ", 5) == 0 ? strstr(msg, " (") : NULL;
+  const char *shut = open ? strstr(open, "): ") : NULL;
+  if (shut) {   /* a flow stage names itself: "flow 1 layer 2 stage 1 (map): ..." */
+    int k = snprintf(line, sizeof line, "sluice: %.*s crashed in %.*s: %s", (int)(open - msg), msg,
+                     (int)(shut - open - 2), open + 2, shut + 3);
+    if (k < 0 || k > (int)sizeof line - 2) k = (int)sizeof line - 2;
+    for (int i = 0; i < k; i++)
+      if (line[i] == '\n') line[i] = ' ';
+    line[k++] = '\n';
+    fwrite(line, 1, (size_t)k, stderr);
+    lua_pop(L, 2);
+    return;
+  }
   const char *close = msg[0] == '(' ? strstr(msg, "): ") : NULL;
   if (close && atomic_load(&st_shutting_down) && strcmp(close + 3, "interrupted") == 0) {
     int k = snprintf(line, sizeof line, "sluice: at exit, %s was interrupted in %.*s (it had not returned)\n", label,

@@ -486,7 +486,15 @@ static int l_stage_stop(lua_State *L) {
   }
   stage *s = st_self_stage(L, ref);
   if (s) {
-    st_set_stop_asked(s, 2);
+    /* a stage that stops itself with {"error", ...} has failed: reported
+     * like an error raised in a callback (the stages of a flow do this) */
+    int failed = 0;
+    if (lua_istable(L, 2)) {
+      lua_rawgeti(L, 2, 1);
+      failed = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "error") == 0;
+      lua_pop(L, 1);
+    }
+    sl_stage_stop(s->st, st_lua_reason(L, 2, failed ? SL_REASON_ERROR : SL_REASON_ASKED));
     return 0;
   }
   if (st_reg_status(NULL, ref) != 1) return 0;

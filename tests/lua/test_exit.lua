@@ -105,6 +105,18 @@ function TestExit:test_crash_report()
   end
 end
 
+-- A flow started and never awaited: its failing stage reports, naming
+-- the flow, the layer, the stage and the operation.
+function TestExit:test_flow_crash_report()
+  local out = H.run([[
+    sluice.flow.from_enumerable({1, 2, 3}, {stages = 1})
+      :map(function(x) error("bad " .. x) end)
+      :start()
+    sluice.sleep(100)
+  ]], 2)
+  lu.assertStrMatches(out, "sluice: flow 1 layer 1 stage 1 crashed in map: .*:%d+: bad 1\n")
+end
+
 -- An awaited stage reports its error through await only.
 function TestExit:test_awaited_crash_is_not_reported()
   local out = H.run([[
