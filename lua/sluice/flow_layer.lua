@@ -1,5 +1,109 @@
--- sluice.flow_layer: the spec of a Flow layer's stages, as a module. A
--- module crosses between Lua states by its name, so starting a layer's
--- stages sends "sluice.flow_layer" instead of the spec's callbacks and
--- everything they reach; each state loads sluice.flow once.
-return require("sluice.flow")._LayerStage
+-- sluice.flow_layer: the spec of a Flow layer's stages (LayerStage), as a
+-- module. A module crosses between Lua states by its name, so starting a
+-- layer's stages (sluice.flow_plan's start_layer) sends
+-- "sluice.flow_layer" instead of the spec's callbacks and everything they
+-- reach; a worker loads this module, and the ones it requires, once.
+--
+-- Each stage gets its configuration (cfg, built by the planner) as the
+-- argument of init. On each batch it runs the join (sluice.flow_join),
+-- map_batch and its fused loop (sluice.flow_codegen); once its last
+-- producer ended it emits what sluice.flow_trigger's layer_done gives and
+-- finishes. Errors in user functions stop it as sluice.flow_error says.
+-- Besides the callbacks the module holds layer_init, the state of a new
+-- stage, which the split sources (sluice.flow_source) build on.
+local sluice = require("sluice")
+local E = require("sluice.flow_error")
+local codegen = require("sluice.flow_codegen")
+local join = require("sluice.flow_join")
+local trigger = require("sluice.flow_trigger")
+
+local nilerr, nilacc, on_error, stop_with = E.nilerr, E.nilacc, E.on_error, E.stop_with
+local protected_init, ends_with_upstream = E.protected_init, E.ends_with_upstream
+local load_run = codegen.load_run
+local join_events = join.join_events
+local layer_done = trigger.layer_done
+
+local LayerStage = { type = "producer_consumer" }
+
+-- The loop of a layer after a combining one: its events are {partition,
+-- partial accumulator} pairs.
+local function merge_run(reduce_merge_fn)
+  return function(events, _, acc)
+    for i = 1, #events do
+      acc = reduce_merge_fn(events[i][2], acc)
+      if acc == nil then nilacc("reduce merge", "the merge function") end
+    end
+    return acc
+  end
+end
+
+local function layer_init(cfg)
+  local st = { cfg = cfg, left = cfg.producers, ups = {}, seen = {} }
+  if cfg.ops_src then st.run = load_run(cfg, cfg.ops_src) end
+  local on_init_fn = cfg.on_init
+  if on_init_fn then on_init_fn({ index = cfg.index, total = cfg.total }) end
+  local red = cfg.red
+  if cfg.comb and not cfg.comb_acc then
+    st.acc = {}   -- partition -> partial accumulator
+  elseif cfg.comb_acc or red then
+    -- a keyed combining layer's one accumulator, or the layer's own
+    local acc_fn = cfg.comb_acc or red.acc
+    if acc_fn then
+      st.acc = acc_fn()
+      if st.acc == nil then nilacc("accumulator", "acc_fun") end
+    else
+      st.acc = {}
+    end
+  end
+  if cfg.merging then st.run = merge_run(red.merge) end
+  if cfg.join then st.lt, st.rt = {}, {} end
+  return st
+end
+
+LayerStage.init = protected_init(layer_init)
+
+function LayerStage.handle_subscribe(kind, opts, from, st)
+  if kind == "producer" then
+    local id = sluice._handle_id(from)
+    st.ups[id] = true
+    if opts.side then
+      st.sides = st.sides or {}
+      st.sides[id] = opts.side
+    end
+  end
+  return "automatic", st
+end
+
+
+-- One batch through the layer: join, map_batch, then the fused loop.
+local function layer_events(st, events, from)
+  local cfg = st.cfg
+  if cfg.join then events = join_events(st, events, st.sides[sluice._handle_id(from)]) end
+  local map_batch_fn = cfg.batch_fn
+  if map_batch_fn and #events > 0 then
+    events = map_batch_fn(events)
+    if type(events) ~= "table" then nilerr("map_batch", events) end
+  end
+  local run = st.run
+  if not run then return events end
+  local out = {}
+  st.acc = run(events, out, st.acc, st.seen)
+  return out
+end
+
+function LayerStage.handle_events(events, from, st)
+  local ok, out = xpcall(layer_events, on_error, st, events, from)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
+  end
+  -- a departition/take_sort downstream takes only the triggers' states
+  if st.cfg.discard or st.cfg.tag then return {}, st end
+  return out, st
+end
+
+LayerStage.handle_cancel = ends_with_upstream(layer_done)
+
+LayerStage.layer_init = layer_init   -- (no callback) for sluice.flow_source
+
+return LayerStage

@@ -1,0 +1,317 @@
+-- sluice.flow_codegen: the code a layer stage runs on each batch. The
+-- planner (sluice.flow_plan) calls compile to generate the source of one
+-- Lua function (the fused loop) for a layer's per-event operations and
+-- reducer; each stage (sluice.flow_layer, sluice.flow_source) turns it
+-- into its run function with load_run, which compiles a source once per
+-- worker. snapshot copies a table a user function made as sending it
+-- would, for the events a stage emits.
+local sluice = require("sluice")
+local E = require("sluice.flow_error")
+
+local nilerr, nilacc, op_error = E.nilerr, E.nilacc, E.op_error
+local inspect = sluice.inspect
+
+local M = {}
+
+-- Snapshots ----------------------------------------------------------------------------------
+--
+-- A value goes from one stage to the next as a copy made when it is sent.
+-- Inside a stage, the fused loop gathers what the operations emit in an
+-- array that is sent once the batch (or a split source's run of chunks)
+-- is done, so a table that a user function returned and then changed (an
+-- upvalue it appends to, the accumulator emit_and_reduce also emits) would
+-- be sent as it is at the end of the batch, and the result would depend on
+-- where batches end. snapshot(t) copies t as sending it now would: its
+-- raw fields (no metatable), nested tables copied, shared and cyclic
+-- references kept, a module table kept as it is (sent by name).
+-- Functions and stage handles are kept as they are.
+
+-- The codec refuses values nested deeper; what lies deeper is left for it
+-- to refuse when the value is sent.
+local SNAPSHOT_DEPTH = 200
+
+local function is_module(t)
+  for _, m in pairs(package.loaded) do
+    if m == t then return true end
+  end
+  return false
+end
+
+local function deep_copy(t, seen, depth)
+  local c = {}
+  seen[t] = c
+  local fns = false
+  for k, v in next, t do
+    if type(k) == "table" then
+      k = seen[k] or (depth < SNAPSHOT_DEPTH and deep_copy(k, seen, depth + 1)) or k
+    end
+    local tv = type(v)
+    if tv == "table" then
+      v = seen[v] or (depth < SNAPSHOT_DEPTH and deep_copy(v, seen, depth + 1)) or v
+    elseif tv == "function" then
+      fns = true
+    end
+    c[k] = v
+  end
+  -- only a table holding functions is worth looking up among the modules
+  if fns and is_module(t) then
+    seen[t] = t
+    return t
+  end
+  return c
+end
+
+-- Flat tables (the common case) are copied in one pass; any other goes
+-- to deep_copy.
+local function snapshot(t)
+  local c = {}
+  for k, v in next, t do
+    local tv = type(v)
+    if tv == "table" or tv == "function" or type(k) == "table" then return deep_copy(t, {}, 1) end
+    c[k] = v
+  end
+  return c
+end
+
+-- The fused loop ----------------------------------------------------------------------------
+
+-- A flat_map whose function returns an iterator gets the rest of the loop
+-- written out twice (array and iterator); past this many flat_maps in a
+-- layer, iterators are collected into arrays instead of doubling again.
+local MAX_ITER_FLAT_MAPS = 3
+
+-- Generates the fused loop of a layer: one Lua function over a batch that
+-- applies the per-event operations and the reducer, with the user's
+-- functions as upvalues named after their operation (so an error can name
+-- it). Returns the source of a chunk that, given (F, NILERR, KEY, HASH,
+-- BADPART), returns run(events, out, acc, seen) -> acc; `out` receives the
+-- emitted events. mode "range" loops over run(first, last, step, ...)
+-- instead of an array.
+--
+-- comb (a combining layer, see "Combining" below) adds, after the layer's
+-- operations, the partition of the next layer, that layer's operations
+-- and its reducer, with acc a table partition -> partial accumulator; a
+-- keyed one adds just the reducer, on one accumulator.
+--
+-- copy_out: the events the loop emits leave the stage (not a run() or a
+-- layer feeding a departition/take_sort, whose events are dropped); then
+-- a table that a user function made is copied as it emits it (snapshot),
+-- and likewise (copy_groups) a table group_by keeps in its accumulator.
+local function compile(ops, red, mode, comb, copy_out, copy_groups)
+  if comb and comb.keyed then   -- one plain accumulator, split by key at the end
+    red, comb = comb.red, nil
+  end
+  local src = {}
+  local function w(s) src[#src + 1] = s end
+  local F = {}
+  local steps = {}   -- {op = operation | "part", name = its local, f = the user's function}
+  for i, op in ipairs(ops) do steps[#steps + 1] = { op = op.op, name = ("op%d_%s"):format(i, op.op), f = op.f } end
+  if comb then
+    steps[#steps + 1] = { op = "part" }
+    for i, op in ipairs(comb.ops) do
+      local k = #ops + i
+      steps[#steps + 1] = { op = op.op, name = ("op%d_%s"):format(k, op.op), f = op.f }
+    end
+    red = comb.red
+  end
+  w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
+  w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
+  for i, st in ipairs(steps) do
+    if st.f then
+      w(("local %s = F[%d]\n"):format(st.name, i))
+      F[i] = st.f
+    end
+  end
+  if red then
+    if red.f then w("local reduce_" .. red.kind .. " = F.red\n") end
+    if red.key then w("local group_by_key_fun = F.key\n") end
+    if red.value then w("local group_by_value_fun = F.value\n") end
+    F.red, F.key, F.value = red.f, red.key, red.value
+  end
+  if comb then
+    w("local acc_fn = F.acc\n")
+    F.acc = red.acc
+    if comb.hash then
+      w("local partition_hash_fn = F.part\n")
+      F.part = comb.hash
+    elseif type(comb.key) == "function" then
+      w("local partition_key_fn = F.part\n")
+      F.part = comb.key
+    end
+  end
+  if mode == "range" then   -- a split sluice.range source: no array at all
+    w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
+    w("  for e0 = first, last, step do\n    local e = e0\n")
+  else
+    w("return function(events, out, acc, seen)\n  local n = #out\n")
+    w("  for i = 1, #events do\n    local e = events[i]\n")
+  end
+
+  -- the partition of e in the next layer (as its dispatcher computes it)
+  local function part(ind)
+    local n = comb.n
+    if comb.hash then
+      w(ind .. "local p, e2 = partition_hash_fn(e)\n")
+      w(ind .. "if e2 ~= nil then e = e2 end\n")
+    elseif n == 1 then
+      w(ind .. "local p = 1\n")
+    elseif comb.key == nil then
+      w(ind .. ("local p = HASH(e, %d)\n"):format(n))
+    elseif type(comb.key) == "function" then
+      w(ind .. ("local p = HASH(partition_key_fn(e), %d)\n"):format(n))
+    else
+      local field = comb.key.index or ("%q"):format(comb.key.field)
+      w(ind .. ("local p = HASH(type(e) == 'table' and e[%s] or nil, %d)\n"):format(field, n))
+    end
+  end
+
+  -- what happens to an event that went through every step; made: a
+  -- user function made e (it may hold on to it and change it later)
+  local function sink(ind, made)
+    if comb then
+      w(ind .. "local a = acc[p]\n")
+      w(ind .. "if a == nil then\n")
+      w(ind .. "  a = acc_fn()\n")
+      w(ind .. "  if a == nil then NILACC('accumulator', 'acc_fun') end\n")
+      w(ind .. "end\n")
+      w(ind .. "a = reduce_reduce(e, a)\n")
+      w(ind .. "if a == nil then NILACC('reduce') end\n")
+      w(ind .. "acc[p] = a\n")
+    elseif not red then
+      if made and copy_out then w(ind .. "if type(e) == 'table' then e = SNAP(e) end\n") end
+      w(ind .. "n = n + 1; out[n] = e\n")
+    elseif red.kind == "reduce" then
+      w(ind .. "acc = reduce_reduce(e, acc)\n")
+      w(ind .. "if acc == nil then NILACC('reduce') end\n")
+    elseif red.kind == "emit_and_reduce" then
+      w(ind .. "local evs\n")
+      w(ind .. "evs, acc = reduce_emit_and_reduce(e, acc)\n")
+      w(ind .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
+      w(ind .. "if acc == nil then NILACC('emit_and_reduce') end\n")
+      if copy_out then
+        w(ind .. "for j = 1, #evs do\n")
+        w(ind .. "  local x = evs[j]\n")
+        w(ind .. "  if type(x) == 'table' then x = SNAP(x) end\n")
+        w(ind .. "  n = n + 1; out[n] = x\n")
+        w(ind .. "end\n")
+      else
+        w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+      end
+    else -- group_by, group_by_key
+      if red.kind == "group_by" then
+        w(ind .. "local key = group_by_key_fun(e)\n")
+        w(ind .. (red.value and "local v = group_by_value_fun(e)\n" or "local v = e\n"))
+        made = made or red.value ~= nil
+      else
+        w(ind .. "local key, v = e[1], e[2]\n")
+      end
+      w(ind .. "if key == nil then NILERR('group_by') end\n")
+      if made and copy_groups then w(ind .. "if type(v) == 'table' then v = SNAP(v) end\n") end
+      w(ind .. "local g = acc[key]\n")
+      w(ind .. "if g == nil then g = {}; acc[key] = g end\n")
+      w(ind .. "g[#g + 1] = v\n")
+    end
+  end
+
+  -- steps k.. and the sink; flat_maps is how many flat_maps came before;
+  -- made: an earlier step's user function made e
+  local function body(k, ind, flat_maps, made)
+    local st = steps[k]
+    if not st then return sink(ind, made) end
+    local op, f = st.op, st.name
+    if op == "part" then
+      part(ind)
+      if comb.hash then   -- nil drops the event; 2.0 is partition 2
+        w(ind .. "if p ~= nil then\n")
+        w(ind .. "  local q = type(p) == 'number' and tointeger(p) or nil\n")
+        w(ind .. ("  if q == nil or q < 1 or q > %d then BADPART(p) end\n"):format(comb.n))
+        w(ind .. "  p = q\n")
+        body(k + 1, ind .. "  ", flat_maps, made)
+        w(ind .. "end\n")
+      else
+        body(k + 1, ind, flat_maps, made)
+      end
+    elseif op == "map" then
+      w(ind .. ("e = %s(e)\n"):format(f))
+      w(ind .. "if e == nil then NILERR('map') end\n")
+      body(k + 1, ind, flat_maps, true)
+    elseif op == "map_values" then
+      w(ind .. ("local v = %s(e[2])\n"):format(f))
+      w(ind .. "if v == nil then NILERR('map_values') end\n")
+      w(ind .. "e = {e[1], v}\n")
+      body(k + 1, ind, flat_maps, true)
+    elseif op == "each" then
+      w(ind .. ("%s(e)\n"):format(f))
+      body(k + 1, ind, flat_maps, made)
+    elseif op == "filter" or op == "reject" then
+      w(ind .. ("if %s%s(e) then\n"):format(op == "reject" and "not " or "", f))
+      body(k + 1, ind .. "  ", flat_maps, made)
+      w(ind .. "end\n")
+    elseif op == "flat_map" then
+      local v = "xs" .. k
+      w(ind .. ("local %s, %s_s, %s_c = %s(e)\n"):format(v, v, v, f))
+      if flat_maps < MAX_ITER_FLAT_MAPS then
+        w(ind .. ("if type(%s) == 'function' then\n"):format(v))
+        w(ind .. ("  for x in %s, %s_s, %s_c do\n"):format(v, v, v))
+        w(ind .. "    local e = x\n")
+        body(k + 1, ind .. "    ", flat_maps + 1, true)
+        w(ind .. "  end\n")
+        w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s)\n"):format(v, v))
+        w(ind .. "else\n")
+      else
+        w(ind .. ("if type(%s) == 'function' then %s = COLLECT(%s, %s_s, %s_c)\n"):format(v, v, v, v, v))
+        w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s) end\n"):format(v, v))
+        w(ind .. "do\n")
+      end
+      w(ind .. ("  for j = 1, #%s do\n"):format(v))
+      w(ind .. ("    local e = %s[j]\n"):format(v))
+      body(k + 1, ind .. "    ", flat_maps + 1, true)
+      w(ind .. "  end\n")
+      w(ind .. "end\n")
+    elseif op == "uniq" or op == "uniq_by" then
+      w(ind .. ("local k = %s\n"):format(op == "uniq" and "e" or f .. "(e)"))
+      w(ind .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
+      w(ind .. "if not seen[k] then\n")
+      w(ind .. "  seen[k] = true\n")
+      body(k + 1, ind .. "  ", flat_maps, made)
+      w(ind .. "end\n")
+    else
+      error("sluice.flow: unknown operation " .. tostring(op), 0)
+    end
+  end
+
+  body(1, "    ", 0, false)
+  w("  end\n  return acc\nend\n")
+  return table.concat(src), F
+end
+
+local function encode_key(k) return sluice._key(k) end
+
+-- A combining layer's partition hash returned something that is not a
+-- partition of the next layer (the dispatcher's check, made early).
+local function badpart(p)
+  op_error("partition hash", ("unknown partition %s computed for an event"):format(inspect(p)))
+end
+
+-- The generated loops a worker has compiled, by layer and source text: the
+-- stages of a layer on one worker compile theirs once (the chunk is a
+-- factory: each stage still gets its own closures over its own functions).
+local compiled = setmetatable({}, { __mode = "v" })
+
+-- The run function of a generated loop's source (compile), named after
+-- the stage so that tracebacks say where it ran.
+
+local function load_run(cfg, src)
+  local name = "=[" .. cfg.label:gsub(" stage %d+$", "") .. "]"
+  local key = name .. "\0" .. src
+  local chunk = compiled[key]
+  if not chunk then
+    chunk = assert(load(src, name, "t"))
+    compiled[key] = chunk
+  end
+  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc)
+end
+
+M.snapshot, M.compile, M.load_run = snapshot, compile, load_run
+
+return M

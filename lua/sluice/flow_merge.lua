@@ -1,0 +1,107 @@
+-- sluice.flow_merge: the stage behind departition and take_sort
+-- (MergeStage), as a module sent by name like sluice.flow_layer. One stage
+-- subscribes to every stage of the layer before it, which sends only the
+-- states its triggers give (sluice.flow_trigger's tagged states
+-- {TAG, partition index, window id, state}); it merges them per window
+-- (departition's merge function, or take_sort's sorted lists) and, once
+-- its upstream ended, emits one value per window.
+local E = require("sluice.flow_error")
+local LayerStage = require("sluice.flow_layer")
+local trigger = require("sluice.flow_trigger")
+
+local op_error, nilacc, on_error, stop_with = E.op_error, E.nilacc, E.on_error, E.stop_with
+local ends_with_upstream = E.ends_with_upstream
+local default_less = trigger.default_less
+
+-- Lists: stable merge of two lists sorted by less, cut to n items.
+local function merge_sorted(a, b, n, less_fn)
+  local out, i, j = {}, 1, 1
+  local na, nb = #a, #b
+  for k = 1, math.min(n, na + nb) do
+    if j > nb or (i <= na and not less_fn(b[j], a[i])) then
+      out[k] = a[i]; i = i + 1
+    else
+      out[k] = b[j]; j = j + 1
+    end
+  end
+  return out
+end
+
+local MergeStage = { type = "producer_consumer" }
+
+function MergeStage.init(cfg)
+  return { cfg = cfg, left = cfg.producers, ups = {}, windows = {} }
+end
+
+MergeStage.handle_subscribe = LayerStage.handle_subscribe
+
+local function merge_events(st, events)
+  local cfg = st.cfg
+  local windows = st.windows
+  for i = 1, #events do
+    local ev = events[i]
+    local id, state = ev[3], ev[4]
+    local acc = windows[id]
+    if cfg.kind == "take_sort" then
+      local less_fn = cfg.less or default_less
+      windows[id] = merge_sorted(acc or {}, state, cfg.n, less_fn)
+    else
+      if acc == nil then
+        local acc_fn = cfg.acc
+        acc = acc_fn()
+        if acc == nil then nilacc("accumulator", "acc_fun") end
+      end
+      local merge_fn = cfg.merge
+      acc = merge_fn(state, acc)
+      if acc == nil then nilacc("departition merge", "the merge function") end
+      windows[id] = acc
+    end
+  end
+end
+
+function MergeStage.handle_events(events, _, st)
+  local ok, res = xpcall(merge_events, on_error, st, events)
+  if not ok then stop_with(st.cfg.label, res) end
+  return {}, st
+end
+
+-- Window ids in ascending order (numbers before strings).
+local function sorted_ids(windows)
+  local ids = {}
+  for id in pairs(windows) do ids[#ids + 1] = id end
+  table.sort(ids, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) == "number"
+  end)
+  return ids
+end
+
+local function merge_done(st)
+  local cfg = st.cfg
+  local out = {}
+  if next(st.windows) == nil then
+    if cfg.kind == "take_sort" then
+      st.windows.global = {}
+    else
+      local acc_fn = cfg.acc
+      st.windows.global = acc_fn()
+      if st.windows.global == nil then nilacc("accumulator", "acc_fun") end
+    end
+  end
+  for _, id in ipairs(sorted_ids(st.windows)) do
+    local v
+    if cfg.kind == "take_sort" then
+      v = st.windows[id]
+    else
+      local done_fn = cfg.done
+      v = done_fn(st.windows[id], id)
+      if v == nil then op_error("departition done", "the done function returned nil where an event was expected") end
+    end
+    out[#out + 1] = v
+  end
+  return out
+end
+
+MergeStage.handle_cancel = ends_with_upstream(merge_done)
+
+return MergeStage

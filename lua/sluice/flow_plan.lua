@@ -1,0 +1,363 @@
+-- sluice.flow_plan: the planner. materialize turns a flow record (built by
+-- sluice.flow) into running stages, last layer first: each layer's stages
+-- are started with the dispatcher that the layer after it needs, and
+-- subscribe to the outputs of the layer before. A layer is LayerStage
+-- (sluice.flow_layer) stages, SourceStage (sluice.flow_source) stages for
+-- a split source, or one MergeStage (sluice.flow_merge) for departition
+-- and take_sort; its configuration (cfg) carries the fused loop compiled
+-- by sluice.flow_codegen. The run record it fills (new_run, track) is what
+-- the terminal methods (sluice.flow_run) start, wait for and stop.
+local sluice = require("sluice")
+local check = require("sluice.flow_check")
+local compile = require("sluice.flow_codegen").compile
+local LayerStage = require("sluice.flow_layer")
+local SourceStage = require("sluice.flow_source")
+local MergeStage = require("sluice.flow_merge")
+
+local inspect = sluice.inspect
+local split_entry = check.split_entry
+local splittable, split_plan = SourceStage.splittable, SourceStage.split_plan
+
+local M = {}
+
+local next_flow_id = 0
+
+-- Running state of one materialisation: every stage it started or uses
+-- (with its place in the flow, for errors and stats), the stages it owns
+-- (stopped with the flow) and the sources waiting for the go.
+local function new_run()
+  next_flow_id = next_flow_id + 1
+  return { id = next_flow_id, stages = {}, owned = {}, layers = 0, sources = 0, paused = {} }
+end
+
+local function track(run, stage, label, layer, partition, owned)
+  run.stages[#run.stages + 1] = { stage = stage, label = label, layer = layer, partition = partition,
+                                  owned = owned ~= false }
+  if owned ~= false then run.owned[#run.owned + 1] = stage end
+  return stage
+end
+
+local function demand_dispatcher() return sluice.dispatcher.demand({}) end
+
+-- The partition hash of a layer: the user's hash, or the engine's hash of
+-- the key into 1..n (nil: hash the whole event in C).
+local function partition_hash(src, n)
+  if src.hash then return src.hash end
+  local key = src.key
+  if not key then return nil end
+  local keyf = key
+  if type(key) == "table" then
+    if key.index then
+      local idx = key.index
+      keyf = function(e) return e[idx] end
+    else
+      local field = key.field
+      keyf = function(e) return e[field] end
+    end
+  end
+  return function(e) return sluice._hash(keyf(e), n) end
+end
+
+-- The dispatcher a layer of n stages needs from the stages that feed it.
+local function dispatcher_for(src, n)
+  if src.dispatch == "partition" and (n > 1 or src.hash) then
+    -- a key spec ({index = i} / {field = name}) is read by the engine in C
+    if not src.hash and type(src.key) == "table" then
+      return sluice.dispatcher.partition({ partitions = n, key = src.key })
+    end
+    return sluice.dispatcher.partition({ partitions = n, hash = partition_hash(src, n) })
+  end
+  return demand_dispatcher()
+end
+
+-- Subscription options of a layer (max_demand and min_demand go together).
+local function sub_opts_of(opts)
+  if opts.max_demand == nil and opts.min_demand == nil then return nil end
+  return { max_demand = opts.max_demand, min_demand = opts.min_demand }
+end
+
+-- Subscription options for a consumer of upstream output `up` ({stage,
+-- sub = source subscription options or nil}): the source's options win
+-- over the layer's; `extra` (partition, side, user options) over both.
+local function sub_options(up, layer_sub, extra)
+  local s = { cancel = "transient" }
+  for k, v in pairs(up.sub or layer_sub or {}) do s[k] = v end
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+-- The same as a subscribe_to entry: {stage, options...}.
+local function subscription(up, layer_sub, extra)
+  local s = sub_options(up, layer_sub, extra)
+  s[1] = up.stage
+  return s
+end
+
+-- Starts the stages of a layer (one per cfg), each subscribed to every
+-- upstream output. Returns the layer's outputs.
+local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitioned)
+  run.layers = run.layers + 1
+  local layer = run.layers
+  local n = #cfgs
+  local outs = {}
+  for i = 1, n do
+    local subs = {}
+    for j, up in ipairs(ups) do
+      subs[j] = subscription(up, layer_sub, { partition = partitioned and i or nil, side = up.side })
+    end
+    local cfg = cfgs[i]
+    cfg.producers = #ups
+    cfg.index, cfg.total = i, n
+    cfg.label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
+    local opts = { subscribe_to = #ups > 0 and subs or nil, worker = (i - 1) % sluice.workers() + 1,
+                   dispatcher = dispatcher,
+                   buffer_size = cfg.buffer_size, buffer_keep = cfg.buffer_keep }
+    local s = sluice.start(spec, cfg, opts)
+    outs[i] = { stage = track(run, s, cfg.label, layer, i) }
+  end
+  return outs
+end
+
+-- Whether a layer's emitted events, and its group_by groups, leave its
+-- stages (compile's copy_out and copy_groups): not for run() (discard),
+-- and a layer feeding a departition/take_sort (tag) sends only states.
+local function copies(extra)
+  if extra == nil then return true, true end
+  return not (extra.discard or extra.tag), not extra.discard
+end
+
+local function has_work(f)
+  return #f.ops > 0 or f.red ~= nil or f.batch_fn ~= nil or f.opts.on_init ~= nil
+end
+
+-- The configurations of the n stages of f's layer (the argument of their
+-- init); `extra` adds or replaces fields.
+-- extra.comb (a combining layer) compiles the next layer's partition,
+-- operations and reducer into this one; merging (the layer after a
+-- combining one) compiles nothing: its stages merge partial accumulators.
+local function layer_cfgs(f, n, extra, merging)
+  local comb = extra and extra.comb
+  local src, F
+  if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb, copies(extra)) end
+  local cfgs = {}
+  for i = 1, n do
+    local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
+                  batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
+                  buffer_keep = f.opts.buffer_keep, merging = merging or nil }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    if comb then   -- the stages need only the partition count (and a keyed one, acc_fun)
+      cfg.comb, cfg.comb_acc = comb.n, comb.keyed and comb.red.acc or nil
+    end
+    cfgs[i] = cfg
+  end
+  return cfgs
+end
+
+-- A window other than the default global one needs computation, and this
+-- version has only the global window.
+local function check_window(f)
+  local w = f.opts.window
+  if w == nil or w.type == "global" then return end
+  if not has_work(f) and f.src.kind ~= "join" then
+    error("sluice.flow: a window was set but no computation is happening on this layer", 0)
+  end
+  error(("sluice.flow: window type %s is not supported by this version (only global)"):format(inspect(w.type)), 0)
+end
+
+-- Starts the source producers of f with the given dispatcher; returns
+-- them as outputs carrying the source's subscription options.
+local function start_sources(run, f, dispatcher)
+  local src = f.src
+  local sub = sub_opts_of(f.opts)
+  local outs = {}
+  local function add(s, owned)   -- sources are numbered across the whole flow
+    run.sources = run.sources + 1
+    return track(run, s, ("flow %d source %d"):format(run.id, run.sources), 0, run.sources, owned)
+  end
+  if src.kind == "enumerables" then
+    for i, e in ipairs(src.enums) do
+      local s = sluice.from_enumerable(e, { dispatcher = dispatcher, on_cancel = "stop",
+        demand = "accumulate", buffer_size = f.opts.buffer_size, buffer_keep = f.opts.buffer_keep })
+      run.paused[#run.paused + 1] = add(s)
+      outs[i] = { stage = s, sub = sub }
+    end
+  elseif src.kind == "specs" then
+    for i, entry in ipairs(src.specs) do
+      local producer = entry[1].type == "producer"
+      local s = sluice.start(entry[1], entry[2], { dispatcher = dispatcher,
+        demand = producer and "accumulate" or nil })
+      add(s)
+      if producer then run.paused[#run.paused + 1] = s end
+      outs[i] = { stage = s, sub = sub }
+    end
+  else
+    for i, entry in ipairs(src.stages) do
+      local s, o = split_entry(entry)
+      local merged = {}
+      for k, v in pairs(sub or {}) do merged[k] = v end
+      for k, v in pairs(o) do merged[k] = v end
+      outs[i] = { stage = add(s, false), sub = next(merged) and merged or nil }
+      -- like the flow's own sources, switched to forward once every
+      -- consumer has subscribed (a no-op on a producer already forwarding)
+      run.paused[#run.paused + 1] = s
+    end
+  end
+  return outs
+end
+
+-- Combining -------------------------------------------------------------------------------------
+--
+-- A reduce given a merge function (reduce(acc_fun, fun, {merge = m})) right
+-- after a partition is computed in two steps. Each stage of the layer (or
+-- layers) before the partition keeps one accumulator per partition of the
+-- next layer: it computes each event's partition as the dispatcher would,
+-- runs the next layer's operations and fun on it, and sends nothing until
+-- its upstream is done. Then it sends {partition, accumulator} pairs, and
+-- each stage of the reducing layer merges them into its own accumulator
+-- with m(partial, acc). Only the partial accumulators cross the partition,
+-- not every event. The result is the same as reducing every event in its
+-- partition when merging two accumulators equals reducing the events of
+-- both, which is what passing merge declares.
+--
+-- With keyed (reduce(acc_fun, fun, {merge = m, keyed = true})) the user
+-- also declares the accumulator a table indexed by the partition key, each
+-- entry built only from events with that key (a word count's acc[word]).
+-- Then the stages before the partition keep one accumulator, computing no
+-- partition per event, and cut it by key when their upstream is done.
+
+-- The combining spec for f's layer of n stages, or nil when f's reduce
+-- cannot be split so: no merge, not after a partition, a map_batch or an
+-- on_init of its own (they run in the reducing stages), uniq (its "seen"
+-- must span the whole partition), or an upstream layer with its own reduce.
+local function combining(f, n)
+  local red, src = f.red, f.src
+  if not (red and red.kind == "reduce" and red.merge) or src.dispatch ~= "partition" then return nil end
+  if f.batch_fn or f.opts.on_init then return nil end
+  for _, op in ipairs(f.ops) do
+    if op.op == "uniq" or op.op == "uniq_by" then return nil end
+  end
+  for _, g in ipairs(src.flows) do
+    if g.red then return nil end
+  end
+  -- keyed: the reducer sees the events the partition keys (no operations
+  -- between), and keys come from the key spec, not from a hash function
+  local keyed = red.keyed and #f.ops == 0 and not src.hash or nil
+  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red, keyed = keyed }
+end
+
+-- Sends a combining layer's {partition, accumulator} pairs to their partition.
+local function combined_dispatcher(n)
+  if n == 1 then return demand_dispatcher() end
+  return sluice.dispatcher.partition({ partitions = n, hash = function(e) return e[1] end })
+end
+
+local materialize
+
+-- Materialises flow f so that its output stages use `dispatcher` (built by
+-- the caller for its own layer; nil: demand). `extra` goes into the
+-- configuration of f's last layer ({discard = true} for run/start, {tag =
+-- ...} for departition and take_sort) and forces that layer to exist.
+-- Returns the output stages as {stage = s, sub = opts or nil} entries.
+function materialize(run, f, dispatcher, extra)
+  check_window(f)
+  local src = f.src
+  local n = f.opts.stages or sluice.workers()
+  local work = has_work(f) or extra ~= nil
+  local needs_disp = dispatcher ~= nil and dispatcher.kind ~= "demand"
+  local ups, partitioned, layer_sub = nil, false, sub_opts_of(f.opts)
+  if src.kind == "enumerables" or src.kind == "specs" or src.kind == "stages" then
+    -- stages we did not start keep their dispatcher: they need a layer
+    if not work and not (src.kind == "stages" and needs_disp) then
+      return start_sources(run, f, dispatcher)
+    end
+    local whole = work and splittable(f)
+    if whole then
+      local cfgs = layer_cfgs(f, n, extra)
+      local range_src = whole.__sluice_enum == "range"
+        and (compile(f.ops, f.red, "range", extra and extra.comb, copies(extra))) or nil
+      local plan = split_plan(whole, n)
+      for i = 1, n do
+        cfgs[i].plan, cfgs[i].range_src = plan, range_src
+        -- a layer stage keeps what it made beyond the demand (at most one
+        -- chunk's output), as a producer_consumer does
+        cfgs[i].buffer_size = cfgs[i].buffer_size or math.huge
+      end
+      local outs = start_layer(run, SourceStage, cfgs, {}, dispatcher, layer_sub, false)
+      -- paused like any source until every consumer has subscribed
+      for _, o in ipairs(outs) do
+        o.stage:demand("accumulate")
+        run.paused[#run.paused + 1] = o.stage
+      end
+      return outs
+    end
+    ups = start_sources(run, f, demand_dispatcher())
+  elseif src.kind == "flows" then
+    local comb = combining(f, n)
+    local updisp = comb and combined_dispatcher(n) or dispatcher_for(src, n)
+    ups = {}
+    for _, g in ipairs(src.flows) do
+      for _, s in ipairs(materialize(run, g, updisp, comb and { comb = comb } or nil)) do ups[#ups + 1] = s end
+    end
+    partitioned = updisp.kind == "partition"
+    if comb then
+      return start_layer(run, LayerStage, layer_cfgs(f, n, extra, true), ups, dispatcher, layer_sub, partitioned)
+    end
+  elseif src.kind == "join" then
+    -- each side is partitioned by its own key; the join stages tell the
+    -- sides apart by the subscription option `side`
+    local function side_dispatcher(key_fn)
+      if n == 1 then return demand_dispatcher() end
+      return sluice.dispatcher.partition({ partitions = n, hash = function(e)
+        local k = key_fn(e)
+        if type(k) == "number" then k = math.tointeger(k) or k end
+        return sluice._hash(k, n)
+      end })
+    end
+    ups = {}
+    for _, s in ipairs(materialize(run, src.left, side_dispatcher(src.lkey))) do s.side = 1; ups[#ups + 1] = s end
+    for _, s in ipairs(materialize(run, src.right, side_dispatcher(src.rkey))) do s.side = 2; ups[#ups + 1] = s end
+    partitioned = n > 1
+    local cfgs = layer_cfgs(f, n, extra)
+    for i = 1, n do
+      cfgs[i].join, cfgs[i].join_mode, cfgs[i].lkey, cfgs[i].rkey = src.join, src.mode, src.lkey, src.rkey
+    end
+    return start_layer(run, LayerStage, cfgs, ups, dispatcher, layer_sub, partitioned)
+  elseif src.kind == "departition" or src.kind == "take_sort" then
+    local tag = { tag = src.kind, n = src.n, less = src.less }
+    local parts = materialize(run, src.flow, demand_dispatcher(), tag)
+    -- the merging stage drops its output itself when nothing follows it
+    local alone = not has_work(f) and (extra == nil or (extra.discard and not extra.tag))
+    local cfg = { kind = src.kind, acc = src.acc, merge = src.merge, done = src.done, n = src.n,
+                  less = src.less, discard = alone and extra ~= nil or nil }
+    if alone then return start_layer(run, MergeStage, { cfg }, parts, dispatcher, layer_sub, false) end
+    ups = start_layer(run, MergeStage, { cfg }, parts, demand_dispatcher(), layer_sub, false)
+  elseif src.kind == "through" then
+    local mids = materialize(run, src.flow, demand_dispatcher())
+    run.layers = run.layers + 1
+    local layer = run.layers
+    ups = {}
+    for i, entry in ipairs(src.stages or src.specs) do
+      local label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
+      local s
+      if src.stages then
+        local pc, o = split_entry(entry)
+        for _, up in ipairs(mids) do sluice.subscribe(pc, up.stage, sub_options(up, nil, o)) end
+        s = track(run, pc, label, layer, i, false)
+      else
+        local subs = {}
+        for j, up in ipairs(mids) do subs[j] = subscription(up, nil, entry[3]) end
+        s = track(run, sluice.start(entry[1], entry[2], { subscribe_to = subs }), label, layer, i)
+      end
+      ups[i] = { stage = s }
+    end
+    if not work and not needs_disp then return ups end
+  else
+    error("sluice.flow: unknown source kind " .. tostring(src.kind), 0)
+  end
+  return start_layer(run, LayerStage, layer_cfgs(f, n, extra), ups, dispatcher, layer_sub, partitioned)
+end
+
+M.new_run, M.track, M.materialize = new_run, track, materialize
+M.subscription, M.sub_options = subscription, sub_options
+
+return M

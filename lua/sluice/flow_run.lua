@@ -1,0 +1,309 @@
+-- sluice.flow_run: running a flow. The terminal methods of Flow (to_list,
+-- run, stream, start, into_stages, into_specs; added to the metatable of
+-- sluice.flow_check) materialise the flow with sluice.flow_plan, add its
+-- final consumer, let the sources go (release) and raise the flow's error
+-- when a stage fails: "sluice.flow: flow F layer L stage I (op): message"
+-- plus the traceback (sluice.flow_error says how a stage stops). start,
+-- into_stages and into_specs return a Running handle.
+local sluice = require("sluice")
+local check = require("sluice.flow_check")
+local plan = require("sluice.flow_plan")
+
+local inspect = sluice.inspect
+local Flow, is_flow, fail = check.Flow, check.is_flow, check.fail
+local check_demand, check_spec_opts, split_entry = check.check_demand, check.check_spec_opts, check.split_entry
+local new_run, track, materialize = plan.new_run, plan.track, plan.materialize
+local subscription, sub_options = plan.subscription, plan.sub_options
+
+-- A consumer started by into_specs: the user's spec, stopping with
+-- "normal" once all its producers have ended (after its own handle_cancel).
+local function finishing_spec(spec)
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  local user_cancel = spec.handle_cancel
+  s.handle_cancel = function(reason, from, state)
+    local events
+    if user_cancel then events, state = user_cancel(reason, from, state) end
+    local me = sluice.self()
+    if me:stats().producers == 0 then me:finish() end
+    return events or {}, state
+  end
+  return s
+end
+
+-- Lets the paused sources go, once the final consumers have subscribed:
+-- they were started with accumulated demand so that none can finish
+-- before every stage has subscribed to it.
+local function release(run)
+  for _, s in ipairs(run.paused) do s:demand("forward") end
+end
+
+local function stop_all(run)
+  for i = #run.owned, 1, -1 do
+    local s = run.owned[i]
+    if s:alive() then pcall(s.stop, s, "shutdown") end
+  end
+end
+
+local function is_error(reason)
+  return type(reason) == "table" and reason[1] == "error"
+end
+
+-- Stops the flow and raises its error: that of the first stage (sources
+-- first) that ended with an error, else `reason` (what the terminal saw).
+local function raise_flow_error(run, reason)
+  stop_all(run)
+  local where
+  for _, entry in ipairs(run.stages) do
+    -- a stage tells its consumers that it failed a moment before it is
+    -- recorded as ended: give the stages the flow does not own that moment
+    local s = entry.stage
+    local ok, r = pcall(s.await, s, entry.owned and 0 or 20)
+    if ok and is_error(r) then reason, where = r, entry; break end
+  end
+  local msg
+  if is_error(reason) then
+    msg = tostring(reason[2])
+    -- a flow stage's message names it already; others get their place
+    if where and not msg:find(where.label, 1, true) then msg = where.label .. ": " .. msg end
+    local tb = reason[3]
+    if tb ~= nil and tb ~= "" then msg = msg .. "\n" .. tostring(tb) end
+  elseif type(reason) == "string" then
+    msg = reason:gsub("^sluice%.stream: ", "", 1)
+  else
+    msg = "a stage ended with " .. inspect(reason)
+  end
+  error("sluice.flow: " .. msg, 0)
+end
+
+-- The first check of every terminal method.
+local function check_self(f, fn)
+  if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
+end
+
+-- The message of an error raised while starting the flow's stages: a
+-- layer stage's init error comes through sluice.start, which adds its
+-- prefix and a second traceback.
+local function start_error(e)
+  local msg = tostring(e)
+  if msg:find("^sluice%.flow%.") then return msg end
+  local inner = msg:match("sluice%.start: init failed: (.*)$")
+  if inner and inner:find("^flow %d+ ") then
+    local first = inner:find("\nstack traceback:", 1, true)
+    local second = first and inner:find("\nstack traceback:", first + 1, true)
+    return second and inner:sub(1, second - 1) or inner
+  end
+  return (msg:gsub("^sluice%.flow: ", "", 1))
+end
+
+-- Materialises f (with `extra` for its last layer); on failure stops what
+-- was started and raises a flow error.
+local function build(f, extra)
+  local run = new_run()
+  -- all the flow's stages share one snapshot of the globals
+  sluice._pin_globals(true)
+  local ok, outs = pcall(materialize, run, f, nil, extra)
+  sluice._pin_globals(false)
+  if not ok then
+    stop_all(run)
+    local msg = start_error(outs)   -- "sluice.flow.<fn>: ..." messages pass as they are
+    error(msg:find("^sluice%.flow%.") and msg or "sluice.flow: " .. msg, 0)
+  end
+  return run, outs
+end
+
+-- Materialises f with a final main-thread collector; returns an iterator
+-- over the flow's output and a closer that stops the flow.
+local function open(f, fn, discard)
+  local run, outs = build(f, discard and { discard = true } or nil)
+  local subs = {}
+  for i, up in ipairs(outs) do subs[i] = subscription(up) end
+  local ok, it, _, _, closer = pcall(sluice.stream, subs)
+  if not ok then
+    stop_all(run)
+    error("sluice.flow." .. fn .. ": " .. tostring(it), 0)
+  end
+  release(run)
+  local done = false
+  local function close()
+    if done then return end
+    done = true
+    getmetatable(closer).__close()
+    stop_all(run)
+  end
+  local function iter()
+    if done then return nil end
+    local ok, v = pcall(it)
+    if not ok then
+      done = true
+      getmetatable(closer).__close()
+      raise_flow_error(run, v)
+    end
+    if v == nil then close() end
+    return v
+  end
+  return iter, close, run
+end
+
+function Flow:to_list()
+  check_self(self, "to_list")
+  local iter, close = open(self, "to_list", false)
+  local out, n = {}, 0
+  local ok, err = pcall(function()
+    for v in iter do n = n + 1; out[n] = v end
+  end)
+  close()
+  if not ok then error(err, 0) end
+  return out
+end
+
+function Flow:run()
+  check_self(self, "run")
+  local iter, close = open(self, "run", true)
+  local ok, err = pcall(function() for _ in iter do end end)
+  close()
+  if not ok then error(err, 0) end
+end
+
+function Flow:stream()
+  check_self(self, "stream")
+  local iter, close = open(self, "stream", false)
+  return iter, nil, nil, setmetatable({}, { __close = close })
+end
+
+-- The running flow handle of start / into_stages / into_specs.
+local Running = {}
+Running.__index = Running
+
+--- running:await([timeout_ms]): returns once every stage of the flow has
+--- ended; raises the flow's error (or a timeout) otherwise.
+function Running:await(timeout)
+  if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
+    error("sluice.flow: await: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
+  end
+  local run = self.run
+  local left = timeout
+  while true do
+    local waiting
+    for _, entry in ipairs(run.stages) do
+      local s = entry.stage
+      if s:alive() then
+        waiting = waiting or s
+      else
+        local reason = s:await()
+        if not sluice._is_normal(reason) then raise_flow_error(run, reason) end
+      end
+    end
+    if not waiting then return end
+    local step = 50
+    if left then
+      if left <= 0 then error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
+      step = math.min(step, left)
+    end
+    local ok, err = pcall(waiting.await, waiting, step)
+    if not ok then
+      if not tostring(err):find("timed out", 1, true) then   -- Ctrl-C: the flow stops
+        stop_all(run)
+        error(err, 0)
+      end
+      if left then left = left - step end
+    end
+  end
+end
+
+--- running:stop(): stops every stage the flow started.
+function Running:stop()
+  stop_all(self.run)
+end
+
+--- running:stats() -> one stage:stats() table per live stage, with its
+--- name, layer (0: sources) and partition.
+function Running:stats()
+  local out = {}
+  for _, entry in ipairs(self.run.stages) do
+    local s = entry.stage
+    local ok, st = pcall(s.stats, s)
+    if ok then
+      st.name = entry.label
+      st.layer, st.partition = entry.layer, entry.partition
+      out[#out + 1] = st
+    end
+  end
+  return out
+end
+
+-- The consumer of start(): drops what it gets and ends with the flow.
+local Sink = {
+  type = "consumer",
+  handle_events = function(_, _, st) return {}, st end,
+  handle_cancel = function(_, _, st)
+    local me = sluice.self()
+    if me:stats().producers == 0 then me:finish() end
+    return {}, st
+  end,
+}
+
+function Flow:start()
+  check_self(self, "start")
+  local run, outs = build(self, { discard = true })
+  local subs = {}
+  for i, up in ipairs(outs) do subs[i] = subscription(up) end
+  local ok, sink = pcall(sluice.start, Sink, nil, { subscribe_to = subs })
+  if not ok then stop_all(run); error("sluice.flow: " .. tostring(sink), 0) end
+  track(run, sink, ("flow %d sink"):format(run.id), run.layers + 1, 1)
+  release(run)
+  return setmetatable({ run = run }, Running)
+end
+
+local function into(f, fn, entries)
+  local run, outs = build(f, nil)
+  local layer = run.layers + 1
+  local subscribed = {}
+  local ok, err = pcall(function()
+    for i, entry in ipairs(entries) do
+      local label = ("flow %d consumer %d"):format(run.id, i)
+      if fn == "into_specs" then
+        local subs = {}
+        for j, up in ipairs(outs) do subs[j] = subscription(up, nil, entry[3]) end
+        track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
+      else
+        local c, o = split_entry(entry)
+        for _, up in ipairs(outs) do sluice.subscribe(c, up.stage, sub_options(up, nil, o)) end
+        subscribed[#subscribed + 1] = c
+      end
+    end
+  end)
+  if not ok then stop_all(run); error("sluice.flow." .. fn .. ": " .. tostring(err), 0) end
+  -- a call to each consumer returns once its subscriptions are on their
+  -- way to the producers; then the sources may start
+  for _, c in ipairs(subscribed) do pcall(c.stats, c) end
+  release(run)
+  return setmetatable({ run = run }, Running)
+end
+
+function Flow:into_stages(consumers)
+  check_self(self, "into_stages")
+  if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers") end
+  for i, entry in ipairs(consumers) do
+    local s, o = split_entry(entry)
+    if type(s) ~= "userdata" then
+      fail("into_stages", ("item %d must be a stage or {stage, opts}, got %s"):format(i, inspect(entry)))
+    end
+    check_demand("into_stages", o, ("item %d: "):format(i), 2)
+  end
+  return (into(self, "into_stages", consumers))
+end
+
+function Flow:into_specs(specs)
+  check_self(self, "into_specs")
+  if type(specs) ~= "table" or #specs == 0 then fail("into_specs", "expected a non-empty list of {spec, arg, opts}") end
+  for i, s in ipairs(specs) do
+    if type(s) ~= "table" or type(s[1]) ~= "table" then
+      fail("into_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
+    end
+    check_spec_opts("into_specs", s[3], i)
+  end
+  return (into(self, "into_specs", specs))
+end
+
+return Running

@@ -1,0 +1,239 @@
+-- sluice.flow_source: split sources. The spec of their stages
+-- (SourceStage) is this module, sent by name like sluice.flow_layer; a
+-- SourceStage is a layer stage (its state is sluice.flow_layer's
+-- layer_init, its end sluice.flow_trigger's layer_done) that reads its
+-- events itself. The module also holds splittable and split_plan, which
+-- the planner (sluice.flow_plan) calls to find a split source and cut it.
+--
+-- A flow whose only source is a finite sluice.range or a sluice.lines and
+-- whose first layer computes something needs no producer stage in front of
+-- that layer: its stages read the source themselves and run the fused loop
+-- on what they read, as producers. Nothing is encoded or sent for the
+-- source. The source is cut into parts (sub-ranges, or the lines that
+-- start in a slice of the file's bytes) that the stages claim one at a
+-- time from a shared ticket, so a stage whose CPU is slower or busier just
+-- reads fewer parts. With stages = 1 the one stage claims them all, in
+-- order.
+
+local sluice = require("sluice")
+local E = require("sluice.flow_error")
+local codegen = require("sluice.flow_codegen")
+local LayerStage = require("sluice.flow_layer")
+local trigger = require("sluice.flow_trigger")
+
+local nilerr, on_error, stop_with, protected_init = E.nilerr, E.on_error, E.stop_with, E.protected_init
+local load_run, snapshot = codegen.load_run, codegen.snapshot
+local layer_init = LayerStage.layer_init
+local layer_done = trigger.layer_done
+
+-- Items read per run of the fused loop. handle_demand reads chunks until
+-- the demand is met, so small chunks keep its output close to the demand:
+-- less is buffered, and the worker turns sooner to the other stages it
+-- runs (with 1000-line chunks a 2-worker word count kept 1.25 cores busy;
+-- with 64, 1.9).
+local SPLIT_CHUNK = 64
+
+-- Parts per stage, and the smallest part worth claiming on its own.
+local PARTS_PER_STAGE = 16
+local MIN_PART_BYTES = 256 * 1024
+local MIN_PART_ITEMS = 16384
+
+-- a // b with a and b read as unsigned 64-bit integers (b ~= 0).
+local function udiv(a, b)
+  if b < 0 then return math.ult(a, b) and 0 or 1 end   -- b >= 2^63
+  if a >= 0 then return a // b end
+  local q = ((a >> 1) // b) << 1
+  if not math.ult(a - q * b, b) then q = q + 1 end
+  return q
+end
+
+-- A range cut into parts. A range may hold up to 2^64 numbers (all the
+-- integers), more than an integer counts, so the plan works with the
+-- index of its last number (count - 1), read as unsigned: the distance
+-- from first to last, which wraps around when it is 2^63 or more, is
+-- exact as an unsigned number, and so is first + i * step for any index
+-- i of the range. Part j (1..parts) holds q numbers, one more for the
+-- first r parts.
+local function range_plan(e, n)
+  local first, last, step = e.first, e.last, e.step
+  if (step > 0 and last < first) or (step < 0 and last > first) then
+    return { kind = "range", first = first, step = step, parts = 0, ticket = sluice._ticket() }
+  end
+  local top   -- count - 1
+  if step > 0 then top = udiv(last - first, step) else top = udiv(first - last, -step) end
+  local cap = n * PARTS_PER_STAGE
+  local parts = cap
+  if math.ult(top, cap * MIN_PART_ITEMS) then parts = math.max(1, math.min(cap, (top + 1) // MIN_PART_ITEMS)) end
+  -- count // parts and count % parts, from those of top
+  local q = udiv(top, parts)
+  local r = top - q * parts + 1
+  if r == parts then q, r = q + 1, 0 end
+  return { kind = "range", first = first, step = step, parts = parts, q = q, r = r, ticket = sluice._ticket() }
+end
+
+-- How enumerable e is cut for a layer of n stages. A file whose size is
+-- unknown (a pipe) or reads as 0 (a file under /proc, an empty file) is
+-- read from start to end by one stage: there are no byte offsets to cut
+-- it at.
+local function split_plan(e, n)
+  if e.__sluice_enum == "range" then return range_plan(e, n) end
+  local file, err = io.open(e.path, "rb")
+  if not file then error("sluice.lines: " .. err, 0) end
+  local size = file:seek("end")
+  file:close()
+  if size == nil or size == 0 then
+    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket() }
+  end
+  local parts = math.max(1, math.min(n * PARTS_PER_STAGE, size // MIN_PART_BYTES))
+  return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket() }
+end
+
+-- Claims the next part of the stage's plan; false once they are all taken.
+local function claim(st)
+  local plan = st.plan
+  local j = sluice._take(plan.ticket)
+  local k = plan.parts
+  if j > k then return false end
+  if plan.kind == "range" then
+    -- the index of the part's first number (unsigned: it may pass 2^63)
+    local q, r = plan.q, plan.r
+    local from = q * (j - 1) + math.min(j - 1, r)
+    st.next, st.left = plan.first + from * plan.step, q + (j <= r and 1 or 0)
+  elseif plan.size == nil then
+    st.reader = sluice._lines(plan.path)
+  else
+    st.reader = sluice._lines(plan.path, (plan.size * (j - 1)) // k, (plan.size * j) // k)
+  end
+  st.cur = true
+  return true
+end
+
+local SourceStage = { type = "producer" }
+
+local function source_init(cfg)
+  local st = layer_init(cfg)
+  st.plan = cfg.plan
+  -- when nothing it makes goes downstream (run, or a departition/take_sort
+  -- taking only the final state) the stage reads on whatever the demand
+  st.keep = not (cfg.discard or cfg.tag)
+  if cfg.plan.kind == "range" then st.run_range = load_run(cfg, cfg.range_src) end
+  return st
+end
+
+SourceStage.init = protected_init(source_init)
+
+-- Chunks one callback reads at most. A stage that emits little (a
+-- reducing layer emits nothing until the end) would otherwise read its
+-- whole input in one callback; after this many chunks it casts itself a
+-- note to go on, so that a stop, or the worker's other stages, get their
+-- turn in between.
+local CHUNKS_PER_CALL = 32
+local GO_ON = "__sluice_source_go_on"
+
+-- Runs the fused loop over the source until `demand` events came out,
+-- every part is read (then the layer's "done" follows) or the chunk budget
+-- is spent (then more is true).
+local function source_events(st, demand)
+  local out = {}
+  local cfg, keep = st.cfg, st.keep
+  local done, chunks = false, 0
+  repeat
+    chunks = chunks + 1
+    if not keep and #out > 0 then out = {} end
+    if not st.cur and not claim(st) then
+      done = true
+    elseif st.plan.kind == "range" then
+      -- as many numbers as the demand still asks for (a reducing layer
+      -- emits nothing until the end: large runs)
+      local k = (cfg.red or cfg.comb) and 16384 or demand - #out
+      if k < SPLIT_CHUNK then k = SPLIT_CHUNK end
+      if k > st.left then k = st.left end
+      if k > 0 then
+        local first, step = st.next, st.plan.step
+        local last = first + (k - 1) * step
+        st.acc = st.run_range(first, last, step, out, st.acc, st.seen)
+        st.next, st.left = last + step, st.left - k
+      end
+      if st.left == 0 then st.cur = nil end
+    else
+      local events = {}
+      if st.reader:read(SPLIT_CHUNK, events) then st.cur, st.reader = nil, nil end
+      local map_batch_fn = cfg.batch_fn
+      if map_batch_fn and #events > 0 then
+        events = map_batch_fn(events)
+        if type(events) ~= "table" then nilerr("map_batch", events) end
+        -- kept past the next chunk's map_batch call, which may change them
+        if keep then
+          local copy = {}
+          for i = 1, #events do
+            local v = events[i]
+            if type(v) == "table" then v = snapshot(v) end
+            copy[i] = v
+          end
+          events = copy
+        end
+      end
+      if st.run then st.acc = st.run(events, out, st.acc, st.seen)
+      else for i = 1, #events do out[#out + 1] = events[i] end end
+    end
+  until done or (keep and #out >= demand) or chunks >= CHUNKS_PER_CALL
+  local last
+  if done then last = layer_done(st) end
+  return out, done, last, not done and not (keep and #out >= demand)
+end
+
+-- Reads on for the demand not yet met (st.want).
+local function source_step(st)
+  local cfg = st.cfg
+  if st.finished or (st.want <= 0 and st.keep) then return {}, st end
+  local ok, out, done, last, more = xpcall(source_events, on_error, st, st.want)
+  if not ok then
+    stop_with(cfg.label, out)
+    st.finished = true
+    return {}, st
+  end
+  -- what came out beyond the demand waits in the stage's buffer, which
+  -- the engine serves before it asks handle_demand for more
+  st.want = math.max(0, st.want - #out)
+  if more and not st.going then
+    st.going = true
+    sluice.self():cast(GO_ON)
+  end
+  if not done then
+    -- a departition/take_sort downstream takes only the triggers' states
+    if not st.keep then return {}, st end
+    return out, st
+  end
+  st.finished = true
+  sluice.self():finish()
+  if cfg.discard then return {}, st end
+  if cfg.tag then return last, st end
+  for i = 1, #last do out[#out + 1] = last[i] end
+  return out, st
+end
+
+function SourceStage.handle_demand(demand, st)
+  st.want = (st.want or 0) + demand
+  return source_step(st)
+end
+
+function SourceStage.handle_cast(msg, st)
+  if msg ~= GO_ON then return {}, st end
+  st.going = false
+  return source_step(st)
+end
+
+-- The single finite range or lines source of f, when it can be split.
+local function splittable(f)
+  local src = f.src
+  if src.kind ~= "enumerables" or #src.enums ~= 1 then return nil end
+  local e = src.enums[1]
+  if type(e) ~= "table" then return nil end
+  if e.__sluice_enum == "range" and math.type(e.last) == "integer" and not f.batch_fn then return e end
+  if e.__sluice_enum == "lines" then return e end
+  return nil
+end
+
+SourceStage.splittable, SourceStage.split_plan = splittable, split_plan   -- (no callbacks) for the planner
+
+return SourceStage

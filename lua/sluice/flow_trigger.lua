@@ -1,0 +1,131 @@
+-- sluice.flow_trigger: what a layer emits when a window's trigger fires.
+-- The layer stage (sluice.flow_layer, and the split sources of
+-- sluice.flow_source) keeps its accumulator in st.acc and calls
+--   trigger_events(st, window)  the events of one trigger: on_trigger's,
+--                               or the accumulator's by the emit rules,
+--                               tagged for a departition/take_sort stage
+--   layer_done(st)              all the layer emits once its upstream ended
+--                               (the global window's "done")
+-- A departition/take_sort stage (sluice.flow_merge) receives the tagged
+-- states {TAG, partition index, window id, state}.
+local sluice = require("sluice")
+local E = require("sluice.flow_error")
+local join = require("sluice.flow_join")
+
+local op_error, nilerr = E.op_error, E.nilerr
+local join_done = join.join_done
+
+local M = {}
+
+-- The tag of a partition's triggered state sent to a departition or
+-- take_sort stage: {TAG, partition index, window id, state}.
+local TAG = "__sluice_state"
+
+-- Whether t is a sequence: its keys are exactly 1..#t.
+local function is_sequence(t)
+  local n = #t
+  local count = 0
+  for _ in pairs(t) do
+    count = count + 1
+    if count > n then return false end
+  end
+  return count == n
+end
+
+-- What a trigger emits from an accumulator without on_trigger (API.md §4
+-- emit rules).
+local function acc_events(cfg, acc)
+  local mode = cfg.emit_mode or "events"
+  if mode == "state" then return { acc } end
+  if mode == "nothing" then return {} end
+  if type(acc) ~= "table" then return { acc } end
+  local out = {}
+  if cfg.red.kind ~= "group_by" and cfg.red.kind ~= "group_by_key" and is_sequence(acc) then
+    for i = 1, #acc do out[i] = acc[i] end
+    return out
+  end
+  for k, v in pairs(acc) do out[#out + 1] = { k, v } end
+  return out
+end
+
+local function default_less(a, b) return a < b end
+
+local GLOBAL_DONE = { type = "global", id = "global", trigger = "done" }
+
+-- What a trigger emits: on_trigger's events or the accumulator's, tagged
+-- for a departition/take_sort downstream.
+local function trigger_events(st, window)
+  local cfg, acc = st.cfg, st.acc
+  local on_trigger_fn = cfg.trig
+  local events
+  if on_trigger_fn then
+    local w = { type = window.type, id = window.id, trigger = window.trigger }
+    events = on_trigger_fn(acc, { index = cfg.index, total = cfg.total }, w)
+    if type(events) ~= "table" then nilerr("on_trigger", events) end
+  elseif cfg.tag == "departition" then
+    -- without on_trigger a departition merges the accumulator itself
+    if cfg.emit_mode == "nothing" then return {} end
+    return { { TAG, cfg.index, window.id, acc } }
+  else
+    events = acc_events(cfg, acc)
+  end
+  if cfg.tag == "departition" then
+    local out = {}
+    for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i] } end
+    return out
+  elseif cfg.tag == "take_sort" then
+    local list = {}
+    for i = 1, #events do list[i] = events[i] end
+    local less_fn = cfg.less or default_less
+    table.sort(list, function(a, b) return (less_fn(a, b)) end)   -- not a tail call: names the operation
+    for i = #list, cfg.n + 1, -1 do list[i] = nil end
+    return { { TAG, cfg.index, window.id, list } }
+  end
+  return events
+end
+
+-- A keyed combining layer's accumulator cut into one table per partition:
+-- each key goes where the engine's hash of it sends it (as the key of an
+-- event would be sent).
+local function split_by_key(acc, n)
+  if type(acc) ~= "table" then
+    op_error("reduce", "a keyed accumulator must be a table, got " .. type(acc))
+  end
+  local parts, hash = {}, sluice._hash
+  for k, v in pairs(acc) do
+    local p = n == 1 and 1 or hash(k, n)
+    local part = parts[p]
+    if part == nil then part = {}; parts[p] = part end
+    part[k] = v
+  end
+  return parts
+end
+
+-- The global window's "done": what the layer emits once its upstream ended.
+local function layer_done(st)
+  local cfg = st.cfg
+  local out = {}
+  if cfg.join then
+    local rows = join_done(st)
+    if st.run then st.acc = st.run(rows, out, st.acc, st.seen) else out = rows end
+  end
+  if cfg.comb_acc then
+    local parts = split_by_key(st.acc, cfg.comb)
+    for p = 1, cfg.comb do
+      if parts[p] then out[#out + 1] = { p, parts[p] } end
+    end
+  elseif cfg.comb then
+    for p = 1, cfg.comb do
+      if st.acc[p] ~= nil then out[#out + 1] = { p, st.acc[p] } end
+    end
+  elseif cfg.red then
+    local events = trigger_events(st, GLOBAL_DONE)
+    for i = 1, #events do out[#out + 1] = events[i] end
+  end
+  return out
+end
+
+M.TAG, M.GLOBAL_DONE, M.default_less = TAG, GLOBAL_DONE, default_less
+M.trigger_events, M.layer_done = trigger_events, layer_done
+
+return M
