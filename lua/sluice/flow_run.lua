@@ -114,8 +114,15 @@ end
 
 -- Materialises f with a final main-thread collector; returns an iterator
 -- over the flow's output and a closer that stops the flow.
+-- The flow's errors are the caller's to raise: its stages print no crash
+-- report of their own.
+local function watch(run)
+  for _, entry in ipairs(run.stages) do sluice._watch(entry.stage) end
+end
+
 local function open(f, fn, discard)
   local run, outs = build(f, discard and { discard = true } or nil)
+  watch(run)
   local subs = {}
   for i, up in ipairs(outs) do subs[i] = subscription(up) end
   local ok, it, _, _, closer = pcall(sluice.stream, subs)
@@ -182,6 +189,7 @@ function Running:await(timeout)
     error("sluice.flow: await: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
   end
   local run = self.run
+  watch(run)
   local left = timeout
   while true do
     local waiting

@@ -117,6 +117,24 @@ function TestExit:test_flow_crash_report()
   lu.assertStrMatches(out, "sluice: flow 1 layer 1 stage 1 crashed in map: .*:%d+: bad 1\n")
 end
 
+-- A flow whose result is collected raises its error there, and prints
+-- no crash report.
+function TestExit:test_collected_flow_error_is_not_reported()
+  local out = H.run([[
+    local ok, err = pcall(function()
+      return sluice.flow.from_enumerable({1, 2, 3}, {stages = 1}):map(function(x) error("bad") end):to_list()
+    end)
+    print(ok, (err:match("^[^\n]*")))
+    local r = sluice.flow.from_enumerable({1, 2, 3}, {stages = 1}):map(function(x) error("worse") end):start()
+    local ok2, err2 = pcall(r.await, r)
+    print(ok2, (err2:match("^[^\n]*")))
+  ]], 2)
+  local got = lines_of(out)
+  lu.assertEquals(#got, 2)
+  lu.assertStrMatches(got[1], "false\tsluice.flow: flow 1 layer 1 stage 1 %(map%): .*:%d+: bad")
+  lu.assertStrMatches(got[2], "false\tsluice.flow: flow 2 layer 1 stage 1 %(map%): .*:%d+: worse.*")
+end
+
 -- An awaited stage reports its error through await only.
 function TestExit:test_awaited_crash_is_not_reported()
   local out = H.run([[
