@@ -26,6 +26,7 @@
 #include "status.h"
 #include "hash.h"
 #include "lines.h"
+#include "lwindow.h"
 
 sl_rt sl_rt_g;
 
@@ -890,6 +891,8 @@ int luaopen_sluice(lua_State *L) {
   sl_stage_open(L);
   sl_lines_open(L);
   lua_setfield(L, -2, "_lines");
+  sl_window_open_lua(L);
+  lua_setfield(L, -2, "_window");
   return 1;
 }
 

@@ -28,6 +28,7 @@ typedef struct reg_entry {
   int alive;
   int watched;     /* someone awaits its exit: no crash report */
   int finite;      /* a producer that ends by itself: at exit it may run to its end */
+  int at_exit;     /* alive when the exit began: what it is sent later is lost by the exit */
   char *reason;    /* encoded exit reason once dead */
   size_t rlen;
   struct reg_entry *next;
@@ -167,6 +168,15 @@ void st_reg_free(void) {
 
 
 /* The live stages: refs and types (malloc'd; *n of them). */
+/* Whether ref was alive when the exit began (st_live_stages). */
+int st_reg_at_exit(uint64_t ref) {
+  pthread_mutex_lock(&reg_mu);
+  reg_entry *e = reg_find(ref);
+  int a = e && e->at_exit;
+  pthread_mutex_unlock(&reg_mu);
+  return a;
+}
+
 uint64_t *st_live_stages(int **types, size_t *n) {
   size_t cap = 16, k = 0;
   uint64_t *refs = malloc(cap * sizeof *refs);
@@ -182,6 +192,7 @@ uint64_t *st_live_stages(int **types, size_t *n) {
         ts = realloc(ts, cap * sizeof *ts);
         if (!refs || !ts) abort();
       }
+      e->at_exit = 1;
       refs[k] = e->ref;
       ts[k++] = e->type | (e->finite ? EXIT_FINITE : 0);
     }

@@ -311,6 +311,12 @@ static void op_fail(sl_stage *st, const char *message) { set_error_msg(ls(st), m
 
 static void op_warn(sl_stage *st, const char *fmt, unsigned long long n) {
   char label[128], line[256];
+  /* a stage whose owner collects its outcome (a flow's result, an await)
+   * and that ends with an error: the owner gets the error, the events it
+   * held are part of that failure */
+  if (strncmp(fmt, "stopped with", 12) == 0 && !(sl_stage_reason(st)->flags & SL_REASON_NORMAL) &&
+      st_reg_watched(ls(st)->ref))
+    return;
   int len = snprintf(line, sizeof line, "sluice: %s ", stage_label(ls(st), label, sizeof label));
   len += snprintf(line + len, sizeof line - (size_t)len, fmt, n);
   if (len > (int)sizeof line - 2) len = (int)sizeof line - 2;

@@ -528,6 +528,16 @@ static int l_watch(lua_State *L) {
   return 0;
 }
 
+/* sluice._late(n): inside a callback, the running stage's stats().late
+ * becomes n (the events its window dropped as late so far). */
+static int l_late(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  stage *s = st_current_stage(L);
+  if (!s) return luaL_error(L, "sluice._late: not inside a stage callback");
+  s->late = n > 0 ? (uint64_t)n : 0;
+  return 0;
+}
+
 /* stage:alive() -> boolean */
 static int l_stage_alive(lua_State *L) {
   lua_pushboolean(L, st_reg_status(NULL, check_stage(L)) == 1);
@@ -674,7 +684,7 @@ void sl_stage_open(lua_State *L) {
     {"ask", l_from_ask}, {"cancel", l_from_cancel}, {"reply", l_from_reply}, {NULL, NULL}};
   static const luaL_Reg timer_methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {"_watch", l_watch}, {NULL, NULL}};
+    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {"_watch", l_watch}, {"_late", l_late}, {NULL, NULL}};
   static const luaL_Reg disp[] = {
     {"demand", l_disp_demand}, {"broadcast", l_disp_broadcast}, {"partition", l_disp_partition}, {NULL, NULL}};
   sl_rt_handle_methods(L, SL_H_STAGE, stage_methods);

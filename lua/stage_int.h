@@ -61,6 +61,7 @@ typedef struct stage {
   uint32_t nparts;
   selsub *sels;
   int sub_opts;           /* stack index of the options while a consumer subscribes */
+  uint64_t late;          /* events a window dropped as late (stats().late) */
   struct stage *hnext;
 } stage;
 
@@ -87,6 +88,7 @@ extern atomic_int st_shutting_down;
 #define EXIT_FINITE 16   /* in st_reg_live's types: a producer that ends by itself */
 
 /* registry.c */
+int st_reg_at_exit(uint64_t ref);
 uint64_t *st_live_stages(int **types, size_t *n);
 void st_reg_add(uint64_t ref, const char *name, int type, int finite);
 void st_reg_dead(uint64_t ref, const char *reason, size_t len);

@@ -285,7 +285,7 @@ void st_push_stats(stage *s) {
   lua_setfield(L, -2, "producers");
   lua_pushinteger(L, st.consumers);
   lua_setfield(L, -2, "consumers");
-  lua_pushinteger(L, 0);
+  lua_pushinteger(L, (lua_Integer)s->late);
   lua_setfield(L, -2, "late");
   lua_pushstring(L, type_names[s->type]);
   lua_setfield(L, -2, "type");
@@ -435,7 +435,7 @@ static uint64_t subscribe_to_ack(lua_State *L, sl_msg *m) {
  * subscribe is answered "noproc", a call or a synchronous subscribe "the
  * stage has stopped"; anything else is dropped. */
 static void stage_gone(lua_State *L, sl_msg *m) {
-  if (m->kind == SL_SM_EVENTS && atomic_load(&st_shutting_down))
+  if (m->kind == SL_SM_EVENTS && atomic_load(&st_shutting_down) && st_reg_at_exit(m->to))
     atomic_fetch_add(&st_lost_at_exit, m->batch.count);
   sl_msg *r = sl_stage_gone_reply(m);
   if (r) st_post(r->to, r);

@@ -16,6 +16,7 @@ local E = require("sluice.flow_error")
 local codegen = require("sluice.flow_codegen")
 local join = require("sluice.flow_join")
 local trigger = require("sluice.flow_trigger")
+local window = require("sluice.flow_window")
 
 local nilerr, nilacc, on_error, stop_with = E.nilerr, E.nilacc, E.on_error, E.stop_with
 local protected_init, ends_with_upstream = E.protected_init, E.ends_with_upstream
@@ -57,6 +58,7 @@ local function layer_init(cfg)
   end
   if cfg.merging then st.run = merge_run(red.merge) end
   if cfg.join then st.lt, st.rt = {}, {} end
+  if window.needed(cfg.window) then window.init(st, cfg) end
   return st
 end
 
@@ -66,6 +68,7 @@ function LayerStage.handle_subscribe(kind, opts, from, st)
   if kind == "producer" then
     local id = sluice._handle_id(from)
     st.ups[id] = true
+    if st.win then window.subscribed(st, id) end
     if opts.side then
       st.sides = st.sides or {}
       st.sides[id] = opts.side
@@ -84,6 +87,7 @@ local function layer_events(st, events, from)
     events = map_batch_fn(events)
     if type(events) ~= "table" then nilerr("map_batch", events) end
   end
+  if st.win then return window.events(st, events, sluice._handle_id(from)) end
   local run = st.run
   if not run then return events end
   local out = {}
@@ -98,11 +102,46 @@ function LayerStage.handle_events(events, from, st)
     return {}, st
   end
   -- a departition/take_sort downstream takes only the triggers' states
-  if st.cfg.discard or st.cfg.tag then return {}, st end
+  if st.cfg.discard or (st.cfg.tag and not st.win) then return {}, st end
   return out, st
 end
 
-LayerStage.handle_cancel = ends_with_upstream(layer_done)
+local global_cancel = ends_with_upstream(layer_done)
+
+-- A producer left: without windows the global window ends with the last
+-- one; with windows the machine hears of each (a producer that is done no
+-- longer holds the watermark back) and fires what that ends.
+function LayerStage.handle_cancel(reason, from, st)
+  if not st.win then return global_cancel(reason, from, st) end
+  local id = sluice._handle_id(from)
+  if not st.ups[id] then return {}, st end   -- a consumer left
+  st.left = st.left - 1
+  if not sluice._is_normal(reason[2]) then return {}, st end
+  local ok, out = xpcall(window.producer_done, on_error, st, id)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
+  end
+  if st.left == 0 then sluice.self():finish() end
+  if st.cfg.discard then return {}, st end
+  return out, st
+end
+
+-- stage:send messages: the window machine's timers and {"trigger", name}.
+function LayerStage.handle_info(msg, st)
+  local ok, out = xpcall(function()
+    if st.win then return window.info(st, msg) or {} end
+    local out = {}
+    window.global_message(st, msg, out)
+    return out
+  end, on_error)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    return {}, st
+  end
+  if st.cfg.discard then return {}, st end
+  return out, st
+end
 
 LayerStage.layer_init = layer_init   -- (no callback) for sluice.flow_source
 

@@ -13,6 +13,7 @@ local compile = require("sluice.flow_codegen").compile
 local LayerStage = require("sluice.flow_layer")
 local SourceStage = require("sluice.flow_source")
 local MergeStage = require("sluice.flow_merge")
+local window = require("sluice.flow_window")
 
 local inspect = sluice.inspect
 local split_entry = check.split_entry
@@ -141,7 +142,7 @@ local function layer_cfgs(f, n, extra, merging)
   if not merging and (#f.ops > 0 or f.red or comb) then src, F = compile(f.ops, f.red, nil, comb, copies(extra)) end
   local cfgs = {}
   for i = 1, n do
-    local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode,
+    local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode, window = f.opts.window,
                   batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
                   buffer_keep = f.opts.buffer_keep, merging = merging or nil }
     for k, v in pairs(extra or {}) do cfg[k] = v end
@@ -153,15 +154,24 @@ local function layer_cfgs(f, n, extra, merging)
   return cfgs
 end
 
--- A window other than the default global one needs computation, and this
--- version has only the global window.
+-- A window other than the plain global one needs a reducing operation in
+-- its layer; window joins and custom triggers are not built yet.
 local function check_window(f)
   local w = f.opts.window
-  if w == nil or w.type == "global" then return end
+  if w == nil or not window.needed(w) and w.custom == nil then return end
   if not has_work(f) and f.src.kind ~= "join" then
     error("sluice.flow: a window was set but no computation is happening on this layer", 0)
   end
-  error(("sluice.flow: window type %s is not supported by this version (only global)"):format(inspect(w.type)), 0)
+  if w.custom ~= nil then
+    error("sluice.flow: custom window triggers (window:trigger) are not built in this version", 0)
+  end
+  if f.src.kind == "join" then
+    error(("sluice.flow: window_join with a %s window is not built in this version (bounded_join is)"):format(w.type), 0)
+  end
+  if not f.red then
+    error(("sluice.flow: a %s window needs a reducing operation in its layer (reduce, emit_and_reduce, "
+      .. "group_by, group_by_key, uniq or uniq_by)"):format(w.type), 0)
+  end
 end
 
 -- Starts the source producers of f with the given dispatcher; returns
@@ -232,6 +242,7 @@ end
 local function combining(f, n)
   local red, src = f.red, f.src
   if not (red and red.kind == "reduce" and red.merge) or src.dispatch ~= "partition" then return nil end
+  if window.needed(f.opts.window) then return nil end   -- accumulators are per window
   if f.batch_fn or f.opts.on_init then return nil end
   for _, op in ipairs(f.ops) do
     if op.op == "uniq" or op.op == "uniq_by" then return nil end
@@ -270,7 +281,7 @@ function materialize(run, f, dispatcher, extra)
     if not work and not (src.kind == "stages" and needs_disp) then
       return start_sources(run, f, dispatcher)
     end
-    local whole = work and splittable(f)
+    local whole = work and not window.needed(f.opts.window) and splittable(f)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
       local range_src = whole.__sluice_enum == "range"

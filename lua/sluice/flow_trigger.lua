@@ -3,7 +3,8 @@
 -- sluice.flow_source) keeps its accumulator in st.acc and calls
 --   trigger_events(st, window)  the events of one trigger: on_trigger's,
 --                               or the accumulator's by the emit rules,
---                               tagged for a departition/take_sort stage
+--                               tagged for a departition/take_sort stage;
+--                               and on_trigger's new accumulator, if any
 --   layer_done(st)              all the layer emits once its upstream ended
 --                               (the global window's "done")
 -- A departition/take_sort stage (sluice.flow_merge) receives the tagged
@@ -57,10 +58,10 @@ local GLOBAL_DONE = { type = "global", id = "global", trigger = "done" }
 local function trigger_events(st, window)
   local cfg, acc = st.cfg, st.acc
   local on_trigger_fn = cfg.trig
-  local events
+  local events, new_acc
   if on_trigger_fn then
-    local w = { type = window.type, id = window.id, trigger = window.trigger }
-    events = on_trigger_fn(acc, { index = cfg.index, total = cfg.total }, w)
+    local w = { type = window.type, id = window.id, trigger = window.trigger, key = window.key }
+    events, new_acc = on_trigger_fn(acc, { index = cfg.index, total = cfg.total }, w)
     if type(events) ~= "table" then nilerr("on_trigger", events) end
   elseif cfg.tag == "departition" then
     -- without on_trigger a departition merges the accumulator itself
@@ -72,16 +73,16 @@ local function trigger_events(st, window)
   if cfg.tag == "departition" then
     local out = {}
     for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i] } end
-    return out
+    return out, new_acc
   elseif cfg.tag == "take_sort" then
     local list = {}
     for i = 1, #events do list[i] = events[i] end
     local less_fn = cfg.less or default_less
     table.sort(list, function(a, b) return (less_fn(a, b)) end)   -- not a tail call: names the operation
     for i = #list, cfg.n + 1, -1 do list[i] = nil end
-    return { { TAG, cfg.index, window.id, list } }
+    return { { TAG, cfg.index, window.id, list } }, new_acc
   end
-  return events
+  return events, new_acc
 end
 
 -- A keyed combining layer's accumulator cut into one table per partition:
@@ -119,7 +120,7 @@ local function layer_done(st)
       if st.acc[p] ~= nil then out[#out + 1] = { p, st.acc[p] } end
     end
   elseif cfg.red then
-    local events = trigger_events(st, GLOBAL_DONE)
+    local events = (trigger_events(st, GLOBAL_DONE))
     for i = 1, #events do out[#out + 1] = events[i] end
   end
   return out

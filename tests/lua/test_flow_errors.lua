@@ -162,16 +162,15 @@ function TestFlowBuildErrors:test_demand_options_out_of_range()
 end
 
 function TestFlowBuildErrors:test_window_on_a_layer_without_computation()
-  -- only the global window exists in this version; another kind of window
-  -- stands in for the future ones
-  local other = { type = "count", n = 10 }
+  local other = sluice.window.count(10)
   local fl = F.from_enumerable({ 1, 2 }, { window = other })
   lu.assertEquals(err_of(fl.to_list, fl), "sluice.flow: a window was set but no computation is happening on this layer")
   local p = F.from_enumerable({ 1, 2 }):partition({ stages = 2, window = other })
   lu.assertEquals(err_of(p.run, p), "sluice.flow: a window was set but no computation is happening on this layer")
   local computing = p:map(ident)
   lu.assertEquals(err_of(computing.start, computing),
-    'sluice.flow: window type "count" is not supported by this version (only global)')
+    "sluice.flow: a count window needs a reducing operation in its layer (reduce, emit_and_reduce, "
+    .. "group_by, group_by_key, uniq or uniq_by)")
   -- the global window is fine anywhere
   lu.assertEquals(F.from_enumerable({ 1, 2 }, { stages = 1, window = sluice.window.global() }):to_list(), { 1, 2 })
   assert_healthy()

@@ -1,0 +1,167 @@
+-- sluice.flow_window: windows in a layer stage (other than the plain
+-- global window, which sluice.flow_layer runs without any of this).
+--
+-- The engine's window state machine (lua/window.c over engine/window.c)
+-- decides which window each incoming event belongs to and when windows
+-- fire; this module keeps one accumulator per open window and applies the
+-- machine's actions in order:
+--   {"run", window, events}        the events go through the layer's fused
+--                                  loop into that window's accumulator
+--   {"fire", window, trigger, ends} on_trigger (or the emit rules) for the
+--                                  window; at its end the accumulator goes
+-- so that the output follows arrival order. Timers the machine asks for
+-- (lateness, periodic windows, trigger_periodically) come back to the
+-- stage as a stage:send message; so do {"trigger", name} messages.
+local sluice = require("sluice")
+local E = require("sluice.flow_error")
+local trigger = require("sluice.flow_trigger")
+
+local nilacc = E.nilacc
+local trigger_events = trigger.trigger_events
+
+local M = {}
+
+local TIMER = "__sluice_window_timer"
+
+-- Whether a layer with window w needs the window machine.
+function M.needed(w)
+  return w ~= nil and (w.type ~= "global" or w.every_n ~= nil or w.periodically_ms ~= nil)
+end
+
+-- Sets up the machine of a layer stage (after layer_init).
+function M.init(st, cfg)
+  local w = cfg.window
+  st.win = sluice._window({
+    kind = w.type, count = w.count, size_ms = w.size_ms, every_ms = w.every_ms,
+    lateness_ms = w.lateness_ms or -1, trigger_every = w.every_n or 0,
+    periodically_ms = w.periodically_ms or 0, producers = math.max(cfg.producers, 1),
+    by = w.by, key = w.key,
+  })
+  st.wtype = w.type
+  st.accs = {}     -- window id -> accumulator (sessions: key -> id -> accumulator)
+  st.pidx = {}     -- subscription id -> producer index (1..)
+  st.np = 0
+  st.late = 0
+  st.acc = nil     -- each window has its own
+end
+
+-- A producer subscribed: it gets the next index.
+function M.subscribed(st, id)
+  st.np = st.np + 1
+  st.pidx[id] = st.np
+end
+
+local function slot(st, win)
+  if win.key == nil then return st.accs end
+  local t = st.accs[win.key]
+  if t == nil then
+    t = {}
+    st.accs[win.key] = t
+  end
+  return t
+end
+
+local function fresh(st)
+  local red = st.cfg.red
+  if not red or not red.acc then return {} end
+  local acc = red.acc()
+  if acc == nil then nilacc("accumulator", "acc_fun") end
+  return acc
+end
+
+local function window_id(st, win)
+  if st.wtype == "global" then return "global" end
+  return win.id
+end
+
+-- Applies the machine's actions, appending the output to out.
+local function apply(st, actions, out)
+  local run = st.run
+  -- a departition/take_sort downstream takes only the triggers' states
+  local run_out = st.cfg.tag and {} or out
+  for i = 1, #actions do
+    local a = actions[i]
+    local win = a[2]
+    local t = slot(st, win)
+    local acc = t[win.id]
+    if acc == nil then acc = fresh(st) end
+    if a[1] == "run" then
+      if run then acc = run(a[3], run_out, acc, st.seen) end
+      t[win.id] = acc
+    else
+      st.acc = acc
+      local events, new_acc = trigger_events(st, { type = st.wtype, id = window_id(st, win), key = win.key,
+                                                   trigger = a[3] })
+      for j = 1, #events do out[#out + 1] = events[j] end
+      if a[4] then
+        t[win.id] = nil
+        if win.key ~= nil and next(t) == nil then st.accs[win.key] = nil end
+      elseif new_acc ~= nil then
+        t[win.id] = new_acc
+      else
+        t[win.id] = acc
+      end
+      st.acc = nil
+    end
+  end
+  local late = st.win:late()
+  if late ~= st.late then
+    st.late = late
+    sluice._late(late)
+  end
+end
+
+-- Arms the stage's one timer for the machine's next due time.
+local function arm(st)
+  local d = st.win:next_due()
+  if st.timer then
+    st.timer:cancel()
+    st.timer = nil
+  end
+  if d then st.timer = sluice.self():send_after(d, { TIMER }) end
+end
+
+-- One batch (after map_batch) from subscription id.
+function M.events(st, events, id)
+  local out = {}
+  apply(st, st.win:batch(st.pidx[id], events), out)
+  arm(st)
+  return out
+end
+
+-- A producer ended normally; returns the output and whether it was the last.
+function M.producer_done(st, id)
+  local out = {}
+  apply(st, st.win:producer_done(st.pidx[id]), out)
+  arm(st)
+  return out
+end
+
+-- A stage:send message: the machine's timer, or {"trigger", name}. Returns
+-- the output, or nil when the message is not the window's.
+function M.info(st, msg)
+  if type(msg) ~= "table" then return nil end
+  local out = {}
+  if msg[1] == TIMER then
+    st.timer = nil
+    apply(st, st.win:timer(), out)
+  elseif msg[1] == "trigger" and msg[2] ~= nil then
+    apply(st, st.win:message(msg[2]), out)
+  else
+    return nil
+  end
+  arm(st)
+  return out
+end
+
+-- The layer's global window without the machine: a {"trigger", name}
+-- message fires name on it (the accumulator goes on).
+function M.global_message(st, msg, out)
+  if type(msg) ~= "table" or msg[1] ~= "trigger" or msg[2] == nil or not st.cfg.red then return false end
+  local events, new_acc = trigger_events(st, { type = "global", id = "global", trigger = msg[2] })
+  for j = 1, #events do out[#out + 1] = events[j] end
+  if new_acc ~= nil then st.acc = new_acc end
+  return true
+end
+
+return M

@@ -1,0 +1,357 @@
+/* window: the binding of the engine's window state machine (engine/window.h)
+ * for the layer stages of a flow.
+ *
+ *   sluice._window(spec) -> w        one per layer stage, on its worker
+ *   w:batch(p, events) -> actions    p: 1-based producer of the batch
+ *   w:producer_done(p) -> actions
+ *   w:timer() -> actions             the timer asked by w:next_due() is due
+ *   w:message(name) -> actions       a {"trigger", name} message
+ *   w:fire(name) -> actions          a custom trigger on every open window
+ *   w:next_due() -> ms | nil         delay until the machine's next timer
+ *   w:late() -> n                    events dropped as late so far
+ *
+ * spec: {kind = "global" | "count" | "fixed" | "periodic" | "session" |
+ * "sliding", count, size_ms, every_ms, lateness_ms, trigger_every,
+ * periodically_ms, producers, by = {index = i} | {field = name} | function,
+ * key = nil | {index = i} | {field = name} | function}.
+ *
+ * Event times and session keys are read here: a key spec reads the
+ * event's field in C, with no Lua call; a function is called once per
+ * event. Session keys are mapped to ids (the machine's key) in a table
+ * kept with the window, so any Lua value can be a key.
+ *
+ * An action is a table: {"run", window, events} with the events of the
+ * batch that go to that window, in order, or {"fire", window, trigger,
+ * ends}, where window = {id = <id>, key = <session key or nil>} and
+ * trigger is "done", "watermark", "every", "periodically", or the name of
+ * a message or custom trigger. Times are ms from the monotonic clock. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "rt.h"
+#include "sched.h"
+#include "status.h"
+#include "window.h"
+#include "lwindow.h"
+
+#define WINDOW_MT "sluice.window"
+
+typedef struct lwin {
+  sl_window *w;
+  sl_win_out out;
+  int64_t *times;
+  uint64_t *keys;
+  size_t cap;
+  int timed;      /* the kind has event times */
+  int keyed;      /* sessions per key */
+} lwin;
+
+/* uservalue slots: 1 spec.by, 2 spec.key, 3 key value -> id, 4 id -> key value, 5 name -> id, 6 id -> name */
+enum { UV_BY = 1, UV_KEY, UV_KEY_ID, UV_ID_KEY, UV_NAME_ID, UV_ID_NAME, UV_N = UV_ID_NAME };
+
+static lwin *check_win(lua_State *L) { return luaL_checkudata(L, 1, WINDOW_MT); }
+
+static int l_gc(lua_State *L) {
+  lwin *x = luaL_checkudata(L, 1, WINDOW_MT);
+  if (x->w) sl_window_free(x->w);
+  x->w = NULL;
+  sl_win_out_free(&x->out);
+  free(x->times);
+  free(x->keys);
+  x->times = NULL;
+  x->keys = NULL;
+  return 0;
+}
+
+static lua_Integer field_int(lua_State *L, int t, const char *k, lua_Integer def) {
+  lua_getfield(L, t, k);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* sluice._window(spec) -> w */
+static int l_window(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  static const char *const kinds[] = {"global", "count", "fixed", "periodic", "session", "sliding", NULL};
+  static const sl_window_kind kv[] = {SL_WIN_GLOBAL, SL_WIN_COUNT, SL_WIN_FIXED, SL_WIN_PERIODIC, SL_WIN_SESSION,
+                                      SL_WIN_SLIDING};
+  lua_getfield(L, 1, "kind");
+  int k = luaL_checkoption(L, -1, NULL, kinds);
+  lua_pop(L, 1);
+  sl_window_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.kind = kv[k];
+  spec.count = (uint64_t)field_int(L, 1, "count", 0);
+  spec.size_ms = field_int(L, 1, "size_ms", 0);
+  spec.every_ms = field_int(L, 1, "every_ms", 0);
+  spec.lateness_ms = field_int(L, 1, "lateness_ms", -1);
+  spec.trigger_every = (uint64_t)field_int(L, 1, "trigger_every", 0);
+  spec.periodically_ms = field_int(L, 1, "periodically_ms", 0);
+  spec.producers = (uint32_t)field_int(L, 1, "producers", 1);
+  lwin *x = lua_newuserdatauv(L, sizeof *x, UV_N);
+  memset(x, 0, sizeof *x);
+  sl_win_out_init(&x->out);
+  luaL_setmetatable(L, WINDOW_MT);
+  int rc = sl_window_new(&spec, sl_now_ms(), &x->w);
+  if (rc != 0) return luaL_error(L, "window: %s", sl_strerror(rc));
+  x->timed = spec.kind == SL_WIN_FIXED || spec.kind == SL_WIN_SESSION || spec.kind == SL_WIN_SLIDING;
+  lua_getfield(L, 1, "by");
+  lua_setiuservalue(L, -2, UV_BY);
+  lua_getfield(L, 1, "key");
+  x->keyed = spec.kind == SL_WIN_SESSION && !lua_isnil(L, -1);
+  lua_setiuservalue(L, -2, UV_KEY);
+  for (int i = UV_KEY_ID; i <= UV_ID_NAME; i++) {
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, i);
+  }
+  return 1;
+}
+
+/* Pushes the part of event e (at index ev) that spec (at index sp) names:
+ * {index = i}, {field = name}, or the result of a function. */
+static void push_part(lua_State *L, int sp, int ev) {
+  if (lua_isfunction(L, sp)) {
+    lua_pushvalue(L, sp);
+    lua_pushvalue(L, ev);
+    lua_call(L, 1, 1);
+    return;
+  }
+  if (!lua_istable(L, ev)) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_getfield(L, sp, "index");
+  if (lua_isinteger(L, -1)) {
+    lua_Integer i = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, ev, i);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, sp, "field");
+  const char *f = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  if (f) lua_getfield(L, ev, f);
+  else lua_pushnil(L);
+}
+
+static int grow(lwin *x, size_t n) {
+  if (n <= x->cap) return 0;
+  size_t cap = x->cap ? x->cap : 256;
+  while (cap < n) cap *= 2;
+  int64_t *t = realloc(x->times, cap * sizeof *t);
+  if (!t) return SL_ENOMEM;
+  x->times = t;
+  uint64_t *k = realloc(x->keys, cap * sizeof *k);
+  if (!k) return SL_ENOMEM;
+  x->keys = k;
+  x->cap = cap;
+  return 0;
+}
+
+/* The id of the session key at the stack top (popped); 1.. */
+static uint64_t key_id(lua_State *L, int ud) {
+  int kv = lua_gettop(L);
+  if (lua_isnil(L, kv)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getiuservalue(L, ud, UV_KEY_ID);
+  lua_pushvalue(L, kv);
+  uint64_t id;
+  if (lua_rawget(L, -2) == LUA_TNUMBER) {
+    id = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
+    lua_getiuservalue(L, ud, UV_ID_KEY);
+    id = (uint64_t)lua_rawlen(L, -1) + 1;
+    lua_pushvalue(L, kv);
+    lua_rawseti(L, -2, (lua_Integer)id);
+    lua_pop(L, 1);
+    lua_pushvalue(L, kv);
+    lua_pushinteger(L, (lua_Integer)id);
+    lua_rawset(L, -3);
+  }
+  lua_settop(L, kv - 1);
+  return id;
+}
+
+static const char *const trigger_names[] = {"done", "watermark", "every", "periodically"};
+
+/* Pushes the actions of x->out as an array; events (at index ev, or 0) are
+ * the batch the RUNs index into. */
+static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
+  lua_createtable(L, (int)x->out.nacts, 0);
+  int arr = lua_gettop(L);
+  for (size_t i = 0; i < x->out.nacts; i++) {
+    const sl_win_action *a = &x->out.acts[i];
+    int fire = a->op == SL_WIN_FIRE;
+    lua_createtable(L, 4, 0);
+    lua_pushstring(L, fire ? "fire" : "run");
+    lua_rawseti(L, -2, 1);
+    lua_createtable(L, 0, 2);                     /* the window */
+    lua_pushinteger(L, (lua_Integer)a->win.id);
+    lua_setfield(L, -2, "id");
+    if (a->win.key) {
+      lua_getiuservalue(L, ud, UV_ID_KEY);
+      lua_rawgeti(L, -1, (lua_Integer)a->win.key);
+      lua_setfield(L, -3, "key");
+      lua_pop(L, 1);
+    }
+    lua_rawseti(L, -2, 2);
+    if (fire) {
+      if (a->trigger == SL_TRIG_MESSAGE || a->trigger == SL_TRIG_CUSTOM) {
+        lua_getiuservalue(L, ud, UV_ID_NAME);
+        lua_rawgeti(L, -1, (lua_Integer)a->name_id);
+        lua_remove(L, -2);
+      } else {
+        lua_pushstring(L, trigger_names[a->trigger]);
+      }
+      lua_rawseti(L, -2, 3);
+      lua_pushboolean(L, a->ends);
+      lua_rawseti(L, -2, 4);
+    } else {
+      lua_createtable(L, (int)a->n, 0);
+      for (uint32_t j = 0; j < a->n; j++) {
+        lua_rawgeti(L, ev, (lua_Integer)x->out.idx[a->from + j] + 1);
+        lua_rawseti(L, -2, (lua_Integer)j + 1);
+      }
+      lua_rawseti(L, -2, 3);
+    }
+    lua_rawseti(L, arr, (lua_Integer)i + 1);
+  }
+}
+
+static int finish(lua_State *L, lwin *x, int rc, int ev, const char *what) {
+  if (rc != 0) {
+    sl_win_out_reset(&x->out);
+    return luaL_error(L, "window: %s: %s", what, sl_strerror(rc));
+  }
+  push_actions(L, 1, x, ev);
+  sl_win_out_reset(&x->out);
+  return 1;
+}
+
+static uint32_t check_producer(lua_State *L, int idx) {
+  lua_Integer p = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, p >= 1 && p <= UINT32_MAX, idx, "producer out of range");
+  return (uint32_t)(p - 1);
+}
+
+/* w:batch(p, events) -> actions */
+static int l_batch(lua_State *L) {
+  lwin *x = check_win(L);
+  uint32_t p = check_producer(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Unsigned n = lua_rawlen(L, 3);
+  if (n > UINT32_MAX) return luaL_error(L, "window: too many events in one batch");
+  if (grow(x, (size_t)n) != 0) return luaL_error(L, "window: not enough memory");
+  lua_settop(L, 3);
+  lua_getiuservalue(L, 1, UV_BY);                  /* 4 */
+  lua_getiuservalue(L, 1, UV_KEY);                 /* 5 */
+  for (lua_Unsigned i = 0; i < n && (x->timed || x->keyed); i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);         /* 6: the event */
+    if (x->timed) {
+      push_part(L, 4, 6);
+      int isint = 0;
+      lua_Integer t = lua_tointegerx(L, -1, &isint);
+      if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX)
+        return luaL_error(L, "window: the event time (by) must be an integer of ms, got %s for event %d",
+                          luaL_tolstring(L, -1, NULL), (int)i + 1);
+      x->times[i] = (int64_t)t;
+      lua_pop(L, 1);
+    }
+    if (x->keyed) {
+      push_part(L, 5, 6);
+      x->keys[i] = key_id(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  int rc = sl_window_batch(x->w, p, (uint32_t)n, x->timed ? x->times : NULL, x->keyed ? x->keys : NULL,
+                           sl_now_ms(), &x->out);
+  return finish(L, x, rc, 3, "batch");
+}
+
+/* w:producer_done(p) -> actions */
+static int l_producer_done(lua_State *L) {
+  lwin *x = check_win(L);
+  uint32_t p = check_producer(L, 2);
+  return finish(L, x, sl_window_producer_done(x->w, p, sl_now_ms(), &x->out), 0, "producer_done");
+}
+
+/* w:timer() -> actions */
+static int l_timer(lua_State *L) {
+  lwin *x = check_win(L);
+  return finish(L, x, sl_window_timer(x->w, sl_now_ms(), &x->out), 0, "timer");
+}
+
+/* The id of trigger name at idx (any value but nil). */
+static uint64_t name_id(lua_State *L, int idx) {
+  luaL_checkany(L, idx);
+  lua_getiuservalue(L, 1, UV_NAME_ID);
+  lua_pushvalue(L, idx);
+  uint64_t id;
+  if (lua_rawget(L, -2) == LUA_TNUMBER) {
+    id = (uint64_t)lua_tointeger(L, -1);
+  } else {
+    lua_getiuservalue(L, 1, UV_ID_NAME);
+    id = (uint64_t)lua_rawlen(L, -1) + 1;
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, (lua_Integer)id);
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    lua_pushinteger(L, (lua_Integer)id);
+    lua_rawset(L, -4);
+  }
+  lua_pop(L, 2);
+  return id;
+}
+
+/* w:message(name) -> actions */
+static int l_message(lua_State *L) {
+  lwin *x = check_win(L);
+  uint64_t id = name_id(L, 2);
+  return finish(L, x, sl_window_message(x->w, id, &x->out), 0, "message");
+}
+
+/* w:fire(name) -> actions: a custom trigger on every open window */
+static int l_fire(lua_State *L) {
+  lwin *x = check_win(L);
+  uint64_t id = name_id(L, 2);
+  return finish(L, x, sl_window_fire_open(x->w, SL_TRIG_CUSTOM, id, &x->out), 0, "fire");
+}
+
+/* w:next_due() -> ms from now (>= 0), or nil */
+static int l_next_due(lua_State *L) {
+  lwin *x = check_win(L);
+  int64_t due = sl_window_next_due(x->w);
+  if (due < 0) return 0;
+  int64_t d = due - sl_now_ms();
+  lua_pushinteger(L, d > 0 ? d : 0);
+  return 1;
+}
+
+/* w:late() -> events dropped as late so far */
+static int l_late(lua_State *L) {
+  lwin *x = check_win(L);
+  lua_pushinteger(L, (lua_Integer)sl_window_late_total(x->w));
+  return 1;
+}
+
+int sl_window_open_lua(lua_State *L) {
+  static const luaL_Reg methods[] = {{"batch", l_batch}, {"producer_done", l_producer_done}, {"timer", l_timer},
+                                     {"message", l_message}, {"fire", l_fire}, {"next_due", l_next_due},
+                                     {"late", l_late}, {NULL, NULL}};
+  if (luaL_newmetatable(L, WINDOW_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_window);
+  return 1;
+}
