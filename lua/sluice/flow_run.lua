@@ -224,6 +224,18 @@ function Running:stop()
   stop_all(self.run)
 end
 
+--- running:send(msg): stage:send(msg) to every live stage of the flow's
+--- layers (not its sources or sink); running:send({"trigger", name}) fires
+--- the trigger `name` on every open window.
+function Running:send(msg)
+  for _, entry in ipairs(self.run.stages) do
+    if entry.layer and entry.layer >= 1 and entry.owned and entry.stage:alive()
+      and not entry.label:find(" sink$") then
+      entry.stage:send(msg)
+    end
+  end
+end
+
 --- running:stats() -> one stage:stats() table per live stage, with its
 --- name, layer (0: sources) and partition.
 function Running:stats()

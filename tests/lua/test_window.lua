@@ -1,0 +1,285 @@
+-- Flow windows and triggers: each window type with exact expected output
+-- over sluice.range and hand-made event-time data (stages = 1 and an
+-- explicit max_demand where batch boundaries matter), session and sliding
+-- windows against a brute-force computation on seeded random data, late
+-- events in stats().late, and triggers.
+local lu = require("luaunit")
+local F, W = sluice.flow, sluice.window
+
+local function sum(x, a) return a + x end
+local function zero() return 0 end
+local function count(_, a) return a + 1 end
+
+-- on_trigger that emits {id, trigger, acc}
+local function tagged(acc, _, w) return { { w.id, w.trigger, acc } } end
+
+local function sorted(t, less)
+  table.sort(t, less or function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return tostring(a[2]) < tostring(b[2])
+  end)
+  return t
+end
+
+TestWindow = {}
+
+-- Flow's examples: 1..100 with count(10) gives ten sums and an empty 11th
+-- window; 1..25 gives three windows.
+function TestWindow:test_count()
+  local r = F.from_enumerable(sluice.range(1, 100), { stages = 1, window = W.count(10) })
+    :reduce(zero, sum):to_list()
+  lu.assertEquals(r, { 55, 155, 255, 355, 455, 555, 655, 755, 855, 955, 0 })
+  local r2 = F.from_enumerable(sluice.range(1, 25), { stages = 1, window = W.count(10), max_demand = 3 })
+    :reduce(zero, sum):on_trigger(tagged):to_list()
+  lu.assertEquals(r2, { { 1, "done", 55 }, { 2, "done", 155 }, { 3, "done", 115 } })
+end
+
+-- Count windows count events as they enter, before the layer's mappers.
+function TestWindow:test_count_before_mappers()
+  local r = F.from_enumerable(sluice.range(1, 6), { stages = 1, window = W.count(2) })
+    :filter(function(x) return x % 2 == 1 end)
+    :reduce(zero, count):to_list()
+  lu.assertEquals(r, { 1, 1, 1, 0 })
+end
+
+-- Fixed windows: gap windows fire with a fresh accumulator, in order.
+function TestWindow:test_fixed_gap_windows()
+  local ev = { { 0, "a" }, { 500, "b" }, { 3500, "c" }, { 3600, "d" } }
+  local r = F.from_enumerable(ev, { stages = 1, window = W.fixed(1, "second", { index = 1 }) })
+    :reduce(zero, count):on_trigger(tagged):to_list()
+  lu.assertEquals(r, { { 0, "done", 2 }, { 1000, "done", 0 }, { 2000, "done", 0 }, { 3000, "done", 2 } })
+end
+
+-- The event time may come from a function; windows on a partition.
+function TestWindow:test_fixed_on_a_partition()
+  local ev = {}
+  for i = 0, 99 do ev[#ev + 1] = { ts = i * 100, user = "u" .. (i % 3) } end
+  local r = F.from_enumerable(ev, { stages = 2 })
+    :partition({ stages = 2, key = { field = "user" }, window = W.fixed(2, "second", function(e) return e.ts end) })
+    :reduce(zero, count)
+    :on_trigger(function(acc, p, w) return { { w.id, acc } } end)
+    :to_list()
+  local totals = {}
+  for _, x in ipairs(r) do totals[x[1]] = (totals[x[1]] or 0) + x[2] end
+  lu.assertEquals(totals, { [0] = 20, [2000] = 20, [4000] = 20, [6000] = 20, [8000] = 20 })
+end
+
+-- An event whose window has already closed is dropped and counted late.
+function TestWindow:test_late_events()
+  local ev = { { 5000 }, { 6100 }, { 1000 }, { 6200 } }
+  local h = F.from_enumerable(ev, { stages = 1, max_demand = 1, window = W.fixed(1, "second", { index = 1 }) })
+    :reduce(zero, count):on_trigger(tagged)
+  local r = h:to_list()
+  lu.assertEquals(r, { { 5000, "done", 1 }, { 6000, "done", 2 } })
+  -- through a source that stays open, to read stats().late
+  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
+    handle_cast = function(evs, s) return evs, s end }, nil)
+  local run = F.from_stages({ src }, { stages = 1, max_demand = 1, window = W.fixed(1, "second", { index = 1 }) })
+    :reduce(zero, count):start()
+  for _, e in ipairs(ev) do src:cast({ e }) end
+  local late
+  for _ = 1, 200 do
+    for _, x in ipairs(run:stats()) do
+      if x.layer == 1 then late = x.late end
+    end
+    if late == 1 then break end
+    sluice.sleep(5)
+  end
+  lu.assertEquals(late, 1)
+  src:stop()
+  run:await()
+end
+
+-- Lateness: a closed window fires "watermark", takes late events, then "done".
+function TestWindow:test_allowed_lateness()
+  local ev = { { 100 }, { 1100 }, { 200 }, { 1200 } }
+  local r = F.from_enumerable(ev, { stages = 1, max_demand = 1,
+                                    window = W.fixed(1, "second", { index = 1 }):allowed_lateness(1, "hour") })
+    :reduce(zero, count):on_trigger(tagged):to_list()
+  lu.assertEquals(r, { { 0, "watermark", 1 }, { 0, "done", 2 }, { 1000, "done", 2 } })
+end
+
+-- trigger_every: within each window, across batches; the accumulator goes on.
+function TestWindow:test_trigger_every()
+  local r = F.from_enumerable(sluice.range(1, 5), { stages = 1, max_demand = 2, window = W.global():trigger_every(2) })
+    :reduce(zero, sum):on_trigger(tagged):to_list()
+  lu.assertEquals(r, { { "global", "every", 3 }, { "global", "every", 10 }, { "global", "done", 15 } })
+  local r2 = F.from_enumerable(sluice.range(1, 7), { stages = 1, window = W.count(4):trigger_every(3) })
+    :reduce(zero, sum):on_trigger(tagged):to_list()
+  lu.assertEquals(r2, { { 1, "every", 6 }, { 1, "done", 10 }, { 2, "every", 18 }, { 2, "done", 18 } })
+end
+
+-- on_trigger's new accumulator continues the window (a reset).
+function TestWindow:test_on_trigger_new_acc()
+  local r = F.from_enumerable(sluice.range(1, 6), { stages = 1, window = W.global():trigger_every(2) })
+    :reduce(zero, sum)
+    :on_trigger(function(acc, _, w) return { { w.trigger, acc } }, 0 end)
+    :to_list()
+  lu.assertEquals(r, { { "every", 3 }, { "every", 7 }, { "every", 11 }, { "done", 0 } })
+end
+
+-- A {"trigger", name} message fires name on every open window.
+function TestWindow:test_message_trigger()
+  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
+    handle_cast = function(evs, s) return evs, s end }, nil)
+  local run = F.from_stages({ src }, { stages = 1 })
+    :reduce(zero, sum):on_trigger(tagged)
+  local out = {}
+  local sink = sluice.start({ type = "consumer",
+    handle_events = function(e, _, st) for _, x in ipairs(e) do out[#out + 1] = x end return {}, st end,
+    handle_call = function(_, _, st) return out, {}, st end }, nil)
+  local h = run:into_stages({ sink })
+  src:cast({ 1, 2, 3 })
+  sluice.sleep(50)
+  h:send({ "trigger", "sample" })
+  local got
+  for _ = 1, 200 do
+    got = sink:call("get")
+    if #got > 0 then break end
+    sluice.sleep(5)
+  end
+  lu.assertEquals(got, { { "global", "sample", 6 } })
+  src:stop()
+  h:stop()
+end
+
+-- Periodic windows: processing time; events arrive in two bursts far
+-- apart (generous margins), each burst in its own window.
+function TestWindow:test_periodic()
+  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
+    handle_cast = function(evs, s) return evs, s end }, nil)
+  local out = {}
+  local sink = sluice.start({ type = "consumer",
+    handle_events = function(e, _, st) for _, x in ipairs(e) do out[#out + 1] = x end return {}, st end,
+    handle_call = function(_, _, st) return out, {}, st end }, nil)
+  local h = F.from_stages({ src }, { stages = 1, window = W.periodic(300, "millisecond") })
+    :reduce(zero, sum):on_trigger(function(acc) return { acc } end)
+    :into_stages({ sink })
+  src:cast({ 1, 2, 3 })
+  sluice.sleep(450)
+  src:cast({ 10, 20 })
+  sluice.sleep(450)
+  src:stop()
+  h:await()
+  local got = sink:call("get")
+  local nonzero = {}
+  for _, v in ipairs(got) do if v ~= 0 then nonzero[#nonzero + 1] = v end end
+  lu.assertEquals(nonzero, { 6, 30 })
+end
+
+-- trigger_periodically fires on the open window each period.
+function TestWindow:test_trigger_periodically()
+  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
+    handle_cast = function(evs, s) return evs, s end }, nil)
+  local out = {}
+  local sink = sluice.start({ type = "consumer",
+    handle_events = function(e, _, st) for _, x in ipairs(e) do out[#out + 1] = x end return {}, st end,
+    handle_call = function(_, _, st) return out, {}, st end }, nil)
+  local h = F.from_stages({ src }, { stages = 1, window = W.global():trigger_periodically(100, "millisecond") })
+    :reduce(zero, sum):on_trigger(tagged):into_stages({ sink })
+  src:cast({ 4, 5 })
+  sluice.sleep(350)
+  src:stop()
+  h:await()
+  local got = sink:call("get")
+  lu.assertTrue(#got >= 3)
+  lu.assertEquals(got[1], { "global", "periodically", 9 })
+  lu.assertEquals(got[#got], { "global", "done", 9 })
+end
+
+-- Brute force: the windows each event belongs to, counted.
+local function brute_sliding(times, size, every)
+  local c = {}
+  for _, t in ipairs(times) do
+    local s = (t // every) * every
+    while s > t - size do
+      c[s] = (c[s] or 0) + 1
+      s = s - every
+    end
+  end
+  return c
+end
+
+-- Sliding windows on ordered event times equal the brute-force counts.
+function TestWindow:test_sliding_brute_force()
+  for seed = 1, 20 do
+    math.randomseed(seed)
+    local times, t = {}, math.random(-50, 50)
+    for i = 1, 200 do
+      t = t + math.random(0, 7)
+      times[i] = { t }
+    end
+    local size, every = math.random(5, 30), nil
+    every = math.random(1, size)
+    local r = F.from_enumerable(times, { stages = 1, max_demand = math.random(1, 20),
+                                         window = W.sliding(size, every, "millisecond", { index = 1 }) })
+      :reduce(zero, count):on_trigger(function(acc, _, w) return { { w.id, acc } } end):to_list()
+    local got = {}
+    for _, x in ipairs(r) do if x[2] > 0 then got[x[1]] = x[2] end end
+    local plain = {}
+    for i, x in ipairs(times) do plain[i] = x[1] end
+    lu.assertEquals(got, brute_sliding(plain, size, every), "seed " .. seed)
+  end
+end
+
+-- Sessions per key on ordered times equal a brute-force split.
+function TestWindow:test_session_brute_force()
+  for seed = 1, 20 do
+    math.randomseed(seed)
+    local ev, t = {}, 0
+    for i = 1, 150 do
+      t = t + math.random(0, 12)
+      ev[i] = { t, "k" .. math.random(1, 3) }
+    end
+    local gap = math.random(3, 10)
+    local r = F.from_enumerable(ev, { stages = 1, max_demand = math.random(1, 30),
+                                      window = W.session(gap, "millisecond", { index = 1 }, { index = 2 }) })
+      :reduce(zero, count):on_trigger(function(acc, _, w) return { { w.key, w.id, acc } } end):to_list()
+    -- brute force: per key, consecutive events at most gap apart share a session
+    local exp = {}
+    local sessions, open = {}, {}
+    for _, e in ipairs(ev) do
+      local k, time = e[2], e[1]
+      local cur = open[k]
+      if cur and time - cur.hi <= gap then
+        cur.hi, cur[3] = time, cur[3] + 1
+      else
+        cur = { k, time, 1, hi = time }
+        open[k] = cur
+        sessions[#sessions + 1] = cur
+      end
+    end
+    for _, s in ipairs(sessions) do exp[#exp + 1] = { s[1], s[2], s[3] } end
+    lu.assertEquals(sorted(r), sorted(exp), "seed " .. seed)
+  end
+end
+
+-- Windows per partition with a departition: one value per window.
+function TestWindow:test_departition_per_window()
+  local r = F.from_enumerable(sluice.range(0, 5999), { stages = 2 })
+    :map(function(x) return { x, x } end)
+    :partition({ stages = 3, window = W.fixed(1, "second", { index = 1 }) })
+    :reduce(zero, function(e, a) return a + 1 end)
+    :departition(zero, function(s, a) return a + s end, function(acc, id) return { id, acc } end)
+    :to_list()
+  lu.assertEquals(sorted(r), { { 0, 1000 }, { 1000, 1000 }, { 2000, 1000 }, { 3000, 1000 }, { 4000, 1000 },
+                               { 5000, 1000 } })
+end
+
+-- Build-time errors name the window and the operation.
+function TestWindow:test_errors()
+  local ok, e = pcall(function()
+    return F.from_enumerable({ 1 }, { window = W.count(2) }):map(function(x) return x end):to_list()
+  end)
+  lu.assertFalse(ok)
+  lu.assertEquals(e, "sluice.flow: a count window needs a reducing operation in its layer (reduce, "
+    .. "emit_and_reduce, group_by, group_by_key, uniq or uniq_by)")
+  ok, e = pcall(function()
+    return F.from_enumerable({ { "x" } }, { stages = 1, window = W.fixed(1, "second", { index = 1 }) })
+      :reduce(zero, count):to_list()
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(e, 'window: the event time (by) must be an integer of ms, got x for event 1')
+end
+
+os.exit(lu.LuaUnit.run())
