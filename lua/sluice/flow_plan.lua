@@ -155,15 +155,12 @@ local function layer_cfgs(f, n, extra, merging)
 end
 
 -- A window other than the plain global one needs a reducing operation in
--- its layer; window joins and custom triggers are not built yet.
+-- its layer; window joins are not built yet.
 local function check_window(f)
   local w = f.opts.window
-  if w == nil or not window.needed(w) and w.custom == nil then return end
+  if w == nil or not window.needed(w) then return end
   if not has_work(f) and f.src.kind ~= "join" then
     error("sluice.flow: a window was set but no computation is happening on this layer", 0)
-  end
-  if w.custom ~= nil then
-    error("sluice.flow: custom window triggers (window:trigger) are not built in this version", 0)
   end
   if f.src.kind == "join" then
     error(("sluice.flow: window_join with a %s window is not built in this version (bounded_join is)"):format(w.type), 0)

@@ -25,7 +25,7 @@ local TIMER = "__sluice_window_timer"
 
 -- Whether a layer with window w needs the window machine.
 function M.needed(w)
-  return w ~= nil and (w.type ~= "global" or w.every_n ~= nil or w.periodically_ms ~= nil)
+  return w ~= nil and (w.type ~= "global" or w.every_n ~= nil or w.periodically_ms ~= nil or w.custom ~= nil)
 end
 
 -- Sets up the machine of a layer stage (after layer_init).
@@ -43,6 +43,12 @@ function M.init(st, cfg)
   st.np = 0
   st.late = 0
   st.acc = nil     -- each window has its own
+  if w.custom then st.tacc = M.trigger_acc(w.custom) end
+end
+
+-- A custom trigger's accumulator, from its acc_fun.
+function M.trigger_acc(custom)
+  return custom.acc()
 end
 
 -- A producer subscribed: it gets the next index.
@@ -94,6 +100,8 @@ local function apply(st, actions, out)
                                                    trigger = a[3] })
       for j = 1, #events do out[#out + 1] = events[j] end
       if a[4] then
+        -- a window ended: a custom trigger starts afresh
+        if st.cfg.window.custom then st.tacc = M.trigger_acc(st.cfg.window.custom) end
         t[win.id] = nil
         if win.key ~= nil and next(t) == nil then st.accs[win.key] = nil end
       elseif new_acc ~= nil then
@@ -121,10 +129,48 @@ local function arm(st)
   if d then st.timer = sluice.self():send_after(d, { TIMER }) end
 end
 
+-- Runs a batch through a custom trigger: fun(events, tacc) decides what
+-- is reduced and when its trigger fires (on every open window).
+local function custom(st, p, events, out)
+  local fun = st.cfg.window.custom.fun
+  local depth = 0
+  while events do
+    depth = depth + 1
+    if depth > 10000 then E.op_error("trigger", "the trigger kept splitting its input (10000 times in one batch)") end
+    local r = table.pack(fun(events, st.tacc))
+    local r1, r2, r3, r4, r5 = r[1], r[2], r[3], r[4], r[5]
+    if r1 == "cont" then
+      if r.n <= 2 then
+        st.tacc = r2
+      else
+        if type(r2) ~= "table" then E.nilerr("trigger", r2) end
+        st.tacc, events = r3, r2
+      end
+      apply(st, st.win:batch(p, events), out)
+      events = nil
+    elseif r1 == "trigger" then
+      if r2 == nil then E.op_error("trigger", "a \"trigger\" result needs a name") end
+      if type(r3) ~= "table" or type(r4) ~= "table" then
+        E.op_error("trigger", "a \"trigger\" result is \"trigger\", name, pre, post, tacc with pre and post arrays")
+      end
+      apply(st, st.win:batch(p, r3), out)
+      st.tacc = r5
+      apply(st, st.win:fire(r2), out)
+      events = #r4 > 0 and r4 or nil
+    else
+      E.op_error("trigger", "the trigger must return \"cont\" or \"trigger\", got " .. tostring(r1))
+    end
+  end
+end
+
 -- One batch (after map_batch) from subscription id.
 function M.events(st, events, id)
   local out = {}
-  apply(st, st.win:batch(st.pidx[id], events), out)
+  if st.cfg.window.custom then
+    custom(st, st.pidx[id], events, out)
+  else
+    apply(st, st.win:batch(st.pidx[id], events), out)
+  end
   arm(st)
   return out
 end

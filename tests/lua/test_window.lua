@@ -187,6 +187,40 @@ function TestWindow:test_trigger_periodically()
   lu.assertEquals(got[#got], { "global", "done", 9 })
 end
 
+-- A custom trigger sees each batch before the layer's operations and
+-- decides what is reduced and when it fires (here: every two events).
+function TestWindow:test_custom_trigger()
+  local two = W.global():trigger(function() return 0 end, function(events, n)
+    if n + #events >= 2 then
+      local pre, post = {}, {}
+      for i = 1, #events do
+        if i <= 2 - n then pre[#pre + 1] = events[i] else post[#post + 1] = events[i] end
+      end
+      return "trigger", "two", pre, post, 0
+    end
+    return "cont", n + #events
+  end)
+  for _, md in ipairs({ 1, 3, 5 }) do
+    local r = F.from_enumerable(sluice.range(1, 5), { stages = 1, max_demand = md, window = two })
+      :map(function(x) return x * 10 end)
+      :reduce(zero, sum):on_trigger(function(acc, _, w) return { { w.trigger, acc } } end):to_list()
+    lu.assertEquals(r, { { "two", 30 }, { "two", 100 }, { "done", 150 } }, "max_demand " .. md)
+  end
+  -- "cont", events: only those are reduced
+  local odd = W.global():trigger(function() return nil end, function(events)
+    local keep = {}
+    for _, e in ipairs(events) do if e % 2 == 1 then keep[#keep + 1] = e end end
+    return "cont", keep, nil
+  end)
+  lu.assertEquals(F.from_enumerable(sluice.range(1, 9), { stages = 1, window = odd }):reduce(zero, sum):to_list(), { 25 })
+  local bad = W.global():trigger(function() return 0 end, function() return "maybe" end)
+  local ok, e = pcall(function()
+    return F.from_enumerable({ 1 }, { stages = 1, window = bad }):reduce(zero, sum):to_list()
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(e, '(trigger): the trigger must return "cont" or "trigger", got maybe')
+end
+
 -- Brute force: the windows each event belongs to, counted.
 local function brute_sliding(times, size, every)
   local c = {}
