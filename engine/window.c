@@ -170,6 +170,8 @@ struct sl_window {
   /* fixed, sliding */
   int started;
   int64_t lo, wmlo, hi;
+  int ended;               /* some window has ended: those below `endmark` */
+  int64_t endmark;
   hmap counts;             /* window start -> events since the last every fire */
   /* lateness timers (ring) */
   tent *tq;
@@ -407,10 +409,13 @@ static int slide_end_upto(sl_window *w, sl_win_out *o, int64_t end) {
   }
   if (end > w->lo) w->lo = end;
   if (w->wmlo < w->lo) w->wmlo = w->lo;
+  if (!w->ended || w->lo > w->endmark) w->endmark = w->lo;
+  w->ended = 1;
   return 0;
 }
 
-static int slide_batch(sl_window *w, uint32_t n, const int64_t *t, sl_win_out *o) {
+static int slide_batch(sl_window *w, uint32_t p, uint32_t n, const int64_t *t, sl_win_out *o) {
+  int64_t recent = w->tree[w->nleaf + p];   /* the producer's latest event time, INT64_MIN: none */
   int64_t ga = 0, gb = 0;
   uint32_t gfrom = 0, gn = 0;
   for (uint32_t i = 0; i < n; i++) {
@@ -420,11 +425,30 @@ static int slide_batch(sl_window *w, uint32_t n, const int64_t *t, sl_win_out *o
       w->hi = win_high(w, t[i]);
     }
     int64_t a = win_low(w, t[i]), b = win_high(w, t[i]);
-    if (b < w->lo) {
-      o->late++, w->late++;
-      continue;
+    if (a < w->lo) {
+      /* Windows below the lowest open one. Those that ended stay ended;
+       * the others open now, unless the event is older than what its
+       * producer has already sent (Flow's rule: an event whose window is
+       * older than its producer's most recent one, and not open, is late).
+       * So a slower producer's first events are not late. */
+      int64_t fl = w->ended ? w->endmark : a;
+      if (recent != INT64_MIN) {
+        int64_t rl = win_low(w, recent);
+        if (rl > fl) fl = rl;
+      }
+      if (fl > w->lo) fl = w->lo;
+      if (t[i] > recent) recent = t[i];
+      if (b < fl) {
+        o->late++, w->late++;
+        continue;
+      }
+      if (a < fl) a = fl;
+      if (a < w->lo) {
+        w->lo = a;
+        if (w->wmlo > a) w->wmlo = a;
+      }
     }
-    if (a < w->lo) a = w->lo;
+    if (t[i] > recent) recent = t[i];
     if (b > w->hi) w->hi = b;
     if (gn && (a != ga || b != gb)) {
       if (slide_flush(w, o, ga, gb, gfrom, gn)) return SL_ENOMEM;
@@ -777,7 +801,7 @@ int sl_window_batch(sl_window *w, uint32_t p, uint32_t n, const int64_t *times,
   if (grow((void **)&out->idx, &out->capidx, out->nidx + n, sizeof *out->idx)) return SL_ENOMEM;
   int rc = 0;
   if (sliding(w)) {
-    rc = slide_batch(w, n, times, out);
+    rc = slide_batch(w, p, n, times, out);
   } else if (w->sp.kind == SL_WIN_SESSION) {
     rc = sess_batch(w, n, times, keys, out);
   } else {

@@ -228,7 +228,8 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
 static int finish(lua_State *L, lwin *x, int rc, int ev, const char *what) {
   if (rc != 0) {
     sl_win_out_reset(&x->out);
-    return luaL_error(L, "window: %s: %s", what, sl_strerror(rc));
+    lua_pushfstring(L, "%s: %s", what, sl_strerror(rc));
+    return lua_error(L);
   }
   push_actions(L, 1, x, ev);
   sl_win_out_reset(&x->out);
@@ -258,9 +259,11 @@ static int l_batch(lua_State *L) {
       push_part(L, 4, 6);
       int isint = 0;
       lua_Integer t = lua_tointegerx(L, -1, &isint);
-      if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX)
-        return luaL_error(L, "window: the event time (by) must be an integer of ms, got %s for event %d",
-                          luaL_tolstring(L, -1, NULL), (int)i + 1);
+      if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX) {
+        lua_pushfstring(L, "the event time (by) must be an integer of ms, got %s for event %d",
+                        luaL_tolstring(L, -1, NULL), (int)i + 1);
+        return lua_error(L);
+      }
       x->times[i] = (int64_t)t;
       lua_pop(L, 1);
     }

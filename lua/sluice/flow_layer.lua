@@ -81,13 +81,14 @@ end
 -- One batch through the layer: join, map_batch, then the fused loop.
 local function layer_events(st, events, from)
   local cfg = st.cfg
+  -- a windowed layer joins inside each window (sluice.flow_window)
+  if st.win then return window.events(st, events, sluice._handle_id(from)) end
   if cfg.join then events = join_events(st, events, st.sides[sluice._handle_id(from)]) end
   local map_batch_fn = cfg.batch_fn
   if map_batch_fn and #events > 0 then
     events = map_batch_fn(events)
     if type(events) ~= "table" then nilerr("map_batch", events) end
   end
-  if st.win then return window.events(st, events, sluice._handle_id(from)) end
   local run = st.run
   if not run then return events end
   local out = {}

@@ -155,17 +155,14 @@ local function layer_cfgs(f, n, extra, merging)
 end
 
 -- A window other than the plain global one needs a reducing operation in
--- its layer; window joins are not built yet.
+-- its layer (or a join: a window join's windows bound its matches).
 local function check_window(f)
   local w = f.opts.window
   if w == nil or not window.needed(w) then return end
   if not has_work(f) and f.src.kind ~= "join" then
     error("sluice.flow: a window was set but no computation is happening on this layer", 0)
   end
-  if f.src.kind == "join" then
-    error(("sluice.flow: window_join with a %s window is not built in this version (bounded_join is)"):format(w.type), 0)
-  end
-  if not f.red then
+  if not f.red and f.src.kind ~= "join" then
     error(("sluice.flow: a %s window needs a reducing operation in its layer (reduce, emit_and_reduce, "
       .. "group_by, group_by_key, uniq or uniq_by)"):format(w.type), 0)
   end

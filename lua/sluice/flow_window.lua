@@ -15,6 +15,7 @@
 local sluice = require("sluice")
 local E = require("sluice.flow_error")
 local trigger = require("sluice.flow_trigger")
+local join = require("sluice.flow_join")
 
 local nilacc = E.nilacc
 local trigger_events = trigger.trigger_events
@@ -39,6 +40,7 @@ function M.init(st, cfg)
   })
   st.wtype = w.type
   st.accs = {}     -- window id -> accumulator (sessions: key -> id -> accumulator)
+  st.jt = { accs = {} }   -- a window join's tables, kept like the accumulators
   st.pidx = {}     -- subscription id -> producer index (1..)
   st.np = 0
   st.late = 0
@@ -80,11 +82,35 @@ local function window_id(st, win)
   return win.id
 end
 
--- Applies the machine's actions, appending the output to out.
-local function apply(st, actions, out)
-  local run = st.run
+-- A window join's two tables for window win (sluice.flow_join works on
+-- st.lt and st.rt).
+local function join_tables(st, win)
+  local t = slot(st.jt, win)
+  local jt = t[win.id]
+  if jt == nil then
+    jt = { {}, {} }
+    t[win.id] = jt
+  end
+  st.lt, st.rt = jt[1], jt[2]
+  return t
+end
+
+-- Rows through the layer's loop into acc (or straight out).
+local map_batch
+
+local function reduce_rows(st, rows, run_out, acc)
+  if st.cfg.join then rows = map_batch(st, rows) end
+  if st.run then return st.run(rows, run_out, acc, st.seen) end
+  for j = 1, #rows do run_out[#run_out + 1] = rows[j] end
+  return acc
+end
+
+-- Applies the machine's actions (for a batch from side `side` of a join),
+-- appending the output to out.
+local function apply(st, actions, out, side)
+  local cfg = st.cfg
   -- a departition/take_sort downstream takes only the triggers' states
-  local run_out = st.cfg.tag and {} or out
+  local run_out = cfg.tag and {} or out
   for i = 1, #actions do
     local a = actions[i]
     local win = a[2]
@@ -92,9 +118,24 @@ local function apply(st, actions, out)
     local acc = t[win.id]
     if acc == nil then acc = fresh(st) end
     if a[1] == "run" then
-      if run then acc = run(a[3], run_out, acc, st.seen) end
-      t[win.id] = acc
+      local events = a[3]
+      if cfg.join then
+        join_tables(st, win)
+        events = join.join_events(st, events, side)
+      end
+      t[win.id] = reduce_rows(st, events, run_out, acc)
+    elseif not cfg.red then   -- a window join without a reducer: its end gives the unmatched rows
+      if a[4] and cfg.join then
+        local jt = join_tables(st, win)
+        reduce_rows(st, join.join_done(st), run_out, acc)
+        jt[win.id] = nil
+      end
     else
+      if a[4] and cfg.join then
+        local jt = join_tables(st, win)
+        acc = reduce_rows(st, join.join_done(st), run_out, acc)
+        jt[win.id] = nil
+      end
       st.acc = acc
       local events, new_acc = trigger_events(st, { type = st.wtype, id = window_id(st, win), key = win.key,
                                                    trigger = a[3] })
@@ -129,9 +170,16 @@ local function arm(st)
   if d then st.timer = sluice.self():send_after(d, { TIMER }) end
 end
 
+-- The machine's answer to a call (raised as the window's error).
+local function call(st, method, ...)
+  local ok, actions = pcall(st.win[method], st.win, ...)
+  if not ok then E.op_error("window", tostring(actions)) end
+  return actions
+end
+
 -- Runs a batch through a custom trigger: fun(events, tacc) decides what
 -- is reduced and when its trigger fires (on every open window).
-local function custom(st, p, events, out)
+local function custom(st, p, events, out, side)
   local fun = st.cfg.window.custom.fun
   local depth = 0
   while events do
@@ -146,14 +194,14 @@ local function custom(st, p, events, out)
         if type(r2) ~= "table" then E.nilerr("trigger", r2) end
         st.tacc, events = r3, r2
       end
-      apply(st, st.win:batch(p, events), out)
+      apply(st, call(st, "batch", p, events), out, side)
       events = nil
     elseif r1 == "trigger" then
       if r2 == nil then E.op_error("trigger", "a \"trigger\" result needs a name") end
       if type(r3) ~= "table" or type(r4) ~= "table" then
         E.op_error("trigger", "a \"trigger\" result is \"trigger\", name, pre, post, tacc with pre and post arrays")
       end
-      apply(st, st.win:batch(p, r3), out)
+      apply(st, call(st, "batch", p, r3), out, side)
       st.tacc = r5
       apply(st, st.win:fire(r2), out)
       events = #r4 > 0 and r4 or nil
@@ -164,12 +212,24 @@ local function custom(st, p, events, out)
 end
 
 -- One batch (after map_batch) from subscription id.
+function map_batch(st, events)
+  local map_batch_fn = st.cfg.batch_fn
+  if map_batch_fn and #events > 0 then
+    events = map_batch_fn(events)
+    if type(events) ~= "table" then E.nilerr("map_batch", events) end
+  end
+  return events
+end
+
 function M.events(st, events, id)
   local out = {}
+  -- the window (and a custom trigger) sees the batch after map_batch; a
+  -- join's map_batch works on the join's rows
+  if not st.cfg.join then events = map_batch(st, events) end
   if st.cfg.window.custom then
-    custom(st, st.pidx[id], events, out)
+    custom(st, st.pidx[id], events, out, st.sides and st.sides[id])
   else
-    apply(st, st.win:batch(st.pidx[id], events), out)
+    apply(st, call(st, "batch", st.pidx[id], events), out, st.sides and st.sides[id])
   end
   arm(st)
   return out

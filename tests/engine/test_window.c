@@ -315,7 +315,7 @@ static void test_fixed_flow_example(void) {
 
   /* negative times: floor */
   w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_FIXED, .size_ms = 1000, .producers = 1}, 0);
-  CHECK_STR(bat(w, 0, 0, "-1 -1000 -1001 0"), "R-1000:0-1 R0:3 F-1000:done! late:1");   /* -1001 is below the first window */
+  CHECK_STR(bat(w, 0, 0, "-1 -1000 -1001 0"), "R-1000:0-1 R0:3 F-1000:done! late:1");   /* -1001 is older than its producer's latest window */
   sl_window_free(w);
 }
 
@@ -641,6 +641,10 @@ typedef struct model {
   int64_t first, maxseen;
   int has_recent[2], done[2];
   int64_t recent[2];
+  int has_br;              /* the batch's producer's latest event time so far */
+  int64_t br;
+  int any_ended;           /* fixed, sliding: the highest window that ended */
+  int64_t maxended;
   int has_ended[4];
   int64_t ended_hi[4];
   char log[16384];
@@ -691,14 +695,28 @@ static void m_event(model *m, int64_t t, uint64_t key, long g, uint64_t *late) {
     int64_t top = m_fdiv(t, ev) * ev, s;
     for (s = top; s + size > t; s -= ev) {}
     if (!m->started) m->started = 1, m->first = s + ev, m->maxseen = top;
+    /* a window below the lowest open one opens unless one at or above it
+     * has ended, or the event is older than its producer's latest window */
+    int64_t rlow = INT64_MIN;
+    if (m->has_br) {
+      int64_t rs;
+      for (rs = m_fdiv(m->br, ev) * ev; rs + size > m->br; rs -= ev) {}
+      rlow = rs + ev;
+    }
     int any = 0;
     for (s = s + ev; s <= top; s += ev) {
-      if (s < m->first) continue;
+      if (s < m->first) {
+        if (m->any_ended && s <= m->maxended) continue;
+        if (s < rlow) continue;
+        m->first = s;
+      }
       mwin *x = m_get(m, s, 0);
       if (x->ended) continue;
       m_add(m, x, g);
       any = 1;
     }
+    if (!m->has_br || t > m->br) m->br = t;
+    m->has_br = 1;
     if (!any) (*late)++;
     else if (top > m->maxseen) m->maxseen = top;
     return;
@@ -754,6 +772,8 @@ static void m_step(model *m) {
       if (!all && s + size > wm) break;
       mwin *x = m_get(m, s, 0);
       if (!x->ended) m_end(m, x);
+      if (!m->any_ended || s > m->maxended) m->maxended = s;
+      m->any_ended = 1;
     }
     return;
   }
@@ -837,6 +857,8 @@ static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap)
       uint64_t k[8];
       long gv[8];
       uint32_t n = (uint32_t)rint_(1, 7);
+      m.has_br = m.has_recent[p];
+      m.br = m.recent[p];
       for (uint32_t i = 0; i < n; i++) {
         clock[p] += rint_(-6, 12);
         if (rint_(0, 20) == 0) clock[p] += rint_(10, 60);

@@ -221,6 +221,32 @@ function TestWindow:test_custom_trigger()
   lu.assertStrContains(e, '(trigger): the trigger must return "cont" or "trigger", got maybe')
 end
 
+-- window_join: rows match only within one window; an outer join's
+-- unmatched rows come out when their window ends.
+function TestWindow:test_window_join()
+  local left = F.from_enumerable({ { 100, "a", "L1" }, { 200, "b", "L2" }, { 1500, "a", "L3" } }, { stages = 1 })
+  local right = F.from_enumerable({ { 150, "a", "R1" }, { 1200, "b", "R2" }, { 1600, "a", "R3" } }, { stages = 1 })
+  local want = {
+    inner = { "L1+R1", "L3+R3" },
+    left_outer = { "L1+R1", "L2+-", "L3+R3" },
+    right_outer = { "-+R2", "L1+R1", "L3+R3" },
+    full_outer = { "-+R2", "L1+R1", "L2+-", "L3+R3" },
+  }
+  for mode, rows in pairs(want) do
+    local r = F.window_join(mode, left, right, W.fixed(1, "second", { index = 1 }),
+      function(e) return e[2] end, function(e) return e[2] end,
+      function(l, rr) return (l and l[3] or "-") .. "+" .. (rr and rr[3] or "-") end, { stages = 2 }):to_list()
+    table.sort(r)
+    lu.assertEquals(r, rows, mode)
+  end
+  -- with a reducer after it: one count per window
+  local counted = F.window_join("full_outer", left, right, W.fixed(1, "second", { index = 1 }),
+      function(e) return e[2] end, function(e) return e[2] end,
+      function(l, rr) return { l, rr } end, { stages = 1 })
+    :reduce(zero, count):on_trigger(function(n, _, w) return { { w.id, n } } end):to_list()
+  lu.assertEquals(sorted(counted), { { 0, 2 }, { 1000, 2 } })
+end
+
 -- Brute force: the windows each event belongs to, counted.
 local function brute_sliding(times, size, every)
   local c = {}
@@ -313,7 +339,8 @@ function TestWindow:test_errors()
       :reduce(zero, count):to_list()
   end)
   lu.assertFalse(ok)
-  lu.assertStrContains(e, 'window: the event time (by) must be an integer of ms, got x for event 1')
+  lu.assertStrContains(e, 'sluice.flow: flow ')
+  lu.assertStrContains(e, ' (window): the event time (by) must be an integer of ms, got x for event 1')
 end
 
 os.exit(lu.LuaUnit.run())
