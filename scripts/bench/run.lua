@@ -168,7 +168,11 @@ local function is_corpus(x) return getmetatable(x) == corpus_mt end
 
 -- a value that may be a corpus (its word count / checksum) or a plain value
 local function events_of(x) if is_corpus(x) then return x:ensure().words end return x end
-local function expect_of(x) if is_corpus(x) then return x:ensure().result end return x end
+local function expect_of(x)
+  if is_corpus(x) then return x:ensure().result end
+  if type(x) == "function" then return x() end   -- computed on first use
+  return x
+end
 
 ---------------------------------------------------------------------------
 -- the workloads
@@ -189,7 +193,8 @@ end
 --   cmd, base               argv arrays (a corpus in an argv becomes its path)
 --   events                  events per run (number or corpus: its word count)
 --   expect / base_expect    checksum the cmd's / base's RESULT must equal
---                           (string or corpus: its generator checksum)
+--                           (string, corpus: its generator checksum, or a
+--                           function computing it on first use)
 --   same_result             cmd and base must print the same RESULT (default true)
 --   measure                 key of MEASURES; target, stretch: its thresholds
 --                           (no target: the row is shown for comparison only)
@@ -226,6 +231,45 @@ local WORKLOADS = {
     base_desc = "the same three stages' callbacks in one lua5.4 loop, 1000 events a batch; "
       .. "ratio = (chain s - base s) / (events * 2 hops)" },
 }
+-- Windows: fixed 1 s windows over N events {ts, i} (ts = i ms), counted per
+-- window, on a partition and on the first layer; session windows over a
+-- generated click log of N/10 events (no target).
+local WN, SN = N, N // 10
+local window_expect = ("windows=%d count=%d"):format(WN // 1000 + 1, WN)
+local sessions_memo
+local function sessions_expect(n)
+  -- the sessions of sessions_fns.lua's clicks, counted here as the
+  -- baseline does (the checksum of both sides)
+  if sessions_memo then return sessions_memo end
+  local F = dofile(B .. "/sessions_fns.lua")
+  local last, s = {}, 0
+  for i = 1, n do
+    local t, u = F.time(i), F.user(i)
+    if last[u] == nil or t - last[u] > F.GAP_MS then s = s + 1 end
+    last[u] = t
+  end
+  sessions_memo = ("sessions=%d count=%d"):format(s, n)
+  return sessions_memo
+end
+WORKLOADS[#WORKLOADS + 1] =
+  { name = "windows on a partition " .. human_count(WN), workers = 2,
+    cmd = sluice(2, "windows.lua", "partition", WN), base = plain("windows_plain.lua", WN),
+    events = WN, expect = window_expect,
+    measure = "rate", target = 1.2,
+    base_desc = "lua5.4 loop: the same {ts, i} events counted per ts // 1000 in a table" }
+WORKLOADS[#WORKLOADS + 1] =
+  { name = "windows on the first layer " .. human_count(WN), workers = 2,
+    cmd = sluice(2, "windows.lua", "first", WN), base = plain("windows_plain.lua", WN),
+    events = WN, expect = window_expect,
+    measure = "rate", target = 1.6,
+    base_desc = "same as above" }
+WORKLOADS[#WORKLOADS + 1] =
+  { name = "session windows " .. human_count(SN), workers = 2,
+    cmd = sluice(2, "sessions.lua", SN), base = plain("sessions_plain.lua", SN),
+    events = SN, expect = function() return sessions_expect(SN) end,
+    measure = "rate",
+    base_desc = "lua5.4 loop over the same clicks: per user the last click time, a new "
+      .. "session after a gap of more than 30 s (no target)" }
 -- A partitioned flow at 2, 16, 64 and 256 stages: the cost per event
 -- (ratio) and the set-up time (the baseline column: the same flow over one
 -- event). Reported, no target.
