@@ -213,6 +213,11 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
       lua_rawseti(L, -2, 3);
       lua_pushboolean(L, a->ends);
       lua_rawseti(L, -2, 4);
+    } else if ((lua_Unsigned)a->n == lua_rawlen(L, ev) && x->out.idx[a->from] == 0 &&
+               x->out.idx[a->from + a->n - 1] == a->n - 1) {
+      /* the whole batch, in order (a run's indices only grow): the batch itself */
+      lua_pushvalue(L, ev);
+      lua_rawseti(L, -2, 3);
     } else {
       lua_createtable(L, (int)a->n, 0);
       for (uint32_t j = 0; j < a->n; j++) {

@@ -46,6 +46,8 @@ function M.init(st, cfg)
   st.late = 0
   st.acc = nil     -- each window has its own
   if w.custom then st.tacc = M.trigger_acc(w.custom) end
+  -- the machine asks for timers only for these
+  st.timed = w.type == "periodic" or w.periodically_ms ~= nil or (w.lateness_ms ~= nil and w.lateness_ms >= 0)
 end
 
 -- A custom trigger's accumulator, from its acc_fun.
@@ -162,6 +164,7 @@ end
 
 -- Arms the stage's one timer for the machine's next due time.
 local function arm(st)
+  if not st.timed then return end   -- no timers for this window
   local d = st.win:next_due()
   if st.timer then
     st.timer:cancel()

@@ -1,10 +1,8 @@
 -- Fixed 1-second windows over sluice.range(1, N) mapped to {ts, i}
 -- (ts = i ms), counted per window.
 --   sluice -w N scripts/bench/windows.lua partition|first EVENTS
--- partition: the window is on a partition after the map; the map runs in
---            one stage: with several, a partition stage's first event may
---            come from the stage that is ahead, and the windows below it
---            then take no events (the other stage's are dropped as late);
+-- partition: the window is on a partition after the map (the map's
+--            stages split the range);
 -- first:     the window is on from_enumerable's layer (by = the raw i).
 -- Prints "RESULT windows=<windows with events> count=<events counted>".
 local dir = arg[0]:match("^(.*)/") or "."
@@ -16,7 +14,7 @@ local flow, W = sluice.flow, sluice.window
 local function per_window(acc, _, w) return { { w.id, acc } } end
 local out
 if mode == "partition" then
-  out = flow.from_enumerable(sluice.range(1, n), { stages = 1 })
+  out = flow.from_enumerable(sluice.range(1, n))
     :map(F.event)
     :partition({ window = W.fixed(1, "second", { index = 1 }) })
     :reduce(F.zero, F.count)
