@@ -275,10 +275,10 @@ function materialize(run, f, dispatcher, extra)
     if not work and not (src.kind == "stages" and needs_disp) then
       return start_sources(run, f, dispatcher)
     end
-    local whole = work and not window.needed(f.opts.window) and splittable(f)
+    local whole = work and splittable(f)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
-      local range_src = whole.__sluice_enum == "range"
+      local range_src = whole.__sluice_enum == "range" and not window.needed(f.opts.window)
         and (compile(f.ops, f.red, "range", extra and extra.comb, copies(extra))) or nil
       local plan = split_plan(whole, n)
       for i = 1, n do

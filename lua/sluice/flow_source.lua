@@ -20,6 +20,7 @@ local E = require("sluice.flow_error")
 local codegen = require("sluice.flow_codegen")
 local LayerStage = require("sluice.flow_layer")
 local trigger = require("sluice.flow_trigger")
+local window = require("sluice.flow_window")
 
 local nilerr, on_error, stop_with, protected_init = E.nilerr, E.on_error, E.stop_with, E.protected_init
 local load_run, snapshot = codegen.load_run, codegen.snapshot
@@ -116,7 +117,13 @@ local function source_init(cfg)
   -- when nothing it makes goes downstream (run, or a departition/take_sort
   -- taking only the final state) the stage reads on whatever the demand
   st.keep = not (cfg.discard or cfg.tag)
-  if cfg.plan.kind == "range" then st.run_range = load_run(cfg, cfg.range_src) end
+  if cfg.plan.kind == "range" and cfg.range_src then st.run_range = load_run(cfg, cfg.range_src) end
+  if window.needed(cfg.window) then
+    -- the stage is its window's one producer: it claims parts in order,
+    -- so its event times grow as the source's do
+    cfg.producers = 1
+    window.init(st, cfg)
+  end
   return st
 end
 
@@ -142,6 +149,25 @@ local function source_events(st, demand)
     if not keep and #out > 0 then out = {} end
     if not st.cur and not claim(st) then
       done = true
+    elseif st.win then
+      -- windows: the raw events first (the window sees them before the
+      -- layer's operations), then each window's run through the loop
+      local events = {}
+      if st.plan.kind == "range" then
+        local k = st.left < 4096 and st.left or 4096
+        local v, step = st.next, st.plan.step
+        for i = 1, k do events[i] = v; v = v + step end
+        st.next, st.left = v, st.left - k
+        if st.left == 0 then st.cur = nil end
+      elseif st.reader:read(SPLIT_CHUNK, events) then
+        st.cur, st.reader = nil, nil
+      end
+      local map_batch_fn = cfg.batch_fn
+      if map_batch_fn and #events > 0 then
+        events = map_batch_fn(events)
+        if type(events) ~= "table" then nilerr("map_batch", events) end
+      end
+      window.source_batch(st, events, out)
     elseif st.plan.kind == "range" then
       -- as many numbers as the demand still asks for (a reducing layer
       -- emits nothing until the end: large runs)
@@ -178,7 +204,7 @@ local function source_events(st, demand)
     end
   until done or (keep and #out >= demand) or chunks >= CHUNKS_PER_CALL
   local last
-  if done then last = layer_done(st) end
+  if done then last = st.win and window.source_done(st) or layer_done(st) end
   return out, done, last, not done and not (keep and #out >= demand)
 end
 
@@ -217,6 +243,24 @@ function SourceStage.handle_demand(demand, st)
   return source_step(st)
 end
 
+-- The window's timers and {"trigger", name} messages.
+function SourceStage.handle_info(msg, st)
+  if st.finished then return {}, st end
+  local ok, out = xpcall(function()
+    if st.win then return window.info(st, msg) or {} end
+    local out = {}
+    window.global_message(st, msg, out)
+    return out
+  end, on_error)
+  if not ok then
+    stop_with(st.cfg.label, out)
+    st.finished = true
+    return {}, st
+  end
+  if st.cfg.discard then return {}, st end
+  return out, st
+end
+
 function SourceStage.handle_cast(msg, st)
   if msg ~= GO_ON then return {}, st end
   st.going = false
@@ -229,7 +273,11 @@ local function splittable(f)
   if src.kind ~= "enumerables" or #src.enums ~= 1 then return nil end
   local e = src.enums[1]
   if type(e) ~= "table" then return nil end
-  if e.__sluice_enum == "range" and math.type(e.last) == "integer" and not f.batch_fn then return e end
+  if e.__sluice_enum == "range" and math.type(e.last) == "integer" and not f.batch_fn then
+    -- windows need a source whose times grow: a range counting up
+    if window.needed(f.opts.window) and e.step < 0 then return nil end
+    return e
+  end
   if e.__sluice_enum == "lines" then return e end
   return nil
 end

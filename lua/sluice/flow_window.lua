@@ -238,6 +238,25 @@ function M.events(st, events, id)
   return out
 end
 
+-- A split source's own events (sluice.flow_source): producer 1, after
+-- map_batch; the output is appended to out.
+function M.source_batch(st, events, out)
+  if st.cfg.window.custom then
+    custom(st, 1, events, out)
+  else
+    apply(st, call(st, "batch", 1, events), out)
+  end
+  arm(st)
+end
+
+-- A split source has read everything: the windows end.
+function M.source_done(st)
+  local out = {}
+  apply(st, call(st, "producer_done", 1), out)
+  arm(st)
+  return out
+end
+
 -- A producer ended normally; returns the output and whether it was the last.
 function M.producer_done(st, id)
   local out = {}

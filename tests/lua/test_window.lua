@@ -64,6 +64,35 @@ function TestWindow:test_fixed_on_a_partition()
   lu.assertEquals(totals, { [0] = 20, [2000] = 20, [4000] = 20, [6000] = 20, [8000] = 20 })
 end
 
+-- Windows on the first layer over a split source (a range or a file read
+-- by the layer's stages themselves): each stage's windows hold its parts;
+-- per window the stages' counts add up, nothing is late.
+function TestWindow:test_split_source_windows()
+  for _, stages in ipairs({ 1, 2, 3 }) do
+    local r = F.from_enumerable(sluice.range(0, 99999), { stages = stages,
+                                window = W.fixed(10, "second", function(i) return i end) })
+      :reduce(zero, count):on_trigger(function(n, _, w) return { { w.id, n } } end):to_list()
+    local per = {}
+    for _, x in ipairs(r) do per[x[1]] = (per[x[1]] or 0) + x[2] end
+    local want = {}
+    for id = 0, 90000, 10000 do want[id] = 10000 end
+    lu.assertEquals(per, want, "stages " .. stages)
+  end
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  for i = 0, 2999 do f:write(i * 10, " x\n") end
+  f:close()
+  local r = F.from_enumerable(sluice.lines(path), { stages = 2,
+                              window = W.fixed(5, "second", function(l) return math.tointeger(tonumber(l:match("^%d+"))) end) })
+    :reduce(zero, count):on_trigger(function(n, _, w) return { { w.id, n } } end):to_list()
+  os.remove(path)
+  local per = {}
+  for _, x in ipairs(r) do per[x[1]] = (per[x[1]] or 0) + x[2] end
+  local want = {}
+  for id = 0, 25000, 5000 do want[id] = 500 end
+  lu.assertEquals(per, want)
+end
+
 -- An event whose window has already closed is dropped and counted late.
 function TestWindow:test_late_events()
   local ev = { { 5000 }, { 6100 }, { 1000 }, { 6200 } }
