@@ -20,9 +20,9 @@
  * event. Session keys are mapped to ids (the machine's key) in a table
  * kept with the window, so any Lua value can be a key.
  *
- * An action is a table: {"run", window, events} with the events of the
- * batch that go to that window, in order, or {"fire", window, trigger,
- * ends}, where window = {id = <id>, key = <session key or nil>} and
+ * An action is a table: {"run", window, events [, i, j]} with the events
+ * of the batch that go to that window, in order (with i and j: the batch
+ * itself, whose events i..j they are), or {"fire", window, trigger, ends}, where window = {id = <id>, key = <session key or nil>} and
  * trigger is "done", "watermark", "every", "periodically", or the name of
  * a message or custom trigger. Times are ms from the monotonic clock. */
 #include <stdint.h>
@@ -213,11 +213,15 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
       lua_rawseti(L, -2, 3);
       lua_pushboolean(L, a->ends);
       lua_rawseti(L, -2, 4);
-    } else if ((lua_Unsigned)a->n == lua_rawlen(L, ev) && x->out.idx[a->from] == 0 &&
-               x->out.idx[a->from + a->n - 1] == a->n - 1) {
-      /* the whole batch, in order (a run's indices only grow): the batch itself */
+    } else if (x->out.idx[a->from + a->n - 1] - x->out.idx[a->from] == a->n - 1) {
+      /* consecutive events of the batch (a run's indices only grow): the
+       * batch itself and the slice's first and last index */
       lua_pushvalue(L, ev);
       lua_rawseti(L, -2, 3);
+      lua_pushinteger(L, (lua_Integer)x->out.idx[a->from] + 1);
+      lua_rawseti(L, -2, 4);
+      lua_pushinteger(L, (lua_Integer)x->out.idx[a->from + a->n - 1] + 1);
+      lua_rawseti(L, -2, 5);
     } else {
       lua_createtable(L, (int)a->n, 0);
       for (uint32_t j = 0; j < a->n; j++) {
@@ -349,6 +353,20 @@ static int l_late(lua_State *L) {
   return 1;
 }
 
+/* sluice._range_chunk(first, step, k) -> {first, first + step, ...} (k
+ * numbers): a split source's events, made at their size in one call. */
+static int l_range_chunk(lua_State *L) {
+  lua_Integer v = luaL_checkinteger(L, 1), step = luaL_checkinteger(L, 2), k = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, k >= 0 && k <= INT32_MAX, 3, "count out of range");
+  lua_createtable(L, (int)k, 0);
+  for (lua_Integer i = 1; i <= k; i++) {
+    lua_pushinteger(L, v);
+    lua_rawseti(L, -2, i);
+    v = (lua_Integer)((lua_Unsigned)v + (lua_Unsigned)step);
+  }
+  return 1;
+}
+
 int sl_window_open_lua(lua_State *L) {
   static const luaL_Reg methods[] = {{"batch", l_batch}, {"producer_done", l_producer_done}, {"timer", l_timer},
                                      {"message", l_message}, {"fire", l_fire}, {"next_due", l_next_due},
@@ -360,6 +378,8 @@ int sl_window_open_lua(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
+  lua_pushcfunction(L, l_range_chunk);
+  lua_setfield(L, -2, "_range_chunk");            /* into the sluice table below the function */
   lua_pushcfunction(L, l_window);
   return 1;
 }

@@ -143,8 +143,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
     w("  for e0 = first, last, step do\n    local e = e0\n")
   else
-    w("return function(events, out, acc, seen)\n  local n = #out\n")
-    w("  for i = 1, #events do\n    local e = events[i]\n")
+    -- i0, i1: a slice of the batch (a window's run), the whole of it by default
+    w("return function(events, out, acc, seen, i0, i1)\n  local n = #out\n")
+    w("  for i = i0 or 1, i1 or #events do\n    local e = events[i]\n")
   end
 
   -- the partition of e in the next layer (as its dispatcher computes it)

@@ -155,9 +155,8 @@ local function source_events(st, demand)
       local events = {}
       if st.plan.kind == "range" then
         local k = st.left < 4096 and st.left or 4096
-        local v, step = st.next, st.plan.step
-        for i = 1, k do events[i] = v; v = v + step end
-        st.next, st.left = v, st.left - k
+        events = sluice._range_chunk(st.next, st.plan.step, k)
+        st.next, st.left = st.next + k * st.plan.step, st.left - k
         if st.left == 0 then st.cur = nil end
       elseif st.reader:read(SPLIT_CHUNK, events) then
         st.cur, st.reader = nil, nil

@@ -100,10 +100,10 @@ end
 -- Rows through the layer's loop into acc (or straight out).
 local map_batch
 
-local function reduce_rows(st, rows, run_out, acc)
+local function reduce_rows(st, rows, run_out, acc, i0, i1)
   if st.cfg.join then rows = map_batch(st, rows) end
-  if st.run then return st.run(rows, run_out, acc, st.seen) end
-  for j = 1, #rows do run_out[#run_out + 1] = rows[j] end
+  if st.run then return st.run(rows, run_out, acc, st.seen, i0, i1) end
+  for j = i0 or 1, i1 or #rows do run_out[#run_out + 1] = rows[j] end
   return acc
 end
 
@@ -120,12 +120,13 @@ local function apply(st, actions, out, side)
     local acc = t[win.id]
     if acc == nil then acc = fresh(st) end
     if a[1] == "run" then
-      local events = a[3]
+      local events, i0, i1 = a[3], a[4], a[5]   -- i0..i1: a slice of the batch
       if cfg.join then
+        if i0 then events, i0, i1 = table.move(events, i0, i1, 1, {}), nil, nil end
         join_tables(st, win)
         events = join.join_events(st, events, side)
       end
-      t[win.id] = reduce_rows(st, events, run_out, acc)
+      t[win.id] = reduce_rows(st, events, run_out, acc, i0, i1)
     elseif not cfg.red then   -- a window join without a reducer: its end gives the unmatched rows
       if a[4] and cfg.join then
         local jt = join_tables(st, win)
