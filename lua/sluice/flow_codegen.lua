@@ -115,6 +115,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     red = comb.red
   end
   w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
+  -- SNAPC (sluice._snap) copies a flat table in C and leaves other values
+  -- as they are; it returns nothing for a table that needs SNAP's deep copy
+  w("local SNAPC = require('sluice')._snap\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -179,7 +182,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "if a == nil then NILACC('reduce') end\n")
       w(ind .. "acc[p] = a\n")
     elseif not red then
-      if made and copy_out then w(ind .. "if type(e) == 'table' then e = SNAP(e) end\n") end
+      if made and copy_out then w(ind .. "do local c = SNAPC(e); if c == nil then c = SNAP(e) end; e = c end\n") end
       w(ind .. "n = n + 1; out[n] = e\n")
     elseif red.kind == "reduce" then
       w(ind .. "acc = reduce_reduce(e, acc)\n")
@@ -192,7 +195,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       if copy_out then
         w(ind .. "for j = 1, #evs do\n")
         w(ind .. "  local x = evs[j]\n")
-        w(ind .. "  if type(x) == 'table' then x = SNAP(x) end\n")
+        w(ind .. "  do local c = SNAPC(x); if c == nil then c = SNAP(x) end; x = c end\n")
         w(ind .. "  n = n + 1; out[n] = x\n")
         w(ind .. "end\n")
       else
@@ -207,7 +210,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
         w(ind .. "local key, v = e[1], e[2]\n")
       end
       w(ind .. "if key == nil then NILERR('group_by') end\n")
-      if made and copy_groups then w(ind .. "if type(v) == 'table' then v = SNAP(v) end\n") end
+      if made and copy_groups then w(ind .. "do local c = SNAPC(v); if c == nil then c = SNAP(v) end; v = c end\n") end
       w(ind .. "local g = acc[key]\n")
       w(ind .. "if g == nil then g = {}; acc[key] = g end\n")
       w(ind .. "g[#g + 1] = v\n")
