@@ -158,9 +158,9 @@ sl_msg *st_reason_msg(lua_State *L, uint32_t kind, uint64_t to, uint64_t sub_id,
  * once the current message is handled; the first reason given wins. */
 void st_set_stop_asked(stage *s, int idx) { sl_stage_stop(s->st, st_lua_reason(s->L, idx, SL_REASON_ASKED)); }
 
-/* Stops s with {"error", message, traceback}: message at -2, tb at -1. */
-static void set_error(stage *s, int pop) {
-  lua_State *L = s->L;
+/* Pushes {"error", message, traceback} for the message at -2 and the
+ * traceback at -1. */
+void st_push_error_reason(lua_State *L) {
   lua_createtable(L, 3, 0);                 /* stack: msg tb r */
   lua_pushliteral(L, "error");
   lua_rawseti(L, -2, 1);
@@ -168,6 +168,12 @@ static void set_error(stage *s, int pop) {
   lua_rawseti(L, -2, 2);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, 3);
+}
+
+/* Stops s with {"error", message, traceback}: message at -2, tb at -1. */
+static void set_error(stage *s, int pop) {
+  lua_State *L = s->L;
+  st_push_error_reason(L);
   sl_stage_stop(s->st, st_lua_reason(L, -1, SL_REASON_ERROR));
   lua_pop(L, 1 + pop);
 }

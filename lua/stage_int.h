@@ -101,6 +101,7 @@ int st_reg_watched(uint64_t ref);
 uint64_t st_reg_whereis(const char *name);
 
 /* stage.c */
+void st_push_error_reason(lua_State *L);
 void st_emit_lua(stage *s, int idx, const char *cb);
 char *st_encode_reason(lua_State *L, int idx, size_t *len);
 stage *st_find_stage(int p, uint64_t ref);

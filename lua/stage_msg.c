@@ -188,13 +188,7 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
       }
       r->data = st_encode_reason(L, -2, &r->len);
       st_unlink_stage(s);
-      lua_createtable(L, 3, 0);                      /* the reason await would give */
-      lua_pushliteral(L, "error");
-      lua_rawseti(L, -2, 1);
-      lua_pushvalue(L, -3);
-      lua_rawseti(L, -2, 2);
-      lua_pushvalue(L, -2);
-      lua_rawseti(L, -2, 3);
+      st_push_error_reason(L);                       /* the reason await would give */
       size_t len;
       char *data = st_encode_reason(L, -1, &len);
       st_reg_dead(s->ref, data, len);                   /* before the reply: the name is free again */

@@ -151,31 +151,36 @@ static int grow(lwin *x, size_t n) {
   return 0;
 }
 
-/* The id of the session key at the stack top (popped); 1.. */
-static uint64_t key_id(lua_State *L, int ud) {
-  int kv = lua_gettop(L);
-  if (lua_isnil(L, kv)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_getiuservalue(L, ud, UV_KEY_ID);
-  lua_pushvalue(L, kv);
+/* The id (1..) of the value at index v in the window's two tables at
+ * uservalue slots to_id (value -> id) and to_value (id -> value); a new
+ * value gets the next id. */
+static uint64_t intern(lua_State *L, int ud, int v, int to_id, int to_value) {
+  v = lua_absindex(L, v);
+  lua_getiuservalue(L, ud, to_id);
+  lua_pushvalue(L, v);
   uint64_t id;
   if (lua_rawget(L, -2) == LUA_TNUMBER) {
     id = (uint64_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-  } else {
-    lua_pop(L, 1);
-    lua_getiuservalue(L, ud, UV_ID_KEY);
-    id = (uint64_t)lua_rawlen(L, -1) + 1;
-    lua_pushvalue(L, kv);
-    lua_rawseti(L, -2, (lua_Integer)id);
-    lua_pop(L, 1);
-    lua_pushvalue(L, kv);
-    lua_pushinteger(L, (lua_Integer)id);
-    lua_rawset(L, -3);
+    lua_pop(L, 2);
+    return id;
   }
-  lua_settop(L, kv - 1);
+  lua_pop(L, 1);                                    /* stack: to_id */
+  lua_getiuservalue(L, ud, to_value);
+  id = (uint64_t)lua_rawlen(L, -1) + 1;
+  lua_pushvalue(L, v);
+  lua_rawseti(L, -2, (lua_Integer)id);
+  lua_pop(L, 1);
+  lua_pushvalue(L, v);
+  lua_pushinteger(L, (lua_Integer)id);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  return id;
+}
+
+/* The id of the session key at the stack top (popped); 0 for nil. */
+static uint64_t key_id(lua_State *L, int ud) {
+  uint64_t id = lua_isnil(L, -1) ? 0 : intern(L, ud, -1, UV_KEY_ID, UV_ID_KEY);
+  lua_pop(L, 1);
   return id;
 }
 
@@ -303,23 +308,7 @@ static int l_timer(lua_State *L) {
 /* The id of trigger name at idx (any value but nil). */
 static uint64_t name_id(lua_State *L, int idx) {
   luaL_checkany(L, idx);
-  lua_getiuservalue(L, 1, UV_NAME_ID);
-  lua_pushvalue(L, idx);
-  uint64_t id;
-  if (lua_rawget(L, -2) == LUA_TNUMBER) {
-    id = (uint64_t)lua_tointeger(L, -1);
-  } else {
-    lua_getiuservalue(L, 1, UV_ID_NAME);
-    id = (uint64_t)lua_rawlen(L, -1) + 1;
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, (lua_Integer)id);
-    lua_pop(L, 1);
-    lua_pushvalue(L, idx);
-    lua_pushinteger(L, (lua_Integer)id);
-    lua_rawset(L, -4);
-  }
-  lua_pop(L, 2);
-  return id;
+  return intern(L, 1, idx, UV_NAME_ID, UV_ID_NAME);
 }
 
 /* w:message(name) -> actions */

@@ -130,12 +130,7 @@ end
 
 -- stage:send messages: the window machine's timers and {"trigger", name}.
 function LayerStage.handle_info(msg, st)
-  local ok, out = xpcall(function()
-    if st.win then return window.info(st, msg) or {} end
-    local out = {}
-    window.global_message(st, msg, out)
-    return out
-  end, on_error)
+  local ok, out = xpcall(window.message_out, on_error, st, msg)
   if not ok then
     stop_with(st.cfg.label, out)
     return {}, st

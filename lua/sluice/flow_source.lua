@@ -245,12 +245,7 @@ end
 -- The window's timers and {"trigger", name} messages.
 function SourceStage.handle_info(msg, st)
   if st.finished then return {}, st end
-  local ok, out = xpcall(function()
-    if st.win then return window.info(st, msg) or {} end
-    local out = {}
-    window.global_message(st, msg, out)
-    return out
-  end, on_error)
+  local ok, out = xpcall(window.message_out, on_error, st, msg)
   if not ok then
     stop_with(st.cfg.label, out)
     st.finished = true

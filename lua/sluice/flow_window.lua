@@ -283,6 +283,15 @@ function M.info(st, msg)
   return out
 end
 
+-- What a stage:send message to a windowed (or global-window) layer stage
+-- emits (run protected by the caller).
+function M.message_out(st, msg)
+  if st.win then return M.info(st, msg) or {} end
+  local out = {}
+  M.global_message(st, msg, out)
+  return out
+end
+
 -- The layer's global window without the machine: a {"trigger", name}
 -- message fires name on it (the accumulator goes on).
 function M.global_message(st, msg, out)
