@@ -63,10 +63,12 @@
  *  - Fixed and sliding windows: the open windows are every window start
  *    (a multiple of the step) from the lowest not ended to the highest
  *    seen, gap windows included; a window starts existing when an event
- *    belongs to it or it lies between two that exist. The first window is
- *    the lowest window of the first event; windows below it are treated
- *    as ended, so an event that belongs only to ended windows is late and
- *    one that belongs partly to ended windows runs into the others.
+ *    belongs to it or it lies between two that exist. A window below the
+ *    lowest open one opens (the range extends down to it) unless a window
+ *    at or above it has ended, or the event is older than its producer's
+ *    latest window (Flow's rule), so a slower producer's first events are
+ *    not late. An event that belongs only to ended (or refused) windows is
+ *    late; one that belongs partly to them runs into the others.
  *  - Sessions never overlap within a key: an event inside a session's
  *    [lo, hi] joins it; otherwise it joins the nearest earlier session if
  *    it is within gap of that session's hi (the older one), else the
