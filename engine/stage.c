@@ -1,9 +1,8 @@
 /* stage: the stage protocol (see stage.h).
  *
- * Subscriptions are kept twice: in a list per side (iteration in
- * subscription order: stop, stats) and in one hash table by sub id, so
- * that the per-message lookups (ask, events) cost O(1) however many
- * subscriptions a stage has. A producer_consumer queues its input (events,
+ * Subscriptions are kept by side and by id (subs.h), so that the
+ * per-message lookups (ask, events) cost O(1) however many subscriptions a
+ * stage has. A producer_consumer queues its input (events,
  * cancels and infos, in arrival order) while it has no downstream demand;
  * an accumulating producer holds its demands, events and infos in order
  * and replays them when it switches to forward. */
@@ -15,17 +14,9 @@
 #include "demand.h"
 #include "stage.h"
 #include "status.h"
+#include "subs.h"
 
-typedef struct sub {
-  uint64_t id;
-  uint64_t peer;          /* the other stage's ref */
-  int producer_side;      /* 1: a consumer of ours; 0: one of our producers */
-  sl_cancel_mode cancel;  /* consumer side */
-  int selector;
-  sl_demand d;            /* consumer side */
-  struct sub *prev, *next;   /* the side's list */
-  struct sub *hnext;         /* hash chain */
-} sub;
+typedef sl_sub sub;
 
 enum { PIN_EVENTS, PIN_CANCELLED, PIN_INFO };
 
@@ -54,20 +45,13 @@ typedef struct info {     /* stage:send messages waiting behind events */
   struct info *next;
 } info;
 
-typedef struct side {
-  sub *head, *tail;
-  int n;
-} side;
-
 struct sl_stage {
   uint64_t ref;
   sl_stage_type type;
   const sl_stage_ops *ops;
   void *ud;
   /* subscriptions */
-  side consumers, producers;
-  sub **table;
-  size_t nbuckets, nsubs;
+  sl_subs subs;            /* side[1]: our consumers, side[0]: our producers */
   /* producer side */
   sl_dispatch *disp;
   uint32_t nparts;
@@ -170,76 +154,6 @@ static void stop_text(sl_stage *s, const char *text, unsigned flags) {
   if (!s->stop_pending) sl_stage_stop(s, sl_reason_text(text, flags));
 }
 
-/* ---- subscriptions ------------------------------------------------------------ */
-
-static size_t bucket(const sl_stage *s, uint64_t id) {
-  uint64_t h = id * UINT64_C(0x9e3779b97f4a7c15);
-  return (size_t)(h >> 32) & (s->nbuckets - 1);
-}
-
-static sub *find_sub(const sl_stage *s, uint64_t id, int producer_side) {
-  if (!s->nbuckets) return NULL;
-  for (sub *c = s->table[bucket(s, id)]; c; c = c->hnext)
-    if (c->id == id && c->producer_side == producer_side) return c;
-  return NULL;
-}
-
-static void rehash(sl_stage *s) {
-  size_t n = s->nbuckets ? s->nbuckets * 2 : 16;
-  sub **t = calloc(n, sizeof *t);
-  if (!t) abort();
-  sub **old = s->table;
-  size_t oldn = s->nbuckets;
-  s->table = t;
-  s->nbuckets = n;
-  for (size_t i = 0; i < oldn; i++)
-    for (sub *c = old[i], *next; c; c = next) {
-      next = c->hnext;
-      size_t b = bucket(s, c->id);
-      c->hnext = t[b];
-      t[b] = c;
-    }
-  free(old);
-}
-
-static side *side_of(sl_stage *s, int producer_side) { return producer_side ? &s->consumers : &s->producers; }
-
-static sub *add_sub(sl_stage *s, uint64_t id, uint64_t peer, int producer_side) {
-  if (s->nsubs + 1 > s->nbuckets) rehash(s);
-  sub *c = calloc(1, sizeof *c);
-  if (!c) abort();
-  c->id = id;
-  c->peer = peer;
-  c->producer_side = producer_side;
-  size_t b = bucket(s, id);
-  c->hnext = s->table[b];
-  s->table[b] = c;
-  side *l = side_of(s, producer_side);
-  c->prev = l->tail;
-  if (l->tail) l->tail->next = c;
-  else l->head = c;
-  l->tail = c;
-  l->n++;
-  s->nsubs++;
-  return c;
-}
-
-/* Unlinks c (the caller frees it). */
-static void remove_sub(sl_stage *s, sub *c) {
-  for (sub **p = &s->table[bucket(s, c->id)]; *p; p = &(*p)->hnext)
-    if (*p == c) {
-      *p = c->hnext;
-      break;
-    }
-  side *l = side_of(s, c->producer_side);
-  if (c->prev) c->prev->next = c->next;
-  else l->head = c->next;
-  if (c->next) c->next->prev = c->prev;
-  else l->tail = c->prev;
-  l->n--;
-  s->nsubs--;
-}
-
 /* ---- records ---------------------------------------------------------------------- */
 
 static void send_events(void *ud, uint64_t sub_id, sl_batch b);
@@ -277,12 +191,7 @@ int sl_stage_new(const sl_stage_config *cfg, const sl_stage_ops *ops, void *ud, 
 
 void sl_stage_free(sl_stage *s) {
   if (!s) return;
-  for (int side_ = 0; side_ < 2; side_++)
-    for (sub *c = side_of(s, side_)->head, *n; c; c = n) {
-      n = c->next;
-      free(c);
-    }
-  free(s->table);
+  sl_subs_free(&s->subs);
   for (pin *p = s->in_head, *n; p; p = n) {
     n = p->next;
     sl_batch_release(&p->batch);
@@ -313,8 +222,8 @@ sl_stage_type sl_stage_type_of(const sl_stage *s) { return s->type; }
 int sl_stage_stopping(const sl_stage *s) { return s->stop_pending != 0; }
 const sl_reason *sl_stage_reason(const sl_stage *s) { return &s->reason; }
 int sl_stage_accumulating(const sl_stage *s) { return s->accumulate; }
-int sl_stage_has_producer(const sl_stage *s, uint64_t id) { return find_sub(s, id, 0) != NULL; }
-int sl_stage_has_consumer(const sl_stage *s, uint64_t id) { return find_sub(s, id, 1) != NULL; }
+int sl_stage_has_producer(const sl_stage *s, uint64_t id) { return sl_subs_find(&s->subs, id, 0) != NULL; }
+int sl_stage_has_consumer(const sl_stage *s, uint64_t id) { return sl_subs_find(&s->subs, id, 1) != NULL; }
 
 void sl_stage_stop(sl_stage *s, sl_reason r) {
   if (s->stop_pending) {
@@ -332,7 +241,7 @@ void sl_stage_finish(sl_stage *s) { s->finishing = 1; }
 /* Emit callback of the dispatcher: sends one batch to a consumer. */
 static void send_events(void *ud, uint64_t sub_id, sl_batch b) {
   sl_stage *s = ud;
-  sub *c = find_sub(s, sub_id, 1);
+  sub *c = sl_subs_find(&s->subs, sub_id, 1);
   if (!c) {
     sl_batch_release(&b);
     return;
@@ -610,9 +519,9 @@ static void consume(sl_stage *s, sub *c, sl_batch *b) {
 /* A subscription of ours to a producer ended (in order with its input):
  * handle_cancel, then the cancel mode decides whether the stage stops. */
 static void cancelled_arrived(sl_stage *s, uint64_t sub_id, int down, const sl_reason *r) {
-  sub *c = find_sub(s, sub_id, 0);
+  sub *c = sl_subs_find(&s->subs, sub_id, 0);
   if (!c) return;
-  remove_sub(s, c);
+  sl_subs_remove(&s->subs, c);
   if (s->ops->handle_cancel) s->ops->handle_cancel(s, SL_ROLE_CONSUMER_SIDE, down, c->id, c->peer, r);
   int quiet = r->flags & SL_REASON_NORMAL;
   if (!(r->flags & SL_REASON_ALREADY) && !s->stop_pending &&
@@ -638,7 +547,7 @@ static void pc_take(sl_stage *s) {
     if (!s->in_head) s->in_tail = NULL;
     if (p->kind == PIN_EVENTS) {
       s->in_events -= p->batch.count;
-      sub *c = find_sub(s, p->sub, 0);
+      sub *c = sl_subs_find(&s->subs, p->sub, 0);
       if (c) consume(s, c, &p->batch);
     } else if (p->kind == PIN_CANCELLED) {
       cancelled_arrived(s, p->sub, p->down, &p->reason);
@@ -668,7 +577,7 @@ void sl_stage_info(sl_stage *s, char *data, size_t len) {
 
 void sl_stage_subscribe(sl_stage *s, uint64_t producer, uint64_t sub_id, const sl_sub_opts *o, char *opts,
                         size_t len) {
-  sub *c = add_sub(s, sub_id, producer, 0);
+  sub *c = sl_subs_add(&s->subs, sub_id, producer, 0);
   c->cancel = o->cancel;
   c->selector = o->selector;
   if (sl_demand_init(&c->d, o->max_demand, o->min_demand, 0) != 0) sl_demand_init(&c->d, 1000, 500, 0);
@@ -687,7 +596,7 @@ void sl_stage_subscribe(sl_stage *s, uint64_t producer, uint64_t sub_id, const s
 }
 
 void sl_stage_ask(sl_stage *s, uint64_t sub_id, uint64_t n) {
-  sub *c = find_sub(s, sub_id, 0);
+  sub *c = sl_subs_find(&s->subs, sub_id, 0);
   if (!c || n == 0) return;
   sl_demand_asked(&c->d, n);
   ask_producer(s, c, n);
@@ -718,7 +627,7 @@ static void producer_subscribe(sl_stage *s, const sl_msg *m) {
       return;
     }
   } else if (kind == SL_DISPATCH_BROADCAST) {
-    for (sub *c = s->consumers.head; c; c = c->next)
+    for (sub *c = s->subs.side[1].head; c; c = c->next)
       if (c->peer == consumer) {
         refuse(s, consumer, sub_id, 0, "already_subscribed", SL_REASON_ALREADY);
         return;
@@ -731,15 +640,15 @@ static void producer_subscribe(sl_stage *s, const sl_msg *m) {
     refuse(s, consumer, sub_id, 0, why, 0);
     return;
   }
-  add_sub(s, sub_id, consumer, 1);
+  sl_subs_add(&s->subs, sub_id, consumer, 1);
   if (s->ops->handle_subscribe) s->ops->handle_subscribe(s, SL_ROLE_PRODUCER_SIDE, sub_id, consumer, m->data, m->len);
 }
 
 /* A consumer of ours is gone (cancelled or down). */
 static void producer_drop(sl_stage *s, uint64_t sub_id, int down, const sl_reason *r, int notify) {
-  sub *c = find_sub(s, sub_id, 1);
+  sub *c = sl_subs_find(&s->subs, sub_id, 1);
   if (!c) return;
-  remove_sub(s, c);
+  sl_subs_remove(&s->subs, c);
   uint64_t up = 0;
   sl_dispatch_cancel(s->disp, sub_id, &up);
   if (s->ops->handle_cancel) s->ops->handle_cancel(s, SL_ROLE_PRODUCER_SIDE, down, sub_id, c->peer, r);
@@ -747,7 +656,7 @@ static void producer_drop(sl_stage *s, uint64_t sub_id, int down, const sl_reaso
   free(c);
   deliver_ready_infos(s);
   if (!s->stop_pending) demand_arrived(s, up);
-  if (s->stop_when_no_consumers && s->consumers.n == 0) stop_text(s, "normal", SL_REASON_NORMAL);
+  if (s->stop_when_no_consumers && s->subs.side[1].n == 0) stop_text(s, "normal", SL_REASON_NORMAL);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------- */
@@ -761,9 +670,9 @@ static void do_stop(sl_stage *s) {
     warn(s, "stopped with %llu events it had not delivered (buffered or queued)",
          (unsigned long long)(st.buffered + st.held));
   if (s->ops->terminate) s->ops->terminate(s, &s->reason);
-  for (sub *c = s->consumers.head; c; c = c->next)
+  for (sub *c = s->subs.side[1].head; c; c = c->next)
     post(s, c->peer, sl_stage_reason_msg(SL_SM_CANCELLED, c->peer, c->id, 1, &s->reason));
-  for (sub *c = s->producers.head; c; c = c->next)
+  for (sub *c = s->subs.side[0].head; c; c = c->next)
     post(s, c->peer, sl_stage_reason_msg(SL_SM_DOWN, c->peer, c->id, 0, &s->reason));
   if (s->ops->ended) s->ops->ended(s);
   sl_stage_free(s);
@@ -799,7 +708,7 @@ int sl_stage_receive(sl_stage *s, sl_msg *m) {
     producer_subscribe(s, m);
     break;
   case SL_SM_ASK: {
-    if (!find_sub(s, m->from, 1)) break;
+    if (!sl_subs_find(&s->subs, m->from, 1)) break;
     uint64_t up = 0;
     int rc = sl_dispatch_ask(s->disp, m->from, (uint64_t)m->n, &up);
     if (rc == SL_DISPATCH_OVER_MAX)
@@ -809,7 +718,7 @@ int sl_stage_receive(sl_stage *s, sl_msg *m) {
     break;
   }
   case SL_SM_EVENTS: {
-    sub *c = find_sub(s, m->from, 0);
+    sub *c = sl_subs_find(&s->subs, m->from, 0);
     if (!c) break;
     if (s->type == SL_STAGE_PC && (s->in_head || s->pc_demand == 0)) {
       pin *p = pin_push(s, PIN_EVENTS, c->id);
@@ -824,7 +733,7 @@ int sl_stage_receive(sl_stage *s, sl_msg *m) {
     break;
   }
   case SL_SM_CANCEL_SUB: {
-    sub *c = find_sub(s, m->from, 0);
+    sub *c = sl_subs_find(&s->subs, m->from, 0);
     sl_reason r = sl_stage_msg_reason(m);
     if (c) post(s, c->peer, sl_stage_reason_msg(SL_SM_CANCEL_REQ, c->peer, c->id, 0, &r));
     break;
@@ -870,8 +779,8 @@ void sl_stage_get_stats(const sl_stage *s, sl_stage_stats *st) {
     st->held += d.queued;
     st->buffered = sl_buffer_count(s->buf);
   } else {
-    for (const sub *c = s->producers.head; c; c = c->next) st->demand += c->d.pending;
+    for (const sub *c = s->subs.side[0].head; c; c = c->next) st->demand += c->d.pending;
   }
-  st->producers = s->producers.n;
-  st->consumers = s->consumers.n;
+  st->producers = s->subs.side[0].n;
+  st->consumers = s->subs.side[1].n;
 }

@@ -19,6 +19,7 @@
 #include "check.h"
 #include "stage.h"
 #include "status.h"
+#include "subs.h"
 
 /* ---- the world -------------------------------------------------------------- */
 
@@ -535,6 +536,40 @@ static void test_noproc(void) {
   world_reset(0, 0);
 }
 
+/* The subscription set: found by id on its side, listed in subscription
+ * order, through growth of the table and removals. */
+static void test_subs_table(void) {
+  sl_subs t;
+  memset(&t, 0, sizeof t);
+  for (uint64_t id = 1; id <= 1000; id++) sl_subs_add(&t, id * 7919, id, (int)(id % 2));
+  sl_subs_add(&t, 7919, 5, 0);                 /* the same id on the other side */
+  int found = 0;
+  for (uint64_t id = 1; id <= 1000; id++) {
+    sl_sub *c = sl_subs_find(&t, id * 7919, (int)(id % 2));
+    found += c != NULL && c->peer == id;
+  }
+  CHECK_INT(found, 1000);
+  CHECK(sl_subs_find(&t, 7919, 0)->peer == 5);
+  CHECK(sl_subs_find(&t, 12345, 1) == NULL);
+  for (uint64_t id = 1; id <= 1000; id += 3) {
+    sl_sub *c = sl_subs_find(&t, id * 7919, (int)(id % 2));
+    sl_subs_remove(&t, c);
+    free(c);
+  }
+  CHECK_INT(t.count, 1001 - 334);
+  uint64_t last = 0;
+  int ordered = 1, n = 0;
+  for (sl_sub *c = t.side[1].head; c; c = c->next, n++) {
+    ordered = ordered && c->peer > last && (c->peer - 1) % 3 != 0;
+    last = c->peer;
+  }
+  CHECK(ordered);
+  CHECK_INT(n, t.side[1].n);
+  CHECK(sl_subs_find(&t, 4 * 7919, 0) == NULL);   /* removed */
+  sl_subs_free(&t);
+  CHECK_INT(t.count, 0);
+}
+
 /* With an argument, runs only the test of that name (for tracing with TRACE=1). */
 int main(int argc, char **argv) {
 #define ONLY(t) if (argc < 2 || strcmp(argv[1], #t) == 0) RUN(t)
@@ -547,5 +582,6 @@ int main(int argc, char **argv) {
   ONLY(test_one_event_per_demand);
   ONLY(test_cancel_modes);
   ONLY(test_noproc);
+  ONLY(test_subs_table);
   return CHECK_SUMMARY();
 }
