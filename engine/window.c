@@ -25,10 +25,11 @@
 #include <string.h>
 #include "status.h"
 #include "window.h"
+#include "window_int.h"
 
 /* ---- small containers ---------------------------------------------------- */
 
-static int grow(void **p, size_t *cap, size_t need, size_t esz) {
+int wn_grow(void **p, size_t *cap, size_t need, size_t esz) {
   if (need <= *cap) return 0;
   size_t n = *cap ? *cap : 8;
   while (n < need) n *= 2;
@@ -45,13 +46,6 @@ static uint64_t mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/* uint64 -> uint64 map, open addressing with linear probing and
- * backward-shift deletion. */
-typedef struct hmap {
-  uint64_t *keys, *vals;
-  uint8_t *used;
-  size_t cap, len;         /* cap: 0 or a power of two */
-} hmap;
 
 static uint64_t *hm_get(const hmap *h, uint64_t k) {
   if (!h->cap) return NULL;
@@ -80,7 +74,7 @@ static int hm_rehash(hmap *h, size_t ncap) {
 }
 
 /* The value slot of k, inserted with value v0 when absent. */
-static uint64_t *hm_put(hmap *h, uint64_t k, uint64_t v0) {
+uint64_t *wn_hm_put(hmap *h, uint64_t k, uint64_t v0) {
   uint64_t *v = hm_get(h, k);
   if (v) return v;
   if ((h->len + 1) * 4 > h->cap * 3 && hm_rehash(h, h->cap ? h->cap * 2 : 16)) return NULL;
@@ -113,84 +107,6 @@ static void hm_free(hmap *h) {
   memset(h, 0, sizeof *h);
 }
 
-/* ---- state ----------------------------------------------------------------- */
-
-typedef struct sess {
-  int64_t id, lo, hi;
-  uint64_t key;
-  uint64_t every;          /* events since the last every fire */
-  uint32_t k;              /* key record */
-  uint8_t state;           /* 0 free, 1 open, 2 watermark fired */
-} sess;
-
-typedef struct skey {
-  uint64_t key;
-  int has_ended;
-  int64_t ended_hi;        /* highest hi of an ended session */
-  uint32_t *s;             /* open sessions s[head .. head+len), ascending */
-  uint32_t head, len, cap;
-  uint32_t nwm;            /* the first nwm have fired watermark */
-  int inheap;
-  int64_t hpri;            /* the priority of its valid heap entry */
-} skey;
-
-typedef struct hent {
-  int64_t pri;
-  uint32_t k;
-} hent;
-
-typedef struct cent {      /* a collected session with its sort key */
-  int64_t id;
-  uint64_t key;
-  uint32_t s;
-} cent;
-
-typedef struct tent {      /* a lateness done timer */
-  int64_t due;
-  int64_t end;             /* fixed/sliding: windows [lo, end) end */
-  uint32_t s;              /* session */
-} tent;
-
-struct sl_window {
-  sl_window_spec sp;
-  int64_t step;            /* fixed: size; sliding: every */
-  int64_t last_now;
-  int finished;
-  uint8_t *pdone;
-  int64_t *tree;           /* 2 * nleaf; leaf i at nleaf + i */
-  uint32_t nleaf;
-  uint64_t late;
-  /* global, count, periodic */
-  int64_t cur;             /* current window id */
-  uint64_t ccount;         /* count: events in the current window */
-  uint64_t cevery;         /* events since the last every fire */
-  int64_t pend;            /* periodic: end of the current window */
-  /* trigger_periodically */
-  int64_t t0, pnext;       /* pnext: next due, -1 none */
-  /* fixed, sliding */
-  int started;
-  int64_t lo, wmlo, hi;
-  int ended;               /* some window has ended: those below `endmark` */
-  int64_t endmark;
-  hmap counts;             /* window start -> events since the last every fire */
-  /* lateness timers (ring) */
-  tent *tq;
-  size_t tcap, thead, tlen;
-  /* sessions */
-  hmap keymap;             /* key -> index into keys */
-  skey *keys;
-  size_t nkeys, capkeys;
-  sess *ss;
-  size_t nss, capss;
-  uint32_t *sfree;
-  size_t nfree, capfree;
-  uint64_t nopen;
-  hent *heap;
-  size_t nheap, capheap;
-  cent *coll;              /* sessions collected for one step */
-  size_t ncoll, capcoll;
-};
-
 /* ---- out --------------------------------------------------------------- */
 
 void sl_win_out_init(sl_win_out *o) { memset(o, 0, sizeof *o); }
@@ -218,19 +134,19 @@ static int push_act(sl_win_out *o, sl_win_action a) {
       return 0;
     }
   }
-  if (grow((void **)&o->acts, &o->capacts, o->nacts + 1, sizeof *o->acts)) return SL_ENOMEM;
+  if (wn_grow((void **)&o->acts, &o->capacts, o->nacts + 1, sizeof *o->acts)) return SL_ENOMEM;
   o->acts[o->nacts++] = a;
   return 0;
 }
 
-static int fire(sl_win_out *o, int64_t id, uint64_t key, int trig, int ends, uint64_t name) {
+int wn_fire(sl_win_out *o, int64_t id, uint64_t key, int trig, int ends, uint64_t name) {
   sl_win_action a = {SL_WIN_FIRE, (uint8_t)trig, (uint8_t)ends, 0, 0, {id, key}, name};
   return push_act(o, a);
 }
 
 /* RUN(win, from, n), cut after every trigger_every-th event of the window
  * (*every counts the window's events since its last every fire). */
-static int run(sl_window *w, sl_win_out *o, int64_t id, uint64_t key, uint32_t from,
+int wn_run(sl_window *w, sl_win_out *o, int64_t id, uint64_t key, uint32_t from,
                uint32_t n, uint64_t *every) {
   uint64_t te = w->sp.trigger_every;
   while (n > 0) {
@@ -243,7 +159,7 @@ static int run(sl_window *w, sl_win_out *o, int64_t id, uint64_t key, uint32_t f
       *every += k;
       if (*every == te) {
         *every = 0;
-        if (fire(o, id, key, SL_TRIG_EVERY, 0, 0)) return SL_ENOMEM;
+        if (wn_fire(o, id, key, SL_TRIG_EVERY, 0, 0)) return SL_ENOMEM;
       }
     }
   }
@@ -286,11 +202,11 @@ static void tree_set(sl_window *w, uint32_t p, int64_t v) {
 }
 
 /* The watermark, or INT64_MIN while unknown. */
-static int64_t watermark(const sl_window *w) { return w->tree[1]; }
+int64_t wn_watermark(const sl_window *w) { return w->tree[1]; }
 
 /* ---- lateness timers ---------------------------------------------------- */
 
-static int tq_push(sl_window *w, tent e) {
+int wn_tq_push(sl_window *w, tent e) {
   if (w->tlen == w->tcap) {
     size_t ncap = w->tcap ? w->tcap * 2 : 8;
     tent *n = malloc(ncap * sizeof *n);
@@ -387,7 +303,7 @@ void sl_window_free(sl_window *w) {
 /* ---- fixed and sliding -------------------------------------------------- */
 
 static uint64_t *win_every(sl_window *w, int64_t s) {
-  return hm_put(&w->counts, (uint64_t)s, 0);
+  return wn_hm_put(&w->counts, (uint64_t)s, 0);
 }
 
 /* Flushes a group: idx[from .. from+n) runs into windows a..b. */
@@ -395,7 +311,7 @@ static int slide_flush(sl_window *w, sl_win_out *o, int64_t a, int64_t b, uint32
   for (int64_t s = a;; s += w->step) {
     uint64_t dummy = 0, *ev = &dummy;
     if (w->sp.trigger_every && !(ev = win_every(w, s))) return SL_ENOMEM;
-    if (run(w, o, s, 0, from, n, ev)) return SL_ENOMEM;
+    if (wn_run(w, o, s, 0, from, n, ev)) return SL_ENOMEM;
     if (s >= b) break;
   }
   return 0;
@@ -404,7 +320,7 @@ static int slide_flush(sl_window *w, sl_win_out *o, int64_t a, int64_t b, uint32
 /* Windows [lo, end) end (done); lo = end. */
 static int slide_end_upto(sl_window *w, sl_win_out *o, int64_t end) {
   for (int64_t s = w->lo; s < end; s += w->step) {
-    if (fire(o, s, 0, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
+    if (wn_fire(o, s, 0, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
     if (w->sp.trigger_every) hm_del(&w->counts, (uint64_t)s);
   }
   if (end > w->lo) w->lo = end;
@@ -471,245 +387,10 @@ static int slide_step(sl_window *w, int64_t wm, sl_win_out *o) {
   int64_t end = limit + w->step;
   if (w->sp.lateness_ms < 0) return slide_end_upto(w, o, end);
   for (int64_t s = w->wmlo; s < end; s += w->step)
-    if (fire(o, s, 0, SL_TRIG_WATERMARK, 0, 0)) return SL_ENOMEM;
+    if (wn_fire(o, s, 0, SL_TRIG_WATERMARK, 0, 0)) return SL_ENOMEM;
   w->wmlo = end;
   tent e = {w->last_now + w->sp.lateness_ms, end, 0};
-  return tq_push(w, e);
-}
-
-/* ---- sessions ----------------------------------------------------------- */
-
-static int heap_push(sl_window *w, uint32_t k, int64_t pri) {
-  if (grow((void **)&w->heap, &w->capheap, w->nheap + 1, sizeof *w->heap)) return SL_ENOMEM;
-  size_t i = w->nheap++;
-  while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (w->heap[p].pri <= pri) break;
-    w->heap[i] = w->heap[p];
-    i = p;
-  }
-  w->heap[i] = (hent){pri, k};
-  w->keys[k].inheap = 1;
-  w->keys[k].hpri = pri;
-  return 0;
-}
-
-static hent heap_pop(sl_window *w) {
-  hent top = w->heap[0], last = w->heap[--w->nheap];
-  size_t i = 0, n = w->nheap;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && w->heap[c + 1].pri < w->heap[c].pri) c++;
-    if (last.pri <= w->heap[c].pri) break;
-    w->heap[i] = w->heap[c];
-    i = c;
-  }
-  if (n) w->heap[i] = last;
-  return top;
-}
-
-static int64_t key_index(sl_window *w, uint64_t key) {
-  uint64_t *v = hm_put(&w->keymap, key, UINT64_MAX);
-  if (!v) return SL_ENOMEM;
-  if (*v == UINT64_MAX) {
-    if (grow((void **)&w->keys, &w->capkeys, w->nkeys + 1, sizeof *w->keys)) return SL_ENOMEM;
-    memset(&w->keys[w->nkeys], 0, sizeof *w->keys);
-    w->keys[w->nkeys].key = key;
-    *v = w->nkeys++;
-  }
-  return (int64_t)*v;
-}
-
-/* The open session of k at position i (0-based from head). */
-static sess *kat(sl_window *w, skey *k, uint32_t i) { return &w->ss[k->s[k->head + i]]; }
-
-/* Position of the last open session of k with lo <= t, or -1. */
-static int64_t key_find(sl_window *w, skey *k, int64_t t) {
-  if (k->len && kat(w, k, k->len - 1)->lo <= t) return k->len - 1;   /* the usual case */
-  int64_t lo = 0, hi = (int64_t)k->len - 1, r = -1;
-  while (lo <= hi) {
-    int64_t mid = (lo + hi) / 2;
-    if (kat(w, k, (uint32_t)mid)->lo <= t) r = mid, lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return r;
-}
-
-/* Inserts session s into k's list at position pos. */
-static int key_insert(sl_window *w, skey *k, uint32_t pos, uint32_t s) {
-  if (k->head + k->len == k->cap) {
-    if (k->head) {
-      memmove(k->s, k->s + k->head, k->len * sizeof *k->s);
-      k->head = 0;
-    } else {
-      size_t cap = k->cap;
-      if (grow((void **)&k->s, &cap, (size_t)k->len + 1, sizeof *k->s)) return SL_ENOMEM;
-      k->cap = (uint32_t)cap;
-    }
-  }
-  uint32_t *b = k->s + k->head;
-  memmove(b + pos + 1, b + pos, (k->len - pos) * sizeof *b);
-  b[pos] = s;
-  k->len++;
-  return 0;
-}
-
-static void key_pop_front(skey *k) {
-  k->head++, k->len--;
-  if (k->nwm) k->nwm--;
-  if (!k->len) k->head = 0;
-}
-
-static int64_t sess_new(sl_window *w, int64_t t, uint64_t key, uint32_t kidx) {
-  uint32_t s;
-  if (w->nfree) {
-    s = w->sfree[--w->nfree];
-  } else {
-    if (grow((void **)&w->ss, &w->capss, w->nss + 1, sizeof *w->ss)) return SL_ENOMEM;
-    if (grow((void **)&w->sfree, &w->capfree, w->nss + 1, sizeof *w->sfree)) return SL_ENOMEM;
-    s = (uint32_t)w->nss++;
-  }
-  w->ss[s] = (sess){t, t, t, key, 0, kidx, 1};
-  w->nopen++;
-  return s;
-}
-
-/* Session s ends: it leaves the front of its key's list. */
-static void sess_end(sl_window *w, uint32_t s) {
-  sess *x = &w->ss[s];
-  skey *k = &w->keys[x->k];
-  key_pop_front(k);
-  if (!k->has_ended || x->hi > k->ended_hi) k->ended_hi = x->hi;
-  k->has_ended = 1;
-  x->state = 0;
-  w->sfree[w->nfree++] = s;
-  w->nopen--;
-}
-
-/* The session event t of key joins or opens; LATE when it is late. */
-#define LATE INT64_C(-1000)
-static int64_t sess_place(sl_window *w, int64_t t, uint64_t key) {
-  int64_t ki = key_index(w, key);
-  if (ki < 0) return ki;
-  skey *k = &w->keys[ki];
-  int64_t gap = w->sp.size_ms;
-  int64_t pos = key_find(w, k, t);
-  if (pos >= 0) {
-    sess *x = kat(w, k, (uint32_t)pos);
-    if (t <= x->hi) return k->s[k->head + pos];
-    if (t <= x->hi + gap) {
-      x->hi = t;
-      return k->s[k->head + pos];
-    }
-  }
-  if (pos + 1 < (int64_t)k->len) {
-    sess *x = kat(w, k, (uint32_t)(pos + 1));
-    if (t >= x->lo - gap) {
-      x->lo = t;
-      return k->s[k->head + pos + 1];
-    }
-  }
-  int64_t wm = watermark(w);
-  if ((k->has_ended && t <= k->ended_hi + gap) || (wm != INT64_MIN && t + gap < wm)) return LATE;
-  int64_t s = sess_new(w, t, key, (uint32_t)ki);
-  if (s < 0) return s;
-  k = &w->keys[ki];
-  uint32_t at = (uint32_t)(pos + 1);
-  if (key_insert(w, k, at, (uint32_t)s)) return SL_ENOMEM;
-  /* a new first session without a watermark fire: the key's heap entry */
-  if (at == k->nwm && (!k->inheap || t < k->hpri) && heap_push(w, (uint32_t)ki, t)) return SL_ENOMEM;
-  return s;
-}
-
-static int sess_flush(sl_window *w, sl_win_out *o, uint32_t s, uint32_t from, uint32_t n) {
-  sess *x = &w->ss[s];
-  uint64_t ev = x->every;
-  int rc = run(w, o, x->id, x->key, from, n, &ev);
-  w->ss[s].every = ev;
-  return rc;
-}
-
-static int sess_batch(sl_window *w, uint32_t n, const int64_t *t, const uint64_t *keys,
-                      sl_win_out *o) {
-  int64_t g = -1;
-  uint32_t gfrom = 0, gn = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    int64_t s = sess_place(w, t[i], keys ? keys[i] : 0);
-    if (s == LATE) {
-      o->late++, w->late++;
-      continue;
-    }
-    if (s < 0) return (int)s;
-    if (gn && s != g) {
-      if (sess_flush(w, o, (uint32_t)g, gfrom, gn)) return SL_ENOMEM;
-      gn = 0;
-    }
-    if (!gn) g = s, gfrom = (uint32_t)o->nidx;
-    o->idx[o->nidx++] = i;
-    gn++;
-  }
-  if (gn && sess_flush(w, o, (uint32_t)g, gfrom, gn)) return SL_ENOMEM;
-  return 0;
-}
-
-static int coll_push(sl_window *w, uint32_t s) {
-  if (grow((void **)&w->coll, &w->capcoll, w->ncoll + 1, sizeof *w->coll)) return SL_ENOMEM;
-  w->coll[w->ncoll++] = (cent){w->ss[s].id, w->ss[s].key, s};
-  return 0;
-}
-
-static int coll_cmp(const void *a, const void *b) {
-  const cent *x = a, *y = b;
-  if (x->id != y->id) return x->id < y->id ? -1 : 1;
-  return x->key < y->key ? -1 : x->key > y->key ? 1 : 0;
-}
-
-static void coll_sort(sl_window *w) {
-  if (w->ncoll > 1) qsort(w->coll, w->ncoll, sizeof *w->coll, coll_cmp);
-}
-
-/* Collects every open session, ascending (id, key). */
-static int coll_open(sl_window *w) {
-  w->ncoll = 0;
-  for (size_t i = 0; i < w->nss; i++)
-    if (w->ss[i].state && coll_push(w, (uint32_t)i)) return SL_ENOMEM;
-  coll_sort(w);
-  return 0;
-}
-
-/* Sessions the watermark wm has passed fire. */
-static int sess_step(sl_window *w, int64_t wm, sl_win_out *o) {
-  int64_t gap = w->sp.size_ms;
-  w->ncoll = 0;
-  while (w->nheap && w->heap[0].pri + gap < wm) {
-    hent e = heap_pop(w);
-    skey *k = &w->keys[e.k];
-    if (!k->inheap || k->hpri != e.pri) continue;   /* stale */
-    k->inheap = 0;
-    while (k->nwm < k->len) {
-      sess *x = kat(w, k, k->nwm);
-      if (x->hi + gap >= wm) break;
-      if (coll_push(w, k->s[k->head + k->nwm])) return SL_ENOMEM;
-      k->nwm++;
-    }
-    if (k->nwm < k->len && heap_push(w, e.k, kat(w, k, k->nwm)->hi)) return SL_ENOMEM;
-  }
-  coll_sort(w);
-  for (size_t i = 0; i < w->ncoll; i++) {
-    uint32_t s = w->coll[i].s;
-    sess *x = &w->ss[s];
-    if (w->sp.lateness_ms < 0) {
-      if (fire(o, x->id, x->key, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
-      sess_end(w, s);
-    } else {
-      if (fire(o, x->id, x->key, SL_TRIG_WATERMARK, 0, 0)) return SL_ENOMEM;
-      x->state = 2;
-      tent e = {w->last_now + w->sp.lateness_ms, 0, s};
-      if (tq_push(w, e)) return SL_ENOMEM;
-    }
-  }
-  return 0;
+  return wn_tq_push(w, e);
 }
 
 /* ---- shared paths ------------------------------------------------------- */
@@ -721,18 +402,18 @@ static int fire_all(sl_window *w, int trig, uint64_t name, sl_win_out *o) {
   case SL_WIN_GLOBAL:
   case SL_WIN_COUNT:
   case SL_WIN_PERIODIC:
-    return fire(o, w->cur, 0, trig, 0, name);
+    return wn_fire(o, w->cur, 0, trig, 0, name);
   case SL_WIN_FIXED:
   case SL_WIN_SLIDING:
     if (!w->started) return 0;
     for (int64_t s = w->lo; s <= w->hi; s += w->step)
-      if (fire(o, s, 0, trig, 0, name)) return SL_ENOMEM;
+      if (wn_fire(o, s, 0, trig, 0, name)) return SL_ENOMEM;
     return 0;
   case SL_WIN_SESSION:
-    if (coll_open(w)) return SL_ENOMEM;
+    if (wn_coll_open(w)) return SL_ENOMEM;
     for (size_t i = 0; i < w->ncoll; i++) {
       const cent *x = &w->coll[i];
-      if (fire(o, x->id, x->key, trig, 0, name)) return SL_ENOMEM;
+      if (wn_fire(o, x->id, x->key, trig, 0, name)) return SL_ENOMEM;
     }
     return 0;
   }
@@ -746,7 +427,7 @@ static int finish(sl_window *w, sl_win_out *o) {
   case SL_WIN_GLOBAL:
   case SL_WIN_COUNT:
   case SL_WIN_PERIODIC:
-    rc = fire(o, w->cur, 0, SL_TRIG_DONE, 1, 0);
+    rc = wn_fire(o, w->cur, 0, SL_TRIG_DONE, 1, 0);
     break;
   case SL_WIN_FIXED:
   case SL_WIN_SLIDING:
@@ -754,10 +435,10 @@ static int finish(sl_window *w, sl_win_out *o) {
     hm_free(&w->counts);
     break;
   case SL_WIN_SESSION:
-    if ((rc = coll_open(w))) break;
+    if ((rc = wn_coll_open(w))) break;
     for (size_t i = 0; i < w->ncoll && !rc; i++) {
       const cent *x = &w->coll[i];
-      rc = fire(o, x->id, x->key, SL_TRIG_DONE, 1, 0);
+      rc = wn_fire(o, x->id, x->key, SL_TRIG_DONE, 1, 0);
     }
     sessions_clear(w);
     break;
@@ -771,10 +452,10 @@ static int finish(sl_window *w, sl_win_out *o) {
 
 /* After the watermark may have moved. */
 static int after_input(sl_window *w, sl_win_out *o) {
-  int64_t wm = watermark(w);
+  int64_t wm = wn_watermark(w);
   if (wm == INT64_MAX) return finish(w, o);
   if (wm == INT64_MIN || !evtime(w)) return 0;
-  return sliding(w) ? slide_step(w, wm, o) : sess_step(w, wm, o);
+  return sliding(w) ? slide_step(w, wm, o) : wn_sess_step(w, wm, o);
 }
 
 static void take_now(sl_window *w, int64_t now) {
@@ -798,12 +479,12 @@ int sl_window_batch(sl_window *w, uint32_t p, uint32_t n, const int64_t *times,
   }
   take_now(w, now);
   out->call_acts = out->nacts;
-  if (grow((void **)&out->idx, &out->capidx, out->nidx + n, sizeof *out->idx)) return SL_ENOMEM;
+  if (wn_grow((void **)&out->idx, &out->capidx, out->nidx + n, sizeof *out->idx)) return SL_ENOMEM;
   int rc = 0;
   if (sliding(w)) {
     rc = slide_batch(w, p, n, times, out);
   } else if (w->sp.kind == SL_WIN_SESSION) {
-    rc = sess_batch(w, n, times, keys, out);
+    rc = wn_sess_batch(w, n, times, keys, out);
   } else {
     uint32_t from = (uint32_t)out->nidx;
     for (uint32_t i = 0; i < n; i++) out->idx[out->nidx++] = i;
@@ -812,10 +493,10 @@ int sl_window_batch(sl_window *w, uint32_t p, uint32_t n, const int64_t *times,
       uint32_t k = left;
       if (w->sp.kind == SL_WIN_COUNT && w->sp.count - w->ccount < k)
         k = (uint32_t)(w->sp.count - w->ccount);
-      rc = run(w, out, w->cur, 0, from, k, &w->cevery);
+      rc = wn_run(w, out, w->cur, 0, from, k, &w->cevery);
       from += k, left -= k;
       if (w->sp.kind == SL_WIN_COUNT && !rc && (w->ccount += k) == w->sp.count) {
-        rc = fire(out, w->cur, 0, SL_TRIG_DONE, 1, 0);
+        rc = wn_fire(out, w->cur, 0, SL_TRIG_DONE, 1, 0);
         w->cur++, w->ccount = 0, w->cevery = 0;
       }
     }
@@ -864,7 +545,7 @@ int sl_window_timer(sl_window *w, int64_t now, sl_win_out *out) {
       int64_t p = w->sp.periodically_ms;
       w->pnext = w->t0 + ((now - w->t0) / p + 1) * p;
     } else if (pe <= now && pe <= te) {
-      if (fire(out, w->cur, 0, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
+      if (wn_fire(out, w->cur, 0, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
       w->cur++, w->cevery = 0;
       w->pend += w->sp.size_ms;
     } else if (te <= now) {
@@ -874,8 +555,8 @@ int sl_window_timer(sl_window *w, int64_t now, sl_win_out *out) {
         if (slide_end_upto(w, out, x.end)) return SL_ENOMEM;
       } else {
         sess *s = &w->ss[x.s];
-        if (fire(out, s->id, s->key, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
-        sess_end(w, x.s);
+        if (wn_fire(out, s->id, s->key, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
+        wn_sess_end(w, x.s);
       }
     } else {
       break;
