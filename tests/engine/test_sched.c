@@ -72,7 +72,7 @@ static void test_inbox_fifo(void) {
  * message posted while the inbox is being drained comes after the others,
  * and an emptied inbox takes new posts again. */
 static void test_main_inbox_drain_is_linear(void) {
-  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL};
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
   CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
   sl_inbox *in = sl_sched_main(s);
