@@ -30,12 +30,24 @@ end
 local MergeStage = { type = "producer_consumer" }
 
 function MergeStage.init(cfg)
-  return { cfg = cfg, left = cfg.producers, ups = {}, windows = {} }
+  return { cfg = cfg, left = cfg.producers, ups = {}, windows = {}, ended = {} }
+end
+
+-- The value a window gives once merged.
+local function window_value(st, id)
+  local cfg = st.cfg
+  if cfg.kind == "take_sort" then return st.windows[id] end
+  local done_fn = cfg.done
+  local v = done_fn(st.windows[id], id)
+  if v == nil then op_error("departition done", "the done function returned nil where an event was expected") end
+  return v
 end
 
 MergeStage.handle_subscribe = LayerStage.handle_subscribe
 
-local function merge_events(st, events)
+-- Merges the tagged states; a window every upstream partition has ended
+-- (a windowed layer's) gives its value at once, into out.
+local function merge_events(st, events, out)
   local cfg = st.cfg
   local windows = st.windows
   for i = 1, #events do
@@ -56,13 +68,32 @@ local function merge_events(st, events)
       if acc == nil then nilacc("departition merge", "the merge function") end
       windows[id] = acc
     end
+    if ev[5] then
+      local e = st.ended[id]
+      if e == nil then
+        e = { n = 0 }
+        st.ended[id] = e
+      end
+      if not e[ev[2]] then
+        e[ev[2]], e.n = true, e.n + 1
+        if e.n == cfg.producers then
+          out[#out + 1] = window_value(st, id)
+          windows[id], st.ended[id] = nil, nil
+          st.emitted = true
+        end
+      end
+    end
   end
 end
 
 function MergeStage.handle_events(events, _, st)
-  local ok, res = xpcall(merge_events, on_error, st, events)
-  if not ok then stop_with(st.cfg.label, res) end
-  return {}, st
+  local out = {}
+  local ok, res = xpcall(merge_events, on_error, st, events, out)
+  if not ok then
+    stop_with(st.cfg.label, res)
+    return {}, st
+  end
+  return out, st
 end
 
 -- Window ids in ascending order (numbers before strings).
@@ -79,7 +110,7 @@ end
 local function merge_done(st)
   local cfg = st.cfg
   local out = {}
-  if next(st.windows) == nil then
+  if next(st.windows) == nil and not st.emitted then   -- an empty flow: the global window's value
     if cfg.kind == "take_sort" then
       st.windows.global = {}
     else
@@ -88,17 +119,7 @@ local function merge_done(st)
       if st.windows.global == nil then nilacc("accumulator", "acc_fun") end
     end
   end
-  for _, id in ipairs(sorted_ids(st.windows)) do
-    local v
-    if cfg.kind == "take_sort" then
-      v = st.windows[id]
-    else
-      local done_fn = cfg.done
-      v = done_fn(st.windows[id], id)
-      if v == nil then op_error("departition done", "the done function returned nil where an event was expected") end
-    end
-    out[#out + 1] = v
-  end
+  for _, id in ipairs(sorted_ids(st.windows)) do out[#out + 1] = window_value(st, id) end
   return out
 end
 

@@ -8,7 +8,8 @@
 --   layer_done(st)              all the layer emits once its upstream ended
 --                               (the global window's "done")
 -- A departition/take_sort stage (sluice.flow_merge) receives the tagged
--- states {TAG, partition index, window id, state}.
+-- states {TAG, partition index, window id, state, ends}: ends is true on
+-- the states of a trigger that ends its window (a windowed layer's).
 local sluice = require("sluice")
 local E = require("sluice.flow_error")
 local join = require("sluice.flow_join")
@@ -66,13 +67,13 @@ local function trigger_events(st, window)
   elseif cfg.tag == "departition" then
     -- without on_trigger a departition merges the accumulator itself
     if cfg.emit_mode == "nothing" then return {} end
-    return { { TAG, cfg.index, window.id, acc } }
+    return { { TAG, cfg.index, window.id, acc, window.ends } }
   else
     events = acc_events(cfg, acc)
   end
   if cfg.tag == "departition" then
     local out = {}
-    for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i] } end
+    for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i], window.ends } end
     return out, new_acc
   elseif cfg.tag == "take_sort" then
     local list = {}
@@ -80,7 +81,7 @@ local function trigger_events(st, window)
     local less_fn = cfg.less or default_less
     table.sort(list, function(a, b) return (less_fn(a, b)) end)   -- not a tail call: names the operation
     for i = #list, cfg.n + 1, -1 do list[i] = nil end
-    return { { TAG, cfg.index, window.id, list } }, new_acc
+    return { { TAG, cfg.index, window.id, list, window.ends } }, new_acc
   end
   return events, new_acc
 end

@@ -141,7 +141,7 @@ local function apply(st, actions, out, side)
       end
       st.acc = acc
       local events, new_acc = trigger_events(st, { type = st.wtype, id = window_id(st, win), key = win.key,
-                                                   trigger = a[3] })
+                                                   trigger = a[3], ends = a[4] })
       for j = 1, #events do out[#out + 1] = events[j] end
       if a[4] then
         -- a window ended: a custom trigger starts afresh

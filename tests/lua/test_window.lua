@@ -355,6 +355,33 @@ function TestWindow:test_departition_per_window()
                                { 5000, 1000 } })
 end
 
+-- After a windowed layer, a departition gives a window's value as soon as
+-- every partition has ended that window, not only at the end of input.
+function TestWindow:test_departition_emits_as_windows_end()
+  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
+    handle_cast = function(evs, s) return evs, s end }, nil)
+  local got = {}
+  local sink = sluice.start({ type = "consumer",
+    handle_events = function(e, _, st) for _, x in ipairs(e) do got[#got + 1] = x end return {}, st end,
+    handle_call = function(_, _, st) return got, {}, st end }, nil)
+  local h = F.from_stages({ src }, { stages = 1 })
+    :partition({ stages = 2, key = { index = 2 }, window = W.fixed(1, "second", { index = 1 }) })
+    :reduce(zero, count)
+    :departition(zero, function(s, a) return a + s end, function(acc, id) return { id, acc } end)
+    :into_stages({ sink })
+  src:cast({ { 100, "a" }, { 200, "b" }, { 300, "c" }, { 1500, "a" }, { 1600, "b" }, { 2500, "a" }, { 2600, "b" } })
+  local before
+  for _ = 1, 400 do
+    before = sink:call("get")
+    if #before >= 2 then break end
+    sluice.sleep(5)
+  end
+  lu.assertEquals(sorted(before), { { 0, 3 }, { 1000, 2 } })
+  src:stop()
+  h:await()
+  lu.assertEquals(sorted(sink:call("get")), { { 0, 3 }, { 1000, 2 }, { 2000, 2 } })
+end
+
 -- Build-time errors name the window and the operation.
 function TestWindow:test_errors()
   local ok, e = pcall(function()
