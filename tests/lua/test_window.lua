@@ -21,6 +21,20 @@ local function sorted(t, less)
   return t
 end
 
+-- A producer that emits what it is cast (and nothing on demand).
+local function cast_source()
+  return sluice.start({ type = "producer", handle_demand = function(_, s) return {}, s end,
+    handle_cast = function(evs, s) return evs, s end }, nil)
+end
+
+-- A consumer that keeps every event; sink:call("get") returns them.
+local function collecting_sink()
+  return sluice.start({ type = "consumer",
+    init = function() return {} end,
+    handle_events = function(e, _, got) for _, x in ipairs(e) do got[#got + 1] = x end return {}, got end,
+    handle_call = function(_, _, got) return got, {}, got end }, nil)
+end
+
 TestWindow = {}
 
 -- Flow's examples: 1..100 with count(10) gives ten sums and an empty 11th
@@ -101,8 +115,7 @@ function TestWindow:test_late_events()
   local r = h:to_list()
   lu.assertEquals(r, { { 5000, "done", 1 }, { 6000, "done", 2 } })
   -- through a source that stays open, to read stats().late
-  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
-    handle_cast = function(evs, s) return evs, s end }, nil)
+  local src = cast_source()
   local run = F.from_stages({ src }, { stages = 1, max_demand = 1, window = W.fixed(1, "second", { index = 1 }) })
     :reduce(zero, count):start()
   for _, e in ipairs(ev) do src:cast({ e }) end
@@ -149,14 +162,10 @@ end
 
 -- A {"trigger", name} message fires name on every open window.
 function TestWindow:test_message_trigger()
-  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
-    handle_cast = function(evs, s) return evs, s end }, nil)
+  local src = cast_source()
   local run = F.from_stages({ src }, { stages = 1 })
     :reduce(zero, sum):on_trigger(tagged)
-  local out = {}
-  local sink = sluice.start({ type = "consumer",
-    handle_events = function(e, _, st) for _, x in ipairs(e) do out[#out + 1] = x end return {}, st end,
-    handle_call = function(_, _, st) return out, {}, st end }, nil)
+  local sink = collecting_sink()
   local h = run:into_stages({ sink })
   src:cast({ 1, 2, 3 })
   sluice.sleep(50)
@@ -175,12 +184,8 @@ end
 -- Periodic windows: processing time; events arrive in two bursts far
 -- apart (generous margins), each burst in its own window.
 function TestWindow:test_periodic()
-  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
-    handle_cast = function(evs, s) return evs, s end }, nil)
-  local out = {}
-  local sink = sluice.start({ type = "consumer",
-    handle_events = function(e, _, st) for _, x in ipairs(e) do out[#out + 1] = x end return {}, st end,
-    handle_call = function(_, _, st) return out, {}, st end }, nil)
+  local src = cast_source()
+  local sink = collecting_sink()
   local h = F.from_stages({ src }, { stages = 1, window = W.periodic(300, "millisecond") })
     :reduce(zero, sum):on_trigger(function(acc) return { acc } end)
     :into_stages({ sink })
@@ -198,12 +203,8 @@ end
 
 -- trigger_periodically fires on the open window each period.
 function TestWindow:test_trigger_periodically()
-  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
-    handle_cast = function(evs, s) return evs, s end }, nil)
-  local out = {}
-  local sink = sluice.start({ type = "consumer",
-    handle_events = function(e, _, st) for _, x in ipairs(e) do out[#out + 1] = x end return {}, st end,
-    handle_call = function(_, _, st) return out, {}, st end }, nil)
+  local src = cast_source()
+  local sink = collecting_sink()
   local h = F.from_stages({ src }, { stages = 1, window = W.global():trigger_periodically(100, "millisecond") })
     :reduce(zero, sum):on_trigger(tagged):into_stages({ sink })
   src:cast({ 4, 5 })
@@ -358,12 +359,8 @@ end
 -- After a windowed layer, a departition gives a window's value as soon as
 -- every partition has ended that window, not only at the end of input.
 function TestWindow:test_departition_emits_as_windows_end()
-  local src = sluice.start({ type = "producer", handle_demand = function(n, s) return {}, s end,
-    handle_cast = function(evs, s) return evs, s end }, nil)
-  local got = {}
-  local sink = sluice.start({ type = "consumer",
-    handle_events = function(e, _, st) for _, x in ipairs(e) do got[#got + 1] = x end return {}, st end,
-    handle_call = function(_, _, st) return got, {}, st end }, nil)
+  local src = cast_source()
+  local sink = collecting_sink()
   local h = F.from_stages({ src }, { stages = 1 })
     :partition({ stages = 2, key = { index = 2 }, window = W.fixed(1, "second", { index = 1 }) })
     :reduce(zero, count)

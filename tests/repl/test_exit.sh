@@ -8,34 +8,9 @@
 # Prints "ok NAME" or "FAIL NAME" per check, then "N passed, M failed".
 BIN=${1:?usage: sh tests/repl/test_exit.sh path/to/sluice}
 
-passed=0
-failed=0
-TMPD=$(mktemp -d "${TMPDIR:-/tmp}/sluice-exit.XXXXXX") || exit 1
-trap 'rm -rf "$TMPD"' EXIT
-mkdir -p "$TMPD/home"
-HOME=$TMPD/home INPUTRC=/dev/null TERM=dumb
-export HOME INPUTRC TERM
-unset LUA_INIT LUA_INIT_5_4
+NAME_TMP=sluice-exit
+. "$(dirname "$0")/proc.inc"
 
-# check NAME STATUS STDOUT STDERR: compares the last run.
-check() {
-  if [ "$rc" = "$2" ] && [ "$out" = "$3" ] && [ "$err" = "$4" ]; then
-    echo "ok $1"; passed=$((passed + 1))
-  else
-    echo "FAIL $1"
-    printf '%s\n' "--- want status $2, stdout:" "$3" "--- stderr:" "$4" \
-      "--- got status $rc (124: still running after 10 s), stdout:" "$out" \
-      "--- stderr:" "$err" | sed 's/^/    /'
-    failed=$((failed + 1))
-  fi
-}
-
-# run ARGS...: runs the binary (stdin empty) with a 10 s limit.
-run() {
-  timeout 10 "$BIN" "$@" </dev/null >"$TMPD/out" 2>"$TMPD/err"
-  rc=$?
-  out=$(cat "$TMPD/out"); err=$(cat "$TMPD/err")
-}
 
 # run_int INPUT ARGS...: starts the binary in the background with INPUT on
 # stdin, waits until its stdout shows a line "ready", sends SIGINT, and
@@ -147,5 +122,4 @@ sluice> $LOOP
 <task 1>
 sluice> " ""
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

@@ -7,43 +7,10 @@
 # Prints "ok NAME" or "FAIL NAME" per check, then "N passed, M failed".
 BIN=${1:?usage: sh tests/repl/test_stdin.sh path/to/sluice}
 
-passed=0
-failed=0
-TMPD=$(mktemp -d "${TMPDIR:-/tmp}/sluice-stdin.XXXXXX") || exit 1
-trap 'rm -rf "$TMPD"' EXIT
-mkdir -p "$TMPD/home"
-# a private HOME (the history file) and a terminal type with no escapes
-HOME=$TMPD/home INPUTRC=/dev/null TERM=dumb
-export HOME INPUTRC TERM
-unset LUA_INIT LUA_INIT_5_4
+NAME_TMP=sluice-stdin
+. "$(dirname "$0")/proc.inc"
 
-# check NAME STATUS STDOUT STDERR: compares the last run (see run*).
-check() {
-  if [ "$rc" = "$2" ] && [ "$out" = "$3" ] && [ "$err" = "$4" ]; then
-    echo "ok $1"; passed=$((passed + 1))
-  else
-    echo "FAIL $1"
-    printf '%s\n' "--- want status $2, stdout:" "$3" "--- stderr:" "$4" \
-      "--- got status $rc, stdout:" "$out" "--- stderr:" "$err" | sed 's/^/    /'
-    failed=$((failed + 1))
-  fi
-}
 
-# run_in INPUT ARGS...: runs the binary with INPUT on a pipe.
-run_in() {
-  input=$1; shift
-  printf '%s' "$input" | timeout 10 "$BIN" "$@" >"$TMPD/out" 2>"$TMPD/err"
-  rc=$?
-  out=$(cat "$TMPD/out"); err=$(cat "$TMPD/err")
-}
-
-# run_file FILE ARGS...: runs the binary with FILE as stdin.
-run_file() {
-  f=$1; shift
-  timeout 10 "$BIN" "$@" <"$f" >"$TMPD/out" 2>"$TMPD/err"
-  rc=$?
-  out=$(cat "$TMPD/out"); err=$(cat "$TMPD/err")
-}
 
 V=$("$BIN" -v)
 
@@ -126,5 +93,4 @@ stack traceback:
 	stdin:1: in main chunk
 	[C]: in ?"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
