@@ -666,9 +666,11 @@ static void do_stop(sl_stage *s) {
   s->stop_pending = 2;
   sl_stage_stats st;
   sl_stage_get_stats(s, &st);
-  if (st.buffered + st.held > 0 && !(s->reason.flags & SL_REASON_ASKED))
-    warn(s, "stopped with %llu events it had not delivered (buffered or queued)",
-         (unsigned long long)(st.buffered + st.held));
+  unsigned long long held = (unsigned long long)(st.buffered + st.held);
+  if (held > 0 && !(s->reason.flags & SL_REASON_ASKED)) {
+    if (s->ops->dropped) s->ops->dropped(s, held);
+    else warn(s, "stopped with %llu events it had not delivered (buffered or queued)", held);
+  }
   if (s->ops->terminate) s->ops->terminate(s, &s->reason);
   for (sub *c = s->subs.side[1].head; c; c = c->next)
     post(s, c->peer, sl_stage_reason_msg(SL_SM_CANCELLED, c->peer, c->id, 1, &s->reason));

@@ -114,6 +114,11 @@ typedef struct sl_stage_ops {
   int (*select)(sl_stage *s, uint64_t sub, sl_batch *b);
   /* A warning about the stage (excess events, discarded events). */
   void (*warn)(sl_stage *s, const char *fmt, unsigned long long n);
+  /* The stage stops holding n events it never delivered (buffered or
+   * queued), and the user did not stop it (SL_REASON_ASKED): the host
+   * says so, or knows that its owner gets the stage's failure. NULL: a
+   * warning through warn. */
+  void (*dropped)(sl_stage *s, unsigned long long n);
   /* The record is about to be freed; the exit reason is sl_stage_reason. */
   void (*ended)(sl_stage *s);
 } sl_stage_ops;

@@ -317,17 +317,19 @@ static void op_fail(sl_stage *st, const char *message) { set_error_msg(ls(st), m
 
 static void op_warn(sl_stage *st, const char *fmt, unsigned long long n) {
   char label[128], line[256];
-  /* a stage whose owner collects its outcome (a flow's result, an await)
-   * and that ends with an error: the owner gets the error, the events it
-   * held are part of that failure */
-  if (strncmp(fmt, "stopped with", 12) == 0 && !(sl_stage_reason(st)->flags & SL_REASON_NORMAL) &&
-      st_reg_watched(ls(st)->ref))
-    return;
   int len = snprintf(line, sizeof line, "sluice: %s ", stage_label(ls(st), label, sizeof label));
   len += snprintf(line + len, sizeof line - (size_t)len, fmt, n);
   if (len > (int)sizeof line - 2) len = (int)sizeof line - 2;
   line[len++] = '\n';
   fwrite(line, 1, (size_t)len, stderr);
+}
+
+/* A stage stopped holding events: said on stderr, unless its owner
+ * collects its outcome (a flow's result, an await) and it ended with an
+ * error: the owner gets the error, and the events are part of it. */
+static void op_dropped(sl_stage *st, unsigned long long n) {
+  if (!(sl_stage_reason(st)->flags & SL_REASON_NORMAL) && st_reg_watched(ls(st)->ref)) return;
+  op_warn(st, "stopped with %llu events it had not delivered (buffered or queued)", n);
 }
 
 static void op_handle_demand(sl_stage *st, uint64_t n) {
@@ -710,5 +712,6 @@ const sl_stage_ops st_lua_ops = {
   .partition_of = op_partition_of,
   .select = op_select,
   .warn = op_warn,
+  .dropped = op_dropped,
   .ended = op_ended,
 };
