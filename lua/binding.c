@@ -27,6 +27,7 @@
 #include "hash.h"
 #include "lines.h"
 #include "lwindow.h"
+#include "outbox.h"
 
 sl_rt sl_rt_g;
 
@@ -675,30 +676,6 @@ static int l_take(lua_State *L) {
   return 1;
 }
 
-/* sluice._snap(v) -> v when it is not a table; a copy of a flat table (no
- * table keys, no table or function values) made raw, without its
- * metatable, as sending it would; nothing (nil) for any other table, which
- * the caller copies deeply. What a flow's loop does to an event a user
- * function made, so that later changes to that table do not reach it. */
-static int l_snap(lua_State *L) {
-  if (lua_type(L, 1) != LUA_TTABLE) {
-    lua_settop(L, 1);
-    return 1;
-  }
-  lua_settop(L, 1);
-  lua_Unsigned n = lua_rawlen(L, 1);
-  lua_createtable(L, n > 1u << 24 ? 0 : (int)n, 0);   /* 2: the copy */
-  lua_pushnil(L);
-  while (lua_next(L, 1)) {                           /* stack: t c k v */
-    int tv = lua_type(L, -1);
-    if (tv == LUA_TTABLE || tv == LUA_TFUNCTION || lua_type(L, -2) == LUA_TTABLE) return 0;
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);                               /* stack: t c k k v */
-    lua_rawset(L, 2);
-  }
-  return 1;
-}
-
 /* sluice._key(v) -> the encoded bytes of v as a string (uniq on tables). */
 static int l_key(lua_State *L) {
   luaL_checkany(L, 1);
@@ -905,7 +882,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 int luaopen_sluice(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_ticket", l_ticket}, {"_take", l_take}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {"_snap", l_snap}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_ticket", l_ticket}, {"_take", l_take}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {"done", l_task_done}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);
@@ -917,6 +894,7 @@ int luaopen_sluice(lua_State *L) {
   lua_setfield(L, -2, "_lines");
   sl_window_open_lua(L);
   lua_setfield(L, -2, "_window");
+  sl_outbox_open(L);
   return 1;
 }
 

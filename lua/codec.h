@@ -35,6 +35,14 @@ sl_handle *sl_handle_test(lua_State *L, int idx, int kind);
  * (may raise only on Lua memory errors). */
 int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, size_t errlen);
 
+/* Pushes the index of module names that encoding consults (a table or
+ * function that package.loaded reaches crosses by name), for
+ * sl_encode_named: a caller that encodes many values one at a time looks
+ * it up once. */
+void sl_encode_names(lua_State *L);
+/* sl_encode with the names index that sl_encode_names pushed, at names. */
+int sl_encode_named(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen);
+
 /* Writes the encoding of the nil, boolean, number or string at idx to
  * dst[0..cap) -- the same bytes sl_encode appends -- and returns its
  * length; returns 0 for any other type or when it needs more than cap

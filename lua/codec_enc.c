@@ -509,7 +509,7 @@ static int enc_value(Enc *e, int idx) {
   }
 }
 
-int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, size_t errlen) {
+static int encode(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen) {
   size_t len0 = out->len;
   int top = lua_gettop(L), rc;
   Enc e;
@@ -537,6 +537,11 @@ int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, s
     goto simple;
   }
   enc_init(&e, L, out);
+  if (names) {
+    lua_pushvalue(L, names);
+    lua_replace(L, e.names);
+    e.hasnames = 1;
+  }
   rc = enc_value(&e, idx);
   lua_settop(L, top);
   if (rc) {
@@ -550,6 +555,16 @@ simple:
     if (err && errlen) snprintf(err, errlen, "not enough memory");
   }
   return rc;
+}
+
+int sl_encode(lua_State *L, int idx, sl_buf *out, const char *root, char *err, size_t errlen) {
+  return encode(L, idx, 0, out, root, err, errlen);
+}
+
+void sl_encode_names(lua_State *L) { cd_names_get(L); }
+
+int sl_encode_named(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen) {
+  return encode(L, idx, lua_absindex(L, names), out, root, err, errlen);
 }
 
 typedef struct BatchCtx {

@@ -35,6 +35,7 @@
 #include "buffer.h"
 #include "dispatch.h"
 #include "hash.h"
+#include "outbox.h"
 #include "stage_int.h"
 #include "status.h"
 
@@ -273,7 +274,23 @@ void st_push_stage(lua_State *L, uint64_t ref) { sl_handle_push(L, SL_H_STAGE, r
  * cb names the callback in errors. */
 void st_emit_lua(stage *s, int idx, const char *cb) {
   lua_State *L = s->L;
+  sl_batch b;
+  char err[256], root[64];
   if (lua_isnil(L, idx)) return;
+  int ob = sl_outbox_take(L, idx, &b, err, sizeof err);   /* events encoded as they were emitted */
+  if (ob < 0) {
+    set_errorf(s, "%s: %s", cb, err);
+    return;
+  }
+  if (ob > 0) {
+    if (b.count && s->type == T_CONSUMER) {
+      set_errorf(s, "%s: a consumer cannot emit events (got %d)", cb, (int)b.count);
+      sl_batch_release(&b);
+      return;
+    }
+    sl_stage_emit(s->st, &b);
+    return;
+  }
   if (!lua_istable(L, idx)) {
     set_errorf(s, "%s must return an array of events, got %s", cb, luaL_typename(L, idx));
     return;
@@ -283,8 +300,6 @@ void st_emit_lua(stage *s, int idx, const char *cb) {
     set_errorf(s, "%s: a consumer cannot emit events (got %d)", cb, (int)lua_rawlen(L, idx));
     return;
   }
-  sl_batch b;
-  char err[256], root[64];
   snprintf(root, sizeof root, "%s events", cb);
   if (sl_encode_batch(L, idx, &b, root, err, sizeof err) != 0) {
     set_errorf(s, "%s", err);

@@ -95,8 +95,9 @@ local MAX_ITER_FLAT_MAPS = 3
 --
 -- copy_out: the events the loop emits leave the stage (not a run() or a
 -- layer feeding a departition/take_sort, whose events are dropped); then
--- a table that a user function made is copied as it emits it (snapshot),
--- and likewise (copy_groups) a table group_by keeps in its accumulator.
+-- `out` is an outbox (new_out) and each event is encoded, which copies it,
+-- as the loop emits it; likewise (copy_groups) a table a user function
+-- made is copied (snapshot) as group_by keeps it in its accumulator.
 local function compile(ops, red, mode, comb, copy_out, copy_groups)
   if comb and comb.keyed then   -- one plain accumulator, split by key at the end
     red, comb = comb.red, nil
@@ -116,8 +117,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   end
   w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
   -- SNAPC (sluice._snap) copies a flat table in C and leaves other values
-  -- as they are; it returns nothing for a table that needs SNAP's deep copy
-  w("local SNAPC = require('sluice')._snap\n")
+  -- as they are; it returns nothing for a table that needs SNAP's deep copy.
+  -- PUT (sluice._put) appends an event to the outbox `out` (new_out)
+  w("local SNAPC, PUT = require('sluice')._snap, require('sluice')._put\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -182,8 +184,11 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "if a == nil then NILACC('reduce') end\n")
       w(ind .. "acc[p] = a\n")
     elseif not red then
-      if made and copy_out then w(ind .. "do local c = SNAPC(e); if c == nil then c = SNAP(e) end; e = c end\n") end
-      w(ind .. "n = n + 1; out[n] = e\n")
+      if copy_out then
+        w(ind .. "PUT(out, e)\n")   -- out is an outbox: e is copied (encoded) now
+      else
+        w(ind .. "n = n + 1; out[n] = e\n")
+      end
     elseif red.kind == "reduce" then
       w(ind .. "acc = reduce_reduce(e, acc)\n")
       w(ind .. "if acc == nil then NILACC('reduce') end\n")
@@ -193,11 +198,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
       w(ind .. "if acc == nil then NILACC('emit_and_reduce') end\n")
       if copy_out then
-        w(ind .. "for j = 1, #evs do\n")
-        w(ind .. "  local x = evs[j]\n")
-        w(ind .. "  do local c = SNAPC(x); if c == nil then c = SNAP(x) end; x = c end\n")
-        w(ind .. "  n = n + 1; out[n] = x\n")
-        w(ind .. "end\n")
+        w(ind .. "for j = 1, #evs do PUT(out, evs[j]) end\n")
       else
         w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
       end
@@ -316,6 +317,15 @@ local function load_run(cfg, src)
   return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc)
 end
 
-M.snapshot, M.compile, M.load_run = snapshot, compile, load_run
+-- What a stage's loop and triggers append their output to: an outbox
+-- (sluice._outbox) when the events leave the stage (compile's copy_out),
+-- else an array. A stage callback returns either as its events.
+local OUTBOX = sluice._outbox
+local function new_out(cfg)
+  if cfg.discard or cfg.tag then return {} end
+  return OUTBOX()
+end
+
+M.snapshot, M.compile, M.load_run, M.new_out = snapshot, compile, load_run, new_out
 
 return M

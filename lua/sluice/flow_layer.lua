@@ -20,7 +20,7 @@ local window = require("sluice.flow_window")
 
 local nilerr, nilacc, on_error, stop_with = E.nilerr, E.nilacc, E.on_error, E.stop_with
 local protected_init, ends_with_upstream = E.protected_init, E.ends_with_upstream
-local load_run = codegen.load_run
+local load_run, new_out = codegen.load_run, codegen.new_out
 local join_events = join.join_events
 local layer_done = trigger.layer_done
 
@@ -91,7 +91,7 @@ local function layer_events(st, events, from)
   end
   local run = st.run
   if not run then return events end
-  local out = {}
+  local out = new_out(cfg)
   st.acc = run(events, out, st.acc, st.seen)
   return out
 end

@@ -23,7 +23,7 @@ local trigger = require("sluice.flow_trigger")
 local window = require("sluice.flow_window")
 
 local nilerr, on_error, stop_with, protected_init = E.nilerr, E.on_error, E.stop_with, E.protected_init
-local load_run, snapshot = codegen.load_run, codegen.snapshot
+local load_run, snapshot, new_out = codegen.load_run, codegen.snapshot, codegen.new_out
 local layer_init = LayerStage.layer_init
 local layer_done = trigger.layer_done
 
@@ -141,12 +141,12 @@ local GO_ON = "__sluice_source_go_on"
 -- every part is read (then the layer's "done" follows) or the chunk budget
 -- is spent (then more is true).
 local function source_events(st, demand)
-  local out = {}
   local cfg, keep = st.cfg, st.keep
+  local out = new_out(cfg)
   local done, chunks = false, 0
   repeat
     chunks = chunks + 1
-    if not keep and #out > 0 then out = {} end
+    if not keep and #out > 0 then out = new_out(cfg) end
     if not st.cur and not claim(st) then
       done = true
     elseif st.win then
@@ -203,7 +203,11 @@ local function source_events(st, demand)
     end
   until done or (keep and #out >= demand) or chunks >= CHUNKS_PER_CALL
   local last
-  if done then last = st.win and window.source_done(st) or layer_done(st) end
+  if done then
+    -- what the end emits follows what came out before it (when kept)
+    local into = keep and out or nil
+    last = st.win and window.source_done(st, into) or layer_done(st, into)
+  end
   return out, done, last, not done and not (keep and #out >= demand)
 end
 
@@ -233,8 +237,7 @@ local function source_step(st)
   sluice.self():finish()
   if cfg.discard then return {}, st end
   if cfg.tag then return last, st end
-  for i = 1, #last do out[#out + 1] = last[i] end
-  return out, st
+  return out, st   -- what the end emitted was appended to out
 end
 
 function SourceStage.handle_demand(demand, st)

@@ -13,6 +13,7 @@
 local sluice = require("sluice")
 local E = require("sluice.flow_error")
 local join = require("sluice.flow_join")
+local new_out = require("sluice.flow_codegen").new_out
 
 local op_error, nilerr = E.op_error, E.nilerr
 local join_done = join.join_done
@@ -103,13 +104,15 @@ local function split_by_key(acc, n)
   return parts
 end
 
--- The global window's "done": what the layer emits once its upstream ended.
-local function layer_done(st)
+-- The global window's "done": what the layer emits once its upstream
+-- ended, appended to out when given.
+local function layer_done(st, out)
   local cfg = st.cfg
-  local out = {}
+  out = out or new_out(cfg)
   if cfg.join then
     local rows = join_done(st)
-    if st.run then st.acc = st.run(rows, out, st.acc, st.seen) else out = rows end
+    if st.run then st.acc = st.run(rows, out, st.acc, st.seen)
+    else for i = 1, #rows do out[#out + 1] = rows[i] end end
   end
   if cfg.comb_acc then
     local parts = split_by_key(st.acc, cfg.comb)

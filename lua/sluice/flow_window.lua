@@ -16,6 +16,7 @@ local sluice = require("sluice")
 local E = require("sluice.flow_error")
 local trigger = require("sluice.flow_trigger")
 local join = require("sluice.flow_join")
+local new_out = require("sluice.flow_codegen").new_out
 
 local nilacc = E.nilacc
 local trigger_events = trigger.trigger_events
@@ -226,7 +227,7 @@ function map_batch(st, events)
 end
 
 function M.events(st, events, id)
-  local out = {}
+  local out = new_out(st.cfg)
   -- the window (and a custom trigger) sees the batch after map_batch; a
   -- join's map_batch works on the join's rows
   if not st.cfg.join then events = map_batch(st, events) end
@@ -250,9 +251,10 @@ function M.source_batch(st, events, out)
   arm(st)
 end
 
--- A split source has read everything: the windows end.
-function M.source_done(st)
-  local out = {}
+-- A split source has read everything: the windows end (what that emits
+-- is appended to out when given).
+function M.source_done(st, out)
+  out = out or new_out(st.cfg)
   apply(st, call(st, "producer_done", 1), out)
   arm(st)
   return out
@@ -260,7 +262,7 @@ end
 
 -- A producer ended normally; returns the output and whether it was the last.
 function M.producer_done(st, id)
-  local out = {}
+  local out = new_out(st.cfg)
   apply(st, st.win:producer_done(st.pidx[id]), out)
   arm(st)
   return out
@@ -270,7 +272,7 @@ end
 -- the output, or nil when the message is not the window's.
 function M.info(st, msg)
   if type(msg) ~= "table" then return nil end
-  local out = {}
+  local out = new_out(st.cfg)
   if msg[1] == TIMER then
     st.timer = nil
     apply(st, st.win:timer(), out)
@@ -287,7 +289,7 @@ end
 -- emits (run protected by the caller).
 function M.message_out(st, msg)
   if st.win then return M.info(st, msg) or {} end
-  local out = {}
+  local out = new_out(st.cfg)
   M.global_message(st, msg, out)
   return out
 end
