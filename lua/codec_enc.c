@@ -509,6 +509,67 @@ static int enc_value(Enc *e, int idx) {
   }
 }
 
+/* Appends the nil, boolean, number or string at idx (of type t); 1 for
+ * any other type (nothing written), or SL_ENOMEM. */
+static int put_scalar(sl_buf *b, lua_State *L, int t, int idx) {
+  switch (t) {
+  case LUA_TNIL: return sl_buf_putc(b, T_NIL) ? SL_ENOMEM : 0;
+  case LUA_TBOOLEAN: return sl_buf_putc(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE) ? SL_ENOMEM : 0;
+  case LUA_TNUMBER: return put_number(b, L, idx);
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return put_string(b, s, n);
+  }
+  default: return 1;
+  }
+}
+
+/* A flat table (every key and value nil, boolean, number or string; not
+ * a module that crosses by name; names is the names index) is written as
+ * enc_table writes it, byte for byte, without the seen map and the
+ * recursion: the common event. Returns 1 when written, 0 when the table
+ * is not flat (nothing written), or SL_ENOMEM. Needs 3 free stack slots. */
+static int enc_flat(lua_State *L, int idx, int names, sl_buf *b) {
+  size_t len0 = b->len;
+  int rc;
+  lua_pushvalue(L, idx);
+  int named = lua_rawget(L, names) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (named) return 0;
+  lua_Unsigned narr = lua_rawlen(L, idx);
+  if (put_tag_varint(b, T_TABLE, narr) || sl_buf_putc(b, 0)) return SL_ENOMEM;
+  size_t hpos = b->len - 1;
+  for (lua_Unsigned i = 1; i <= narr; i++) {
+    int t = lua_rawgeti(L, idx, (lua_Integer)i);
+    rc = put_scalar(b, L, t, -1);
+    lua_pop(L, 1);
+    if (rc) goto not_flat;
+  }
+  uint64_t nhash = 0;
+  lua_pushnil(L);                                   /* stack: nil */
+  while (lua_next(L, idx)) {                        /* stack: k v */
+    int isint;
+    lua_Integer k = lua_tointegerx(L, -2, &isint);
+    if (isint && lua_isinteger(L, -2) && k >= 1 && (lua_Unsigned)k <= narr) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if ((rc = put_scalar(b, L, lua_type(L, -2), -2)) == 0) rc = put_scalar(b, L, lua_type(L, -1), -1);
+    if (rc) {
+      lua_pop(L, 2);
+      goto not_flat;
+    }
+    lua_pop(L, 1);                                  /* stack: k */
+    nhash++;
+  }
+  if (patch_varint(b, hpos, nhash)) return SL_ENOMEM;
+  return 1;
+not_flat:
+  b->len = len0;
+  return rc < 0 ? rc : 0;
+}
+
 static int encode(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen) {
   size_t len0 = out->len;
   int top = lua_gettop(L), rc;
@@ -534,6 +595,10 @@ static int encode(lua_State *L, int idx, int names, sl_buf *out, const char *roo
   }
   if (!lua_checkstack(L, 8)) {
     rc = SL_ENOMEM;
+    goto simple;
+  }
+  if (names && lua_type(L, idx) == LUA_TTABLE && (rc = enc_flat(L, idx, names, out)) != 0) {
+    if (rc > 0) rc = 0;
     goto simple;
   }
   enc_init(&e, L, out);
@@ -611,6 +676,23 @@ static int encode_batch_body(lua_State *L) {
         return 0;
       }
       continue;
+    }
+    if (t == LUA_TTABLE) {
+      if (!e.hasnames) {
+        cd_names_get(L);                              /* stack: ... v index */
+        lua_replace(L, e.names);
+        e.hasnames = 1;
+      }
+      int rc = enc_flat(L, lua_gettop(L), e.names, e.b);
+      if (rc < 0 || (rc > 0 && sl_bb_end_event(&c->bb))) {
+        c->rc = SL_ENOMEM;
+        snprintf(c->err, c->errlen, "not enough memory");
+        return 0;
+      }
+      if (rc > 0) {
+        lua_pop(L, 1);
+        continue;
+      }
     }
     seen_clear(&e);
     if (t == LUA_TNIL) {

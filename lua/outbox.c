@@ -55,8 +55,13 @@ static int put(lua_State *L, outbox *o) {
   return 0;
 }
 
+/* sluice._put(ob, v); upvalue 1 is the outbox metatable (compared
+ * directly: a look-up by name per event costs more than the encoding). */
 static int l_put(lua_State *L) {
-  outbox *o = check_outbox(L, 1);
+  outbox *o = lua_touserdata(L, 1);
+  if (!o || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    return luaL_typeerror(L, 1, OUTBOX_MT);
+  lua_pop(L, 1);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   return put(L, o);
@@ -119,12 +124,11 @@ static int l_snap(lua_State *L) {
 void sl_outbox_open(lua_State *L) {
   static const luaL_Reg mt[] = {
     {"__newindex", l_outbox_newindex}, {"__len", l_outbox_len}, {"__gc", l_outbox_gc}, {NULL, NULL}};
-  if (luaL_newmetatable(L, OUTBOX_MT)) luaL_setfuncs(L, mt, 0);
-  lua_pop(L, 1);
+  if (luaL_newmetatable(L, OUTBOX_MT)) luaL_setfuncs(L, mt, 0);   /* stack: sluice mt */
+  lua_pushcclosure(L, l_put, 1);
+  lua_setfield(L, -2, "_put");
   lua_pushcfunction(L, l_outbox);
   lua_setfield(L, -2, "_outbox");
-  lua_pushcfunction(L, l_put);
-  lua_setfield(L, -2, "_put");
   lua_pushcfunction(L, l_snap);
   lua_setfield(L, -2, "_snap");
 }

@@ -715,6 +715,60 @@ static const char *const corpus[] = {
 };
 #define NCORPUS (sizeof corpus / sizeof *corpus)
 
+/* Flat tables (scalar keys and values) take a shorter path in
+ * sl_encode_named and sl_encode_batch; their bytes are those of the
+ * general path (sl_encode), and a module table still crosses by name. */
+static void test_flat_tables_same_bytes(void) {
+  lua_State *A = newstate(), *B = newstate();
+  static const char *const values[] = {
+    "return {}", "return {1, 2}", "return {1, 'two', 3.5, true, false}",
+    "return {x = 1, y = 'b', [2.5] = -7, [true] = false}",
+    "return {10, 20, 30, n = 3, [-1] = 'neg', [100] = 1e300}",
+    "local t = {} for i = 1, 200 do t['k' .. i] = i end return t",   /* 200 pairs: a 2-byte count */
+    "return {1, nil, 3}", "return {[1] = 'a', [3] = 'c'}",
+    "return {1, {2}}", "return {f = print}", "return {1, x = {}}",  /* not flat: general path */
+  };
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    size_t n1, n2;
+    char *general = encode_chunk(A, values[i], &n1);
+    CHECK(general != NULL);
+    sl_buf named = SL_BUF_INIT;
+    CHECK(eval(A, values[i]));
+    sl_encode_names(A);
+    CHECK_INT(sl_encode_named(A, -2, -1, &named, "x", err, sizeof err), 0);
+    lua_pop(A, 2);
+    CHECK(general && named.len == n1 && memcmp(named.data, general, n1) == 0);
+    /* the same value as an event of a batch */
+    char chunk[512];
+    snprintf(chunk, sizeof chunk, "return {(function() %s end)()}", values[i]);
+    sl_batch b = SL_BATCH_EMPTY;
+    CHECK(eval(A, chunk));
+    CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), 0);
+    lua_pop(A, 1);
+    const char *p = sl_batch_event(&b, 0, &n2);
+    CHECK(general && n2 == n1 && memcmp(p, general, n1) == 0);
+    CHECK_INT(sl_decode_batch(B, &b, err, sizeof err), 0);
+    lua_pop(B, 1);
+    sl_batch_release(&b);
+    sl_buf_free(&named);
+    free(general);
+  }
+  CHECK_INT(lua_gettop(A), 0);
+  /* a flat module table crosses by name on both paths */
+  run(A, "package.loaded.flatmod = {x = 1}");
+  run(B, "package.loaded.flatmod = {x = 2}");
+  sl_buf named = SL_BUF_INIT;
+  CHECK(eval(A, "return package.loaded.flatmod"));
+  sl_encode_names(A);
+  CHECK_INT(sl_encode_named(A, -2, -1, &named, "x", err, sizeof err), 0);
+  lua_pop(A, 2);
+  CHECK_INT(sl_decode(B, named.data, named.len, err, sizeof err), 0);
+  lua_setglobal(B, "v");
+  CHECK_LUA(B, "v == package.loaded.flatmod and v.x == 2");
+  sl_buf_free(&named);
+  close2(A, B);
+}
+
 static void test_truncations(void) {
   lua_State *A = newstate(), *B = newstate();
   for (size_t c = 0; c < NCORPUS; c++) {
@@ -865,6 +919,7 @@ int main(void) {
   RUN(test_function_sent_again);
   RUN(test_recursive_functions);
   RUN(test_shared_upvalues);
+  RUN(test_flat_tables_same_bytes);
   RUN(test_by_name);
   RUN(test_by_name_unresolved);
   RUN(test_handles);
