@@ -1,22 +1,18 @@
 -- Word count on Flow: lines -> words -> partition by word -> counts per
 -- partition; the counts come back to the script, which prints the totals
--- and the ten most frequent words.
+-- and the ten most frequent words. flat_map hands on the line's gmatch
+-- iterator and frequencies counts right after the partition, so each
+-- first-layer stage counts its own words and only the counts cross the
+-- partition (print(flow:explain()) shows the plan).
 --   sluice examples/wordcount.lua [file] [stages]
 local path = arg[1] or "examples/data/text.txt"
 local stages = math.tointeger(tonumber(arg[2])) or sluice.workers()
 local flow = sluice.flow
 
 local counts = flow.from_enumerable(sluice.lines(path), { stages = stages })
-  :flat_map(function(line)
-    local words = {}
-    for w in line:lower():gmatch("%a+") do words[#words + 1] = w end
-    return words
-  end)
+  :flat_map(function(line) return line:lower():gmatch("%a+") end)
   :partition({ stages = stages })
-  :reduce(function() return {} end, function(word, acc)
-    acc[word] = (acc[word] or 0) + 1
-    return acc
-  end)
+  :frequencies()
   :to_list()   -- each partition emits its {word, count} pairs
 
 local total = 0

@@ -174,6 +174,115 @@ function Flow:reduce(acc_fun, fun, opts)
                                          keyed = keyed or nil }))
 end
 
+-- Combiners: reduces whose accumulator is a table {[key] = value} with a
+-- merge of their own, so that after a partition they combine like any
+-- reduce given a merge (sluice.flow_plan's combining). red.keyed_by says
+-- which partition makes them keyed: "pair" (a key spec {index = 1}: the
+-- pair's key), "event" (partition() with no key: the whole event) or the
+-- key function itself; red.pairs makes the end emit {key, value} pairs
+-- even when the keys happen to be 1..n. The functions below run in the
+-- layer's stages; the user's function is called through a local named
+-- reduce_<operation>, which is how an error in it names the operation.
+
+-- A key that a table keeps by value: tables and functions are keys by
+-- identity, and every event arrives as a new copy.
+local function check_key(op, k, what)
+  local t = type(k)
+  if t == "string" or t == "boolean" or (t == "number" and k == k) then return end
+  local E = require("sluice.flow_error")
+  if k == nil then E.op_error(op, what or "a key is nil") end
+  E.op_error(op, ("a key must be a string, a number (not NaN) or a boolean, got %s "
+    .. "(a table would be a key by identity, and every event arrives as a new copy)"):format(sluice.inspect(k)))
+end
+
+local function by_key_fns(fun)
+  local reduce_reduce_by_key = fun
+  local function bad_pair(e, why)
+    require("sluice.flow_error").op_error("reduce_by_key",
+      ("expected a {key, value} pair, got %s%s"):format(sluice.inspect(e), why))
+  end
+  local function combined(a, v)
+    a = reduce_reduce_by_key(a, v)
+    if a == nil then
+      require("sluice.flow_error").op_error("reduce_by_key", "the function returned nil where a value was expected")
+    end
+    return a
+  end
+  local function reduce(e, acc)
+    if type(e) ~= "table" then bad_pair(e, "") end
+    local k, v = e[1], e[2]
+    if v == nil then bad_pair(e, " (its value is nil)") end
+    local a = acc[k]
+    if a == nil then
+      if k == nil then bad_pair(e, " (its key is nil)") end
+      check_key("reduce_by_key", k)
+      acc[k] = v
+    else
+      acc[k] = combined(a, v)
+    end
+    return acc
+  end
+  local function merge(part, acc)
+    for k, v in pairs(part) do
+      local a = acc[k]
+      if a == nil then acc[k] = v else acc[k] = combined(a, v) end
+    end
+    return acc
+  end
+  return reduce, merge
+end
+
+local function add_counts(part, acc)
+  for k, n in pairs(part) do acc[k] = (acc[k] or 0) + n end
+  return acc
+end
+
+local function new_table() return {} end
+
+-- flow:reduce_by_key(fun): {key, value} events; per key the first value,
+-- then fun(acc_value, value).
+function Flow:reduce_by_key(fun)
+  check_fn("reduce_by_key", "fun", fun)
+  local reduce, merge = by_key_fns(fun)
+  return (with_reducer(self, "reduce_by_key", { kind = "reduce", name = "reduce_by_key", acc = new_table,
+    f = reduce, merge = merge, keyed_by = "pair", pairs = true }))
+end
+
+-- flow:frequencies(): the count of each distinct event.
+function Flow:frequencies()
+  local function reduce(e, acc)
+    local c = acc[e]
+    if c == nil then
+      check_key("frequencies", e)
+      acc[e] = 1
+    else
+      acc[e] = c + 1
+    end
+    return acc
+  end
+  return (with_reducer(self, "frequencies", { kind = "reduce", name = "frequencies", acc = new_table,
+    f = reduce, merge = add_counts, keyed_by = "event", pairs = true }))
+end
+
+-- flow:frequencies_by(key_fun): the count of each key_fun(event).
+function Flow:frequencies_by(key_fun)
+  check_fn("frequencies_by", "the key function", key_fun)
+  local reduce_frequencies_by = key_fun
+  local function reduce(e, acc)
+    local k = reduce_frequencies_by(e)
+    local c = acc[k]
+    if c == nil then
+      check_key("frequencies_by", k, "frequencies_by returned nil where a key was expected")
+      acc[k] = 1
+    else
+      acc[k] = c + 1
+    end
+    return acc
+  end
+  return (with_reducer(self, "frequencies_by", { kind = "reduce", name = "frequencies_by", acc = new_table,
+    f = reduce, merge = add_counts, keyed_by = key_fun, pairs = true }))
+end
+
 function Flow:emit_and_reduce(acc_fun, fun)
   check_fn("emit_and_reduce", "the accumulator", acc_fun)
   check_fn("emit_and_reduce", "the reducer", fun)
@@ -321,6 +430,14 @@ function Flow:through_specs(specs)
   end
   return new_flow({ kind = "through", flow = self, specs = specs }, {})
 end
+
+-- flow:explain() / flow.explain(f): the plan the terminal methods would
+-- run, as text (sluice.flow_explain).
+function flow.explain(f)
+  if not is_flow(f) then fail("explain", "expected a flow, got " .. type(f)) end
+  return require("sluice.flow_explain").explain(f)
+end
+function Flow:explain() return flow.explain(self) end
 
 require("sluice.flow_run")   -- adds the terminal methods to Flow
 

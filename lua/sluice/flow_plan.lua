@@ -31,6 +31,21 @@ local function new_run()
   return { id = next_flow_id, stages = {}, owned = {}, layers = 0, sources = 0, paused = {} }
 end
 
+-- A dry run (sluice.flow_explain): materialize takes every decision it
+-- takes for a real run but starts nothing; run.dry records what it would
+-- start, in order: {what = "source", number, f, dispatcher} and
+-- {what = "layer", number, spec, cfgs, ups, dispatcher, f} entries (a
+-- through layer: {what = "through", number, n, ups, f}). The outputs it
+-- hands on are {stage = {dry = the entry}}.
+local function dry_run()
+  return { id = 0, stages = {}, owned = {}, layers = 0, sources = 0, paused = {}, dry = {} }
+end
+
+local function record(run, entry)
+  run.dry[#run.dry + 1] = entry
+  return entry
+end
+
 local function track(run, stage, label, layer, partition, owned)
   run.stages[#run.stages + 1] = { stage = stage, label = label, layer = layer, partition = partition,
                                   owned = owned ~= false }
@@ -96,11 +111,17 @@ end
 
 -- Starts the stages of a layer (one per cfg), each subscribed to every
 -- upstream output. Returns the layer's outputs.
-local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitioned)
+local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitioned, f)
   run.layers = run.layers + 1
   local layer = run.layers
   local n = #cfgs
   local outs = {}
+  if run.dry then
+    local entry = record(run, { what = "layer", number = layer, spec = spec, cfgs = cfgs, ups = ups,
+                                dispatcher = dispatcher, f = f })
+    for i = 1, n do outs[i] = { stage = { dry = entry } } end
+    return outs
+  end
   for i = 1, n do
     local subs = {}
     for j, up in ipairs(ups) do
@@ -174,6 +195,14 @@ local function start_sources(run, f, dispatcher)
   local src = f.src
   local sub = sub_opts_of(f.opts)
   local outs = {}
+  if run.dry then
+    for i = 1, #(src.enums or src.specs or src.stages) do
+      run.sources = run.sources + 1
+      outs[i] = { stage = { dry = record(run, { what = "source", number = run.sources, f = f, item = i,
+                                                dispatcher = dispatcher }) } }
+    end
+    return outs
+  end
   local function add(s, owned)   -- sources are numbered across the whole flow
     run.sources = run.sources + 1
     return track(run, s, ("flow %d source %d"):format(run.id, run.sources), 0, run.sources, owned)
@@ -233,21 +262,45 @@ end
 -- cannot be split so: no merge, not after a partition, a map_batch or an
 -- on_init of its own (they run in the reducing stages), uniq (its "seen"
 -- must span the whole partition), or an upstream layer with its own reduce.
+-- The second result says why (sluice.flow_explain shows it): why there is
+-- no combining, or why a combining that is not keyed is not.
 local function combining(f, n)
   local red, src = f.red, f.src
-  if not (red and red.kind == "reduce" and red.merge) or src.dispatch ~= "partition" then return nil end
-  if window.needed(f.opts.window) then return nil end   -- accumulators are per window
-  if f.batch_fn or f.opts.on_init then return nil end
+  if not red then return nil end
+  if red.kind ~= "reduce" then return nil, "only a reduce with a merge combines" end
+  if not red.merge then return nil, "the reduce has no merge" end
+  if src.dispatch ~= "partition" then
+    return nil, src.dispatch and "it follows a shuffle or merge, not a partition" or "it does not follow a partition"
+  end
+  if window.needed(f.opts.window) then return nil, "a window is set: accumulators are per window" end   -- accumulators are per window
+  if f.batch_fn or f.opts.on_init then return nil, "its layer has map_batch or on_init" end
   for _, op in ipairs(f.ops) do
-    if op.op == "uniq" or op.op == "uniq_by" then return nil end
+    if op.op == "uniq" or op.op == "uniq_by" then return nil, "its layer has uniq or uniq_by" end
   end
   for _, g in ipairs(src.flows) do
-    if g.red then return nil end
+    if g.red then return nil, "a flow feeding the partition has a reduce in its last layer" end
   end
   -- keyed: the reducer sees the events the partition keys (no operations
-  -- between), and keys come from the key spec, not from a hash function
-  local keyed = red.keyed and #f.ops == 0 and not src.hash or nil
-  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red, keyed = keyed }
+  -- between), and keys come from the key spec, not from a hash function.
+  -- The combiners (reduce_by_key, frequencies...) are keyed when the
+  -- partition's key is theirs (red.keyed_by), or there is one partition.
+  local keyed, why = red.keyed, nil
+  local by = red.keyed_by
+  if by ~= nil then
+    local k = src.key
+    keyed = n == 1 and not src.hash
+      or (by == "pair" and type(k) == "table" and k.index == 1)
+      or (by == "event" and k == nil)
+      or (k ~= nil and k == by)
+    if not keyed then
+      why = by == "pair" and "keyed needs partition({key = {index = 1}}), the pair's key"
+        or by == "event" and "keyed needs partition() with no key: the event is the key"
+        or ("keyed needs a partition by the same key function as " .. red.name)
+    end
+  end
+  if keyed and #f.ops > 0 then keyed, why = false, "keyed needs nothing between the partition and the reduce" end
+  if keyed and src.hash then keyed, why = false, "keyed needs a partition without a hash function" end
+  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red, keyed = keyed or nil }, why
 end
 
 -- Sends a combining layer's {partition, accumulator} pairs to their partition.
@@ -287,9 +340,9 @@ function materialize(run, f, dispatcher, extra)
         -- chunk's output), as a producer_consumer does
         cfgs[i].buffer_size = cfgs[i].buffer_size or math.huge
       end
-      local outs = start_layer(run, SourceStage, cfgs, {}, dispatcher, layer_sub, false)
+      local outs = start_layer(run, SourceStage, cfgs, {}, dispatcher, layer_sub, false, f)
       -- paused like any source until every consumer has subscribed
-      for _, o in ipairs(outs) do
+      for _, o in ipairs(run.dry and {} or outs) do
         o.stage:demand("accumulate")
         run.paused[#run.paused + 1] = o.stage
       end
@@ -305,7 +358,7 @@ function materialize(run, f, dispatcher, extra)
     end
     partitioned = updisp.kind == "partition"
     if comb then
-      return start_layer(run, LayerStage, layer_cfgs(f, n, extra, true), ups, dispatcher, layer_sub, partitioned)
+      return start_layer(run, LayerStage, layer_cfgs(f, n, extra, true), ups, dispatcher, layer_sub, partitioned, f)
     end
   elseif src.kind == "join" then
     -- each side is partitioned by its own key; the join stages tell the
@@ -326,7 +379,7 @@ function materialize(run, f, dispatcher, extra)
     for i = 1, n do
       cfgs[i].join, cfgs[i].join_mode, cfgs[i].lkey, cfgs[i].rkey = src.join, src.mode, src.lkey, src.rkey
     end
-    return start_layer(run, LayerStage, cfgs, ups, dispatcher, layer_sub, partitioned)
+    return start_layer(run, LayerStage, cfgs, ups, dispatcher, layer_sub, partitioned, f)
   elseif src.kind == "departition" or src.kind == "take_sort" then
     local tag = { tag = src.kind, n = src.n, less = src.less }
     local parts = materialize(run, src.flow, demand_dispatcher(), tag)
@@ -334,14 +387,19 @@ function materialize(run, f, dispatcher, extra)
     local alone = not has_work(f) and (extra == nil or (extra.discard and not extra.tag))
     local cfg = { kind = src.kind, acc = src.acc, merge = src.merge, done = src.done, n = src.n,
                   less = src.less, discard = alone and extra ~= nil or nil }
-    if alone then return start_layer(run, MergeStage, { cfg }, parts, dispatcher, layer_sub, false) end
-    ups = start_layer(run, MergeStage, { cfg }, parts, demand_dispatcher(), layer_sub, false)
+    if alone then return start_layer(run, MergeStage, { cfg }, parts, dispatcher, layer_sub, false, f) end
+    ups = start_layer(run, MergeStage, { cfg }, parts, demand_dispatcher(), layer_sub, false, f)
   elseif src.kind == "through" then
     local mids = materialize(run, src.flow, demand_dispatcher())
     run.layers = run.layers + 1
     local layer = run.layers
     ups = {}
-    for i, entry in ipairs(src.stages or src.specs) do
+    if run.dry then
+      local n_through = #(src.stages or src.specs)
+      local entry = record(run, { what = "through", number = layer, n = n_through, ups = mids, f = f })
+      for i = 1, n_through do ups[i] = { stage = { dry = entry } } end
+    end
+    for i, entry in ipairs(run.dry and {} or src.stages or src.specs) do
       local label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
       local s
       if src.stages then
@@ -359,10 +417,11 @@ function materialize(run, f, dispatcher, extra)
   else
     error("sluice.flow: unknown source kind " .. tostring(src.kind), 0)
   end
-  return start_layer(run, LayerStage, layer_cfgs(f, n, extra), ups, dispatcher, layer_sub, partitioned)
+  return start_layer(run, LayerStage, layer_cfgs(f, n, extra), ups, dispatcher, layer_sub, partitioned, f)
 end
 
 M.new_run, M.track, M.materialize = new_run, track, materialize
+M.dry_run, M.combining = dry_run, combining
 M.subscription, M.sub_options = subscription, sub_options
 
 return M

@@ -43,7 +43,9 @@ local function acc_events(cfg, acc)
   if mode == "nothing" then return {} end
   if type(acc) ~= "table" then return { acc } end
   local out = {}
-  if cfg.red.kind ~= "group_by" and cfg.red.kind ~= "group_by_key" and is_sequence(acc) then
+  -- (group_by and the combiners of sluice.flow emit pairs whatever their keys)
+  local red = cfg.red
+  if not red.pairs and red.kind ~= "group_by" and red.kind ~= "group_by_key" and is_sequence(acc) then
     for i = 1, #acc do out[i] = acc[i] end
     return out
   end

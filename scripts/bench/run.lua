@@ -203,22 +203,39 @@ end
 --   runs, budget_s          runs (default RUNS); stop early once the next run
 --                           would take the row past budget_s (>= 1 run)
 --   base_desc               what the baseline is, for the legend
+-- The word count rows: each shape with -w 2 and -w 1 (scale: the rows
+-- whose "-w 1 / -w 2" time ratio is printed under the table).
 local WORKLOADS = {
-  { name = "wordcount " .. small.label, workers = 2,
+  { name = "wordcount " .. small.label, workers = 2, scale = "combined",
     cmd = sluice(2, "wordcount.lua", small), base = plain("wordcount_plain.lua", small),
     events = small, expect = small,
     measure = "time", target = 0.6, stretch = 0.5,
-    base_desc = "lua5.4 wordcount_plain.lua: io.lines + gmatch into a table, same corpus" },
-  { name = "wordcount " .. small.label, workers = 1,
+    base_desc = "lua5.4 wordcount_plain.lua: io.lines + gmatch into a table, same corpus; sluice side: "
+      .. "flat_map returns the gmatch iterator, reduce with merge and keyed (combining)" },
+  { name = "wordcount " .. small.label, workers = 1, scale = "combined",
     cmd = sluice(1, "wordcount.lua", small), base = plain("wordcount_plain.lua", small),
     events = small, expect = small,
     measure = "time", target = 1.15,
     base_desc = "same as above" },
-  { name = "wordcount " .. small.label .. " (events)", workers = 2,
-    cmd = sluice(2, "wordcount.lua", small, "events"), base = plain("wordcount_plain.lua", small),
-    events = small, expect = small, measure = "time",
-    base_desc = "same as above; sluice side: flat_map returns an array per line and the "
-      .. "reduce has no merge, so every word crosses the partition (no target)" },
+}
+local WORDCOUNT_SHAPES = {
+  { "frequencies", "flat_map iterator -> partition() -> frequencies() (keyed combining)" },
+  { "reduce_by_key", "flat_map iterator -> map to {word, 1} -> partition({key = {index = 1}}) "
+    .. "-> reduce_by_key(+) (keyed combining)" },
+  { "iter", "flat_map iterator -> partition() -> reduce without merge: every word crosses the partition" },
+  { "events", "flat_map returns an array per line and the reduce has no merge, so every word "
+    .. "crosses the partition (Flow's plain shape)" },
+}
+for _, shape in ipairs(WORDCOUNT_SHAPES) do
+  for _, w in ipairs({ 2, 1 }) do
+    WORKLOADS[#WORKLOADS + 1] = {
+      name = ("wordcount %s (%s)"):format(small.label, shape[1]), workers = w, scale = shape[1],
+      cmd = sluice(w, "wordcount.lua", small, shape[1]), base = plain("wordcount_plain.lua", small),
+      events = small, expect = small, measure = "time",
+      base_desc = "same as above; sluice side: " .. shape[2] .. " (no target)" }
+  end
+end
+for _, e in ipairs({
   { name = "map/filter/count " .. human_count(N), workers = 2,
     cmd = sluice(2, "mapfilter.lua", N), base = plain("mapfilter_plain.lua", N),
     events = N, expect = ("count=%d"):format((N + 1) // 2),
@@ -230,7 +247,7 @@ local WORKLOADS = {
     measure = "hop_ns", target = 25,
     base_desc = "the same three stages' callbacks in one lua5.4 loop, 1000 events a batch; "
       .. "ratio = (chain s - base s) / (events * 2 hops)" },
-}
+}) do WORKLOADS[#WORKLOADS + 1] = e end
 -- Windows: fixed 1 s windows over N events {ts, i} (ts = i ms), counted per
 -- window, on a partition and on the first layer; session windows over a
 -- generated click log of N/10 events (no target).
@@ -499,6 +516,34 @@ for _, e in ipairs(selected) do
 end
 for _, e in ipairs(selected) do
   if e.note then out("  * %s: %s", e.name, e.note) end
+end
+
+-- scaling: per row run with both -w 1 and -w 2, median s at -w 1 / at -w 2
+local scaled, order = {}, {}
+for _, e in ipairs(selected) do
+  if e.scale then
+    local g = scaled[e.scale]
+    if not g then
+      g = { name = e.name }
+      scaled[e.scale] = g
+      order[#order + 1] = e.scale
+    end
+    g[e.workers] = e
+  end
+end
+local scale_lines = {}
+for _, key in ipairs(order) do
+  local g = scaled[key]
+  local one, two = g[1], g[2]
+  if one and two and one.s and two.s then
+    scale_lines[#scale_lines + 1] = ("  %-36s %.3f s / %.3f s = %.2fx"):format(g.name, one.s.wall, two.s.wall,
+      one.s.wall / two.s.wall)
+  end
+end
+if #scale_lines > 0 then
+  out("")
+  out("scaling (median s with -w 1 / with -w 2; 2.00x would be perfect on 2 cores):")
+  for _, l in ipairs(scale_lines) do out(l) end
 end
 
 local failed = false

@@ -7,10 +7,16 @@
 --   (lua/README.md §8.4, combining).
 -- shape "events": flat_map returns an array per line and the reduce has no
 --   merge, so every word crosses the partition as an event.
+-- shape "iter": flat_map returns the iterator, the reduce has no merge:
+--   no array per line, but every word crosses the partition.
+-- shape "frequencies": the iterator, partition(), frequencies() (keyed
+--   combining, with no merge to write).
+-- shape "reduce_by_key": the iterator, map to {word, 1},
+--   partition({key = {index = 1}}), reduce_by_key(+) (keyed combining).
 -- Prints "RESULT <summary>" (see words.lua).
 local dir = arg[0]:match("^(.*)/") or "."
 local W = dofile(dir .. "/words.lua")
-local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events]")
+local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events|iter|frequencies|reduce_by_key]")
 local shape = arg[2] or "combined"
 local flow = sluice.flow
 
@@ -41,6 +47,25 @@ elseif shape == "events" then
     end)
     :partition()
     :reduce(function() return {} end, count)
+    :to_list()
+elseif shape == "iter" then
+  counts = flow.from_enumerable(sluice.lines(path))
+    :flat_map(function(line) return line:lower():gmatch("%a+") end)
+    :partition()
+    :reduce(function() return {} end, count)
+    :to_list()
+elseif shape == "frequencies" then
+  counts = flow.from_enumerable(sluice.lines(path))
+    :flat_map(function(line) return line:lower():gmatch("%a+") end)
+    :partition()
+    :frequencies()
+    :to_list()
+elseif shape == "reduce_by_key" then
+  counts = flow.from_enumerable(sluice.lines(path))
+    :flat_map(function(line) return line:lower():gmatch("%a+") end)
+    :map(function(word) return { word, 1 } end)
+    :partition({ key = { index = 1 } })
+    :reduce_by_key(function(a, b) return a + b end)
     :to_list()
 else
   error("unknown shape " .. shape)

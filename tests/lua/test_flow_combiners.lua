@@ -1,0 +1,408 @@
+-- Flow: the combiners reduce_by_key, frequencies and frequencies_by
+-- (lua/README.md §8.4), and explain (§8.6). Results are checked against a
+-- plain Lua count of the same data, with and without a partition, with
+-- 1 and 3 stages and with windows; explain's text is checked exactly.
+local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "flow_helper.lua")
+local sorted, by_inspect = H.sorted, H.by_inspect
+local F, W = sluice.flow, sluice.window
+
+local TEXT = "examples/data/text.txt"
+local function add(a, b) return a + b end
+local function words(line) return line:lower():gmatch("%a+") end
+
+-- {key, value} pairs of a table, sorted.
+local function pairs_of(t)
+  local out = {}
+  for k, v in pairs(t) do out[#out + 1] = { k, v } end
+  return sorted(out, by_inspect)
+end
+
+-- Pairs that may hold a key more than once, added up per key.
+local function summed(list)
+  local t = {}
+  for _, kv in ipairs(list) do t[kv[1]] = (t[kv[1]] or 0) + kv[2] end
+  return pairs_of(t)
+end
+
+-- 1..n as {x % m, x} pairs, and their sums per key in plain Lua.
+local function mod_pairs(n, m) return sluice.range(1, n), function(x) return { x % m, x } end end
+local function plain_mod_sums(n, m)
+  local t = {}
+  for x = 1, n do t[x % m] = (t[x % m] or 0) + x end
+  return pairs_of(t)
+end
+
+-- What each partition ends with, as {index, sorted pairs}.
+local function per_partition(fl)
+  local out = fl:on_trigger(function(acc, p) return { { p.index, pairs_of(acc) } } end):to_list()
+  return sorted(out, by_inspect)
+end
+
+TestFlowCombiners = {}
+
+-- reduce_by_key ---------------------------------------------------------------------
+
+function TestFlowCombiners:test_reduce_by_key_after_a_keyed_partition()
+  local range, pair = mod_pairs(20000, 97)
+  for _, st in ipairs({ 1, 3 }) do
+    local got = F.from_enumerable(range, { stages = st }):map(pair)
+      :partition({ stages = st, key = { index = 1 } }):reduce_by_key(add):to_list()
+    -- each key once: the partition is by the pair's key
+    lu.assertEquals(sorted(got, by_inspect), plain_mod_sums(20000, 97), "stages " .. st)
+  end
+end
+
+function TestFlowCombiners:test_reduce_by_key_keyed_ends_each_partition_as_without_combining()
+  -- the keyed cut sends each key where the dispatcher sends its pairs: the
+  -- same partitions as a plain reduce of every pair (no merge, no combining)
+  local range, pair = mod_pairs(5000, 31)
+  local part = F.from_enumerable(range, { stages = 2 }):map(pair):partition({ stages = 3, key = { index = 1 } })
+  local plain = part:reduce(function() return {} end, function(e, acc)
+    acc[e[1]] = (acc[e[1]] or 0) + e[2]
+    return acc
+  end)
+  lu.assertEquals(per_partition(part:reduce_by_key(add)), per_partition(plain))
+end
+
+function TestFlowCombiners:test_reduce_by_key_after_a_whole_event_partition()
+  -- partition() hashes the whole {key, value} pair: a key's values may
+  -- land in several partitions, each emitting its own sum
+  local range, pair = mod_pairs(3000, 7)
+  for _, st in ipairs({ 1, 3 }) do
+    local got = F.from_enumerable(range, { stages = 2 }):map(pair):partition({ stages = st })
+      :reduce_by_key(add):to_list()
+    lu.assertEquals(summed(got), plain_mod_sums(3000, 7), "stages " .. st)
+    if st == 1 then lu.assertEquals(#got, 7) else lu.assertTrue(#got > 7) end
+  end
+end
+
+function TestFlowCombiners:test_reduce_by_key_without_a_partition()
+  -- each stage of the first layer emits its own sums
+  local range, pair = mod_pairs(3000, 7)
+  local one = F.from_enumerable(range, { stages = 1 }):map(pair):reduce_by_key(add):to_list()
+  lu.assertEquals(sorted(one, by_inspect), plain_mod_sums(3000, 7))
+  local three = F.from_enumerable(range, { stages = 3 }):map(pair):reduce_by_key(add):to_list()
+  lu.assertEquals(summed(three), plain_mod_sums(3000, 7))
+end
+
+function TestFlowCombiners:test_reduce_by_key_first_value_kept_and_order_of_combining()
+  -- one stage all along: values combine in arrival order, the first as is
+  local got = F.from_enumerable({ { "a", "x" }, { "b", "y" }, { "a", "z" }, { "a", "w" } }, { stages = 1 })
+    :partition({ stages = 1, key = { index = 1 } })
+    :reduce_by_key(function(acc, v) return acc .. v end):to_list()
+  lu.assertEquals(sorted(got, by_inspect), { { "a", "xzw" }, { "b", "y" } })
+end
+
+function TestFlowCombiners:test_reduce_by_key_integer_keys_emit_pairs()
+  -- keys 1..n make a sequence, which reduce would emit as its values
+  local got = F.from_enumerable({ { 1, 10 }, { 2, 20 }, { 1, 5 } }, { stages = 1 }):reduce_by_key(add):to_list()
+  lu.assertEquals(sorted(got, by_inspect), { { 1, 15 }, { 2, 20 } })
+end
+
+function TestFlowCombiners:test_reduce_by_key_state_and_on_trigger()
+  local base = F.from_enumerable({ { "a", 1 }, { "b", 2 }, { "a", 3 } }, { stages = 1 })
+    :partition({ stages = 1, key = { index = 1 } }):reduce_by_key(add)
+  lu.assertEquals(base:emit("state"):to_list(), { { a = 4, b = 2 } })
+  lu.assertEquals(base:on_trigger(function(acc) return { acc.a * 100 + acc.b } end):to_list(), { 402 })
+end
+
+function TestFlowCombiners:test_reduce_by_key_word_count_on_a_text()
+  for _, st in ipairs({ 1, 3 }) do
+    local got = F.from_enumerable(sluice.lines(TEXT), { stages = st }):flat_map(words)
+      :map(function(w) return { w, 1 } end)
+      :partition({ stages = st, key = { index = 1 } }):reduce_by_key(add):to_list()
+    lu.assertEquals(sorted(got, H.by_word), H.plain_word_count(TEXT), "stages " .. st)
+  end
+end
+
+-- frequencies, frequencies_by --------------------------------------------------------
+
+function TestFlowCombiners:test_frequencies_of_a_text()
+  local plain = H.plain_word_count(TEXT)
+  for _, st in ipairs({ 1, 3 }) do
+    local got = F.from_enumerable(sluice.lines(TEXT), { stages = st }):flat_map(words)
+      :partition({ stages = st }):frequencies():to_list()
+    lu.assertEquals(sorted(got, H.by_word), plain, "stages " .. st)
+  end
+  -- without a partition each stage counts its own words
+  local got = F.from_enumerable(sluice.lines(TEXT), { stages = 3 }):flat_map(words):frequencies():to_list()
+  lu.assertEquals(summed(got), plain)
+end
+
+function TestFlowCombiners:test_frequencies_of_numbers_and_mixed_events()
+  local got = F.from_enumerable({ 1, 2, 2, 3, "a", true, 2, "a" }, { stages = 1 }):partition({ stages = 2 })
+    :frequencies():to_list()
+  lu.assertEquals(sorted(got, by_inspect), { { "a", 2 }, { 1, 1 }, { 2, 3 }, { 3, 1 }, { true, 1 } })
+  -- a sequence of keys is still emitted as pairs
+  lu.assertEquals(F.from_enumerable({ 1, 2, 1 }, { stages = 1 }):frequencies():to_list(), { { 1, 2 }, { 2, 1 } })
+end
+
+function TestFlowCombiners:test_frequencies_of_a_range_against_plain_lua()
+  local function plain(n, m)
+    local t = {}
+    for x = 1, n do t[x % m] = (t[x % m] or 0) + 1 end
+    return pairs_of(t)
+  end
+  local function mod13(x) return x % 13 end
+  for _, st in ipairs({ 1, 3 }) do
+    -- keyed: the partition's key is frequencies_by's function
+    local keyed = F.from_enumerable(sluice.range(1, 50000), { stages = st })
+      :partition({ stages = st, key = mod13 }):frequencies_by(mod13):to_list()
+    lu.assertEquals(sorted(keyed, by_inspect), plain(50000, 13), "keyed, stages " .. st)
+    -- another partition: per partition, keys may repeat
+    local other = F.from_enumerable(sluice.range(1, 50000), { stages = st })
+      :partition({ stages = st }):frequencies_by(mod13):to_list()
+    lu.assertEquals(summed(other), plain(50000, 13), "whole event, stages " .. st)
+    -- frequencies of the mapped events, after partition()
+    local freq = F.from_enumerable(sluice.range(1, 50000), { stages = st }):map(mod13)
+      :partition({ stages = st }):frequencies():to_list()
+    lu.assertEquals(sorted(freq, by_inspect), plain(50000, 13), "frequencies, stages " .. st)
+  end
+end
+
+function TestFlowCombiners:test_frequencies_by_keyed_ends_each_partition_as_without_combining()
+  local function mod13(x) return x % 13 end
+  local part = F.from_enumerable(sluice.range(1, 5000), { stages = 2 }):partition({ stages = 3, key = mod13 })
+  local plain = part:reduce(function() return {} end, function(e, acc)
+    acc[e % 13] = (acc[e % 13] or 0) + 1
+    return acc
+  end)
+  lu.assertEquals(per_partition(part:frequencies_by(mod13)), per_partition(plain))
+  local words = F.from_enumerable(sluice.lines(TEXT), { stages = 2 }):flat_map(words):partition({ stages = 3 })
+  local counted = words:reduce(function() return {} end, function(w, acc)
+    acc[w] = (acc[w] or 0) + 1
+    return acc
+  end)
+  lu.assertEquals(per_partition(words:frequencies()), per_partition(counted))
+end
+
+-- windows: no combining, the same counts per window
+
+-- What windows of `size` events give per partition, in plain Lua: the
+-- partition of x is x % 2 + 1 (the hash below), its events come in order.
+local function plain_windows(n, size, key)
+  local out, seen = {}, { 0, 0 }
+  local cur = { {}, {} }
+  local function flush(p, id)
+    if next(cur[p]) then out[#out + 1] = { p, id, pairs_of(cur[p]) } end
+    cur[p] = {}
+  end
+  for x = 1, n do
+    local p = x % 2 + 1
+    local k = key(x)
+    cur[p][k] = (cur[p][k] or 0) + 1
+    seen[p] = seen[p] + 1
+    if seen[p] % size == 0 then flush(p, seen[p] // size) end
+  end
+  for p = 1, 2 do flush(p, seen[p] // size + 1) end
+  return sorted(out, by_inspect)
+end
+
+local function by_window(fl)
+  local out = fl:on_trigger(function(acc, p, w) return { { p.index, w.id, pairs_of(acc) } } end):to_list()
+  return sorted(out, by_inspect)
+end
+
+function TestFlowCombiners:test_count_windows_on_a_partition()
+  local function mod3(x) return x % 3 end
+  local part = F.from_enumerable(sluice.range(1, 103), { stages = 1 })
+    :partition({ stages = 2, hash = function(e) return e % 2 + 1 end, window = W.count(5) })
+  lu.assertEquals(by_window(part:frequencies_by(mod3)), plain_windows(103, 5, mod3))
+  lu.assertEquals(by_window(part:map(mod3):frequencies()), plain_windows(103, 5, mod3))
+  lu.assertEquals(by_window(part:map(function(x) return { x % 3, 1 } end):reduce_by_key(add)),
+    plain_windows(103, 5, mod3))
+end
+
+function TestFlowCombiners:test_fixed_windows_on_a_partition()
+  -- {x % 2, x} pairs in windows of 10 ms by x: window id 10 * (x // 10);
+  -- each parity goes to one partition, which triggers once per window
+  local got = F.from_enumerable(sluice.range(1, 45), { stages = 1 }):map(function(x) return { x % 2, x } end)
+    :partition({ stages = 2, key = { index = 1 }, window = W.fixed(10, "millisecond", function(e) return e[2] end) })
+    :reduce_by_key(add):on_trigger(function(acc, _, w) return { { w.id, pairs_of(acc) } } end):to_list()
+  local want = {}
+  for id = 0, 40, 10 do
+    local t = {}
+    for x = math.max(1, id), math.min(45, id + 9) do t[x % 2] = (t[x % 2] or 0) + x end
+    for k, v in pairs(t) do want[#want + 1] = { id, { { k, v } } } end
+  end
+  lu.assertEquals(sorted(got, by_inspect), sorted(want, by_inspect))
+end
+
+function TestFlowCombiners:test_window_on_the_first_layer()
+  local got = F.from_enumerable(sluice.range(1, 25), { stages = 1, window = W.count(10) })
+    :frequencies_by(function(x) return x % 2 end)
+    :on_trigger(function(acc, _, w) return { { w.id, pairs_of(acc) } } end):to_list()
+  lu.assertEquals(sorted(got, by_inspect), {
+    { 1, { { 0, 5 }, { 1, 5 } } }, { 2, { { 0, 5 }, { 1, 5 } } }, { 3, { { 0, 2 }, { 1, 3 } } },
+  })
+end
+
+-- errors ---------------------------------------------------------------------------
+
+local function run_error(fn)
+  local ok, err = pcall(fn)
+  lu.assertFalse(ok)
+  return (tostring(err):match("^[^\n]*"))
+end
+
+function TestFlowCombiners:test_build_errors_name_the_function()
+  local fl = F.from_enumerable({ 1 })
+  lu.assertErrorMsgContains("sluice.flow.reduce_by_key: fun must be a function, got number",
+    function() fl:reduce_by_key(5) end)
+  lu.assertErrorMsgContains("sluice.flow.frequencies_by: the key function must be a function, got nil",
+    function() fl:frequencies_by() end)
+  lu.assertErrorMsgContains("sluice.flow.frequencies: cannot call group_by/reduce/emit_and_reduce on a flow after another",
+    function() fl:frequencies():frequencies() end)
+  lu.assertErrorMsgContains("sluice.flow.reduce_by_key: cannot call group_by/reduce/emit_and_reduce",
+    function() fl:group_by_key():reduce_by_key(add) end)
+  lu.assertErrorMsgContains("sluice.flow.map: map cannot be called after group_by/reduce/emit_and_reduce",
+    function() fl:frequencies():map(tostring) end)
+  lu.assertErrorMsgContains("sluice.flow.explain: expected a flow, got number", function() F.explain(5) end)
+end
+
+function TestFlowCombiners:test_run_errors_name_the_operation()
+  local function one(events, st) return F.from_enumerable(events, { stages = 1 }):partition({ stages = st or 1 }) end
+  lu.assertStrMatches(run_error(function() one({ 5 }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): expected a {key, value} pair, got 5")
+  lu.assertStrMatches(run_error(function() one({ { nil, 1 } }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): expected a {key, value} pair, got {%[2%] = 1} %(its key is nil%)")
+  lu.assertStrMatches(run_error(function() one({ { "a" } }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): expected a {key, value} pair, got {\"a\"} %(its value is nil%)")
+  lu.assertStrMatches(run_error(function()
+    one({ { "a", 1 }, { "a", 2 } }):reduce_by_key(function() end):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): the function returned nil where a value was expected")
+  lu.assertStrMatches(run_error(function()
+    one({ { "a", 1 }, { "a", 2 } }):reduce_by_key(function() error("no sum", 0) end):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): no sum")
+  lu.assertStrMatches(run_error(function() one({ { { 1 }, 1 } }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): a key must be a string, a number %(not NaN%) or a "
+    .. "boolean, got {1} %(a table would be a key by identity, and every event arrives as a new copy%)")
+  lu.assertStrMatches(run_error(function() one({ "a", { 1, 2 } }, 2):frequencies():to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies%): a key must be a string, a number %(not NaN%) or a "
+    .. "boolean, got {1, 2} .*")
+  lu.assertStrMatches(run_error(function() one({ 0 / 0 }):frequencies():to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies%): a key must be a string, a number %(not NaN%) or a boolean, got 0/0 .*")
+  lu.assertStrMatches(run_error(function() one({ 1 }):frequencies_by(function() end):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies_by%): frequencies_by returned nil where a key was expected")
+  lu.assertStrMatches(run_error(function()
+    one({ 1 }):frequencies_by(function() error("bad key", 0) end):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies_by%): bad key")
+end
+
+-- explain ----------------------------------------------------------------------------
+
+function TestFlowCombiners:test_explain_keyed_reduce_by_key_on_a_split_source()
+  local fl = F.from_enumerable(sluice.lines(TEXT), { stages = 2 }):flat_map(words)
+    :map(function(w) return { w, 1 } end):partition({ stages = 3, key = { index = 1 } }):reduce_by_key(add)
+  lu.assertEquals(fl:explain(), table.concat({
+    'layer 1: 2 stages',
+    '  input: sluice.lines("examples/data/text.txt"), read by the stages themselves (split source)',
+    '  operations: flat_map, map',
+    '  combining for layer 2: runs its operations and reducer here (keyed)',
+    'layer 2: 3 stages',
+    '  input: layer 1 through partition by key {index = 1}: only partial accumulators cross',
+    '  reducer: reduce_by_key',
+    '  combining: keyed: each stage of layer 1 reduces into one accumulator and sends it cut by key',
+    '  emit: events',
+  }, "\n"))
+  lu.assertEquals(F.explain(fl), fl:explain())
+end
+
+function TestFlowCombiners:test_explain_reduce_by_key_after_partition_without_key()
+  local fl = F.from_enumerable({ { "a", 1 }, { "b", 2 } }, { stages = 2 }):partition({ stages = 2 })
+    :reduce_by_key(add):on_trigger(function(acc) return { acc } end)
+  lu.assertEquals(fl:explain(), table.concat({
+    'source 1: an array of 2 events (from_enumerable), 1 producer stage',
+    'layer 1: 2 stages',
+    '  input: source 1 (by demand)',
+    '  combining for layer 2: runs its operations and reducer here (per partition)',
+    'layer 2: 2 stages',
+    '  input: layer 1 through partition by the whole event: only partial accumulators cross',
+    '  reducer: reduce_by_key',
+    '  combining: per partition: each stage of layer 1 keeps one accumulator per partition and sends them '
+      .. '(keyed needs partition({key = {index = 1}}), the pair\'s key)',
+    '  emit: on_trigger',
+  }, "\n"))
+end
+
+function TestFlowCombiners:test_explain_a_reduce_without_merge_and_a_window()
+  local fl = F.from_enumerable(sluice.range(1, 100), { stages = 2 }):map(tostring)
+    :partition({ stages = 2 })
+    :reduce(function() return {} end, function(e, acc) acc[e] = true; return acc end)
+    :emit("state")
+  lu.assertEquals(fl:explain(), table.concat({
+    'layer 1: 2 stages',
+    '  input: sluice.range(1, 100), read by the stages themselves (split source)',
+    '  operations: map',
+    'layer 2: 2 stages',
+    '  input: layer 1 through partition by the whole event',
+    '  reducer: reduce',
+    '  combining: none (the reduce has no merge)',
+    '  emit: state',
+    'note: layer 2 reduces after a partition without a merge, so every event crosses the partition; '
+      .. 'use reduce_by_key, frequencies or frequencies_by, or give the reduce a merge '
+      .. '(reduce(acc_fun, fun, {merge = m})) to combine',
+  }, "\n"))
+  local win = F.from_enumerable(sluice.range(1, 100), { stages = 1 })
+    :partition({ stages = 2, window = W.count(5):trigger_every(2) }):frequencies()
+    :take_sort(3, function(a, b) return a[1] < b[1] end)
+  lu.assertEquals(win:explain(), table.concat({
+    'source 1: sluice.range(1, 100) (from_enumerable), 1 producer stage',
+    'layer 1: 2 stages',
+    '  input: source 1 through partition by the whole event',
+    '  window: count of 5 events, trigger every 2 events',
+    '  reducer: frequencies',
+    '  combining: none (a window is set: accumulators are per window)',
+    '  emit: events',
+    'layer 2: 1 stage',
+    '  input: layer 1, take_sort 3 (each partition keeps its 3 smallest; this stage merges them)',
+  }, "\n"))
+end
+
+function TestFlowCombiners:test_explain_frequencies_by_and_user_merge()
+  local function mod3(x) return x % 3 end
+  local keyed = F.from_enumerables({ { 1, 2 }, { 3 } }, { stages = 1 }):partition({ stages = 1, key = mod3 })
+    :frequencies_by(mod3)
+  lu.assertEquals(keyed:explain(), table.concat({
+    'source 1: an array of 2 events (from_enumerable), 1 producer stage',
+    'source 2: an array of 1 event (from_enumerable), 1 producer stage',
+    'layer 1: 1 stage',
+    '  input: sources 1, 2 (by demand)',
+    '  combining for layer 2: runs its operations and reducer here (keyed)',
+    'layer 2: 1 stage',
+    '  input: layer 1 through partition into 1 stage (no hashing): only partial accumulators cross',
+    '  reducer: frequencies_by',
+    '  combining: keyed: each stage of layer 1 reduces into one accumulator and sends it cut by key',
+    '  emit: events',
+  }, "\n"))
+  local merged = F.from_enumerable(sluice.range(1, 10), { stages = 2 }):partition({ stages = 2, key = mod3 })
+    :map(mod3):reduce(function() return 0 end, add, { merge = add, keyed = true })
+  lu.assertEquals(merged:explain(), table.concat({
+    'layer 1: 2 stages',
+    '  input: sluice.range(1, 10), read by the stages themselves (split source)',
+    '  combining for layer 2: runs its operations and reducer here (per partition)',
+    'layer 2: 2 stages',
+    '  input: layer 1 through partition by a key function: only partial accumulators cross',
+    '  operations: map (run in the layer before, by combining)',
+    '  reducer: reduce (merge, keyed)',
+    '  combining: per partition: each stage of layer 1 keeps one accumulator per partition and sends them '
+      .. '(keyed needs nothing between the partition and the reduce)',
+    '  emit: events',
+  }, "\n"))
+  local shuffled = F.from_enumerable({ 1 }, { stages = 1 }):map(mod3):shuffle({ stages = 2 })
+    :reduce(function() return 0 end, add, { merge = add })
+  lu.assertEquals(shuffled:explain(), table.concat({
+    'source 1: an array of 1 event (from_enumerable), 1 producer stage',
+    'layer 1: 1 stage',
+    '  input: source 1 (by demand)',
+    '  operations: map',
+    'layer 2: 2 stages',
+    '  input: layer 1 through shuffle or merge (by demand)',
+    '  reducer: reduce (merge)',
+    '  combining: none (it follows a shuffle or merge, not a partition)',
+    '  emit: events',
+  }, "\n"))
+end
+
+os.exit(lu.LuaUnit.run())
