@@ -43,6 +43,10 @@ void sl_encode_names(lua_State *L);
 /* sl_encode with the names index that sl_encode_names pushed, at names. */
 int sl_encode_named(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen);
 
+/* Appends the encoding of the nil, boolean, number or string at idx to
+ * out: 0, SL_ENOMEM, or 1 (nothing written) for any other type. */
+int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out);
+
 /* Writes the encoding of the nil, boolean, number or string at idx to
  * dst[0..cap) -- the same bytes sl_encode appends -- and returns its
  * length; returns 0 for any other type or when it needs more than cap

@@ -570,6 +570,10 @@ not_flat:
   return rc < 0 ? rc : 0;
 }
 
+int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out) {
+  return put_scalar(out, L, lua_type(L, idx), idx);
+}
+
 static int encode(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen) {
   size_t len0 = out->len;
   int top = lua_gettop(L), rc;

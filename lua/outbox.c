@@ -6,10 +6,12 @@
  *
  * - sluice._outbox() makes an outbox, a userdata that encodes each event
  *   put into it at once (the bytes that would be sent: the copy is the
- *   encoding) into a batch builder. sluice._put(ob, e) appends one event;
- *   `ob[#ob + 1] = e` does the same for code written for arrays, and #ob
- *   counts the events. A stage callback returns the outbox in place of an
- *   events array, and the stage emits its batch without encoding again.
+ *   encoding) into a batch builder. `ob[#ob + 1] = e` appends one event
+ *   (code written for arrays works unchanged) and #ob counts them;
+ *   sluice._putter(ob) returns a function put(e) that appends e to ob,
+ *   which the fused loop calls. A stage callback returns the outbox in
+ *   place of an events array, and the stage emits its batch without
+ *   encoding it again.
  * - sluice._snap(t) copies a flat table (scalar keys and values) in C, for
  *   values kept inside the stage (what group_by holds); it returns nothing
  *   for a table that needs a deep copy. */
@@ -19,33 +21,40 @@
 #include "outbox.h"
 
 #define OUTBOX_MT "sluice.outbox"
+enum { UV_NAMES = 1, UV_PUTTER = 2 };   /* the outbox's user values */
 
 typedef struct outbox {
   sl_batch_builder bb;
-  int names;   /* the names index is the userdata's user value */
 } outbox;
 
 static outbox *check_outbox(lua_State *L, int idx) { return luaL_checkudata(L, idx, OUTBOX_MT); }
 
 static int l_outbox(lua_State *L) {
-  outbox *o = lua_newuserdatauv(L, sizeof *o, 1);
+  outbox *o = lua_newuserdatauv(L, sizeof *o, 2);
   sl_bb_init(&o->bb);
-  o->names = 0;
   luaL_setmetatable(L, OUTBOX_MT);
   return 1;
 }
 
-/* Appends the encoding of the value at 2 (stack: ob v ...). */
-static int put(lua_State *L, outbox *o) {
+/* Appends the encoding of the value at idx to the outbox at ob (a stack
+ * or upvalue index). */
+static int put(lua_State *L, int ob, outbox *o, int idx) {
   char err[256];
-  if (!o->names) {
-    sl_encode_names(L);
-    lua_setiuservalue(L, 1, 1);
-    o->names = 1;
+  int rc = sl_encode_scalar_to(L, idx, &o->bb.bytes);   /* strings, numbers, booleans */
+  if (rc == 0) {
+    if (sl_bb_end_event(&o->bb) != 0) return luaL_error(L, "not enough memory");
+    return 0;
   }
-  if (lua_isnil(L, 2)) return luaL_error(L, "an emitted event is nil");
-  lua_getiuservalue(L, 1, 1);                       /* stack: ob v ... names */
-  int rc = sl_encode_named(L, 2, -1, &o->bb.bytes, "event", err, sizeof err);
+  if (rc < 0) return luaL_error(L, "not enough memory");
+  if (lua_isnil(L, idx)) return luaL_error(L, "an emitted event is nil");
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, ob, UV_NAMES) == LUA_TNIL) {   /* stack: ... names */
+    lua_pop(L, 1);
+    sl_encode_names(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ob, UV_NAMES);
+  }
+  rc = sl_encode_named(L, idx, -1, &o->bb.bytes, "event", err, sizeof err);
   lua_pop(L, 1);
   if (rc == 0) rc = sl_bb_end_event(&o->bb);
   if (rc != 0) {
@@ -55,16 +64,23 @@ static int put(lua_State *L, outbox *o) {
   return 0;
 }
 
-/* sluice._put(ob, v); upvalue 1 is the outbox metatable (compared
- * directly: a look-up by name per event costs more than the encoding). */
-static int l_put(lua_State *L) {
-  outbox *o = lua_touserdata(L, 1);
-  if (!o || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    return luaL_typeerror(L, 1, OUTBOX_MT);
+/* put(v): an outbox's putter, the outbox its upvalue 1. */
+static int l_putter_put(lua_State *L) {
+  luaL_checkany(L, 1);
+  return put(L, lua_upvalueindex(1), lua_touserdata(L, lua_upvalueindex(1)), 1);
+}
+
+/* sluice._putter(ob) -> put: a function that appends its argument to ob
+ * (the fused loop's emit: no check of ob per event). */
+static int l_putter(lua_State *L) {
+  check_outbox(L, 1);
+  if (lua_getiuservalue(L, 1, UV_PUTTER) == LUA_TFUNCTION) return 1;
   lua_pop(L, 1);
-  luaL_checkany(L, 2);
-  lua_settop(L, 2);
-  return put(L, o);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_putter_put, 1);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, UV_PUTTER);
+  return 1;
 }
 
 /* ob[#ob + 1] = v: only appending is allowed. */
@@ -74,9 +90,7 @@ static int l_outbox_newindex(lua_State *L) {
   if (i != (lua_Integer)o->bb.n + 1)
     return luaL_error(L, "an outbox only appends (index " LUA_INTEGER_FMT " given, %d events held)",
                       (LUAI_UACINT)i, (int)o->bb.n);
-  lua_remove(L, 2);                                 /* stack: ob v */
-  lua_settop(L, 2);
-  return put(L, o);
+  return put(L, 1, o, 3);
 }
 
 static int l_outbox_len(lua_State *L) {
@@ -124,9 +138,10 @@ static int l_snap(lua_State *L) {
 void sl_outbox_open(lua_State *L) {
   static const luaL_Reg mt[] = {
     {"__newindex", l_outbox_newindex}, {"__len", l_outbox_len}, {"__gc", l_outbox_gc}, {NULL, NULL}};
-  if (luaL_newmetatable(L, OUTBOX_MT)) luaL_setfuncs(L, mt, 0);   /* stack: sluice mt */
-  lua_pushcclosure(L, l_put, 1);
-  lua_setfield(L, -2, "_put");
+  if (luaL_newmetatable(L, OUTBOX_MT)) luaL_setfuncs(L, mt, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_putter);
+  lua_setfield(L, -2, "_putter");
   lua_pushcfunction(L, l_outbox);
   lua_setfield(L, -2, "_outbox");
   lua_pushcfunction(L, l_snap);

@@ -118,8 +118,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
   -- SNAPC (sluice._snap) copies a flat table in C and leaves other values
   -- as they are; it returns nothing for a table that needs SNAP's deep copy.
-  -- PUT (sluice._put) appends an event to the outbox `out` (new_out)
-  w("local SNAPC, PUT = require('sluice')._snap, require('sluice')._put\n")
+  -- PUTTER (sluice._putter) gives the function that appends an event to
+  -- the outbox `out` (new_out)
+  w("local SNAPC, PUTTER = require('sluice')._snap, require('sluice')._putter\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -146,10 +147,12 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   end
   if mode == "range" then   -- a split sluice.range source: no array at all
     w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
+    if copy_out then w("  local PUT = PUTTER(out)\n") end
     w("  for e0 = first, last, step do\n    local e = e0\n")
   else
     -- i0, i1: a slice of the batch (a window's run), the whole of it by default
     w("return function(events, out, acc, seen, i0, i1)\n  local n = #out\n")
+    if copy_out then w("  local PUT = PUTTER(out)\n") end
     w("  for i = i0 or 1, i1 or #events do\n    local e = events[i]\n")
   end
 
@@ -185,7 +188,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "acc[p] = a\n")
     elseif not red then
       if copy_out then
-        w(ind .. "PUT(out, e)\n")   -- out is an outbox: e is copied (encoded) now
+        w(ind .. "PUT(e)\n")   -- out is an outbox: e is copied (encoded) now
       else
         w(ind .. "n = n + 1; out[n] = e\n")
       end
@@ -198,7 +201,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "if type(evs) ~= 'table' then NILERR('emit_and_reduce', evs) end\n")
       w(ind .. "if acc == nil then NILACC('emit_and_reduce') end\n")
       if copy_out then
-        w(ind .. "for j = 1, #evs do PUT(out, evs[j]) end\n")
+        w(ind .. "for j = 1, #evs do PUT(evs[j]) end\n")
       else
         w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
       end
