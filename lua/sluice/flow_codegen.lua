@@ -115,7 +115,8 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     end
     red = comb.red
   end
-  w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC = ...\nlocal type, tointeger = type, math.tointeger\n")
+  w("local F, NILERR, KEY, HASH, BADPART, SNAP, NILACC, BADTIME = ...\n")
+  w("local type, tointeger, math_type = type, math.tointeger, math.type\n")
   -- SNAPC (sluice._snap) copies a flat table in C and leaves other values
   -- as they are; it returns nothing for a table that needs SNAP's deep copy.
   -- PUTTER (sluice._putter) gives the function that appends an event to
@@ -144,6 +145,10 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w("local partition_key_fn = F.part\n")
       F.part = comb.key
     end
+    if comb.win and type(comb.win.by) == "function" then
+      w("local window_by_fn = F.wby\n")
+      F.wby = comb.win.by
+    end
   end
   if mode == "range" then   -- a split sluice.range source: no array at all
     w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
@@ -156,8 +161,26 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     w("  for i = i0 or 1, i1 or #events do\n    local e = events[i]\n")
   end
 
+  -- the fixed window of e in the next layer (as its window computes it):
+  -- wid, the window's start
+  local function window_of(ind)
+    local by = comb.win.by
+    if type(by) == "function" then
+      w(ind .. "local t = window_by_fn(e)\n")
+    else
+      local field = by.index or ("%q"):format(by.field)
+      w(ind .. ("local t = istable and e[%s] or nil\n"):format(field))
+    end
+    -- an integral float is its integer, as the window reads it
+    w(ind .. "if math_type(t) ~= 'integer' then t = BADTIME(t) end\n")
+    w(ind .. ("if t < %d or t > %d then BADTIME(t) end\n"):format(-(1 << 62), 1 << 62))
+    w(ind .. ("local wid = t // %d * %d\n"):format(comb.win.size, comb.win.size))
+  end
+
   -- the partition of e in the next layer (as its dispatcher computes it)
   local function part(ind)
+    w(ind .. "local istable = type(e) == 'table'\n")
+    if comb.win then window_of(ind) end
     local n = comb.n
     if comb.hash then
       w(ind .. "local p, e2 = partition_hash_fn(e)\n")
@@ -170,14 +193,27 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. ("local p = HASH(partition_key_fn(e), %d)\n"):format(n))
     else
       local field = comb.key.index or ("%q"):format(comb.key.field)
-      w(ind .. ("local p = HASH(type(e) == 'table' and e[%s] or nil, %d)\n"):format(field, n))
+      w(ind .. ("local p = HASH(istable and e[%s] or nil, %d)\n"):format(field, n))
     end
   end
 
   -- what happens to an event that went through every step; made: a
   -- user function made e (it may hold on to it and change it later)
   local function sink(ind, made)
-    if comb then
+    if comb and comb.win then
+      -- acc[p]: {wid, partial, events} per run of events of one window
+      w(ind .. "local recs = acc[p]\n")
+      w(ind .. "if recs == nil then recs = {}; acc[p] = recs end\n")
+      w(ind .. "local r = recs[#recs]\n")
+      w(ind .. "if r == nil or r[1] ~= wid then\n")
+      w(ind .. "  local a = acc_fn()\n")
+      w(ind .. "  if a == nil then NILACC('accumulator', 'acc_fun') end\n")
+      w(ind .. "  r = {wid, a, 0}; recs[#recs + 1] = r\n")
+      w(ind .. "end\n")
+      w(ind .. "local a = reduce_reduce(e, r[2])\n")
+      w(ind .. "if a == nil then NILACC('reduce') end\n")
+      w(ind .. "r[2] = a; r[3] = r[3] + 1\n")
+    elseif comb then
       w(ind .. "local a = acc[p]\n")
       w(ind .. "if a == nil then\n")
       w(ind .. "  a = acc_fn()\n")
@@ -295,6 +331,15 @@ end
 
 local function encode_key(k) return sluice._key(k) end
 
+-- A combining layer read an event time that is not an integer: an
+-- integral float in range is taken as its integer (as the next layer's
+-- window takes it); any other value is an error (its check, made early).
+local function badtime(t)
+  local i = math.type(t) == "float" and math.tointeger(t) or nil
+  if i and i >= -(1 << 62) and i <= 1 << 62 then return i end
+  op_error("window", ("the event time (by) must be an integer of ms, got %s"):format(inspect(t)))
+end
+
 -- A combining layer's partition hash returned something that is not a
 -- partition of the next layer (the dispatcher's check, made early).
 local function badpart(p)
@@ -317,7 +362,7 @@ local function load_run(cfg, src)
     chunk = assert(load(src, name, "t"))
     compiled[key] = chunk
   end
-  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc)
+  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc, badtime)
 end
 
 -- What a stage's loop and triggers append their output to: an outbox

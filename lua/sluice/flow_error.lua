@@ -41,6 +41,7 @@ local CALL_NAMES = {
   right_key_fn = "bounded_join right_key", join_fn = "bounded_join",
   merge_fn = "departition merge", done_fn = "departition done", less_fn = "take_sort",
   reduce_merge_fn = "reduce merge", partition_hash_fn = "partition hash", partition_key_fn = "partition key",
+  window_by_fn = "window",
   group_by_key_fun = "group_by", group_by_value_fun = "group_by",
 }
 

@@ -111,6 +111,10 @@ local function combining_text(f, n, comb, why, from)
     if comb.keyed then
       return ("keyed: each stage of %s reduces into one accumulator and sends it cut by key"):format(from)
     end
+    if comb.win then
+      return ("per partition and window: each stage of %s keeps one accumulator per partition for each "
+        .. "run of events of one window and sends them after each batch%s"):format(from, why and (" (" .. why .. ")") or "")
+    end
     return ("per partition: each stage of %s keeps one accumulator per partition and sends them%s")
       :format(from, why and (" (" .. why .. ")") or "")
   end
@@ -170,7 +174,7 @@ local function layer_lines(out, entry, downstream, notes)
   local down = downstream[entry]
   if cfg.comb and down then
     w(("combining for layer %d: runs its operations and reducer here (%s)")
-      :format(down.number, cfg.comb_acc and "keyed" or "per partition"))
+      :format(down.number, cfg.comb_acc and "keyed" or cfg.comb_win and "per partition and window" or "per partition"))
   end
   if f.red and entry.spec ~= MergeStage then
     w("reducer: " .. reducer_name(f.red))

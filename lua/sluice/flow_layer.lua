@@ -22,16 +22,17 @@ local nilerr, nilacc, on_error, stop_with = E.nilerr, E.nilacc, E.on_error, E.st
 local protected_init, ends_with_upstream = E.protected_init, E.ends_with_upstream
 local load_run, new_out = codegen.load_run, codegen.new_out
 local join_events = join.join_events
-local layer_done = trigger.layer_done
+local layer_done, flush_runs = trigger.layer_done, trigger.flush_runs
 
 local LayerStage = { type = "producer_consumer" }
 
 -- The loop of a layer after a combining one: its events are {partition,
--- partial accumulator} pairs.
-local function merge_run(reduce_merge_fn)
-  return function(events, _, acc)
-    for i = 1, #events do
-      acc = reduce_merge_fn(events[i][2], acc)
+-- partial accumulator} pairs, or with a window {partition, window start,
+-- partial accumulator, events} (at = 3; the window's run i0..i1).
+local function merge_run(reduce_merge_fn, at)
+  return function(events, _, acc, _, i0, i1)
+    for i = i0 or 1, i1 or #events do
+      acc = reduce_merge_fn(events[i][at], acc)
       if acc == nil then nilacc("reduce merge", "the merge function") end
     end
     return acc
@@ -56,7 +57,7 @@ local function layer_init(cfg)
       st.acc = {}
     end
   end
-  if cfg.merging then st.run = merge_run(red.merge) end
+  if cfg.merging then st.run = merge_run(red.merge, window.needed(cfg.window) and 3 or 2) end
   if cfg.join then st.lt, st.rt = {}, {} end
   if window.needed(cfg.window) then window.init(st, cfg) end
   return st
@@ -93,6 +94,7 @@ local function layer_events(st, events, from)
   if not run then return events end
   local out = new_out(cfg)
   st.acc = run(events, out, st.acc, st.seen)
+  if cfg.comb_win then flush_runs(st, out) end
   return out
 end
 

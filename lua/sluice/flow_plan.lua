@@ -169,6 +169,7 @@ local function layer_cfgs(f, n, extra, merging)
     for k, v in pairs(extra or {}) do cfg[k] = v end
     if comb then   -- the stages need only the partition count (and a keyed one, acc_fun)
       cfg.comb, cfg.comb_acc = comb.n, comb.keyed and comb.red.acc or nil
+      cfg.comb_win = comb.win and true or nil
     end
     cfgs[i] = cfg
   end
@@ -272,7 +273,15 @@ local function combining(f, n)
   if src.dispatch ~= "partition" then
     return nil, src.dispatch and "it follows a shuffle or merge, not a partition" or "it does not follow a partition"
   end
-  if window.needed(f.opts.window) then return nil, "a window is set: accumulators are per window" end   -- accumulators are per window
+  -- fixed windows combine per window: the stages before the partition
+  -- send a partial accumulator per run of events of one window
+  local w, win = f.opts.window, nil
+  if window.needed(w) then
+    if w.type ~= "fixed" or w.every_n or w.custom then
+      return nil, "only fixed windows without trigger_every or a custom trigger combine"
+    end
+    win = { size = w.size_ms, by = w.by }
+  end
   if f.batch_fn or f.opts.on_init then return nil, "its layer has map_batch or on_init" end
   for _, op in ipairs(f.ops) do
     if op.op == "uniq" or op.op == "uniq_by" then return nil, "its layer has uniq or uniq_by" end
@@ -298,9 +307,10 @@ local function combining(f, n)
         or ("keyed needs a partition by the same key function as " .. red.name)
     end
   end
+  if keyed and win then keyed, why = false, "keyed does not apply with a window" end
   if keyed and #f.ops > 0 then keyed, why = false, "keyed needs nothing between the partition and the reduce" end
   if keyed and src.hash then keyed, why = false, "keyed needs a partition without a hash function" end
-  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red, keyed = keyed or nil }, why
+  return { n = n, key = src.key, hash = src.hash, ops = f.ops, red = red, keyed = keyed or nil, win = win }, why
 end
 
 -- Sends a combining layer's {partition, accumulator} pairs to their partition.

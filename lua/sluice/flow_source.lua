@@ -25,7 +25,7 @@ local window = require("sluice.flow_window")
 local nilerr, on_error, stop_with, protected_init = E.nilerr, E.on_error, E.stop_with, E.protected_init
 local load_run, snapshot, new_out = codegen.load_run, codegen.snapshot, codegen.new_out
 local layer_init = LayerStage.layer_init
-local layer_done = trigger.layer_done
+local layer_done, flush_runs = trigger.layer_done, trigger.flush_runs
 
 -- Items read per run of the fused loop. handle_demand reads chunks until
 -- the demand is met, so small chunks keep its output close to the demand:
@@ -177,6 +177,7 @@ local function source_events(st, demand)
         local first, step = st.next, st.plan.step
         local last = first + (k - 1) * step
         st.acc = st.run_range(first, last, step, out, st.acc, st.seen)
+        if cfg.comb_win then flush_runs(st, out) end
         st.next, st.left = last + step, st.left - k
       end
       if st.left == 0 then st.cur = nil end
@@ -198,8 +199,12 @@ local function source_events(st, demand)
           events = copy
         end
       end
-      if st.run then st.acc = st.run(events, out, st.acc, st.seen)
-      else for i = 1, #events do out[#out + 1] = events[i] end end
+      if st.run then
+        st.acc = st.run(events, out, st.acc, st.seen)
+        if cfg.comb_win then flush_runs(st, out) end
+      else
+        for i = 1, #events do out[#out + 1] = events[i] end
+      end
     end
   until done or (keep and #out >= demand) or chunks >= CHUNKS_PER_CALL
   local last

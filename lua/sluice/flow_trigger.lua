@@ -106,6 +106,23 @@ local function split_by_key(acc, n)
   return parts
 end
 
+-- What a combining layer before a windowed partition has reduced so far
+-- goes out: per partition, one {partition, window start, partial
+-- accumulator, events} for each run of events of one window, in order.
+local function flush_runs(st, out)
+  local acc = st.acc
+  for p = 1, st.cfg.comb do
+    local recs = acc[p]
+    if recs then
+      for i = 1, #recs do
+        local r = recs[i]
+        out[#out + 1] = { p, r[1], r[2], r[3] }
+      end
+    end
+  end
+  st.acc = {}
+end
+
 -- The global window's "done": what the layer emits once its upstream
 -- ended, appended to out when given.
 local function layer_done(st, out)
@@ -116,7 +133,9 @@ local function layer_done(st, out)
     if st.run then st.acc = st.run(rows, out, st.acc, st.seen)
     else for i = 1, #rows do out[#out + 1] = rows[i] end end
   end
-  if cfg.comb_acc then
+  if cfg.comb_win then
+    flush_runs(st, out)
+  elseif cfg.comb_acc then
     local parts = split_by_key(st.acc, cfg.comb)
     for p = 1, cfg.comb do
       if parts[p] then out[#out + 1] = { p, parts[p] } end
@@ -133,6 +152,6 @@ local function layer_done(st, out)
 end
 
 M.TAG, M.GLOBAL_DONE, M.default_less = TAG, GLOBAL_DONE, default_less
-M.trigger_events, M.layer_done = trigger_events, layer_done
+M.trigger_events, M.layer_done, M.flush_runs = trigger_events, layer_done, flush_runs
 
 return M

@@ -37,7 +37,9 @@ function M.init(st, cfg)
     kind = w.type, count = w.count, size_ms = w.size_ms, every_ms = w.every_ms,
     lateness_ms = w.lateness_ms or -1, trigger_every = w.every_n or 0,
     periodically_ms = w.periodically_ms or 0, producers = math.max(cfg.producers, 1),
-    by = w.by, key = w.key,
+    -- after a combining layer the events are {partition, window start,
+    -- partial, events}: the window start is the time
+    by = cfg.merging and { index = 2 } or w.by, key = w.key,
   })
   st.wtype = w.type
   st.accs = {}     -- window id -> accumulator (sessions: key -> id -> accumulator)
@@ -45,6 +47,7 @@ function M.init(st, cfg)
   st.pidx = {}     -- subscription id -> producer index (1..)
   st.np = 0
   st.late = 0
+  st.late_extra, st.kept = 0, 0   -- after a combining layer: late events beyond one per dropped partial
   st.acc = nil     -- each window has its own
   if w.custom then st.tacc = M.trigger_acc(w.custom) end
   -- the machine asks for timers only for these
@@ -127,6 +130,9 @@ local function apply(st, actions, out, side)
         join_tables(st, win)
         events = join.join_events(st, events, side)
       end
+      if cfg.merging then   -- partials: each stands for its events (index 4)
+        for j = i0 or 1, i1 or #events do st.kept = st.kept + events[j][4] - 1 end
+      end
       t[win.id] = reduce_rows(st, events, run_out, acc, i0, i1)
     elseif not cfg.red then   -- a window join without a reducer: its end gives the unmatched rows
       if a[4] and cfg.join then
@@ -157,7 +163,7 @@ local function apply(st, actions, out, side)
       st.acc = nil
     end
   end
-  local late = st.win:late()
+  local late = st.win:late() + st.late_extra
   if late ~= st.late then
     st.late = late
     sluice._late(late)
@@ -233,6 +239,14 @@ function M.events(st, events, id)
   if not st.cfg.join then events = map_batch(st, events) end
   if st.cfg.window.custom then
     custom(st, st.pidx[id], events, out, st.sides and st.sides[id])
+  elseif st.cfg.merging then
+    -- partial accumulators: a late one drops all the events it stands for
+    local extra = 0
+    for i = 1, #events do extra = extra + events[i][4] - 1 end
+    st.kept = 0
+    st.late_extra = st.late_extra + extra
+    apply(st, call(st, "batch", st.pidx[id], events), out)
+    st.late_extra = st.late_extra - st.kept
   else
     apply(st, call(st, "batch", st.pidx[id], events), out, st.sides and st.sides[id])
   end

@@ -353,7 +353,7 @@ function TestFlowCombiners:test_explain_a_reduce_without_merge_and_a_window()
     '  input: source 1 through partition by the whole event',
     '  window: count of 5 events, trigger every 2 events',
     '  reducer: frequencies',
-    '  combining: none (a window is set: accumulators are per window)',
+    '  combining: none (only fixed windows without trigger_every or a custom trigger combine)',
     '  emit: events',
     'layer 2: 1 stage',
     '  input: layer 1, take_sort 3 (each partition keeps its 3 smallest; this stage merges them)',
