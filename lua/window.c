@@ -6,7 +6,6 @@
  *   w:producer_done(p) -> actions
  *   w:timer() -> actions             the timer asked by w:next_due() is due
  *   w:message(name) -> actions       a {"trigger", name} message
- *   w:fire(name) -> actions          a custom trigger on every open window
  *   w:next_due() -> ms | nil         delay until the machine's next timer
  *   w:late() -> n                    events dropped as late so far
  *
@@ -24,7 +23,8 @@
  * of the batch that go to that window, in order (with i and j: the batch
  * itself, whose events i..j they are), or {"fire", window, trigger, ends}, where window = {id = <id>, key = <session key or nil>} and
  * trigger is "done", "watermark", "every", "periodically", or the name of
- * a message or custom trigger. Times are ms from the monotonic clock. */
+ * a message. (A custom trigger fires in sluice.flow_window, on the window
+ * whose events it saw.) Times are ms from the monotonic clock. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,13 +318,6 @@ static int l_message(lua_State *L) {
   return finish(L, x, sl_window_message(x->w, id, &x->out), 0, "message");
 }
 
-/* w:fire(name) -> actions: a custom trigger on every open window */
-static int l_fire(lua_State *L) {
-  lwin *x = check_win(L);
-  uint64_t id = name_id(L, 2);
-  return finish(L, x, sl_window_fire_open(x->w, SL_TRIG_CUSTOM, id, &x->out), 0, "fire");
-}
-
 /* w:next_due() -> ms from now (>= 0), or nil */
 static int l_next_due(lua_State *L) {
   lwin *x = check_win(L);
@@ -358,7 +351,7 @@ static int l_range_chunk(lua_State *L) {
 
 int sl_window_open_lua(lua_State *L) {
   static const luaL_Reg methods[] = {{"batch", l_batch}, {"producer_done", l_producer_done}, {"timer", l_timer},
-                                     {"message", l_message}, {"fire", l_fire}, {"next_due", l_next_due},
+                                     {"message", l_message}, {"next_due", l_next_due},
                                      {"late", l_late}, {NULL, NULL}};
   if (luaL_newmetatable(L, WINDOW_MT)) {
     luaL_newlib(L, methods);

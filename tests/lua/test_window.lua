@@ -251,6 +251,46 @@ function TestWindow:test_custom_trigger()
   lu.assertStrContains(e, '(trigger): the trigger must return "cont" or "trigger", got maybe')
 end
 
+-- A custom trigger keeps one state per window: with sliding windows two
+-- windows are open at once, and each fires "two" after each two of its own
+-- events (its state from acc_fun when the window starts). Whatever the
+-- batches, every window fires after its 2nd and 4th event.
+function TestWindow:test_custom_trigger_per_window()
+  local two = function(events, n)
+    local pre, post = {}, {}
+    for i = 1, #events do
+      if n + i <= 2 then pre[#pre + 1] = events[i] else post[#post + 1] = events[i] end
+    end
+    if n + #events >= 2 then return "trigger", "two", pre, post, 0 end
+    return "cont", n + #events
+  end
+  local function run(md)
+    local w = W.sliding(2, 1, "second", { index = 1 }):trigger(zero, two)
+    return F.from_enumerable({ { 0 }, { 500 }, { 1000 }, { 1500 }, { 2500 } }, { stages = 1, max_demand = md, window = w })
+      :reduce(zero, count):on_trigger(tagged):to_list()
+  end
+  -- one event per batch: the watermark (the latest time) ends a window
+  -- once an event 2 s after its start has arrived
+  lu.assertEquals(run(1), { { -1000, "two", 2 }, { 0, "two", 2 }, { -1000, "done", 2 }, { 0, "two", 4 },
+                            { 1000, "two", 2 }, { 0, "done", 4 }, { 1000, "done", 3 }, { 2000, "done", 1 } })
+  -- one batch: the windows' runs in order, then the watermark's ends
+  lu.assertEquals(run(10), { { -1000, "two", 2 }, { 0, "two", 2 }, { 0, "two", 4 }, { 1000, "two", 2 },
+                            { -1000, "done", 2 }, { 0, "done", 4 }, { 1000, "done", 3 }, { 2000, "done", 1 } })
+  -- "cont", events per window: a fixed window with lateness stays open
+  -- while the next one fills; each keeps only the first two of its events
+  local first2 = W.fixed(1, "second", { index = 1 }):allowed_lateness(1, "hour")
+    :trigger(zero, function(events, n)
+      local keep = {}
+      for i = 1, #events do if n + i <= 2 then keep[#keep + 1] = events[i] end end
+      return "cont", keep, n + #events
+    end)
+  local r = F.from_enumerable({ { 100 }, { 1100 }, { 1200 }, { 200 }, { 300 }, { 1300 }, { 2100 } },
+                              { stages = 1, max_demand = 1, window = first2 })
+    :reduce(zero, count):on_trigger(tagged):to_list()
+  lu.assertEquals(r, { { 0, "watermark", 1 }, { 1000, "watermark", 2 }, { 0, "done", 2 }, { 1000, "done", 2 },
+                       { 2000, "done", 1 } })
+end
+
 -- window_join: rows match only within one window; an outer join's
 -- unmatched rows come out when their window ends.
 function TestWindow:test_window_join()
