@@ -591,5 +591,35 @@ uint64_t sl_window_open_count(const sl_window *w) {
   return 0;
 }
 
+int sl_window_frontier(const sl_window *w, int64_t *out) {
+  int64_t f = 0;
+  int known = 0;
+  if (w->finished) {
+    f = INT64_MAX, known = 1;
+  } else {
+    switch (w->sp.kind) {
+    case SL_WIN_GLOBAL: break;
+    case SL_WIN_COUNT:
+    case SL_WIN_PERIODIC:
+      f = w->cur, known = 1;
+      break;
+    case SL_WIN_FIXED:
+    case SL_WIN_SLIDING:
+      if (w->ended) f = w->lo, known = 1;
+      break;
+    case SL_WIN_SESSION: {
+      int64_t wm = wn_watermark(w);
+      if (wm == INT64_MIN) break;
+      f = wm - w->sp.size_ms, known = 1;
+      for (size_t i = 0; i < w->nss; i++)
+        if (w->ss[i].state && w->ss[i].id < f) f = w->ss[i].id;
+      break;
+    }
+    }
+  }
+  *out = f;
+  return known;
+}
+
 uint64_t sl_window_late_total(const sl_window *w) { return w->late; }
 int sl_window_finished(const sl_window *w) { return w->finished; }

@@ -202,6 +202,20 @@ int sl_window_message(sl_window *w, uint64_t name_id, sl_win_out *out);
  * window (SL_EINVAL for SL_TRIG_DONE or an unknown trigger). */
 int sl_window_fire_open(sl_window *w, sl_win_trigger trigger, uint64_t name_id, sl_win_out *out);
 
+/* How far the machine has moved past its windows: 1 and *out = f when
+ * every window with id < f it has had has ended (fired done) and it will
+ * never have another window with id < f; 0 when it knows no such bound.
+ * f never decreases. By kind:
+ *  - count, periodic: f = the current window's id (ids end in order);
+ *  - fixed, sliding: once some window has ended, f = the lowest window
+ *    not ended (no window below it opens again); none before;
+ *  - session: once the watermark is known, f = min(watermark - gap, the
+ *    smallest id of an open session): no new session opens below
+ *    watermark - gap. O(open sessions);
+ *  - global: none;
+ *  - every kind, once finished: f = INT64_MAX. */
+int sl_window_frontier(const sl_window *w, int64_t *out);
+
 /* ---- introspection (tests, stats) ---------------------------------------- */
 uint64_t sl_window_open_count(const sl_window *w);   /* open windows, gap windows included */
 uint64_t sl_window_late_total(const sl_window *w);   /* late events so far */

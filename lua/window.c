@@ -8,6 +8,8 @@
  *   w:message(name) -> actions       a {"trigger", name} message
  *   w:next_due() -> ms | nil         delay until the machine's next timer
  *   w:late() -> n                    events dropped as late so far
+ *   w:frontier() -> id | nil         every window with a smaller id has
+ *                                    ended, and no new one will open
  *
  * spec: {kind = "global" | "count" | "fixed" | "periodic" | "session" |
  * "sliding", count, size_ms, every_ms, lateness_ms, trigger_every,
@@ -335,6 +337,16 @@ static int l_late(lua_State *L) {
   return 1;
 }
 
+/* w:frontier() -> id, or nil while the machine knows no bound
+ * (sl_window_frontier) */
+static int l_frontier(lua_State *L) {
+  lwin *x = check_win(L);
+  int64_t f;
+  if (!sl_window_frontier(x->w, &f)) return 0;
+  lua_pushinteger(L, (lua_Integer)f);
+  return 1;
+}
+
 /* sluice._range_chunk(first, step, k) -> {first, first + step, ...} (k
  * numbers): a split source's events, made at their size in one call. */
 static int l_range_chunk(lua_State *L) {
@@ -352,7 +364,7 @@ static int l_range_chunk(lua_State *L) {
 int sl_window_open_lua(lua_State *L) {
   static const luaL_Reg methods[] = {{"batch", l_batch}, {"producer_done", l_producer_done}, {"timer", l_timer},
                                      {"message", l_message}, {"next_due", l_next_due},
-                                     {"late", l_late}, {NULL, NULL}};
+                                     {"late", l_late}, {"frontier", l_frontier}, {NULL, NULL}};
   if (luaL_newmetatable(L, WINDOW_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -21,7 +21,7 @@ local join = require("sluice.flow_join")
 local new_out = require("sluice.flow_codegen").new_out
 
 local nilacc = E.nilacc
-local trigger_events = trigger.trigger_events
+local trigger_events, TAG = trigger.trigger_events, trigger.TAG
 
 local M = {}
 
@@ -125,7 +125,7 @@ local function fire(st, win, t, trig, ends, out, run_out)
     end
     st.acc = acc
     local events, new_acc = trigger_events(st, { type = st.wtype, id = window_id(st, win), key = win.key,
-                                                 trigger = trig, ends = ends })
+                                                 trigger = trig })
     for j = 1, #events do out[#out + 1] = events[j] end
     st.acc = nil
     if not ends then
@@ -218,6 +218,16 @@ local function apply(st, actions, out, side)
       end
     else
       fire(st, win, t, a[3], a[4], out, run_out)
+    end
+  end
+  if cfg.tag then
+    -- a departition/take_sort downstream learns how far this stage has
+    -- moved past its windows: {TAG, partition index, false, f} says every
+    -- window with id < f is over here (sent after that window's states)
+    local f = st.win:frontier()
+    if f ~= nil and f ~= st.frontier then
+      st.frontier = f
+      out[#out + 1] = { TAG, cfg.index, false, f }
     end
   end
   local late = st.win:late()

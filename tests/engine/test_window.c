@@ -621,6 +621,61 @@ static void test_message_and_custom(void) {
   sl_window_free(w);
 }
 
+/* ---- frontier ----------------------------------------------------------------- */
+
+static int64_t front(sl_window *w) {
+  int64_t f = -7;
+  if (!sl_window_frontier(w, &f)) return -1;   /* no bound (none of the tests' frontiers is -1) */
+  return f;
+}
+
+static void test_frontier(void) {
+  sl_window *w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_GLOBAL, .producers = 1}, 0);
+  CHECK_INT(front(w), -1);
+  CHECK_STR(pdone(w, 0, 0), "F0:done!");
+  CHECK(front(w) == INT64_MAX);
+  sl_window_free(w);
+
+  w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_COUNT, .count = 2, .producers = 1}, 0);
+  CHECK_INT(front(w), 1);
+  CHECK_STR(batn(w, 0, 5), "R1:0-1 F1:done! R2:2-3 F2:done! R3:4");
+  CHECK_INT(front(w), 3);
+  sl_window_free(w);
+
+  /* fixed: no bound until a window ends (an older producer may still open
+   * a lower window); then the lowest open window */
+  w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_FIXED, .size_ms = 1000, .producers = 2}, 0);
+  CHECK_STR(bat(w, 0, 0, "2500"), "R2000:0");
+  CHECK_INT(front(w), -1);
+  CHECK_STR(bat(w, 1, 0, "500"), "R0:0");
+  CHECK_INT(front(w), -1);
+  CHECK_STR(bat(w, 1, 0, "3100"), "R3000:0 F0:done! F1000:done!");
+  CHECK_INT(front(w), 2000);
+  CHECK_STR(pdone(w, 1, 0), "");                          /* watermark 2500 */
+  CHECK_INT(front(w), 2000);
+  CHECK_STR(pdone(w, 0, 0), "F2000:done! F3000:done!");
+  CHECK(front(w) == INT64_MAX);
+  sl_window_free(w);
+
+  /* with lateness a window watermarked but not done holds it */
+  w = mkw((sl_window_spec){.kind = SL_WIN_FIXED, .size_ms = 10, .lateness_ms = 5, .producers = 1}, 0);
+  CHECK_STR(bat(w, 0, 0, "1 25"), "R0:0 R20:1 F0:watermark F10:watermark");
+  CHECK_INT(front(w), -1);
+  CHECK_STR(tick(w, 5), "F0:done! F10:done!");
+  CHECK_INT(front(w), 20);
+  sl_window_free(w);
+
+  /* sessions: min(watermark - gap, the smallest open id) */
+  w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_SESSION, .size_ms = 10, .producers = 1}, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 3:2"), "R0/1:0 R3/2:1");
+  CHECK_INT(front(w), -7);      /* watermark 3 */
+  CHECK_STR(bat(w, 0, 0, "12:2 20:1"), "R3/2:0 R20/1:1 F0/1:done!");
+  CHECK_INT(front(w), 3);       /* session 3 (key 2) is still open */
+  CHECK_STR(bat(w, 0, 0, "40:1"), "R40/1:0 F3/2:done! F20/1:done!");
+  CHECK_INT(front(w), 30);
+  sl_window_free(w);
+}
+
 /* ---- random model check ---------------------------------------------------- */
 
 typedef struct mwin {
@@ -795,7 +850,11 @@ typedef struct mach {
   int nw;
   char log[16384];
   int errors;
+  int has_f;               /* the machine's frontier after the last call */
+  int64_t f;
 } mach;
+
+static sl_window *m_w;   /* the machine random_run drives */
 
 static void mach_apply(mach *h, const long *g) {
   for (size_t i = 0; i < out.nacts; i++) {
@@ -804,6 +863,7 @@ static void mach_apply(mach *h, const long *g) {
     for (int j = 0; j < h->nw; j++)
       if (h->w[j].id == a->win.id && h->w[j].key == a->win.key) x = &h->w[j];
     if (!x) {
+      if (h->has_f && a->win.id < h->f) h->errors++;   /* no new window below the frontier */
       x = &h->w[h->nw++];
       memset(x, 0, sizeof *x);
       x->id = a->win.id, x->key = a->win.key;
@@ -822,6 +882,16 @@ static void mach_apply(mach *h, const long *g) {
       h->errors++;
     }
   }
+  /* the frontier never goes back, and every window below it has ended */
+  int64_t f;
+  if (sl_window_frontier(m_w, &f)) {
+    if (h->has_f && f < h->f) h->errors++;
+    h->has_f = 1, h->f = f;
+    for (int j = 0; j < h->nw; j++)
+      if (h->w[j].id < f && !h->w[j].ended) h->errors++;
+  } else if (h->has_f) {
+    h->errors++;
+  }
 }
 
 static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap) {
@@ -838,6 +908,7 @@ static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap)
   m.sp = sp;
   sl_window *w = NULL;
   if (sl_window_new(&sp, 0, &w)) return snprintf(why, cap, "new"), 0;
+  m_w = w;
   int64_t clock[2] = {rint_(-40, 40), rint_(-40, 40)};
   long g = 0;
   int ok = 1;
@@ -943,6 +1014,7 @@ int main(void) {
   RUN(test_trigger_every);
   RUN(test_trigger_periodically);
   RUN(test_message_and_custom);
+  RUN(test_frontier);
   RUN(test_random_against_model);
   sl_win_out_free(&out);
   return CHECK_SUMMARY();

@@ -419,6 +419,45 @@ function TestWindow:test_departition_emits_as_windows_end()
   lu.assertEquals(sorted(sink:call("get")), { { 0, 3 }, { 1000, 2 }, { 2000, 2 } })
 end
 
+-- A window some partition never had: partition 2 gets no event of
+-- windows 0 and 1000, but once it has ended window 2000 it is past them,
+-- so the departition (and take_sort) gives windows 0, 1000 and 2000, in
+-- order, while the source is still open; 3000 comes at the end.
+function TestWindow:test_departition_past_windows_a_partition_never_had()
+  local ev = { { 100, 1 }, { 1100, 1 }, { 2100, 1 }, { 2200, 2 }, { 3100, 1 }, { 3200, 2 } }
+  local function layer(src)
+    return F.from_stages({ src }, { stages = 1 })
+      :partition({ stages = 2, hash = function(e) return e[2] end, window = W.fixed(1, "second", { index = 1 }) })
+  end
+  local function wait_for(sink, n)
+    local got
+    for _ = 1, 400 do
+      got = sink:call("get")
+      if #got >= n then break end
+      sluice.sleep(5)
+    end
+    return got
+  end
+  local src, sink = cast_source(), collecting_sink()
+  local h = layer(src):reduce(zero, count)
+    :departition(zero, function(s, a) return a + s end, function(acc, id) return { id, acc } end)
+    :into_stages({ sink })
+  src:cast(ev)
+  lu.assertEquals(wait_for(sink, 3), { { 0, 1 }, { 1000, 1 }, { 2000, 2 } })
+  src:stop()
+  h:await()
+  lu.assertEquals(sink:call("get"), { { 0, 1 }, { 1000, 1 }, { 2000, 2 }, { 3000, 2 } })
+
+  src, sink = cast_source(), collecting_sink()
+  h = layer(src):reduce(function() return {} end, function(e, l) l[#l + 1] = e[1]; return l end)
+    :take_sort(1, function(a, b) return a > b end):into_stages({ sink })
+  src:cast(ev)
+  lu.assertEquals(wait_for(sink, 3), { { 100 }, { 1100 }, { 2200 } })
+  src:stop()
+  h:await()
+  lu.assertEquals(sink:call("get"), { { 100 }, { 1100 }, { 2200 }, { 3200 } })
+end
+
 -- Build-time errors name the window and the operation.
 function TestWindow:test_errors()
   local ok, e = pcall(function()
