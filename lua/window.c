@@ -13,8 +13,9 @@
  *
  * spec: {kind = "global" | "count" | "fixed" | "periodic" | "session" |
  * "sliding", count, size_ms, every_ms, lateness_ms, trigger_every,
- * periodically_ms, producers, by = {index = i} | {field = name} | function,
- * key = nil | {index = i} | {field = name} | function}.
+ * periodically_ms, producers, merge_sessions = bool, by = {index = i} |
+ * {field = name} | function, key = nil | {index = i} | {field = name} |
+ * function}.
  *
  * Event times and session keys are read here: a key spec reads the
  * event's field in C, with no Lua call; a function is called once per
@@ -25,8 +26,9 @@
  * of the batch that go to that window, in order (with i and j: the batch
  * itself, whose events i..j they are), or {"fire", window, trigger, ends}, where window = {id = <id>, key = <session key or nil>} and
  * trigger is "done", "watermark", "every", "periodically", or the name of
- * a message. (A custom trigger fires in sluice.flow_window, on the window
- * whose events it saw.) Times are ms from the monotonic clock. */
+ * a message (a custom trigger fires in sluice.flow_window, on the window
+ * whose events it saw), or {"merge", window, other}: session `other` (same
+ * key) merges into `window`. Times are ms from the monotonic clock. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,9 @@ static int l_window(lua_State *L) {
   spec.trigger_every = (uint64_t)field_int(L, 1, "trigger_every", 0);
   spec.periodically_ms = field_int(L, 1, "periodically_ms", 0);
   spec.producers = (uint32_t)field_int(L, 1, "producers", 1);
+  lua_getfield(L, 1, "merge_sessions");
+  spec.merge_sessions = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lwin *x = lua_newuserdatauv(L, sizeof *x, UV_N);
   memset(x, 0, sizeof *x);
   sl_win_out_init(&x->out);
@@ -197,7 +202,7 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
     const sl_win_action *a = &x->out.acts[i];
     int fire = a->op == SL_WIN_FIRE;
     lua_createtable(L, 4, 0);
-    lua_pushstring(L, fire ? "fire" : "run");
+    lua_pushstring(L, fire ? "fire" : a->op == SL_WIN_MERGE ? "merge" : "run");
     lua_rawseti(L, -2, 1);
     lua_createtable(L, 0, 2);                     /* the window */
     lua_pushinteger(L, (lua_Integer)a->win.id);
@@ -209,7 +214,16 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
       lua_pop(L, 1);
     }
     lua_rawseti(L, -2, 2);
-    if (fire) {
+    if (a->op == SL_WIN_MERGE) {
+      lua_createtable(L, 0, 2);                   /* the window merged into it */
+      lua_pushinteger(L, (lua_Integer)a->other);
+      lua_setfield(L, -2, "id");
+      lua_rawgeti(L, -2, 2);                      /* the same key */
+      lua_getfield(L, -1, "key");
+      lua_setfield(L, -3, "key");
+      lua_pop(L, 1);
+      lua_rawseti(L, -2, 3);
+    } else if (fire) {
       if (a->trigger == SL_TRIG_MESSAGE || a->trigger == SL_TRIG_CUSTOM) {
         lua_getiuservalue(L, ud, UV_ID_NAME);
         lua_rawgeti(L, -1, (lua_Integer)a->name_id);

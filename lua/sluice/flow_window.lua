@@ -9,6 +9,8 @@
 --                                  loop into that window's accumulator
 --   {"fire", window, trigger, ends} on_trigger (or the emit rules) for the
 --                                  window; at its end the accumulator goes
+--   {"merge", window, other}       session other merges into window (the
+--                                  reducer's merge function)
 -- so that the output follows arrival order. A custom trigger runs on each
 -- "run" (the events of one window), with that window's own trigger state,
 -- and fires on that window. Timers the machine asks for
@@ -40,6 +42,8 @@ function M.init(st, cfg)
     lateness_ms = w.lateness_ms or -1, trigger_every = w.every_n or 0,
     periodically_ms = w.periodically_ms or 0, producers = math.max(cfg.producers, 1),
     by = w.by, key = w.key,
+    -- sessions an event bridges merge when the reducer can merge accumulators
+    merge_sessions = w.type == "session" and cfg.red ~= nil and cfg.red.merge ~= nil and not cfg.join,
   })
   st.wtype = w.type
   st.accs = {}     -- window id -> accumulator (sessions: key -> id -> accumulator)
@@ -144,6 +148,20 @@ local function fire(st, win, t, trig, ends, out, run_out)
   end
 end
 
+-- Session `other` merges into session win (same key): the reducer's
+-- merge(partial, acc) folds other's accumulator into win's; a custom
+-- trigger's state stays win's.
+local function merge_sessions(st, win, t, other)
+  local acc, partial = t[win.id], t[other]
+  if acc == nil then acc = fresh(st) end
+  if partial == nil then partial = fresh(st) end
+  local reduce_merge_fn = st.cfg.red.merge
+  acc = reduce_merge_fn(partial, acc)
+  if acc == nil then nilacc("reduce merge", "the merge function") end
+  t[win.id], t[other] = acc, nil
+  if st.taccs then slot(st.taccs, win)[other] = nil end
+end
+
 -- Events (slice i0..i1 when given) into window win's accumulator.
 local function run_into(st, win, t, events, i0, i1, run_out, side)
   local acc = t[win.id]
@@ -216,6 +234,8 @@ local function apply(st, actions, out, side)
       else
         run_into(st, win, t, a[3], a[4], a[5], run_out, side)
       end
+    elseif a[1] == "merge" then
+      merge_sessions(st, win, t, a[3].id)
     else
       fire(st, win, t, a[3], a[4], out, run_out)
     end

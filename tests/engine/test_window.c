@@ -5,6 +5,7 @@
  *                            "a-b" for a..b, joined by commas
  *   F<id>[/<key>]:<trigger>  FIRE; "!" after it when the window ends;
  *                            message and custom carry (name_id)
+ *   M<id>[/<key>]<-<other>   MERGE: session other merges into id
  *   late:<n>                 events dropped as late by the call
  *
  * Batches are written as space-separated times ("0 500 3500"); keyed
@@ -52,6 +53,12 @@ static const char *render(const sl_win_out *o) {
   for (size_t i = 0; i < o->nacts; i++) {
     const sl_win_action *a = &o->acts[i];
     if (i) cat(buf, sizeof buf, " ");
+    if (a->op == SL_WIN_MERGE) {
+      cat(buf, sizeof buf, "M");
+      cat_win(buf, sizeof buf, a->win);
+      cat(buf, sizeof buf, "<-%" PRId64, a->other);
+      continue;
+    }
     cat(buf, sizeof buf, a->op == SL_WIN_RUN ? "R" : "F");
     cat_win(buf, sizeof buf, a->win);
     cat(buf, sizeof buf, ":");
@@ -520,6 +527,75 @@ static void test_session_watermark_and_lateness(void) {
   sl_window_free(w);
 }
 
+/* merge_sessions: an event within gap of two sessions of its key bridges
+ * them (it can only come out of order: from a slower producer, or late
+ * within lateness). */
+static void test_session_merge(void) {
+  sl_window_spec sp = {.lateness_ms = -1, .kind = SL_WIN_SESSION, .size_ms = 10, .producers = 2,
+                       .merge_sessions = 1};
+  sl_window *w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0"), "R0:0");
+  CHECK_STR(bat(w, 1, 0, "15 18"), "R15:0-1");            /* watermark 0: both open */
+  CHECK_STR(bat(w, 0, 0, "3 7 9"), "R0:0 M0<-15 R0:1-2");  /* 7 is within gap of 0's hi 3 and of 15 */
+  CHECK_INT(sl_window_open_count(w), 1);
+  CHECK_STR(bat(w, 1, 0, "30 31"), "R30:0-1");             /* [0, 18] and 30 stay apart */
+  CHECK_STR(pdone(w, 0, 0), "F0:done!");                   /* watermark 31: 18 + 10 < 31 */
+  CHECK_STR(pdone(w, 1, 0), "F30:done!");
+  sl_window_free(w);
+
+  /* without merge_sessions the event joins the earlier session */
+  sp.merge_sessions = 0;
+  w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0"), "R0:0");
+  CHECK_STR(bat(w, 1, 0, "15 18"), "R15:0-1");
+  CHECK_STR(bat(w, 0, 0, "3 7 9"), "R0:0-2");
+  CHECK_INT(sl_window_open_count(w), 2);
+  sl_window_free(w);
+
+  /* keys apart; a bridge of one key between events of another */
+  sp.merge_sessions = 1;
+  w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 0:2"), "R0/1:0 R0/2:1");
+  CHECK_STR(bat(w, 1, 0, "15:1 15:2"), "R15/1:0 R15/2:1");
+  CHECK_STR(bat(w, 0, 0, "8:2 1:1 8:1"), "M0/2<-15 R0/2:0 R0/1:1 M0/1<-15 R0/1:2");
+  CHECK_STR(pdone(w, 1, 0), "");
+  CHECK_STR(pdone(w, 0, 0), "F0/1:done! F0/2:done!");
+  sl_window_free(w);
+
+  /* trigger_every: the merged counts add up; "every" after the MERGE */
+  sp.trigger_every = 2;
+  w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0"), "R0:0");
+  CHECK_STR(bat(w, 1, 0, "15"), "R15:0");
+  CHECK_STR(bat(w, 0, 0, "7 8"), "M0<-15 F0:every R0:0-1 F0:every");
+  sl_window_free(w);
+
+  /* lateness: both watermarked: the merged session keeps the later done
+   * timer (the other one goes stale) */
+  sl_window_spec lp = {.lateness_ms = 100, .kind = SL_WIN_SESSION, .size_ms = 10, .producers = 1,
+                       .merge_sessions = 1};
+  w = mkw(lp, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 15:1 40:1"), "R0/1:0 R15/1:1 R40/1:2 F0/1:watermark F15/1:watermark");
+  CHECK_STR(bat(w, 0, 5, "7:1"), "M0/1<-15 R0/1:0");
+  CHECK_INT(sl_window_open_count(w), 2);
+  CHECK_INT(sl_window_next_due(w), 100);
+  CHECK_STR(tick(w, 100), "F0/1:done!");
+  CHECK_STR(pdone(w, 0, 110), "F40/1:done!");
+  sl_window_free(w);
+
+  /* only the earlier one watermarked: the merged session is not; it fires
+   * watermark when the watermark passes it */
+  w = mkw(lp, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 15:1 22:1"), "R0/1:0 R15/1:1-2 F0/1:watermark");
+  CHECK_STR(bat(w, 0, 5, "8:1"), "M0/1<-15 R0/1:0");
+  CHECK_STR(tick(w, 100), "");                                   /* session 0's timer is stale */
+  CHECK_STR(bat(w, 0, 110, "40:1"), "R40/1:0 F0/1:watermark");  /* 22 + 10 < 40 */
+  CHECK_INT(sl_window_next_due(w), 210);
+  CHECK_STR(tick(w, 210), "F0/1:done!");
+  CHECK_INT(sl_window_open_count(w), 1);
+  sl_window_free(w);
+}
+
 /* ---- triggers ------------------------------------------------------------------ */
 
 static void test_trigger_every(void) {
@@ -731,7 +807,19 @@ static mwin *m_get(model *m, int64_t id, uint64_t key) {
 
 static void m_add(model *m, mwin *x, long g) {
   cat(x->ev, sizeof x->ev, "%ld,", g);
-  if (m->sp.trigger_every && ++x->cnt % m->sp.trigger_every == 0) cat(x->ev, sizeof x->ev, "|");
+  if (m->sp.trigger_every && ++x->cnt == m->sp.trigger_every) cat(x->ev, sizeof x->ev, "|"), x->cnt = 0;
+}
+
+/* Session y merges into x (merge_sessions): x's events, then y's. */
+static void m_merge(model *m, mwin *x, mwin *y) {
+  x->hi = y->hi;
+  cat(x->ev, sizeof x->ev, "%s", y->ev);
+  x->cnt += y->cnt;
+  if (m->sp.trigger_every && x->cnt >= m->sp.trigger_every) {
+    cat(x->ev, sizeof x->ev, "|");
+    x->cnt -= m->sp.trigger_every;
+  }
+  y->ended = 1;   /* gone: never logged */
 }
 
 static void m_end(model *m, mwin *x) {
@@ -785,7 +873,10 @@ static void m_event(model *m, int64_t t, uint64_t key, long g, uint64_t *late) {
     if (x->lo > t && (!above || x->lo < above->lo)) above = x;
   }
   mwin *j = in;
-  if (!j && below && t <= below->hi + size) j = below, j->hi = t;
+  if (!j && below && t <= below->hi + size) {
+    j = below, j->hi = t;
+    if (m->sp.merge_sessions && above && above->lo <= t + size) m_merge(m, j, above);
+  }
   if (!j && above && t >= above->lo - size) j = above, j->lo = t;
   if (!j) {
     int wk = m->has_recent[0] || m->done[0];
@@ -852,6 +943,7 @@ typedef struct mach {
   int errors;
   int has_f;               /* the machine's frontier after the last call */
   int64_t f;
+  uint64_t merges;
 } mach;
 
 static sl_window *m_w;   /* the machine random_run drives */
@@ -869,7 +961,18 @@ static void mach_apply(mach *h, const long *g) {
       x->id = a->win.id, x->key = a->win.key;
     }
     if (x->ended) h->errors++;   /* nothing may touch an ended window */
-    if (a->op == SL_WIN_RUN) {
+    if (a->op == SL_WIN_MERGE) {
+      mwin *y = NULL;
+      for (int j = 0; j < h->nw; j++)
+        if (h->w[j].id == a->other && h->w[j].key == a->win.key) y = &h->w[j];
+      if (!y || y->ended || y == x) {
+        h->errors++;
+        continue;
+      }
+      cat(x->ev, sizeof x->ev, "%s", y->ev);
+      y->ended = 1;
+      h->merges++;
+    } else if (a->op == SL_WIN_RUN) {
       for (uint32_t j = 0; j < a->n; j++) cat(x->ev, sizeof x->ev, "%ld,", g[out.idx[a->from + j]]);
     } else if (a->trigger == SL_TRIG_EVERY) {
       cat(x->ev, sizeof x->ev, "|");
@@ -894,6 +997,8 @@ static void mach_apply(mach *h, const long *g) {
   }
 }
 
+static uint64_t random_merges;   /* MERGE actions over the random runs */
+
 static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap) {
   static model m;
   static mach h;
@@ -904,7 +1009,7 @@ static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap)
   sp.trigger_every = (uint64_t)rint_(0, 3);
   if (kind == SL_WIN_FIXED) sp.size_ms = rint_(3, 20);
   if (kind == SL_WIN_SLIDING) sp.size_ms = rint_(3, 25), sp.every_ms = rint_(1, sp.size_ms);
-  if (kind == SL_WIN_SESSION) sp.size_ms = rint_(2, 12);
+  if (kind == SL_WIN_SESSION) sp.size_ms = rint_(2, 12), sp.merge_sessions = (int)rint_(0, 1);
   m.sp = sp;
   sl_window *w = NULL;
   if (sl_window_new(&sp, 0, &w)) return snprintf(why, cap, "new"), 0;
@@ -972,6 +1077,7 @@ static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap)
   for (int i = 0; ok && i < h.nw; i++)
     if (!h.w[i].ended) snprintf(why, cap, "window %" PRId64 " never ended", h.w[i].id), ok = 0;
   if (ok && sl_window_open_count(w) != 0) snprintf(why, cap, "open windows left"), ok = 0;
+  random_merges += h.merges;
   sl_window_free(w);
   return ok;
 }
@@ -992,6 +1098,8 @@ static void test_random_against_model(void) {
     }
     printf("     random %s: seeds %" PRIu64 "..%" PRIu64 "\n", names[k], first, last);
   }
+  printf("     random sessions merged %" PRIu64 " times\n", random_merges);
+  CHECK(random_merges > 0);
 }
 
 int main(void) {
@@ -1011,6 +1119,7 @@ int main(void) {
   RUN(test_session_single_key);
   RUN(test_session_keyed);
   RUN(test_session_watermark_and_lateness);
+  RUN(test_session_merge);
   RUN(test_trigger_every);
   RUN(test_trigger_periodically);
   RUN(test_message_and_custom);

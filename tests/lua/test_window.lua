@@ -384,6 +384,75 @@ function TestWindow:test_session_brute_force()
   end
 end
 
+-- Sessions an out-of-order event bridges merge when the reducer has a
+-- merge function: in one batch (the watermark moves after it), or late
+-- within allowed lateness. The merged session keeps the earlier id; its
+-- accumulator is merge(later's, earlier's), then the bridging event.
+function TestWindow:test_session_merge()
+  local ev = { { 0, "a" }, { 15, "a" }, { 7, "a" }, { 40, "a" }, { 9, "b" } }
+  local function keyed(acc, _, w) return { { w.key, w.id, w.trigger, acc } } end
+  local function run(window, md, opts)
+    return F.from_enumerable(ev, { stages = 1, max_demand = md, window = window })
+      :reduce(function() return {} end, function(e, l) l[#l + 1] = e[1]; return l end, opts)
+      :on_trigger(keyed):to_list()
+  end
+  local append = { merge = function(p, a) for _, x in ipairs(p) do a[#a + 1] = x end return a end }
+  local sw = W.session(10, "millisecond", { index = 1 }, { index = 2 })
+  lu.assertEquals(run(sw, 10, append), { { "a", 0, "done", { 0, 15, 7 } }, { "b", 9, "done", { 9 } },
+                                         { "a", 40, "done", { 40 } } })
+  -- without a merge function they stay apart; 7 joins the earlier one
+  lu.assertEquals(run(sw, 10), { { "a", 0, "done", { 0, 7 } }, { "b", 9, "done", { 9 } },
+                                 { "a", 15, "done", { 15 } }, { "a", 40, "done", { 40 } } })
+  -- one event per batch with lateness: session 0 has fired watermark (at
+  -- 15) when 7 bridges it to 15; the merged session [0, 15] fires
+  -- watermark again once 40 passes it; 9 of "b" is late by then
+  local late = W.session(10, "millisecond", { index = 1 }, { index = 2 }):allowed_lateness(1, "hour")
+  lu.assertEquals(run(late, 1, append), { { "a", 0, "watermark", { 0 } }, { "a", 0, "watermark", { 0, 15, 7 } },
+                                          { "a", 0, "done", { 0, 15, 7 } }, { "a", 40, "done", { 40 } } })
+  -- reduce_by_key merges with its own function
+  local r = F.from_enumerable({ { 0, 1 }, { 15, 2 }, { 7, 4 } }, { stages = 1, max_demand = 10,
+                              window = W.session(10, "millisecond", function(e) return e[1] end) })
+    :map(function(e) return { "sum", e[2] } end)
+    :reduce_by_key(function(a, b) return a + b end):on_trigger(function(acc, _, w) return { { w.id, acc.sum } } end)
+    :to_list()
+  lu.assertEquals(r, { { 0, 7 } })
+end
+
+-- In one batch, whatever the order, sessions merged per key are the
+-- clusters of its sorted times no more than gap apart.
+function TestWindow:test_session_merge_brute_force()
+  for seed = 1, 20 do
+    math.randomseed(seed)
+    local ev = {}
+    for i = 1, 120 do ev[i] = { math.random(0, 400), "k" .. math.random(1, 3) } end
+    local gap = math.random(2, 9)
+    local r = F.from_enumerable(ev, { stages = 1, max_demand = 1000,
+                                      window = W.session(gap, "millisecond", { index = 1 }, { index = 2 }) })
+      :reduce(function() return { 0, math.maxinteger, math.mininteger } end,
+              function(e, a) return { a[1] + 1, math.min(a[2], e[1]), math.max(a[3], e[1]) } end,
+              { merge = function(p, a) return { a[1] + p[1], math.min(a[2], p[2]), math.max(a[3], p[3]) } end })
+      :on_trigger(function(a, _, w) return { { w.key, a[2], a[3], a[1] } } end):to_list()
+    local bykey, exp = {}, {}
+    for _, e in ipairs(ev) do
+      bykey[e[2]] = bykey[e[2]] or {}
+      table.insert(bykey[e[2]], e[1])
+    end
+    for k, ts in pairs(bykey) do
+      table.sort(ts)
+      local cur
+      for _, t in ipairs(ts) do
+        if cur and t - cur[3] <= gap then
+          cur[3], cur[4] = t, cur[4] + 1
+        else
+          cur = { k, t, t, 1 }
+          exp[#exp + 1] = cur
+        end
+      end
+    end
+    lu.assertEquals(sorted(r), sorted(exp), "seed " .. seed)
+  end
+end
+
 -- Windows per partition with a departition: one value per window.
 function TestWindow:test_departition_per_window()
   local r = F.from_enumerable(sluice.range(0, 5999), { stages = 2 })
