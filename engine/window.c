@@ -140,7 +140,7 @@ static int push_act(sl_win_out *o, sl_win_action a) {
 }
 
 int wn_fire(sl_win_out *o, int64_t id, uint64_t key, int trig, int ends, uint64_t name) {
-  sl_win_action a = {SL_WIN_FIRE, (uint8_t)trig, (uint8_t)ends, 0, 0, {id, key}, name};
+  sl_win_action a = {SL_WIN_FIRE, (uint8_t)trig, (uint8_t)ends, 0, 0, {id, key}, name, 0};
   return push_act(o, a);
 }
 
@@ -152,7 +152,7 @@ int wn_run(sl_window *w, sl_win_out *o, int64_t id, uint64_t key, uint32_t from,
   while (n > 0) {
     uint32_t k = n;
     if (te && te - *every < k) k = (uint32_t)(te - *every);
-    sl_win_action a = {SL_WIN_RUN, 0, 0, from, k, {id, key}, 0};
+    sl_win_action a = {SL_WIN_RUN, 0, 0, from, k, {id, key}, 0, 0};
     if (push_act(o, a)) return SL_ENOMEM;
     from += k, n -= k;
     if (te) {
@@ -389,7 +389,7 @@ static int slide_step(sl_window *w, int64_t wm, sl_win_out *o) {
   for (int64_t s = w->wmlo; s < end; s += w->step)
     if (wn_fire(o, s, 0, SL_TRIG_WATERMARK, 0, 0)) return SL_ENOMEM;
   w->wmlo = end;
-  tent e = {w->last_now + w->sp.lateness_ms, end, 0};
+  tent e = {w->last_now + w->sp.lateness_ms, end, 0, 0};
   return wn_tq_push(w, e);
 }
 
@@ -555,6 +555,7 @@ int sl_window_timer(sl_window *w, int64_t now, sl_win_out *out) {
         if (slide_end_upto(w, out, x.end)) return SL_ENOMEM;
       } else {
         sess *s = &w->ss[x.s];
+        if (s->state != 2 || s->tserial != x.serial) continue;   /* stale: the session merged */
         if (wn_fire(out, s->id, s->key, SL_TRIG_DONE, 1, 0)) return SL_ENOMEM;
         wn_sess_end(w, x.s);
       }
@@ -589,6 +590,36 @@ uint64_t sl_window_open_count(const sl_window *w) {
     return w->nopen;
   }
   return 0;
+}
+
+int sl_window_frontier(const sl_window *w, int64_t *out) {
+  int64_t f = 0;
+  int known = 0;
+  if (w->finished) {
+    f = INT64_MAX, known = 1;
+  } else {
+    switch (w->sp.kind) {
+    case SL_WIN_GLOBAL: break;
+    case SL_WIN_COUNT:
+    case SL_WIN_PERIODIC:
+      f = w->cur, known = 1;
+      break;
+    case SL_WIN_FIXED:
+    case SL_WIN_SLIDING:
+      if (w->ended) f = w->lo, known = 1;
+      break;
+    case SL_WIN_SESSION: {
+      int64_t wm = wn_watermark(w);
+      if (wm == INT64_MIN) break;
+      f = wm - w->sp.size_ms, known = 1;
+      for (size_t i = 0; i < w->nss; i++)
+        if (w->ss[i].state && w->ss[i].id < f) f = w->ss[i].id;
+      break;
+    }
+    }
+  }
+  *out = f;
+  return known;
 }
 
 uint64_t sl_window_late_total(const sl_window *w) { return w->late; }

@@ -23,7 +23,11 @@
  *    into the batch) are reduced into `window`'s accumulator, in order;
  *  - FIRE(window, trigger, ends): on_trigger for `window`; ends = 1 when
  *    the window is over (its accumulator is dropped; an ended window never
- *    takes another event).
+ *    takes another event);
+ *  - MERGE(window, other): sessions only (with merge_sessions): session
+ *    `other` of the same key merges into `window` (the host merges other's
+ *    accumulator into window's and drops other's; `other` never appears
+ *    again).
  *
  * and out->late grows by the events it dropped as late (they are in no
  * RUN). A window is {id, key}: key is the session key id, 0 otherwise; id
@@ -73,7 +77,16 @@
  *    [lo, hi] joins it; otherwise it joins the nearest earlier session if
  *    it is within gap of that session's hi (the older one), else the
  *    nearest later one if within gap of its lo, else it opens a session.
- *    Sessions that come within gap of each other are not merged. An event
+ *    With merge_sessions, an event that joins the earlier session and is
+ *    also within gap of the later one's lo bridges them: MERGE(earlier,
+ *    later) right after the RUNs of the batch's events before it, and the
+ *    event runs into the merged session, [earlier lo, later hi], whose id
+ *    is the earlier one's (the smaller). trigger_every counts add up (an
+ *    "every" fires after the MERGE when they reach n). With lateness the
+ *    merged session has fired watermark when both had (its done timer is
+ *    the later of the two); otherwise it has not, and fires watermark
+ *    again when the watermark passes it. Without merge_sessions they stay
+ *    apart and the event joins the earlier one. An event
  *    that opens no session and joins none is late when it is within gap
  *    after the key's highest ended session (t <= ended hi + gap) or when
  *    t + gap < watermark. A session fires watermark at most once.
@@ -131,12 +144,13 @@ typedef struct sl_window_spec {
   uint64_t trigger_every;  /* 0: none; else fire "every" after each n events of a window */
   int64_t periodically_ms; /* 0: none; else fire "periodically" on every open window each period */
   uint32_t producers;      /* upstream producers of the stage (>= 1) */
+  int merge_sessions;      /* SESSION: 1 = sessions of a key that come within gap merge (MERGE actions) */
 } sl_window_spec;
 
 typedef enum { SL_TRIG_DONE, SL_TRIG_WATERMARK, SL_TRIG_EVERY, SL_TRIG_PERIODICALLY,
                SL_TRIG_MESSAGE, SL_TRIG_CUSTOM } sl_win_trigger;
 
-typedef enum { SL_WIN_RUN, SL_WIN_FIRE } sl_win_op;
+typedef enum { SL_WIN_RUN, SL_WIN_FIRE, SL_WIN_MERGE } sl_win_op;
 
 typedef struct sl_win_id {
   int64_t id;
@@ -150,6 +164,7 @@ typedef struct sl_win_action {
   uint32_t from, n;        /* RUN: idx[from .. from+n-1] */
   sl_win_id win;
   uint64_t name_id;        /* FIRE with SL_TRIG_MESSAGE / SL_TRIG_CUSTOM */
+  int64_t other;           /* MERGE: the id of the window (same key) merged into win */
 } sl_win_action;
 
 /* What a call answers. Calls append (actions, idx, late); the host resets
@@ -201,6 +216,20 @@ int sl_window_message(sl_window *w, uint64_t name_id, sl_win_out *out);
 /* FIRE(trigger, name_id) on every open window, ascending; never ends a
  * window (SL_EINVAL for SL_TRIG_DONE or an unknown trigger). */
 int sl_window_fire_open(sl_window *w, sl_win_trigger trigger, uint64_t name_id, sl_win_out *out);
+
+/* How far the machine has moved past its windows: 1 and *out = f when
+ * every window with id < f it has had has ended (fired done) and it will
+ * never have another window with id < f; 0 when it knows no such bound.
+ * f never decreases. By kind:
+ *  - count, periodic: f = the current window's id (ids end in order);
+ *  - fixed, sliding: once some window has ended, f = the lowest window
+ *    not ended (no window below it opens again); none before;
+ *  - session: once the watermark is known, f = min(watermark - gap, the
+ *    smallest id of an open session): no new session opens below
+ *    watermark - gap. O(open sessions);
+ *  - global: none;
+ *  - every kind, once finished: f = INT64_MAX. */
+int sl_window_frontier(const sl_window *w, int64_t *out);
 
 /* ---- introspection (tests, stats) ---------------------------------------- */
 uint64_t sl_window_open_count(const sl_window *w);   /* open windows, gap windows included */

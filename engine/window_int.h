@@ -21,6 +21,7 @@ typedef struct sess {
   int64_t id, lo, hi;
   uint64_t key;
   uint64_t every;          /* events since the last every fire */
+  uint64_t tserial;        /* state 2: the serial of its lateness done timer */
   uint32_t k;              /* key record */
   uint8_t state;           /* 0 free, 1 open, 2 watermark fired */
 } sess;
@@ -51,6 +52,7 @@ typedef struct tent {      /* a lateness done timer */
   int64_t due;
   int64_t end;             /* fixed/sliding: windows [lo, end) end */
   uint32_t s;              /* session */
+  uint64_t serial;         /* session: stale unless the session's tserial */
 } tent;
 
 struct sl_window {
@@ -90,6 +92,7 @@ struct sl_window {
   hent *heap;
   size_t nheap, capheap;
   cent *coll;              /* sessions collected for one step */
+  uint64_t tserial;        /* the last lateness timer serial given out */
   size_t ncoll, capcoll;
 };
 

@@ -101,7 +101,7 @@ static int64_t sess_new(sl_window *w, int64_t t, uint64_t key, uint32_t kidx) {
     if (wn_grow((void **)&w->sfree, &w->capfree, w->nss + 1, sizeof *w->sfree)) return SL_ENOMEM;
     s = (uint32_t)w->nss++;
   }
-  w->ss[s] = (sess){t, t, t, key, 0, kidx, 1};
+  w->ss[s] = (sess){t, t, t, key, 0, 0, kidx, 1};
   w->nopen++;
   return s;
 }
@@ -118,9 +118,12 @@ void wn_sess_end(sl_window *w, uint32_t s) {
   w->nopen--;
 }
 
-/* The session event t of key joins or opens; LATE when it is late. */
+/* The session event t of key joins or opens; LATE when it is late. With
+ * merge_sessions, *bridge = the key's record index + 1 when t joined the
+ * session at *bpos and brings it within gap of the next one (0 otherwise). */
 #define LATE INT64_C(-1000)
-static int64_t sess_place(sl_window *w, int64_t t, uint64_t key) {
+static int64_t sess_place(sl_window *w, int64_t t, uint64_t key, uint32_t *bridge, uint32_t *bpos) {
+  *bridge = 0;
   int64_t ki = key_index(w, key);
   if (ki < 0) return ki;
   skey *k = &w->keys[ki];
@@ -131,6 +134,8 @@ static int64_t sess_place(sl_window *w, int64_t t, uint64_t key) {
     if (t <= x->hi) return k->s[k->head + pos];
     if (t <= x->hi + gap) {
       x->hi = t;
+      if (w->sp.merge_sessions && pos + 1 < (int64_t)k->len && kat(w, k, (uint32_t)(pos + 1))->lo <= t + gap)
+        *bridge = (uint32_t)ki + 1, *bpos = (uint32_t)pos;
       return k->s[k->head + pos];
     }
   }
@@ -153,6 +158,39 @@ static int64_t sess_place(sl_window *w, int64_t t, uint64_t key) {
   return s;
 }
 
+/* The sessions at positions i and i+1 of key ki merge (see window.h): the
+ * MERGE action, then the merged session in the earlier one's place.
+ * Returns the merged session's record. */
+static int64_t sess_merge(sl_window *w, uint32_t ki, uint32_t i, sl_win_out *o) {
+  skey *k = &w->keys[ki];
+  uint32_t xs = k->s[k->head + i], ys = k->s[k->head + i + 1];
+  sess x = w->ss[xs], y = w->ss[ys];
+  int xw = i < k->nwm, yw = i + 1 < k->nwm;   /* watermarked ones are a prefix */
+  sl_win_action a = {SL_WIN_MERGE, 0, 0, 0, 0, {x.id, x.key}, 0, y.id};
+  if (wn_grow((void **)&o->acts, &o->capacts, o->nacts + 1, sizeof *o->acts)) return SL_ENOMEM;
+  o->acts[o->nacts++] = a;
+  /* both watermarked: keep the record whose done timer comes later (the
+   * other's timer goes stale) */
+  uint32_t keep = (xw && yw && y.tserial > x.tserial) ? ys : xs, drop = keep == xs ? ys : xs;
+  sess *m = &w->ss[keep];
+  m->id = x.id, m->lo = x.lo, m->hi = y.hi;
+  m->state = yw ? 2 : 1;
+  m->tserial = yw ? (keep == xs ? x.tserial : y.tserial) : 0;
+  uint64_t te = w->sp.trigger_every, every = x.every + y.every;
+  int fire_every = te && every >= te;
+  m->every = fire_every ? every - te : every;
+  uint32_t *b = k->s + k->head;
+  b[i] = keep;
+  memmove(b + i + 1, b + i + 2, (k->len - i - 2) * sizeof *b);
+  k->len--;
+  if (xw) k->nwm--;
+  w->ss[drop].state = 0;
+  w->sfree[w->nfree++] = drop;
+  w->nopen--;
+  if (fire_every && wn_fire(o, x.id, x.key, SL_TRIG_EVERY, 0, 0)) return SL_ENOMEM;
+  return keep;
+}
+
 static int sess_flush(sl_window *w, sl_win_out *o, uint32_t s, uint32_t from, uint32_t n) {
   sess *x = &w->ss[s];
   uint64_t ev = x->every;
@@ -166,12 +204,19 @@ int wn_sess_batch(sl_window *w, uint32_t n, const int64_t *t, const uint64_t *ke
   int64_t g = -1;
   uint32_t gfrom = 0, gn = 0;
   for (uint32_t i = 0; i < n; i++) {
-    int64_t s = sess_place(w, t[i], keys ? keys[i] : 0);
+    uint32_t bridge, bpos;
+    int64_t s = sess_place(w, t[i], keys ? keys[i] : 0, &bridge, &bpos);
     if (s == LATE) {
       o->late++, w->late++;
       continue;
     }
     if (s < 0) return (int)s;
+    if (bridge) {   /* the events before it run first, into the sessions as they were */
+      if (gn && sess_flush(w, o, (uint32_t)g, gfrom, gn)) return SL_ENOMEM;
+      gn = 0;
+      s = sess_merge(w, bridge - 1, bpos, o);
+      if (s < 0) return (int)s;
+    }
     if (gn && s != g) {
       if (sess_flush(w, o, (uint32_t)g, gfrom, gn)) return SL_ENOMEM;
       gn = 0;
@@ -236,7 +281,8 @@ int wn_sess_step(sl_window *w, int64_t wm, sl_win_out *o) {
     } else {
       if (wn_fire(o, x->id, x->key, SL_TRIG_WATERMARK, 0, 0)) return SL_ENOMEM;
       x->state = 2;
-      tent e = {w->last_now + w->sp.lateness_ms, 0, s};
+      x->tserial = ++w->tserial;
+      tent e = {w->last_now + w->sp.lateness_ms, 0, s, x->tserial};
       if (wn_tq_push(w, e)) return SL_ENOMEM;
     }
   }

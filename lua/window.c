@@ -6,14 +6,16 @@
  *   w:producer_done(p) -> actions
  *   w:timer() -> actions             the timer asked by w:next_due() is due
  *   w:message(name) -> actions       a {"trigger", name} message
- *   w:fire(name) -> actions          a custom trigger on every open window
  *   w:next_due() -> ms | nil         delay until the machine's next timer
  *   w:late() -> n                    events dropped as late so far
+ *   w:frontier() -> id | nil         every window with a smaller id has
+ *                                    ended, and no new one will open
  *
  * spec: {kind = "global" | "count" | "fixed" | "periodic" | "session" |
  * "sliding", count, size_ms, every_ms, lateness_ms, trigger_every,
- * periodically_ms, producers, by = {index = i} | {field = name} | function,
- * key = nil | {index = i} | {field = name} | function}.
+ * periodically_ms, producers, merge_sessions = bool, by = {index = i} |
+ * {field = name} | function, key = nil | {index = i} | {field = name} |
+ * function}.
  *
  * Event times and session keys are read here: a key spec reads the
  * event's field in C, with no Lua call; a function is called once per
@@ -24,7 +26,9 @@
  * of the batch that go to that window, in order (with i and j: the batch
  * itself, whose events i..j they are), or {"fire", window, trigger, ends}, where window = {id = <id>, key = <session key or nil>} and
  * trigger is "done", "watermark", "every", "periodically", or the name of
- * a message or custom trigger. Times are ms from the monotonic clock. */
+ * a message (a custom trigger fires in sluice.flow_window, on the window
+ * whose events it saw), or {"merge", window, other}: session `other` (same
+ * key) merges into `window`. Times are ms from the monotonic clock. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +94,9 @@ static int l_window(lua_State *L) {
   spec.trigger_every = (uint64_t)field_int(L, 1, "trigger_every", 0);
   spec.periodically_ms = field_int(L, 1, "periodically_ms", 0);
   spec.producers = (uint32_t)field_int(L, 1, "producers", 1);
+  lua_getfield(L, 1, "merge_sessions");
+  spec.merge_sessions = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lwin *x = lua_newuserdatauv(L, sizeof *x, UV_N);
   memset(x, 0, sizeof *x);
   sl_win_out_init(&x->out);
@@ -195,7 +202,7 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
     const sl_win_action *a = &x->out.acts[i];
     int fire = a->op == SL_WIN_FIRE;
     lua_createtable(L, 4, 0);
-    lua_pushstring(L, fire ? "fire" : "run");
+    lua_pushstring(L, fire ? "fire" : a->op == SL_WIN_MERGE ? "merge" : "run");
     lua_rawseti(L, -2, 1);
     lua_createtable(L, 0, 2);                     /* the window */
     lua_pushinteger(L, (lua_Integer)a->win.id);
@@ -207,7 +214,16 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
       lua_pop(L, 1);
     }
     lua_rawseti(L, -2, 2);
-    if (fire) {
+    if (a->op == SL_WIN_MERGE) {
+      lua_createtable(L, 0, 2);                   /* the window merged into it */
+      lua_pushinteger(L, (lua_Integer)a->other);
+      lua_setfield(L, -2, "id");
+      lua_rawgeti(L, -2, 2);                      /* the same key */
+      lua_getfield(L, -1, "key");
+      lua_setfield(L, -3, "key");
+      lua_pop(L, 1);
+      lua_rawseti(L, -2, 3);
+    } else if (fire) {
       if (a->trigger == SL_TRIG_MESSAGE || a->trigger == SL_TRIG_CUSTOM) {
         lua_getiuservalue(L, ud, UV_ID_NAME);
         lua_rawgeti(L, -1, (lua_Integer)a->name_id);
@@ -318,13 +334,6 @@ static int l_message(lua_State *L) {
   return finish(L, x, sl_window_message(x->w, id, &x->out), 0, "message");
 }
 
-/* w:fire(name) -> actions: a custom trigger on every open window */
-static int l_fire(lua_State *L) {
-  lwin *x = check_win(L);
-  uint64_t id = name_id(L, 2);
-  return finish(L, x, sl_window_fire_open(x->w, SL_TRIG_CUSTOM, id, &x->out), 0, "fire");
-}
-
 /* w:next_due() -> ms from now (>= 0), or nil */
 static int l_next_due(lua_State *L) {
   lwin *x = check_win(L);
@@ -339,6 +348,16 @@ static int l_next_due(lua_State *L) {
 static int l_late(lua_State *L) {
   lwin *x = check_win(L);
   lua_pushinteger(L, (lua_Integer)sl_window_late_total(x->w));
+  return 1;
+}
+
+/* w:frontier() -> id, or nil while the machine knows no bound
+ * (sl_window_frontier) */
+static int l_frontier(lua_State *L) {
+  lwin *x = check_win(L);
+  int64_t f;
+  if (!sl_window_frontier(x->w, &f)) return 0;
+  lua_pushinteger(L, (lua_Integer)f);
   return 1;
 }
 
@@ -358,8 +377,8 @@ static int l_range_chunk(lua_State *L) {
 
 int sl_window_open_lua(lua_State *L) {
   static const luaL_Reg methods[] = {{"batch", l_batch}, {"producer_done", l_producer_done}, {"timer", l_timer},
-                                     {"message", l_message}, {"fire", l_fire}, {"next_due", l_next_due},
-                                     {"late", l_late}, {NULL, NULL}};
+                                     {"message", l_message}, {"next_due", l_next_due},
+                                     {"late", l_late}, {"frontier", l_frontier}, {NULL, NULL}};
   if (luaL_newmetatable(L, WINDOW_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -3,8 +3,10 @@
 -- subscribes to every stage of the layer before it, which sends only the
 -- states its triggers give (sluice.flow_trigger's tagged states
 -- {TAG, partition index, window id, state}); it merges them per window
--- (departition's merge function, or take_sort's sorted lists) and, once
--- its upstream ended, emits one value per window.
+-- (departition's merge function, or take_sort's sorted lists) and emits
+-- one value per window: as soon as every partition is past the window
+-- (a windowed layer's {TAG, partition index, false, f}: every window with
+-- id < f is over in that partition), and the rest once its upstream ended.
 local E = require("sluice.flow_error")
 local LayerStage = require("sluice.flow_layer")
 local trigger = require("sluice.flow_trigger")
@@ -30,7 +32,7 @@ end
 local MergeStage = { type = "producer_consumer" }
 
 function MergeStage.init(cfg)
-  return { cfg = cfg, left = cfg.producers, ups = {}, windows = {}, ended = {} }
+  return { cfg = cfg, left = cfg.producers, ups = {}, windows = {}, frontier = {} }
 end
 
 -- The value a window gives once merged.
@@ -45,19 +47,46 @@ end
 
 MergeStage.handle_subscribe = LayerStage.handle_subscribe
 
--- Merges the tagged states; a window every upstream partition has ended
--- (a windowed layer's) gives its value at once, into out.
+-- Emits, in ascending order, every window below the partitions' lowest
+-- frontier (each partition is past it: it has sent all it will for it).
+local function emit_passed(st, out)
+  local cfg, fr = st.cfg, st.frontier
+  local low
+  for p = 1, cfg.producers do
+    local f = fr[p]
+    if f == nil then return end
+    if low == nil or f < low then low = f end
+  end
+  local ids = {}
+  for id in pairs(st.windows) do
+    if math.type(id) == "integer" and id < low then ids[#ids + 1] = id end
+  end
+  table.sort(ids)
+  for i = 1, #ids do
+    local id = ids[i]
+    out[#out + 1] = window_value(st, id)
+    st.windows[id] = nil
+    st.emitted = true
+  end
+end
+
+-- Merges the tagged states; a windowed layer's partitions also say how
+-- far they are past their windows ({TAG, index, false, f}), and a window
+-- every partition is past gives its value at once, into out.
 local function merge_events(st, events, out)
   local cfg = st.cfg
   local windows = st.windows
   for i = 1, #events do
     local ev = events[i]
     local id, state = ev[3], ev[4]
-    local acc = windows[id]
-    if cfg.kind == "take_sort" then
+    if id == false then
+      st.frontier[ev[2]] = state
+      emit_passed(st, out)
+    elseif cfg.kind == "take_sort" then
       local less_fn = cfg.less or default_less
-      windows[id] = merge_sorted(acc or {}, state, cfg.n, less_fn)
+      windows[id] = merge_sorted(windows[id] or {}, state, cfg.n, less_fn)
     else
+      local acc = windows[id]
       if acc == nil then
         local acc_fn = cfg.acc
         acc = acc_fn()
@@ -67,21 +96,6 @@ local function merge_events(st, events, out)
       acc = merge_fn(state, acc)
       if acc == nil then nilacc("departition merge", "the merge function") end
       windows[id] = acc
-    end
-    if ev[5] then
-      local e = st.ended[id]
-      if e == nil then
-        e = { n = 0 }
-        st.ended[id] = e
-      end
-      if not e[ev[2]] then
-        e[ev[2]], e.n = true, e.n + 1
-        if e.n == cfg.producers then
-          out[#out + 1] = window_value(st, id)
-          windows[id], st.ended[id] = nil, nil
-          st.emitted = true
-        end
-      end
     end
   end
 end

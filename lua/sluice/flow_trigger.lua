@@ -8,8 +8,9 @@
 --   layer_done(st)              all the layer emits once its upstream ended
 --                               (the global window's "done")
 -- A departition/take_sort stage (sluice.flow_merge) receives the tagged
--- states {TAG, partition index, window id, state, ends}: ends is true on
--- the states of a trigger that ends its window (a windowed layer's).
+-- states {TAG, partition index, window id, state}, and from a windowed
+-- layer {TAG, partition index, false, f}: that partition is past every
+-- window with id < f (sluice.flow_window).
 local sluice = require("sluice")
 local E = require("sluice.flow_error")
 local join = require("sluice.flow_join")
@@ -21,7 +22,8 @@ local join_done = join.join_done
 local M = {}
 
 -- The tag of a partition's triggered state sent to a departition or
--- take_sort stage: {TAG, partition index, window id, state}.
+-- take_sort stage: {TAG, partition index, window id, state} (or a
+-- windowed layer's {TAG, partition index, false, frontier}).
 local TAG = "__sluice_state"
 
 -- Whether t is a sequence: its keys are exactly 1..#t.
@@ -70,13 +72,13 @@ local function trigger_events(st, window)
   elseif cfg.tag == "departition" then
     -- without on_trigger a departition merges the accumulator itself
     if cfg.emit_mode == "nothing" then return {} end
-    return { { TAG, cfg.index, window.id, acc, window.ends } }
+    return { { TAG, cfg.index, window.id, acc } }
   else
     events = acc_events(cfg, acc)
   end
   if cfg.tag == "departition" then
     local out = {}
-    for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i], window.ends } end
+    for i = 1, #events do out[i] = { TAG, cfg.index, window.id, events[i] } end
     return out, new_acc
   elseif cfg.tag == "take_sort" then
     local list = {}
@@ -84,7 +86,7 @@ local function trigger_events(st, window)
     local less_fn = cfg.less or default_less
     table.sort(list, function(a, b) return (less_fn(a, b)) end)   -- not a tail call: names the operation
     for i = #list, cfg.n + 1, -1 do list[i] = nil end
-    return { { TAG, cfg.index, window.id, list, window.ends } }, new_acc
+    return { { TAG, cfg.index, window.id, list } }, new_acc
   end
   return events, new_acc
 end

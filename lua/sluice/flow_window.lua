@@ -9,7 +9,11 @@
 --                                  loop into that window's accumulator
 --   {"fire", window, trigger, ends} on_trigger (or the emit rules) for the
 --                                  window; at its end the accumulator goes
--- so that the output follows arrival order. Timers the machine asks for
+--   {"merge", window, other}       session other merges into window (the
+--                                  reducer's merge function)
+-- so that the output follows arrival order. A custom trigger runs on each
+-- "run" (the events of one window), with that window's own trigger state,
+-- and fires on that window. Timers the machine asks for
 -- (lateness, periodic windows, trigger_periodically) come back to the
 -- stage as a stage:send message; so do {"trigger", name} messages.
 local sluice = require("sluice")
@@ -19,7 +23,7 @@ local join = require("sluice.flow_join")
 local new_out = require("sluice.flow_codegen").new_out
 
 local nilacc = E.nilacc
-local trigger_events = trigger.trigger_events
+local trigger_events, TAG = trigger.trigger_events, trigger.TAG
 
 local M = {}
 
@@ -40,6 +44,8 @@ function M.init(st, cfg)
     -- after a combining layer the events are {partition, window start,
     -- partial, events}: the window start is the time
     by = cfg.merging and { index = 2 } or w.by, key = w.key,
+    -- sessions an event bridges merge when the reducer can merge accumulators
+    merge_sessions = w.type == "session" and cfg.red ~= nil and cfg.red.merge ~= nil and not cfg.join,
   })
   st.wtype = w.type
   st.accs = {}     -- window id -> accumulator (sessions: key -> id -> accumulator)
@@ -49,14 +55,9 @@ function M.init(st, cfg)
   st.late = 0
   st.late_extra, st.kept = 0, 0   -- after a combining layer: late events beyond one per dropped partial
   st.acc = nil     -- each window has its own
-  if w.custom then st.tacc = M.trigger_acc(w.custom) end
+  if w.custom then st.taccs = { accs = {} } end   -- a custom trigger's state per window, kept like st.accs
   -- the machine asks for timers only for these
   st.timed = w.type == "periodic" or w.periodically_ms ~= nil or (w.lateness_ms ~= nil and w.lateness_ms >= 0)
-end
-
--- A custom trigger's accumulator, from its acc_fun.
-function M.trigger_acc(custom)
-  return custom.acc()
 end
 
 -- A producer subscribed: it gets the next index.
@@ -111,56 +112,148 @@ local function reduce_rows(st, rows, run_out, acc, i0, i1)
   return acc
 end
 
+-- A window's accumulator after a trigger fires on it (trigger = its name;
+-- ends: the window is over), with its output appended to out.
+local function fire(st, win, t, trig, ends, out, run_out)
+  local cfg = st.cfg
+  local acc = t[win.id]
+  if acc == nil then acc = fresh(st) end
+  if not cfg.red then   -- a window join without a reducer: its end gives the unmatched rows
+    if ends and cfg.join then
+      local jt = join_tables(st, win)
+      reduce_rows(st, join.join_done(st), run_out, acc)
+      jt[win.id] = nil
+    end
+  else
+    if ends and cfg.join then
+      local jt = join_tables(st, win)
+      acc = reduce_rows(st, join.join_done(st), run_out, acc)
+      jt[win.id] = nil
+    end
+    st.acc = acc
+    local events, new_acc = trigger_events(st, { type = st.wtype, id = window_id(st, win), key = win.key,
+                                                 trigger = trig })
+    for j = 1, #events do out[#out + 1] = events[j] end
+    st.acc = nil
+    if not ends then
+      if new_acc ~= nil then t[win.id] = new_acc else t[win.id] = acc end
+      return
+    end
+  end
+  if ends then
+    t[win.id] = nil
+    if win.key ~= nil and next(t) == nil then st.accs[win.key] = nil end
+    if st.taccs then   -- a custom trigger's state goes with its window
+      local tt = slot(st.taccs, win)
+      tt[win.id] = nil
+      if win.key ~= nil and next(tt) == nil then st.taccs.accs[win.key] = nil end
+    end
+  end
+end
+
+-- Session `other` merges into session win (same key): the reducer's
+-- merge(partial, acc) folds other's accumulator into win's; a custom
+-- trigger's state stays win's.
+local function merge_sessions(st, win, t, other)
+  local acc, partial = t[win.id], t[other]
+  if acc == nil then acc = fresh(st) end
+  if partial == nil then partial = fresh(st) end
+  local reduce_merge_fn = st.cfg.red.merge
+  acc = reduce_merge_fn(partial, acc)
+  if acc == nil then nilacc("reduce merge", "the merge function") end
+  t[win.id], t[other] = acc, nil
+  if st.taccs then slot(st.taccs, win)[other] = nil end
+end
+
+-- Events (slice i0..i1 when given) into window win's accumulator.
+local function run_into(st, win, t, events, i0, i1, run_out, side)
+  local acc = t[win.id]
+  if acc == nil then acc = fresh(st) end
+  if st.cfg.join then
+    if i0 then events, i0, i1 = table.move(events, i0, i1, 1, {}), nil, nil end
+    join_tables(st, win)
+    events = join.join_events(st, events, side)
+  end
+  if st.cfg.merging then   -- partials: each stands for its events (index 4)
+    for j = i0 or 1, i1 or #events do st.kept = st.kept + events[j][4] - 1 end
+  end
+  t[win.id] = reduce_rows(st, events, run_out, acc, i0, i1)
+end
+
+-- A custom trigger over the events the machine runs into window win:
+-- fun(events, tacc) with the window's own trigger state decides what is
+-- reduced and when its trigger fires on that window.
+local function custom_run(st, win, t, events, i0, i1, out, run_out, side)
+  local c = st.cfg.window.custom
+  local fun = c.fun
+  local tt = slot(st.taccs, win)
+  local box = tt[win.id]
+  if box == nil then
+    box = { c.acc() }   -- the window's first events: its trigger state starts
+    tt[win.id] = box
+  end
+  if i0 then events = table.move(events, i0, i1, 1, {}) end
+  local depth = 0
+  while events do
+    depth = depth + 1
+    if depth > 10000 then E.op_error("trigger", "the trigger kept splitting its input (10000 times in one batch)") end
+    local r = table.pack(fun(events, box[1]))
+    local r1, r2, r3, r4, r5 = r[1], r[2], r[3], r[4], r[5]
+    if r1 == "cont" then
+      if r.n <= 2 then
+        box[1] = r2
+      else
+        if type(r2) ~= "table" then E.nilerr("trigger", r2) end
+        box[1], events = r3, r2
+      end
+      run_into(st, win, t, events, nil, nil, run_out, side)
+      events = nil
+    elseif r1 == "trigger" then
+      if r2 == nil then E.op_error("trigger", "a \"trigger\" result needs a name") end
+      if type(r3) ~= "table" or type(r4) ~= "table" then
+        E.op_error("trigger", "a \"trigger\" result is \"trigger\", name, pre, post, tacc with pre and post arrays")
+      end
+      run_into(st, win, t, r3, nil, nil, run_out, side)
+      box[1] = r5
+      fire(st, win, t, r2, false, out, run_out)
+      events = #r4 > 0 and r4 or nil
+    else
+      E.op_error("trigger", "the trigger must return \"cont\" or \"trigger\", got " .. tostring(r1))
+    end
+  end
+end
+
 -- Applies the machine's actions (for a batch from side `side` of a join),
 -- appending the output to out.
 local function apply(st, actions, out, side)
   local cfg = st.cfg
   -- a departition/take_sort downstream takes only the triggers' states
   local run_out = cfg.tag and {} or out
+  local custom = st.taccs ~= nil
   for i = 1, #actions do
     local a = actions[i]
     local win = a[2]
     local t = slot(st, win)
-    local acc = t[win.id]
-    if acc == nil then acc = fresh(st) end
     if a[1] == "run" then
-      local events, i0, i1 = a[3], a[4], a[5]   -- i0..i1: a slice of the batch
-      if cfg.join then
-        if i0 then events, i0, i1 = table.move(events, i0, i1, 1, {}), nil, nil end
-        join_tables(st, win)
-        events = join.join_events(st, events, side)
-      end
-      if cfg.merging then   -- partials: each stands for its events (index 4)
-        for j = i0 or 1, i1 or #events do st.kept = st.kept + events[j][4] - 1 end
-      end
-      t[win.id] = reduce_rows(st, events, run_out, acc, i0, i1)
-    elseif not cfg.red then   -- a window join without a reducer: its end gives the unmatched rows
-      if a[4] and cfg.join then
-        local jt = join_tables(st, win)
-        reduce_rows(st, join.join_done(st), run_out, acc)
-        jt[win.id] = nil
-      end
-    else
-      if a[4] and cfg.join then
-        local jt = join_tables(st, win)
-        acc = reduce_rows(st, join.join_done(st), run_out, acc)
-        jt[win.id] = nil
-      end
-      st.acc = acc
-      local events, new_acc = trigger_events(st, { type = st.wtype, id = window_id(st, win), key = win.key,
-                                                   trigger = a[3], ends = a[4] })
-      for j = 1, #events do out[#out + 1] = events[j] end
-      if a[4] then
-        -- a window ended: a custom trigger starts afresh
-        if st.cfg.window.custom then st.tacc = M.trigger_acc(st.cfg.window.custom) end
-        t[win.id] = nil
-        if win.key ~= nil and next(t) == nil then st.accs[win.key] = nil end
-      elseif new_acc ~= nil then
-        t[win.id] = new_acc
+      if custom then
+        custom_run(st, win, t, a[3], a[4], a[5], out, run_out, side)
       else
-        t[win.id] = acc
+        run_into(st, win, t, a[3], a[4], a[5], run_out, side)
       end
-      st.acc = nil
+    elseif a[1] == "merge" then
+      merge_sessions(st, win, t, a[3].id)
+    else
+      fire(st, win, t, a[3], a[4], out, run_out)
+    end
+  end
+  if cfg.tag then
+    -- a departition/take_sort downstream learns how far this stage has
+    -- moved past its windows: {TAG, partition index, false, f} says every
+    -- window with id < f is over here (sent after that window's states)
+    local f = st.win:frontier()
+    if f ~= nil and f ~= st.frontier then
+      st.frontier = f
+      out[#out + 1] = { TAG, cfg.index, false, f }
     end
   end
   local late = st.win:late() + st.late_extra
@@ -188,40 +281,6 @@ local function call(st, method, ...)
   return actions
 end
 
--- Runs a batch through a custom trigger: fun(events, tacc) decides what
--- is reduced and when its trigger fires (on every open window).
-local function custom(st, p, events, out, side)
-  local fun = st.cfg.window.custom.fun
-  local depth = 0
-  while events do
-    depth = depth + 1
-    if depth > 10000 then E.op_error("trigger", "the trigger kept splitting its input (10000 times in one batch)") end
-    local r = table.pack(fun(events, st.tacc))
-    local r1, r2, r3, r4, r5 = r[1], r[2], r[3], r[4], r[5]
-    if r1 == "cont" then
-      if r.n <= 2 then
-        st.tacc = r2
-      else
-        if type(r2) ~= "table" then E.nilerr("trigger", r2) end
-        st.tacc, events = r3, r2
-      end
-      apply(st, call(st, "batch", p, events), out, side)
-      events = nil
-    elseif r1 == "trigger" then
-      if r2 == nil then E.op_error("trigger", "a \"trigger\" result needs a name") end
-      if type(r3) ~= "table" or type(r4) ~= "table" then
-        E.op_error("trigger", "a \"trigger\" result is \"trigger\", name, pre, post, tacc with pre and post arrays")
-      end
-      apply(st, call(st, "batch", p, r3), out, side)
-      st.tacc = r5
-      apply(st, st.win:fire(r2), out)
-      events = #r4 > 0 and r4 or nil
-    else
-      E.op_error("trigger", "the trigger must return \"cont\" or \"trigger\", got " .. tostring(r1))
-    end
-  end
-end
-
 -- One batch (after map_batch) from subscription id.
 function map_batch(st, events)
   local map_batch_fn = st.cfg.batch_fn
@@ -237,9 +296,7 @@ function M.events(st, events, id)
   -- the window (and a custom trigger) sees the batch after map_batch; a
   -- join's map_batch works on the join's rows
   if not st.cfg.join then events = map_batch(st, events) end
-  if st.cfg.window.custom then
-    custom(st, st.pidx[id], events, out, st.sides and st.sides[id])
-  elseif st.cfg.merging then
+  if st.cfg.merging then
     -- partial accumulators: a late one drops all the events it stands for
     local extra = 0
     for i = 1, #events do extra = extra + events[i][4] - 1 end
@@ -257,11 +314,7 @@ end
 -- A split source's own events (sluice.flow_source): producer 1, after
 -- map_batch; the output is appended to out.
 function M.source_batch(st, events, out)
-  if st.cfg.window.custom then
-    custom(st, 1, events, out)
-  else
-    apply(st, call(st, "batch", 1, events), out)
-  end
+  apply(st, call(st, "batch", 1, events), out)
   arm(st)
 end
 

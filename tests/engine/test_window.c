@@ -5,6 +5,7 @@
  *                            "a-b" for a..b, joined by commas
  *   F<id>[/<key>]:<trigger>  FIRE; "!" after it when the window ends;
  *                            message and custom carry (name_id)
+ *   M<id>[/<key>]<-<other>   MERGE: session other merges into id
  *   late:<n>                 events dropped as late by the call
  *
  * Batches are written as space-separated times ("0 500 3500"); keyed
@@ -52,6 +53,12 @@ static const char *render(const sl_win_out *o) {
   for (size_t i = 0; i < o->nacts; i++) {
     const sl_win_action *a = &o->acts[i];
     if (i) cat(buf, sizeof buf, " ");
+    if (a->op == SL_WIN_MERGE) {
+      cat(buf, sizeof buf, "M");
+      cat_win(buf, sizeof buf, a->win);
+      cat(buf, sizeof buf, "<-%" PRId64, a->other);
+      continue;
+    }
     cat(buf, sizeof buf, a->op == SL_WIN_RUN ? "R" : "F");
     cat_win(buf, sizeof buf, a->win);
     cat(buf, sizeof buf, ":");
@@ -520,6 +527,75 @@ static void test_session_watermark_and_lateness(void) {
   sl_window_free(w);
 }
 
+/* merge_sessions: an event within gap of two sessions of its key bridges
+ * them (it can only come out of order: from a slower producer, or late
+ * within lateness). */
+static void test_session_merge(void) {
+  sl_window_spec sp = {.lateness_ms = -1, .kind = SL_WIN_SESSION, .size_ms = 10, .producers = 2,
+                       .merge_sessions = 1};
+  sl_window *w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0"), "R0:0");
+  CHECK_STR(bat(w, 1, 0, "15 18"), "R15:0-1");            /* watermark 0: both open */
+  CHECK_STR(bat(w, 0, 0, "3 7 9"), "R0:0 M0<-15 R0:1-2");  /* 7 is within gap of 0's hi 3 and of 15 */
+  CHECK_INT(sl_window_open_count(w), 1);
+  CHECK_STR(bat(w, 1, 0, "30 31"), "R30:0-1");             /* [0, 18] and 30 stay apart */
+  CHECK_STR(pdone(w, 0, 0), "F0:done!");                   /* watermark 31: 18 + 10 < 31 */
+  CHECK_STR(pdone(w, 1, 0), "F30:done!");
+  sl_window_free(w);
+
+  /* without merge_sessions the event joins the earlier session */
+  sp.merge_sessions = 0;
+  w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0"), "R0:0");
+  CHECK_STR(bat(w, 1, 0, "15 18"), "R15:0-1");
+  CHECK_STR(bat(w, 0, 0, "3 7 9"), "R0:0-2");
+  CHECK_INT(sl_window_open_count(w), 2);
+  sl_window_free(w);
+
+  /* keys apart; a bridge of one key between events of another */
+  sp.merge_sessions = 1;
+  w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 0:2"), "R0/1:0 R0/2:1");
+  CHECK_STR(bat(w, 1, 0, "15:1 15:2"), "R15/1:0 R15/2:1");
+  CHECK_STR(bat(w, 0, 0, "8:2 1:1 8:1"), "M0/2<-15 R0/2:0 R0/1:1 M0/1<-15 R0/1:2");
+  CHECK_STR(pdone(w, 1, 0), "");
+  CHECK_STR(pdone(w, 0, 0), "F0/1:done! F0/2:done!");
+  sl_window_free(w);
+
+  /* trigger_every: the merged counts add up; "every" after the MERGE */
+  sp.trigger_every = 2;
+  w = mkw(sp, 0);
+  CHECK_STR(bat(w, 0, 0, "0"), "R0:0");
+  CHECK_STR(bat(w, 1, 0, "15"), "R15:0");
+  CHECK_STR(bat(w, 0, 0, "7 8"), "M0<-15 F0:every R0:0-1 F0:every");
+  sl_window_free(w);
+
+  /* lateness: both watermarked: the merged session keeps the later done
+   * timer (the other one goes stale) */
+  sl_window_spec lp = {.lateness_ms = 100, .kind = SL_WIN_SESSION, .size_ms = 10, .producers = 1,
+                       .merge_sessions = 1};
+  w = mkw(lp, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 15:1 40:1"), "R0/1:0 R15/1:1 R40/1:2 F0/1:watermark F15/1:watermark");
+  CHECK_STR(bat(w, 0, 5, "7:1"), "M0/1<-15 R0/1:0");
+  CHECK_INT(sl_window_open_count(w), 2);
+  CHECK_INT(sl_window_next_due(w), 100);
+  CHECK_STR(tick(w, 100), "F0/1:done!");
+  CHECK_STR(pdone(w, 0, 110), "F40/1:done!");
+  sl_window_free(w);
+
+  /* only the earlier one watermarked: the merged session is not; it fires
+   * watermark when the watermark passes it */
+  w = mkw(lp, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 15:1 22:1"), "R0/1:0 R15/1:1-2 F0/1:watermark");
+  CHECK_STR(bat(w, 0, 5, "8:1"), "M0/1<-15 R0/1:0");
+  CHECK_STR(tick(w, 100), "");                                   /* session 0's timer is stale */
+  CHECK_STR(bat(w, 0, 110, "40:1"), "R40/1:0 F0/1:watermark");  /* 22 + 10 < 40 */
+  CHECK_INT(sl_window_next_due(w), 210);
+  CHECK_STR(tick(w, 210), "F0/1:done!");
+  CHECK_INT(sl_window_open_count(w), 1);
+  sl_window_free(w);
+}
+
 /* ---- triggers ------------------------------------------------------------------ */
 
 static void test_trigger_every(void) {
@@ -621,6 +697,61 @@ static void test_message_and_custom(void) {
   sl_window_free(w);
 }
 
+/* ---- frontier ----------------------------------------------------------------- */
+
+static int64_t front(sl_window *w) {
+  int64_t f = -7;
+  if (!sl_window_frontier(w, &f)) return -1;   /* no bound (none of the tests' frontiers is -1) */
+  return f;
+}
+
+static void test_frontier(void) {
+  sl_window *w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_GLOBAL, .producers = 1}, 0);
+  CHECK_INT(front(w), -1);
+  CHECK_STR(pdone(w, 0, 0), "F0:done!");
+  CHECK(front(w) == INT64_MAX);
+  sl_window_free(w);
+
+  w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_COUNT, .count = 2, .producers = 1}, 0);
+  CHECK_INT(front(w), 1);
+  CHECK_STR(batn(w, 0, 5), "R1:0-1 F1:done! R2:2-3 F2:done! R3:4");
+  CHECK_INT(front(w), 3);
+  sl_window_free(w);
+
+  /* fixed: no bound until a window ends (an older producer may still open
+   * a lower window); then the lowest open window */
+  w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_FIXED, .size_ms = 1000, .producers = 2}, 0);
+  CHECK_STR(bat(w, 0, 0, "2500"), "R2000:0");
+  CHECK_INT(front(w), -1);
+  CHECK_STR(bat(w, 1, 0, "500"), "R0:0");
+  CHECK_INT(front(w), -1);
+  CHECK_STR(bat(w, 1, 0, "3100"), "R3000:0 F0:done! F1000:done!");
+  CHECK_INT(front(w), 2000);
+  CHECK_STR(pdone(w, 1, 0), "");                          /* watermark 2500 */
+  CHECK_INT(front(w), 2000);
+  CHECK_STR(pdone(w, 0, 0), "F2000:done! F3000:done!");
+  CHECK(front(w) == INT64_MAX);
+  sl_window_free(w);
+
+  /* with lateness a window watermarked but not done holds it */
+  w = mkw((sl_window_spec){.kind = SL_WIN_FIXED, .size_ms = 10, .lateness_ms = 5, .producers = 1}, 0);
+  CHECK_STR(bat(w, 0, 0, "1 25"), "R0:0 R20:1 F0:watermark F10:watermark");
+  CHECK_INT(front(w), -1);
+  CHECK_STR(tick(w, 5), "F0:done! F10:done!");
+  CHECK_INT(front(w), 20);
+  sl_window_free(w);
+
+  /* sessions: min(watermark - gap, the smallest open id) */
+  w = mkw((sl_window_spec){.lateness_ms = -1, .kind = SL_WIN_SESSION, .size_ms = 10, .producers = 1}, 0);
+  CHECK_STR(bat(w, 0, 0, "0:1 3:2"), "R0/1:0 R3/2:1");
+  CHECK_INT(front(w), -7);      /* watermark 3 */
+  CHECK_STR(bat(w, 0, 0, "12:2 20:1"), "R3/2:0 R20/1:1 F0/1:done!");
+  CHECK_INT(front(w), 3);       /* session 3 (key 2) is still open */
+  CHECK_STR(bat(w, 0, 0, "40:1"), "R40/1:0 F3/2:done! F20/1:done!");
+  CHECK_INT(front(w), 30);
+  sl_window_free(w);
+}
+
 /* ---- random model check ---------------------------------------------------- */
 
 typedef struct mwin {
@@ -676,7 +807,19 @@ static mwin *m_get(model *m, int64_t id, uint64_t key) {
 
 static void m_add(model *m, mwin *x, long g) {
   cat(x->ev, sizeof x->ev, "%ld,", g);
-  if (m->sp.trigger_every && ++x->cnt % m->sp.trigger_every == 0) cat(x->ev, sizeof x->ev, "|");
+  if (m->sp.trigger_every && ++x->cnt == m->sp.trigger_every) cat(x->ev, sizeof x->ev, "|"), x->cnt = 0;
+}
+
+/* Session y merges into x (merge_sessions): x's events, then y's. */
+static void m_merge(model *m, mwin *x, mwin *y) {
+  x->hi = y->hi;
+  cat(x->ev, sizeof x->ev, "%s", y->ev);
+  x->cnt += y->cnt;
+  if (m->sp.trigger_every && x->cnt >= m->sp.trigger_every) {
+    cat(x->ev, sizeof x->ev, "|");
+    x->cnt -= m->sp.trigger_every;
+  }
+  y->ended = 1;   /* gone: never logged */
 }
 
 static void m_end(model *m, mwin *x) {
@@ -730,7 +873,10 @@ static void m_event(model *m, int64_t t, uint64_t key, long g, uint64_t *late) {
     if (x->lo > t && (!above || x->lo < above->lo)) above = x;
   }
   mwin *j = in;
-  if (!j && below && t <= below->hi + size) j = below, j->hi = t;
+  if (!j && below && t <= below->hi + size) {
+    j = below, j->hi = t;
+    if (m->sp.merge_sessions && above && above->lo <= t + size) m_merge(m, j, above);
+  }
   if (!j && above && t >= above->lo - size) j = above, j->lo = t;
   if (!j) {
     int wk = m->has_recent[0] || m->done[0];
@@ -795,7 +941,12 @@ typedef struct mach {
   int nw;
   char log[16384];
   int errors;
+  int has_f;               /* the machine's frontier after the last call */
+  int64_t f;
+  uint64_t merges;
 } mach;
+
+static sl_window *m_w;   /* the machine random_run drives */
 
 static void mach_apply(mach *h, const long *g) {
   for (size_t i = 0; i < out.nacts; i++) {
@@ -804,12 +955,24 @@ static void mach_apply(mach *h, const long *g) {
     for (int j = 0; j < h->nw; j++)
       if (h->w[j].id == a->win.id && h->w[j].key == a->win.key) x = &h->w[j];
     if (!x) {
+      if (h->has_f && a->win.id < h->f) h->errors++;   /* no new window below the frontier */
       x = &h->w[h->nw++];
       memset(x, 0, sizeof *x);
       x->id = a->win.id, x->key = a->win.key;
     }
     if (x->ended) h->errors++;   /* nothing may touch an ended window */
-    if (a->op == SL_WIN_RUN) {
+    if (a->op == SL_WIN_MERGE) {
+      mwin *y = NULL;
+      for (int j = 0; j < h->nw; j++)
+        if (h->w[j].id == a->other && h->w[j].key == a->win.key) y = &h->w[j];
+      if (!y || y->ended || y == x) {
+        h->errors++;
+        continue;
+      }
+      cat(x->ev, sizeof x->ev, "%s", y->ev);
+      y->ended = 1;
+      h->merges++;
+    } else if (a->op == SL_WIN_RUN) {
       for (uint32_t j = 0; j < a->n; j++) cat(x->ev, sizeof x->ev, "%ld,", g[out.idx[a->from + j]]);
     } else if (a->trigger == SL_TRIG_EVERY) {
       cat(x->ev, sizeof x->ev, "|");
@@ -822,7 +985,19 @@ static void mach_apply(mach *h, const long *g) {
       h->errors++;
     }
   }
+  /* the frontier never goes back, and every window below it has ended */
+  int64_t f;
+  if (sl_window_frontier(m_w, &f)) {
+    if (h->has_f && f < h->f) h->errors++;
+    h->has_f = 1, h->f = f;
+    for (int j = 0; j < h->nw; j++)
+      if (h->w[j].id < f && !h->w[j].ended) h->errors++;
+  } else if (h->has_f) {
+    h->errors++;
+  }
 }
+
+static uint64_t random_merges;   /* MERGE actions over the random runs */
 
 static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap) {
   static model m;
@@ -834,10 +1009,11 @@ static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap)
   sp.trigger_every = (uint64_t)rint_(0, 3);
   if (kind == SL_WIN_FIXED) sp.size_ms = rint_(3, 20);
   if (kind == SL_WIN_SLIDING) sp.size_ms = rint_(3, 25), sp.every_ms = rint_(1, sp.size_ms);
-  if (kind == SL_WIN_SESSION) sp.size_ms = rint_(2, 12);
+  if (kind == SL_WIN_SESSION) sp.size_ms = rint_(2, 12), sp.merge_sessions = (int)rint_(0, 1);
   m.sp = sp;
   sl_window *w = NULL;
   if (sl_window_new(&sp, 0, &w)) return snprintf(why, cap, "new"), 0;
+  m_w = w;
   int64_t clock[2] = {rint_(-40, 40), rint_(-40, 40)};
   long g = 0;
   int ok = 1;
@@ -901,6 +1077,7 @@ static int random_run(sl_window_kind kind, uint64_t seed, char *why, size_t cap)
   for (int i = 0; ok && i < h.nw; i++)
     if (!h.w[i].ended) snprintf(why, cap, "window %" PRId64 " never ended", h.w[i].id), ok = 0;
   if (ok && sl_window_open_count(w) != 0) snprintf(why, cap, "open windows left"), ok = 0;
+  random_merges += h.merges;
   sl_window_free(w);
   return ok;
 }
@@ -921,6 +1098,8 @@ static void test_random_against_model(void) {
     }
     printf("     random %s: seeds %" PRIu64 "..%" PRIu64 "\n", names[k], first, last);
   }
+  printf("     random sessions merged %" PRIu64 " times\n", random_merges);
+  CHECK(random_merges > 0);
 }
 
 int main(void) {
@@ -940,9 +1119,11 @@ int main(void) {
   RUN(test_session_single_key);
   RUN(test_session_keyed);
   RUN(test_session_watermark_and_lateness);
+  RUN(test_session_merge);
   RUN(test_trigger_every);
   RUN(test_trigger_periodically);
   RUN(test_message_and_custom);
+  RUN(test_frontier);
   RUN(test_random_against_model);
   sl_win_out_free(&out);
   return CHECK_SUMMARY();

@@ -251,6 +251,46 @@ function TestWindow:test_custom_trigger()
   lu.assertStrContains(e, '(trigger): the trigger must return "cont" or "trigger", got maybe')
 end
 
+-- A custom trigger keeps one state per window: with sliding windows two
+-- windows are open at once, and each fires "two" after each two of its own
+-- events (its state from acc_fun when the window starts). Whatever the
+-- batches, every window fires after its 2nd and 4th event.
+function TestWindow:test_custom_trigger_per_window()
+  local two = function(events, n)
+    local pre, post = {}, {}
+    for i = 1, #events do
+      if n + i <= 2 then pre[#pre + 1] = events[i] else post[#post + 1] = events[i] end
+    end
+    if n + #events >= 2 then return "trigger", "two", pre, post, 0 end
+    return "cont", n + #events
+  end
+  local function run(md)
+    local w = W.sliding(2, 1, "second", { index = 1 }):trigger(zero, two)
+    return F.from_enumerable({ { 0 }, { 500 }, { 1000 }, { 1500 }, { 2500 } }, { stages = 1, max_demand = md, window = w })
+      :reduce(zero, count):on_trigger(tagged):to_list()
+  end
+  -- one event per batch: the watermark (the latest time) ends a window
+  -- once an event 2 s after its start has arrived
+  lu.assertEquals(run(1), { { -1000, "two", 2 }, { 0, "two", 2 }, { -1000, "done", 2 }, { 0, "two", 4 },
+                            { 1000, "two", 2 }, { 0, "done", 4 }, { 1000, "done", 3 }, { 2000, "done", 1 } })
+  -- one batch: the windows' runs in order, then the watermark's ends
+  lu.assertEquals(run(10), { { -1000, "two", 2 }, { 0, "two", 2 }, { 0, "two", 4 }, { 1000, "two", 2 },
+                            { -1000, "done", 2 }, { 0, "done", 4 }, { 1000, "done", 3 }, { 2000, "done", 1 } })
+  -- "cont", events per window: a fixed window with lateness stays open
+  -- while the next one fills; each keeps only the first two of its events
+  local first2 = W.fixed(1, "second", { index = 1 }):allowed_lateness(1, "hour")
+    :trigger(zero, function(events, n)
+      local keep = {}
+      for i = 1, #events do if n + i <= 2 then keep[#keep + 1] = events[i] end end
+      return "cont", keep, n + #events
+    end)
+  local r = F.from_enumerable({ { 100 }, { 1100 }, { 1200 }, { 200 }, { 300 }, { 1300 }, { 2100 } },
+                              { stages = 1, max_demand = 1, window = first2 })
+    :reduce(zero, count):on_trigger(tagged):to_list()
+  lu.assertEquals(r, { { 0, "watermark", 1 }, { 1000, "watermark", 2 }, { 0, "done", 2 }, { 1000, "done", 2 },
+                       { 2000, "done", 1 } })
+end
+
 -- window_join: rows match only within one window; an outer join's
 -- unmatched rows come out when their window ends.
 function TestWindow:test_window_join()
@@ -344,6 +384,75 @@ function TestWindow:test_session_brute_force()
   end
 end
 
+-- Sessions an out-of-order event bridges merge when the reducer has a
+-- merge function: in one batch (the watermark moves after it), or late
+-- within allowed lateness. The merged session keeps the earlier id; its
+-- accumulator is merge(later's, earlier's), then the bridging event.
+function TestWindow:test_session_merge()
+  local ev = { { 0, "a" }, { 15, "a" }, { 7, "a" }, { 40, "a" }, { 9, "b" } }
+  local function keyed(acc, _, w) return { { w.key, w.id, w.trigger, acc } } end
+  local function run(window, md, opts)
+    return F.from_enumerable(ev, { stages = 1, max_demand = md, window = window })
+      :reduce(function() return {} end, function(e, l) l[#l + 1] = e[1]; return l end, opts)
+      :on_trigger(keyed):to_list()
+  end
+  local append = { merge = function(p, a) for _, x in ipairs(p) do a[#a + 1] = x end return a end }
+  local sw = W.session(10, "millisecond", { index = 1 }, { index = 2 })
+  lu.assertEquals(run(sw, 10, append), { { "a", 0, "done", { 0, 15, 7 } }, { "b", 9, "done", { 9 } },
+                                         { "a", 40, "done", { 40 } } })
+  -- without a merge function they stay apart; 7 joins the earlier one
+  lu.assertEquals(run(sw, 10), { { "a", 0, "done", { 0, 7 } }, { "b", 9, "done", { 9 } },
+                                 { "a", 15, "done", { 15 } }, { "a", 40, "done", { 40 } } })
+  -- one event per batch with lateness: session 0 has fired watermark (at
+  -- 15) when 7 bridges it to 15; the merged session [0, 15] fires
+  -- watermark again once 40 passes it; 9 of "b" is late by then
+  local late = W.session(10, "millisecond", { index = 1 }, { index = 2 }):allowed_lateness(1, "hour")
+  lu.assertEquals(run(late, 1, append), { { "a", 0, "watermark", { 0 } }, { "a", 0, "watermark", { 0, 15, 7 } },
+                                          { "a", 0, "done", { 0, 15, 7 } }, { "a", 40, "done", { 40 } } })
+  -- reduce_by_key merges with its own function
+  local r = F.from_enumerable({ { 0, 1 }, { 15, 2 }, { 7, 4 } }, { stages = 1, max_demand = 10,
+                              window = W.session(10, "millisecond", function(e) return e[1] end) })
+    :map(function(e) return { "sum", e[2] } end)
+    :reduce_by_key(function(a, b) return a + b end):on_trigger(function(acc, _, w) return { { w.id, acc.sum } } end)
+    :to_list()
+  lu.assertEquals(r, { { 0, 7 } })
+end
+
+-- In one batch, whatever the order, sessions merged per key are the
+-- clusters of its sorted times no more than gap apart.
+function TestWindow:test_session_merge_brute_force()
+  for seed = 1, 20 do
+    math.randomseed(seed)
+    local ev = {}
+    for i = 1, 120 do ev[i] = { math.random(0, 400), "k" .. math.random(1, 3) } end
+    local gap = math.random(2, 9)
+    local r = F.from_enumerable(ev, { stages = 1, max_demand = 1000,
+                                      window = W.session(gap, "millisecond", { index = 1 }, { index = 2 }) })
+      :reduce(function() return { 0, math.maxinteger, math.mininteger } end,
+              function(e, a) return { a[1] + 1, math.min(a[2], e[1]), math.max(a[3], e[1]) } end,
+              { merge = function(p, a) return { a[1] + p[1], math.min(a[2], p[2]), math.max(a[3], p[3]) } end })
+      :on_trigger(function(a, _, w) return { { w.key, a[2], a[3], a[1] } } end):to_list()
+    local bykey, exp = {}, {}
+    for _, e in ipairs(ev) do
+      bykey[e[2]] = bykey[e[2]] or {}
+      table.insert(bykey[e[2]], e[1])
+    end
+    for k, ts in pairs(bykey) do
+      table.sort(ts)
+      local cur
+      for _, t in ipairs(ts) do
+        if cur and t - cur[3] <= gap then
+          cur[3], cur[4] = t, cur[4] + 1
+        else
+          cur = { k, t, t, 1 }
+          exp[#exp + 1] = cur
+        end
+      end
+    end
+    lu.assertEquals(sorted(r), sorted(exp), "seed " .. seed)
+  end
+end
+
 -- Windows per partition with a departition: one value per window.
 function TestWindow:test_departition_per_window()
   local r = F.from_enumerable(sluice.range(0, 5999), { stages = 2 })
@@ -377,6 +486,45 @@ function TestWindow:test_departition_emits_as_windows_end()
   src:stop()
   h:await()
   lu.assertEquals(sorted(sink:call("get")), { { 0, 3 }, { 1000, 2 }, { 2000, 2 } })
+end
+
+-- A window some partition never had: partition 2 gets no event of
+-- windows 0 and 1000, but once it has ended window 2000 it is past them,
+-- so the departition (and take_sort) gives windows 0, 1000 and 2000, in
+-- order, while the source is still open; 3000 comes at the end.
+function TestWindow:test_departition_past_windows_a_partition_never_had()
+  local ev = { { 100, 1 }, { 1100, 1 }, { 2100, 1 }, { 2200, 2 }, { 3100, 1 }, { 3200, 2 } }
+  local function layer(src)
+    return F.from_stages({ src }, { stages = 1 })
+      :partition({ stages = 2, hash = function(e) return e[2] end, window = W.fixed(1, "second", { index = 1 }) })
+  end
+  local function wait_for(sink, n)
+    local got
+    for _ = 1, 400 do
+      got = sink:call("get")
+      if #got >= n then break end
+      sluice.sleep(5)
+    end
+    return got
+  end
+  local src, sink = cast_source(), collecting_sink()
+  local h = layer(src):reduce(zero, count)
+    :departition(zero, function(s, a) return a + s end, function(acc, id) return { id, acc } end)
+    :into_stages({ sink })
+  src:cast(ev)
+  lu.assertEquals(wait_for(sink, 3), { { 0, 1 }, { 1000, 1 }, { 2000, 2 } })
+  src:stop()
+  h:await()
+  lu.assertEquals(sink:call("get"), { { 0, 1 }, { 1000, 1 }, { 2000, 2 }, { 3000, 2 } })
+
+  src, sink = cast_source(), collecting_sink()
+  h = layer(src):reduce(function() return {} end, function(e, l) l[#l + 1] = e[1]; return l end)
+    :take_sort(1, function(a, b) return a > b end):into_stages({ sink })
+  src:cast(ev)
+  lu.assertEquals(wait_for(sink, 3), { { 100 }, { 1100 }, { 2200 } })
+  src:stop()
+  h:await()
+  lu.assertEquals(sink:call("get"), { { 100 }, { 1100 }, { 2200 }, { 3200 } })
 end
 
 -- Build-time errors name the window and the operation.
