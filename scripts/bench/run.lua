@@ -275,6 +275,12 @@ WORKLOADS[#WORKLOADS + 1] =
     measure = "rate", target = 1.2,
     base_desc = "lua5.4 loop: the same {ts, i} events counted per ts // 1000 in a table" }
 WORKLOADS[#WORKLOADS + 1] =
+  { name = "windows on a partition, combined " .. human_count(WN), workers = 2,
+    cmd = sluice(2, "windows.lua", "combine", WN), base = plain("windows_plain.lua", WN),
+    events = WN, expect = window_expect,
+    measure = "rate", target = 1.2,
+    base_desc = "same as above; sluice: partition keyed by ts, reduce with merge (combining per window)" }
+WORKLOADS[#WORKLOADS + 1] =
   { name = "windows on the first layer " .. human_count(WN), workers = 2,
     cmd = sluice(2, "windows.lua", "first", WN), base = plain("windows_plain.lua", WN),
     events = WN, expect = window_expect,
