@@ -116,32 +116,58 @@ static int l_window(lua_State *L) {
   return 1;
 }
 
-/* Pushes the part of event e (at index ev) that spec (at index sp) names:
- * {index = i}, {field = name}, or the result of a function. */
-static void push_part(lua_State *L, int sp, int ev) {
+/* How to read the part of an event that a spec names ({index = i},
+ * {field = name} or a function), resolved once per batch. */
+typedef struct part_reader {
+  enum { PART_FN, PART_INDEX, PART_FIELD, PART_NONE } kind;
+  lua_Integer index;
+  int slot;   /* PART_FN: the function's stack slot; PART_FIELD: the name's */
+} part_reader;
+
+/* Resolves the spec at sp; a field name is pushed (and stays). */
+static part_reader part_reader_of(lua_State *L, int sp) {
+  part_reader r = {PART_NONE, 0, sp};
   if (lua_isfunction(L, sp)) {
-    lua_pushvalue(L, sp);
+    r.kind = PART_FN;
+  } else if (lua_istable(L, sp)) {
+    if (lua_getfield(L, sp, "index") == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      r.kind = PART_INDEX;
+      r.index = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (r.kind == PART_NONE && lua_getfield(L, sp, "field") == LUA_TSTRING) {
+      r.kind = PART_FIELD;
+      r.slot = lua_gettop(L);
+      return r;
+    }
+    if (r.kind == PART_NONE) lua_pop(L, 1);
+  }
+  return r;
+}
+
+/* Pushes the part of the event at ev that r reads: its field, or the
+ * result of the function; nil for a field of a value that is not a table. */
+static void push_part(lua_State *L, const part_reader *r, int ev) {
+  switch (r->kind) {
+  case PART_FN:
+    lua_pushvalue(L, r->slot);
     lua_pushvalue(L, ev);
     lua_call(L, 1, 1);
     return;
-  }
-  if (!lua_istable(L, ev)) {
-    lua_pushnil(L);
+  case PART_INDEX:
+    if (lua_type(L, ev) == LUA_TTABLE) lua_rawgeti(L, ev, r->index);
+    else lua_pushnil(L);
     return;
-  }
-  lua_getfield(L, sp, "index");
-  if (lua_isinteger(L, -1)) {
-    lua_Integer i = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    lua_rawgeti(L, ev, i);
+  case PART_FIELD:
+    if (lua_type(L, ev) == LUA_TTABLE) {
+      lua_pushvalue(L, r->slot);
+      lua_gettable(L, ev);
+    } else {
+      lua_pushnil(L);
+    }
     return;
+  default: lua_pushnil(L);
   }
-  lua_pop(L, 1);
-  lua_getfield(L, sp, "field");
-  const char *f = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  if (f) lua_getfield(L, ev, f);
-  else lua_pushnil(L);
 }
 
 static int grow(lwin *x, size_t n) {
@@ -283,10 +309,12 @@ static int l_batch(lua_State *L) {
   lua_settop(L, 3);
   lua_getiuservalue(L, 1, UV_BY);                  /* 4 */
   lua_getiuservalue(L, 1, UV_KEY);                 /* 5 */
+  part_reader by = part_reader_of(L, 4), key = part_reader_of(L, 5);   /* (field names pushed) */
+  int ev = lua_gettop(L) + 1;
   for (lua_Unsigned i = 0; i < n && (x->timed || x->keyed); i++) {
-    lua_rawgeti(L, 3, (lua_Integer)i + 1);         /* 6: the event */
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);         /* ev: the event */
     if (x->timed) {
-      push_part(L, 4, 6);
+      push_part(L, &by, ev);
       int isint = 0;
       lua_Integer t = lua_tointegerx(L, -1, &isint);
       if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX) {
@@ -298,7 +326,7 @@ static int l_batch(lua_State *L) {
       lua_pop(L, 1);
     }
     if (x->keyed) {
-      push_part(L, 5, 6);
+      push_part(L, &key, ev);
       x->keys[i] = key_id(L, 1);
     }
     lua_pop(L, 1);
