@@ -1,4 +1,4 @@
--- GenStage's rate limiter: a consumer in manual demand that asks for at
+-- examples/gs_rate_limiter.lua: GenStage's rate limiter, a consumer in manual demand that asks for at
 -- most `max_demand` events every `interval` ms (a custom subscription
 -- option, handed to handle_subscribe). It asks again only for what it has
 -- received since its last ask, so at most max_demand events are in

@@ -1,4 +1,4 @@
--- bounded_join: customers and their orders, joined on the customer id.
+-- examples/join.lua: bounded_join, customers and their orders, joined on the customer id.
 -- Matches leave as soon as both sides have arrived; with an outer mode
 -- the rows left without a partner come out at the end, with nil on the
 -- missing side.

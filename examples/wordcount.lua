@@ -1,4 +1,4 @@
--- Word count on Flow: lines -> words -> partition by word -> counts per
+-- examples/wordcount.lua: word count on Flow, lines -> words -> partition by word -> counts per
 -- partition; the counts come back to the script, which prints the totals
 -- and the ten most frequent words. flat_map hands on the line's gmatch
 -- iterator and frequencies counts right after the partition, so each

@@ -35,7 +35,10 @@ static void print_usage(const char *badoption) {
           "  -v        show version information\n"
           "  -h        show this help\n"
           "  --        stop handling options\n"
-          "  -         run stdin as a script and stop handling options\n",
+          "  -         run stdin as a script and stop handling options\n"
+          "Without a script (and stdin a terminal) it starts the REPL; help() there\n"
+          "lists the sluice functions. The tour: README.md; the API reference:\n"
+          "lua/README.md (both in the source tree).\n",
           progname);
 }
 
@@ -255,6 +258,65 @@ static void print_version(void) {
   fflush(stdout);
 }
 
+/* ---- help() ------------------------------------------------------------------ */
+
+/* The REPL's help(): one line per function of the sluice module and of the
+ * handles it returns. tests/repl/test_help.sh checks that every public
+ * function the running library has is listed here. */
+static const char *const help_text =
+"sluice functions (the reference: lua/README.md; the tour: README.md)\n"
+"runtime\n"
+"  sluice.version                        the version string\n"
+"  sluice.workers()                      the number of worker threads\n"
+"  sluice.sleep(ms)                      wait ms milliseconds\n"
+"  sluice.inspect(v [, opts])            v as a string that reads like Lua\n"
+"  sluice.task(fn, ...)                  run fn(...) on a worker; returns a task\n"
+"  task:await([ms]) / task:done()        the task's results / whether they are in\n"
+"stages (GenStage)\n"
+"  sluice.start(spec, arg [, opts])      start a producer, producer_consumer or consumer\n"
+"  sluice.subscribe(consumer, producer [, opts])  subscribe; returns a subscription\n"
+"  sluice.stream({producer, ...})        iterate over the events of producers\n"
+"  sluice.from_enumerable(enum [, opts]) a producer of an array, range, lines or iterator\n"
+"  sluice.range(first, last [, step])    lazy integers, an enumerable\n"
+"  sluice.lines(path)                    a file's lines, an enumerable\n"
+"  sluice.consumer_supervisor{handler = fn, subscribe_to = {...}}  a task per event\n"
+"  sluice.dispatcher.demand{} / .broadcast{} / .partition{partitions = n}  dispatchers\n"
+"  sluice.self()                         the running stage (inside a callback)\n"
+"  sluice.whereis(name)                  the stage registered under name, or nil\n"
+"  sluice.NOREPLY                        handle_call's 'reply later' value\n"
+"  stage:send(msg) / :send_after(ms, msg) / :cast(msg) / :call(req [, ms])  messages\n"
+"  stage:await([ms]) / :stop([reason]) / :finish() / :alive() / :name()  life\n"
+"  stage:stats() / :buffered() / :demand([mode])  counters and demand mode\n"
+"  from:ask(n) / from:cancel([reason]) / from:reply(v)  in callbacks\n"
+"  sub:cancel([reason]) / timer:cancel()  end a subscription / a send_after\n"
+"Flow (local flow = sluice.flow)\n"
+"  flow.from_enumerable(enum [, opts]) / flow.from_enumerables({enum, ...})  sources\n"
+"  flow.from_stages({stage, ...}) / flow.from_specs({{spec, arg}, ...})  stage sources\n"
+"  :map(f) :flat_map(f) :filter(f) :reject(f) :map_values(f) :each(f)  per event\n"
+"  :uniq() :uniq_by(f) :map_batch(f)     per event\n"
+"  :partition([opts]) :shuffle([opts]) :merge([opts])  a new layer\n"
+"  flow.partition({f, ...}) / flow.shuffle({f, ...}) / flow.merge({f, ...})  join flows\n"
+"  :reduce(acc_fun, fun [, opts]) :reduce_by_key(fun) :frequencies() :frequencies_by(f)\n"
+"  :group_by(key_fun [, value_fun]) :group_by_key() :emit_and_reduce(acc_fun, fun)\n"
+"  :emit(\"events\"|\"state\"|\"nothing\") :on_trigger(fun)  what a reducer emits\n"
+"  :departition(acc_fun, merge, done) :take_sort(n [, less])  one result from all partitions\n"
+"  flow.bounded_join(mode, l, r, lkey, rkey, join) / flow.window_join(..., window, ...)  joins\n"
+"  :to_list() :run() :stream() :start()  run it (start returns a running handle)\n"
+"  :into_stages({c}) :into_specs({{spec, arg}}) :through_stages({pc}) :through_specs({...})\n"
+"  running:await([ms]) / :stop() / :stats() / :send(msg)  a started flow\n"
+"  flow:explain() / flow.explain(f)      the plan, as text\n"
+"  flow.is_flow(v)                       whether v is a flow\n"
+"windows (local W = sluice.window; a layer's window option)\n"
+"  W.global() W.count(n) W.periodic(n, unit) W.fixed(n, unit, by)\n"
+"  W.sliding(size, every, unit, by) W.session(gap, unit, by [, key])\n"
+"  w:trigger_every(n) w:trigger_periodically(n, unit) w:trigger(acc_fun, fun)\n"
+"  w:allowed_lateness(n, unit)           keep a window open for late events\n";
+
+static int l_help(lua_State *L) {
+  sl_rt_write_line(help_text, strlen(help_text));
+  return 0;
+}
+
 /* ---- REPL ------------------------------------------------------------------- */
 
 static char history_path[4096];
@@ -373,7 +435,9 @@ static int loadline(lua_State *L) {
   return status;
 }
 
-/* Prints the values on the stack with sluice.inspect, tab separated. */
+/* Prints the values on the stack, tab separated: a string as it is (as
+ * lua5.4's REPL does, so print-ready text such as f:explain() reads as
+ * lines), anything else with sluice.inspect. */
 static int print_results(lua_State *L) {
   int n = lua_gettop(L);
   luaL_Buffer b;
@@ -382,9 +446,13 @@ static int print_results(lua_State *L) {
   lua_remove(L, -2);                            /* stack: v1..vn inspect */
   luaL_buffinit(L, &b);
   for (int i = 1; i <= n; i++) {
-    lua_pushvalue(L, n + 1);
-    lua_pushvalue(L, i);
-    lua_call(L, 1, 1);
+    if (lua_type(L, i) == LUA_TSTRING) {
+      lua_pushvalue(L, i);
+    } else {
+      lua_pushvalue(L, n + 1);
+      lua_pushvalue(L, i);
+      lua_call(L, 1, 1);
+    }
     if (i > 1) luaL_addchar(&b, '\t');
     luaL_addvalue(&b);
   }
@@ -409,6 +477,14 @@ static void doREPL(lua_State *L) {
   } else {
     rl_getc_function = pipe_getc;
   }
+  /* help() is the REPL's own global (a script keeps its globals as they are) */
+  if (lua_getglobal(L, "help") == LUA_TNIL) {
+    lua_pushcfunction(L, l_help);
+    lua_setglobal(L, "help");
+  }
+  lua_pop(L, 1);
+  printf("help() lists the sluice functions; the tour is README.md, the reference lua/README.md\n");
+  fflush(stdout);
   const char *oldprogname = progname;
   progname = NULL;
   int status;

@@ -95,7 +95,9 @@ stack traceback:
 	(command line):1: in main chunk
 	[C]: in ?"
 
-V=$("$BIN" -v)
+# the REPL's banner: the version line, then where to read on
+V="$("$BIN" -v)
+help() lists the sluice functions; the tour is README.md, the reference lua/README.md"
 run_int "print('ready')
 T = $LOOP; T:await()
 print('after')

@@ -12,7 +12,9 @@ NAME_TMP=sluice-stdin
 
 
 
-V=$("$BIN" -v)
+# the REPL's banner: the version line, then where to read on
+V="$("$BIN" -v)
+help() lists the sluice functions; the tour is README.md, the reference lua/README.md"
 
 run_in 'print(1)
 ' -i
