@@ -838,7 +838,10 @@ static int l_task_done(lua_State *L) {
       lua_pushboolean(L, 1);
       return 1;
     }
-  lua_pushboolean(L, 0);
+  /* a task already awaited is done too */
+  int awaited = lua_getfield(L, LUA_REGISTRYINDEX, "sluice.awaited") == LUA_TTABLE &&
+                lua_rawgeti(L, -1, (lua_Integer)h->id) != LUA_TNIL;
+  lua_pushboolean(L, awaited);
   return 1;
 }
 

@@ -59,6 +59,7 @@ function TestRuntime:test_await_twice_and_timeout()
   local t = sluice.task(function() return 1 end)
   lu.assertEquals(t:await(), 1)
   lu.assertErrorMsgContains("already awaited", t.await, t)
+  lu.assertTrue(t:done())   -- still done once its result was taken
   local slow = sluice.task(function() sluice.sleep(300) return "late" end)
   lu.assertErrorMsgContains("timed out after 10 ms", slow.await, slow, 10)
   lu.assertEquals(slow:await(), "late")
