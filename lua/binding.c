@@ -895,6 +895,7 @@ int luaopen_sluice(lua_State *L) {
   sl_stage_open(L);
   sl_lines_open(L);
   lua_setfield(L, -2, "_lines");
+  { void sl_progress_open(lua_State *); sl_progress_open(L); }   /* progress.c: counters, clock */
   sl_window_open_lua(L);
   lua_setfield(L, -2, "_window");
   sl_outbox_open(L);

@@ -25,6 +25,8 @@ local function enum_text(e)
     return ("sluice.range(%d, %s%s)"):format(e.first, last, e.step ~= 1 and (", " .. e.step) or "")
   elseif kind == "lines" then
     return ("sluice.lines(%q)"):format(e.path)
+  elseif kind == "jsonl" then
+    return ("sluice.jsonl(%q%s)"):format(e.path, e.bad == "skip" and ', {bad = "skip"}' or "")
   elseif kind then
     return "a " .. tostring(kind)
   end

@@ -275,6 +275,30 @@ function Flow:start()
   return setmetatable({ run = run }, Running)
 end
 
+--- flow:into_jsonl(path) -> the number of events written: runs the flow
+--- to its end, writing each event as one JSON line (a consumer on a
+--- worker writes the file; lua-cjson encodes).
+function Flow:into_jsonl(path)
+  check_self(self, "into_jsonl")
+  if type(path) ~= "string" then fail("into_jsonl", "path must be a string, got " .. inspect(path)) end
+  local jsonl = require("sluice.jsonl")
+  local ok, err = pcall(jsonl.json, "sluice.flow.into_jsonl")
+  if not ok then error(err, 2) end
+  local file, oerr = io.open(path, "wb")
+  if not file then error("sluice.flow.into_jsonl: " .. oerr, 2) end
+  file:close()
+  local run, outs = build(self, nil)
+  local subs = {}
+  for i, up in ipairs(outs) do subs[i] = subscription(up) end
+  local written = sluice._counter()
+  local ok2, writer = pcall(sluice.start, jsonl.Writer, { path = path, written = written }, { subscribe_to = subs })
+  if not ok2 then stop_all(run); error("sluice.flow: " .. tostring(writer), 0) end
+  track(run, writer, ("flow %d consumer 1"):format(run.id), run.layers + 1, 1)
+  release(run)
+  setmetatable({ run = run }, Running):await()
+  return sluice._count(written)
+end
+
 local function into(f, fn, entries)
   local run, outs = build(f, nil)
   local layer = run.layers + 1

@@ -78,15 +78,18 @@ end
 -- it at.
 local function split_plan(e, n)
   if e.__sluice_enum == "range" then return range_plan(e, n) end
+  -- a sluice.jsonl source is cut as its lines are; the stages decode them
+  local json = e.__sluice_enum == "jsonl" and { __sluice_enum = "jsonl", path = e.path, bad = e.bad,
+                                                skip_counter = e.skip_counter } or nil
   local file, err = io.open(e.path, "rb")
-  if not file then error("sluice.lines: " .. err, 0) end
+  if not file then error((json and "sluice.jsonl: " or "sluice.lines: ") .. err, 0) end
   local size = file:seek("end")
   file:close()
   if size == nil or size == 0 then
-    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket() }
+    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket(), json = json }
   end
   local parts = math.max(1, math.min(n * PARTS_PER_STAGE, size // MIN_PART_BYTES))
-  return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket() }
+  return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket(), json = json }
 end
 
 -- Claims the next part of the stage's plan; false once they are all taken.
@@ -102,8 +105,10 @@ local function claim(st)
     st.next, st.left = plan.first + from * plan.step, q + (j <= r and 1 or 0)
   elseif plan.size == nil then
     st.reader = sluice._lines(plan.path)
+    st.part_from, st.part_line = 0, 0
   else
-    st.reader = sluice._lines(plan.path, (plan.size * (j - 1)) // k, (plan.size * j) // k)
+    st.part_from, st.part_line = (plan.size * (j - 1)) // k, 0
+    st.reader = sluice._lines(plan.path, st.part_from, (plan.size * j) // k)
   end
   st.cur = true
   return true
@@ -137,6 +142,21 @@ SourceStage.init = protected_init(source_init)
 local CHUNKS_PER_CALL = 32
 local GO_ON = "__sluice_source_go_on"
 
+-- Reads the next chunk of the current lines part into events; a
+-- sluice.jsonl source's lines are decoded here, numbered from the part's
+-- start (counted from the file only when a line is bad).
+local function read_lines(st, events)
+  local plan = st.plan
+  if not plan.json then return st.reader:read(SPLIT_CHUNK, events) end
+  local lines = {}
+  local done = st.reader:read(SPLIT_CHUNK, lines)
+  local from, before = st.part_from, st.part_line
+  local jsonl = require("sluice.jsonl")
+  jsonl.decode(plan.json, lines, events, function() return jsonl.lines_before(plan.path, from) + before + 1 end)
+  st.part_line = before + #lines
+  return done
+end
+
 -- Runs the fused loop over the source until `demand` events came out,
 -- every part is read (then the layer's "done" follows) or the chunk budget
 -- is spent (then more is true).
@@ -158,7 +178,7 @@ local function source_events(st, demand)
         events = sluice._range_chunk(st.next, st.plan.step, k)
         st.next, st.left = st.next + k * st.plan.step, st.left - k
         if st.left == 0 then st.cur = nil end
-      elseif st.reader:read(SPLIT_CHUNK, events) then
+      elseif read_lines(st, events) then
         st.cur, st.reader = nil, nil
       end
       local map_batch_fn = cfg.batch_fn
@@ -183,7 +203,7 @@ local function source_events(st, demand)
       if st.left == 0 then st.cur = nil end
     else
       local events = {}
-      if st.reader:read(SPLIT_CHUNK, events) then st.cur, st.reader = nil, nil end
+      if read_lines(st, events) then st.cur, st.reader = nil, nil end
       local map_batch_fn = cfg.batch_fn
       if map_batch_fn and #events > 0 then
         events = map_batch_fn(events)
@@ -280,7 +300,7 @@ local function splittable(f)
     if window.needed(f.opts.window) and e.step < 0 then return nil end
     return e
   end
-  if e.__sluice_enum == "lines" then return e end
+  if e.__sluice_enum == "lines" or e.__sluice_enum == "jsonl" then return e end
   return nil
 end
 

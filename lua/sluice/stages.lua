@@ -90,6 +90,12 @@ function M.lines(path)
   return { __sluice_enum = "lines", path = path }
 end
 
+--- sluice.jsonl(path [, opts]): a lazy enumerable of the file's lines
+--- decoded as JSON (sluice.jsonl module).
+function M.jsonl(path, opts)
+  return require("sluice.jsonl").jsonl(path, opts)
+end
+
 -- An enumerator pulls up to n items into out and says whether it is done.
 -- Every kind of enumerable gets one (built in the state that runs it).
 local function enumerator(enum)
@@ -129,6 +135,21 @@ local function enumerator(enum)
   elseif kind == "lines" then
     local reader = sluice._lines(enum.path)
     return function(n, out) return reader:read(n, out) end
+  elseif kind == "jsonl" then
+    -- lines decoded as JSON (sluice.jsonl), numbered as they are read
+    local reader, decode = sluice._lines(enum.path), require("sluice.jsonl").decode
+    local line = 0
+    -- (blank and skipped lines give no event: read on until n came out)
+    return function(n, out)
+      local want, done = #out + n, false
+      repeat
+        local lines = {}
+        done = reader:read(want - #out, lines)
+        decode(enum, lines, out, line + 1)
+        line = line + #lines
+      until done or #out >= want
+      return done
+    end
   elseif type(enum) == "table" then
     local i, len = 0, #enum
     return function(n, out)

@@ -1,0 +1,77 @@
+/* progress: counters that every state shares, and a wall clock, for the
+ * progress line and for counts that stages report to the main thread
+ * (lines a jsonl source skipped). A stage adds to a counter once per chunk
+ * it reads; the main thread reads it when it draws the line: no message
+ * per event. One atomic int64 per counter, kept for the life of the
+ * process (8 bytes per flow run that asks for one). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include "sched.h"
+
+#define CHUNK 256
+
+/* Counters live in chunks that never move, so a reader needs no lock. */
+static _Atomic int64_t *chunks[4096];
+static size_t ncounters;
+static pthread_mutex_t counters_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static _Atomic int64_t *counter_at(lua_State *L, lua_Integer id) {
+  if (id < 1 || (size_t)id > atomic_load(&ncounters)) luaL_argerror(L, 1, "not a counter");
+  size_t i = (size_t)id - 1;
+  return &chunks[i / CHUNK][i % CHUNK];
+}
+
+/* sluice._counter() -> a new counter id (its value starts at 0). */
+static int l_counter(lua_State *L) {
+  pthread_mutex_lock(&counters_mu);
+  size_t i = ncounters;
+  if (i / CHUNK >= sizeof chunks / sizeof chunks[0]) {
+    pthread_mutex_unlock(&counters_mu);
+    return luaL_error(L, "too many counters");
+  }
+  if (i % CHUNK == 0 && !chunks[i / CHUNK]) {
+    chunks[i / CHUNK] = calloc(CHUNK, sizeof(_Atomic int64_t));
+    if (!chunks[i / CHUNK]) {
+      pthread_mutex_unlock(&counters_mu);
+      return luaL_error(L, "not enough memory");
+    }
+  }
+  atomic_store(&chunks[i / CHUNK][i % CHUNK], 0);
+  atomic_store(&ncounters, i + 1);
+  pthread_mutex_unlock(&counters_mu);
+  lua_pushinteger(L, (lua_Integer)(i + 1));
+  return 1;
+}
+
+/* sluice._count(id [, n]) -> the counter's value after adding n (default 0). */
+static int l_count(lua_State *L) {
+  _Atomic int64_t *c = counter_at(L, luaL_checkinteger(L, 1));
+  lua_Integer n = luaL_optinteger(L, 2, 0);
+  lua_pushinteger(L, (lua_Integer)(atomic_fetch_add(c, (int64_t)n) + n));
+  return 1;
+}
+
+/* sluice._now_ms() -> a monotonic clock in milliseconds. */
+static int l_now_ms(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)sl_now_ms());
+  return 1;
+}
+
+/* sluice._isatty(fd) -> whether file descriptor fd is a terminal. */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* Adds the functions above to the table on top of the stack. */
+void sl_progress_open(lua_State *L);
+void sl_progress_open(lua_State *L) {
+  static const luaL_Reg funcs[] = {{"_counter", l_counter}, {"_count", l_count}, {"_now_ms", l_now_ms},
+                                   {"_isatty", l_isatty}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+}
