@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include "sched.h"
+#include "stage_int.h"
 
 #define CHUNK 256
 
@@ -68,10 +69,29 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* sluice._live() -> the handles of the live stages (in no set order). */
+static int l_live(lua_State *L) {
+  size_t n;
+  uint64_t *refs = st_reg_live(&n);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    st_push_stage(L, refs[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(refs);
+  return 1;
+}
+
+/* sluice._is_main() -> whether this is the main thread's state. */
+static int l_is_main(lua_State *L) {
+  lua_pushboolean(L, st_is_main_thread(L));
+  return 1;
+}
+
 /* Adds the functions above to the table on top of the stack. */
 void sl_progress_open(lua_State *L);
 void sl_progress_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"_counter", l_counter}, {"_count", l_count}, {"_now_ms", l_now_ms},
-                                   {"_isatty", l_isatty}, {NULL, NULL}};
+                                   {"_isatty", l_isatty}, {"_live", l_live}, {"_is_main", l_is_main}, {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

@@ -201,3 +201,25 @@ uint64_t *st_live_stages(int **types, size_t *n) {
   *n = k;
   return refs;
 }
+
+/* The refs of the live stages, oldest first (malloc'd; *n of them): for
+ * sluice.stats() and sluice.graph(). */
+uint64_t *st_reg_live(size_t *n) {
+  size_t cap = 16, k = 0;
+  uint64_t *refs = malloc(cap * sizeof *refs);
+  if (!refs) abort();
+  pthread_mutex_lock(&reg_mu);
+  for (int b = 0; b < REG_BUCKETS; b++)
+    for (reg_entry *e = reg_table[b]; e; e = e->next) {
+      if (!e->alive) continue;
+      if (k == cap) {
+        cap *= 2;
+        refs = realloc(refs, cap * sizeof *refs);
+        if (!refs) abort();
+      }
+      refs[k++] = e->ref;
+    }
+  pthread_mutex_unlock(&reg_mu);
+  *n = k;
+  return refs;
+}

@@ -90,6 +90,7 @@ extern atomic_int st_shutting_down;
 /* registry.c */
 int st_reg_at_exit(uint64_t ref);
 uint64_t *st_live_stages(int **types, size_t *n);
+uint64_t *st_reg_live(size_t *n);
 void st_reg_add(uint64_t ref, const char *name, int type, int finite);
 void st_reg_dead(uint64_t ref, const char *reason, size_t len);
 void st_reg_free(void);

@@ -439,6 +439,17 @@ function flow.explain(f)
 end
 function Flow:explain() return flow.explain(self) end
 
+-- flow:graph() / flow.graph(f): the topology the terminal methods would
+-- start, as Graphviz DOT (sluice.tools).
+function flow.graph(f)
+  if not is_flow(f) then fail("graph", "expected a flow, got " .. type(f)) end
+  local plan = require("sluice.flow_plan")
+  local run = plan.dry_run()
+  plan.materialize(run, f, nil)
+  return require("sluice.tools").flow_dot(run)
+end
+function Flow:graph() return flow.graph(self) end
+
 require("sluice.flow_run")   -- adds the terminal methods to Flow
 
 flow.Flow = Flow

@@ -50,6 +50,8 @@ local function track(run, stage, label, layer, partition, owned)
   run.stages[#run.stages + 1] = { stage = stage, label = label, layer = layer, partition = partition,
                                   owned = owned ~= false }
   if owned ~= false then run.owned[#run.owned + 1] = stage end
+  -- sluice.stats() names the stage after its place in the flow
+  require("sluice.tools").places[sluice._handle_id(stage)] = { label = label, layer = layer, partition = partition }
   return stage
 end
 

@@ -96,6 +96,9 @@ function M.jsonl(path, opts)
   return require("sluice.jsonl").jsonl(path, opts)
 end
 
+--- sluice.stats() -> every live stage's counters (sluice.tools).
+function M.stats() return require("sluice.tools").stats() end
+
 -- An enumerator pulls up to n items into out and says whether it is done.
 -- Every kind of enumerable gets one (built in the state that runs it).
 local function enumerator(enum)
