@@ -66,6 +66,15 @@ int sl_decode(lua_State *L, const char *p, size_t len, char *err, size_t errlen)
  * root[i]... */
 int sl_encode_batch(lua_State *L, int idx, sl_batch *out, const char *root, char *err, size_t errlen);
 
+/* The partition key of an encoded event, read from its bytes: the event's
+ * field t[index] (field NULL) or t[field] (flen bytes). Returns 1 with
+ * *vp, *vlen the key's encoding (the nil encoding when the event is not a
+ * table or has no such field), or -1 when the bytes alone cannot say
+ * (the key is not a nil, boolean, number or string, the event may be a
+ * module table, or the bytes do not parse): decode then (codec_key.c). */
+int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
+                     const char **vp, size_t *vlen);
+
 /* Pushes a new array with the batch's events decoded in order. */
 int sl_decode_batch(lua_State *L, const sl_batch *b, char *err, size_t errlen);
 #endif

@@ -518,17 +518,28 @@ static int lua_partitions(stage *s, sl_batch *b, int32_t *parts) {
   return 0;
 }
 
-/* Partitions by a key read in C from each decoded event (key = {index =
- * i} or {field = name}): the engine's hash of the key's encoding, as
- * sluice._hash computes it, with no Lua call. 0, or -1 after stopping. */
+/* Partitions by a key (key = {index = i} or {field = name}): the
+ * engine's hash of the key's encoding, as sluice._hash computes it, with
+ * no Lua call. A scalar key is read from the event's bytes; only a batch
+ * with another kind of key is decoded (once) to read it. 0, or -1 after
+ * stopping. */
 static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
   lua_State *L = s->L;
   char err[256];
-  int top = lua_gettop(L);
-  int events = decode_for_partition(s, b);         /* stack: events */
-  if (!events) return -1;
+  int top = lua_gettop(L), events = 0;
+  size_t flen = s->key_field ? strlen(s->key_field) : 0;
   sl_buf key = SL_BUF_INIT;
   for (uint32_t i = 0; i < b->count; i++) {
+    size_t len, klen;
+    const char *p = sl_batch_event(b, i, &len), *k;
+    if (sl_encoded_field(p, len, s->key_index, s->key_field, flen, &k, &klen) == 1) {
+      parts[i] = (int32_t)sl_hash_partition(sl_hash_bytes(k, klen), s->nparts);
+      continue;
+    }
+    if (!events && !(events = decode_for_partition(s, b))) {  /* stack: events */
+      sl_buf_free(&key);
+      return -1;
+    }
     if (lua_rawgeti(L, events, (lua_Integer)i + 1) == LUA_TTABLE) {
       if (s->key_field) lua_getfield(L, -1, s->key_field);
       else lua_rawgeti(L, -1, s->key_index);       /* stack: events e k */

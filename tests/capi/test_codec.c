@@ -769,6 +769,68 @@ static void test_flat_tables_same_bytes(void) {
   close2(A, B);
 }
 
+/* sl_encoded_field reads a partition key from an event's bytes: when it
+ * answers, its bytes are the encoding of the field the decoded event has
+ * (nil for a missing field or a non-table event); it declines (-1) only
+ * for keys that are not scalars and for module tables; truncated bytes
+ * never read past the end. */
+static void test_encoded_field(void) {
+  lua_State *A = newstate(), *B = newstate();
+  static const char *const values[] = {
+    "return {1, 'two', 3.5}", "return {'a', nil, 'c'}", "return {{1, 2}, 'k', x = 'y'}",
+    "return {function() return 1 end, 7, name = 'n'}", "return {x = 1, name = 'bob', [2] = 'hash'}",
+    "local t = {} return {t, t, name = t}", "return {[100] = 'far', [-3] = 'neg', [63] = 'edge'}",
+    "return {true, false, name = true}", "return 'not a table'", "return 42", "return {}",
+    "return {string.format, 5, name = math}", "return math", "return {1.0, 2^60, -1, name = 'x'}",
+  };
+  static const lua_Integer indexes[] = {1, 2, 3, 4, 63, 100, -3, 0};
+  static const char *const fields[] = {"name", "x", "missing"};
+  int answered = 0, declined = 0;
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+    size_t n;
+    char *ev = encode_chunk(A, values[i], &n);
+    CHECK(ev != NULL);
+    if (!ev) continue;
+    CHECK_INT(sl_decode(B, ev, n, err, sizeof err), 0);
+    int e = lua_gettop(B);
+    for (size_t j = 0; j < 8 + 3; j++) {
+      const char *field = j >= 8 ? fields[j - 8] : NULL;
+      lua_Integer index = j < 8 ? indexes[j] : 0;
+      const char *kp;
+      size_t kl;
+      int r = sl_encoded_field(ev, n, index, field, field ? strlen(field) : 0, &kp, &kl);
+      if (lua_type(B, e) == LUA_TTABLE) {
+        if (field) lua_getfield(B, e, field);
+        else lua_rawgeti(B, e, index);
+      } else {
+        lua_pushnil(B);
+      }
+      int t = lua_type(B, -1);
+      sl_buf want = SL_BUF_INIT;
+      if (r == 1) {
+        answered++;
+        CHECK_INT(sl_encode(B, -1, &want, "k", err, sizeof err), 0);
+        CHECK(want.len == kl && memcmp(want.data, kp, kl) == 0);
+      } else {
+        declined++;
+        CHECK_INT(r, -1);
+        CHECK(t == LUA_TTABLE || t == LUA_TFUNCTION || strcmp(values[i], "return math") == 0);
+      }
+      sl_buf_free(&want);
+      lua_pop(B, 1);
+      /* every prefix of the bytes: an answer within them, or -1 */
+      for (size_t cut = 0; cut < n; cut++) {
+        r = sl_encoded_field(ev, cut, index, field, field ? strlen(field) : 0, &kp, &kl);
+        CHECK(r == -1 || (r == 1 && ((kp >= ev && kp + kl <= ev + cut) || kl == 1)));
+      }
+    }
+    lua_pop(B, 1);
+    free(ev);
+  }
+  CHECK(answered > 100 && declined > 5);
+  close2(A, B);
+}
+
 static void test_truncations(void) {
   lua_State *A = newstate(), *B = newstate();
   for (size_t c = 0; c < NCORPUS; c++) {
@@ -920,6 +982,7 @@ int main(void) {
   RUN(test_recursive_functions);
   RUN(test_shared_upvalues);
   RUN(test_flat_tables_same_bytes);
+  RUN(test_encoded_field);
   RUN(test_by_name);
   RUN(test_by_name_unresolved);
   RUN(test_handles);

@@ -1,0 +1,138 @@
+/* codec_key: one field of an encoded event, read from its bytes. A
+ * partition keyed by {index = i} or {field = name} hashes the encoding of
+ * the event's field; when that field is a scalar, its bytes inside the
+ * event's encoding are exactly its own encoding, so the key can be hashed
+ * without decoding the event into a Lua state. Anything else (a table or
+ * function key, a back-reference, bytes that do not parse) is left to the
+ * caller, which decodes. */
+#include <string.h>
+#include "codec.h"
+#include "codec_int.h"
+
+typedef struct Rd {
+  const uint8_t *p, *end;
+} Rd;
+
+static int rd_varint(Rd *r, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
+    uint8_t c = *r->p++;
+    x |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int rd_skip(Rd *r, uint64_t n) {
+  if (n > (uint64_t)(r->end - r->p)) return -1;
+  r->p += n;
+  return 0;
+}
+
+static int rd_bytes(Rd *r) {
+  uint64_t n;
+  return rd_varint(r, &n) || rd_skip(r, n) ? -1 : 0;
+}
+
+/* Steps over one encoded value; -1 when the bytes do not parse. */
+static int skip_value(Rd *r, int depth) {
+  uint64_t n, m;
+  if (r->p == r->end || depth > SL_CODEC_MAX_DEPTH) return -1;
+  uint8_t tag = *r->p++;
+  if (tag >= T_FIXSTR) return rd_skip(r, (uint64_t)(tag - T_FIXSTR));
+  if (tag >= T_FIXINT) return 0;
+  switch (tag) {
+  case T_NIL: case T_FALSE: case T_TRUE: return 0;
+  case T_INT: case T_REF: return rd_varint(r, &n);
+  case T_FLT: return rd_skip(r, 8);
+  case T_STR: case T_MOD: return rd_bytes(r);
+  case T_FIELD: return rd_bytes(r) || rd_bytes(r) ? -1 : 0;
+  case T_HANDLE: return rd_skip(r, 1) || rd_varint(r, &n) || rd_varint(r, &m) ? -1 : 0;
+  case T_TABLE:
+    if (rd_varint(r, &n) || rd_varint(r, &m) || m > UINT64_MAX / 2) return -1;
+    for (uint64_t i = 0; i < n + 2 * m; i++)
+      if (skip_value(r, depth + 1)) return -1;
+    return 0;
+  case T_FUNC:
+    if (rd_bytes(r) || rd_varint(r, &n)) return -1;     /* bytecode, upvalue count */
+    for (uint64_t i = 0; i < n; i++) {
+      if (r->p == r->end) return -1;
+      if (*r->p == T_ENV) {
+        r->p++;
+      } else if (*r->p == T_UPREF) {
+        r->p++;
+        if (rd_varint(r, &m) || rd_varint(r, &m)) return -1;
+      } else if (skip_value(r, depth + 1)) {
+        return -1;
+      }
+    }
+    return 0;
+  default: return -1;
+  }
+}
+
+/* Whether the value starting at p is a scalar, whose bytes are its own
+ * encoding wherever it stands. */
+static int scalar_at(const uint8_t *p) { return *p >= T_FIXINT || *p <= T_STR; }
+
+static const char NIL_ENCODED[1] = {(char)T_NIL};
+
+/* The key is nil: its encoding. */
+static int nil_key(const char **vp, size_t *vlen) {
+  *vp = NIL_ENCODED;
+  *vlen = 1;
+  return 1;
+}
+
+int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
+                     const char **vp, size_t *vlen) {
+  Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};
+  uint64_t narr, nhash;
+  if (len == 0 || *r.p == T_MOD || *r.p == T_FIELD) return -1;   /* a module may be a table */
+  if (*r.p != T_TABLE) return nil_key(vp, vlen);   /* not a table: the key is nil */
+  r.p++;
+  if (rd_varint(&r, &narr) || rd_varint(&r, &nhash)) return -1;
+  /* what a key reads as, encoded: field's string, or the integer index */
+  char want[1 + MAXVARINT + 128];
+  size_t wlen;
+  if (field) {
+    if (flen >= 128) return -1;
+    wlen = string_put(want, field, flen);
+  } else {
+    if (index >= 1 && (uint64_t)index <= narr) {    /* in the array part */
+      for (lua_Integer i = 1; i < index; i++)
+        if (skip_value(&r, 1)) return -1;
+      const uint8_t *v = r.p;
+      if (v == r.end || !scalar_at(v) || skip_value(&r, 1)) return -1;
+      *vp = (const char *)v;
+      *vlen = (size_t)(r.p - v);
+      return 1;
+    }
+    if (index >= 0 && index < 64) {
+      want[0] = (char)(T_FIXINT + (int)index);
+      wlen = 1;
+    } else {
+      want[0] = (char)T_INT;
+      wlen = 1 + varint_put(want + 1, zigzag(index));
+    }
+  }
+  for (uint64_t i = 0; i < narr; i++)
+    if (skip_value(&r, 1)) return -1;
+  for (uint64_t i = 0; i < nhash; i++) {
+    const uint8_t *k = r.p;
+    if (skip_value(&r, 1)) return -1;
+    int match = (size_t)(r.p - k) == wlen && memcmp(k, want, wlen) == 0;
+    const uint8_t *v = r.p;
+    if (skip_value(&r, 1)) return -1;
+    if (match) {
+      if (!scalar_at(v)) return -1;
+      *vp = (const char *)v;
+      *vlen = (size_t)(r.p - v);
+      return 1;
+    }
+  }
+  return nil_key(vp, vlen);
+}
