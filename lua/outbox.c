@@ -9,7 +9,8 @@
  *   encoding) into a batch builder. `ob[#ob + 1] = e` appends one event
  *   (code written for arrays works unchanged) and #ob counts them;
  *   sluice._putter(ob) returns a function put(e) that appends e to ob,
- *   which the fused loop calls. A stage callback returns the outbox in
+ *   which the fused loop calls; sluice._put_array(ob, t) appends t's
+ *   elements (a flat_map's array). A stage callback returns the outbox in
  *   place of an events array, and the stage emits its batch without
  *   encoding it again.
  * - sluice._snap(t) copies a flat table (scalar keys and values) in C, for
@@ -83,6 +84,26 @@ static int l_putter(lua_State *L) {
   return 1;
 }
 
+/* sluice._put_array(ob, t): appends t[1], ..., t[#t] (as a loop over
+ * them would: # and indexing respect metamethods) -- one call for a
+ * flat_map's array. */
+static int l_put_array(lua_State *L) {
+  outbox *o = check_outbox(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_len(L, 2);
+  int isint;
+  lua_Integer n = lua_tointegerx(L, -1, &isint);
+  if (!isint) return luaL_error(L, "the length of an emitted array must be an integer");
+  lua_pop(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    put(L, 1, o, 3);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* ob[#ob + 1] = v: only appending is allowed. */
 static int l_outbox_newindex(lua_State *L) {
   outbox *o = check_outbox(L, 1);
@@ -142,6 +163,8 @@ void sl_outbox_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_putter);
   lua_setfield(L, -2, "_putter");
+  lua_pushcfunction(L, l_put_array);
+  lua_setfield(L, -2, "_put_array");
   lua_pushcfunction(L, l_outbox);
   lua_setfield(L, -2, "_outbox");
   lua_pushcfunction(L, l_snap);

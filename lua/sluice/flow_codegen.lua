@@ -121,7 +121,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   -- as they are; it returns nothing for a table that needs SNAP's deep copy.
   -- PUTTER (sluice._putter) gives the function that appends an event to
   -- the outbox `out` (new_out)
-  w("local SNAPC, PUTTER = require('sluice')._snap, require('sluice')._putter\n")
+  w("local SNAPC, PUTTER, PUTARRAY = require('sluice')._snap, require('sluice')._putter, require('sluice')._put_array\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -307,10 +307,15 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
         w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s) end\n"):format(v, v))
         w(ind .. "do\n")
       end
-      w(ind .. ("  for j = 1, #%s do\n"):format(v))
-      w(ind .. ("    local e = %s[j]\n"):format(v))
-      body(k + 1, ind .. "    ", flat_maps + 1, true)
-      w(ind .. "  end\n")
+      if steps[k + 1] == nil and not red and copy_out then
+        -- the array's events go out as they are: one call encodes them all
+        w(ind .. ("  PUTARRAY(out, %s)\n"):format(v))
+      else
+        w(ind .. ("  for j = 1, #%s do\n"):format(v))
+        w(ind .. ("    local e = %s[j]\n"):format(v))
+        body(k + 1, ind .. "    ", flat_maps + 1, true)
+        w(ind .. "  end\n")
+      end
       w(ind .. "end\n")
     elseif op == "uniq" or op == "uniq_by" then
       w(ind .. ("local k = %s\n"):format(op == "uniq" and "e" or f .. "(e)"))
