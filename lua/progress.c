@@ -20,6 +20,9 @@
 static _Atomic int64_t *chunks[4096];
 static size_t ncounters;
 static pthread_mutex_t counters_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Counters handed back (sluice._counter_free), taken again first. */
+static size_t *free_ids;
+static size_t nfree, free_cap;
 
 static _Atomic int64_t *counter_at(lua_State *L, lua_Integer id) {
   if (id < 1 || (size_t)id > atomic_load(&ncounters)) luaL_argerror(L, 1, "not a counter");
@@ -30,6 +33,13 @@ static _Atomic int64_t *counter_at(lua_State *L, lua_Integer id) {
 /* sluice._counter() -> a new counter id (its value starts at 0). */
 static int l_counter(lua_State *L) {
   pthread_mutex_lock(&counters_mu);
+  if (nfree > 0) {
+    size_t id = free_ids[--nfree];
+    atomic_store(&chunks[(id - 1) / CHUNK][(id - 1) % CHUNK], 0);
+    pthread_mutex_unlock(&counters_mu);
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+  }
   size_t i = ncounters;
   if (i / CHUNK >= sizeof chunks / sizeof chunks[0]) {
     pthread_mutex_unlock(&counters_mu);
@@ -47,6 +57,27 @@ static int l_counter(lua_State *L) {
   pthread_mutex_unlock(&counters_mu);
   lua_pushinteger(L, (lua_Integer)(i + 1));
   return 1;
+}
+
+/* sluice._counter_free(id): the counter may be handed out again (its
+ * users are done with it). */
+static int l_counter_free(lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  counter_at(L, id);
+  pthread_mutex_lock(&counters_mu);
+  if (nfree == free_cap) {
+    size_t cap = free_cap ? free_cap * 2 : 64;
+    size_t *n = realloc(free_ids, cap * sizeof *n);
+    if (!n) {
+      pthread_mutex_unlock(&counters_mu);
+      return 0;   /* kept: it is only not reused */
+    }
+    free_ids = n;
+    free_cap = cap;
+  }
+  free_ids[nfree++] = (size_t)id;
+  pthread_mutex_unlock(&counters_mu);
+  return 0;
 }
 
 /* sluice._count(id [, n]) -> the counter's value after adding n (default 0). */
@@ -92,6 +123,7 @@ static int l_is_main(lua_State *L) {
 void sl_progress_open(lua_State *L);
 void sl_progress_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"_counter", l_counter}, {"_count", l_count}, {"_now_ms", l_now_ms},
+                                   {"_counter_free", l_counter_free},
                                    {"_isatty", l_isatty}, {"_live", l_live}, {"_is_main", l_is_main}, {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

@@ -39,6 +39,153 @@ function M.stats()
   return out
 end
 
+-- Progress ------------------------------------------------------------------------------------
+--
+-- A source of known size counts what it has read in shared counters
+-- (sluice._counter, one add per chunk or demand: no message per event);
+-- the main thread, while it waits in a flow's terminal call or a stream,
+-- reads them and redraws one line on stderr at most every INTERVAL ms.
+
+local INTERVAL = 250
+
+-- Producers of known size: handle id -> {stage, total, done, events}
+-- (sluice.from_enumerable registers them). Entries of stopped stages are
+-- dropped, and their counters handed back, every PRUNE registrations.
+M.sizes = {}
+local registered, PRUNE = 0, 64
+
+--- The size of an enumerable when it is known: a finite range's count, an
+--- array's length, a file's bytes (sluice.lines, sluice.jsonl); else nil.
+function M.enum_size(e)
+  if type(e) ~= "table" then return nil end
+  local kind = e.__sluice_enum
+  if kind == "range" then
+    if math.type(e.last) ~= "integer" then return nil end
+    local span = e.step > 0 and (e.last + 0.0 - e.first) / e.step or (e.first + 0.0 - e.last) / -e.step
+    return span < 0 and 0 or math.floor(span) + 1
+  elseif kind == "lines" or kind == "jsonl" then
+    local f = io.open(e.path, "rb")
+    if not f then return nil end
+    local size = f:seek("end")
+    f:close()
+    if not size or size == 0 then return nil end   -- a pipe, a /proc file: unknown
+    return size
+  elseif kind == nil then
+    return #e
+  end
+  return nil
+end
+
+local function free_counters(entry)
+  sluice._counter_free(entry.done)
+  if entry.events ~= entry.done then sluice._counter_free(entry.events) end
+end
+
+--- Registers a producer of known size (entry: {total, done, events}).
+function M.sized(stage, entry)
+  registered = registered + 1
+  if registered % PRUNE == 0 then
+    for id, e in pairs(M.sizes) do
+      if not e.stage:alive() then M.sizes[id] = nil; free_counters(e) end
+    end
+  end
+  entry.stage = stage
+  M.sizes[sluice._handle_id(stage)] = entry
+end
+
+--- The progress entry of a producer handle, or nil.
+function M.size_of(stage)
+  return type(stage) == "userdata" and M.sizes[sluice._handle_id(stage)] or nil
+end
+
+--- Counters for a split source's plan (sluice.flow_plan): sets plan.done
+--- and plan.events and returns the progress entry, or nil when the size
+--- is not known.
+function M.split_counters(e, plan)
+  local total = plan.kind == "lines" and plan.size or (plan.kind == "range" and M.enum_size(e))
+  if not total then return nil end
+  plan.done = sluice._counter()
+  plan.events = plan.kind == "lines" and sluice._counter() or plan.done
+  return { total = total, done = plan.done, events = plan.events, owned = true }
+end
+
+-- "4.2s", "1:05", "1:02:03"
+local function clock(ms)
+  if ms < 60000 then return ("%.1fs"):format(ms / 1000) end
+  local s = ms // 1000
+  if s >= 3600 then return ("%d:%02d:%02d"):format(s // 3600, s // 60 % 60, s % 60) end
+  return ("%d:%02d"):format(s // 60, s % 60)
+end
+
+local function rate(r)
+  if r >= 1e6 then return ("%.1fM"):format(r / 1e6) end
+  if r >= 1e4 then return ("%.1fk"):format(r / 1e3) end
+  return ("%d"):format(math.floor(r + 0.5))
+end
+
+--- The text of the progress line: fraction done (0..1), events read so
+--- far, milliseconds since the start.
+function M.progress_line(frac, events, elapsed)
+  local eta = frac > 0 and clock(math.floor(elapsed * (1 - frac) / frac + 0.5)) or "?"
+  local per_s = elapsed > 0 and events * 1000 / elapsed or 0
+  return ("sluice: %3d%% | %s events/s | %s elapsed | ETA %s"):format(math.floor(frac * 100), rate(per_s),
+    clock(elapsed), eta)
+end
+
+--- Whether a progress line is wanted: opt true forces it, false (or
+--- SLUICE_PROGRESS=0) turns it off; otherwise when stderr is a terminal.
+function M.progress_wanted(opt)
+  if opt ~= nil then return opt end
+  if os.getenv("SLUICE_PROGRESS") == "0" then return false end
+  return sluice._isatty(2)
+end
+
+local Progress = {}
+Progress.__index = Progress
+
+--- A progress line over sources ({total, done, events} entries), or nil
+--- when it is not wanted or nothing has a known size. `start`: the clock
+--- reading the elapsed time counts from (default now).
+function M.progress(opt, sources, start)
+  if #sources == 0 or not M.progress_wanted(opt) then return nil end
+  local now = sluice._now_ms()
+  return setmetatable({ sources = sources, start = start or now, next = now + INTERVAL }, Progress)
+end
+
+--- Redraws the line when INTERVAL ms have passed since the last time.
+function Progress:tick()
+  local now = sluice._now_ms()
+  if now < self.next then return end
+  self.next = now + INTERVAL
+  local frac, events = 0, 0
+  for _, src in ipairs(self.sources) do
+    local done = sluice._count(src.done)
+    frac = frac + (src.total > 0 and math.min(1, done / src.total) or 1)
+    events = events + sluice._count(src.events)
+  end
+  frac = frac / #self.sources
+  io.stderr:write("\r", M.progress_line(frac, events, now - self.start), "\27[K")
+  io.stderr:flush()
+  self.drawn = true
+end
+
+--- Clears the line (if drawn); later ticks draw nothing.
+function Progress:done()
+  self.next = math.huge
+  if self.drawn then
+    io.stderr:write("\r\27[K")
+    io.stderr:flush()
+    self.drawn = false
+  end
+end
+
+--- Hands back the counters of the split sources among `sources`.
+function M.progress_free(sources)
+  for _, src in ipairs(sources) do
+    if src.owned and not src.freed then src.freed = true; free_counters(src) end
+  end
+end
+
 -- DOT ---------------------------------------------------------------------------------------
 
 local function q(s) return '"' .. tostring(s):gsub('[\\"]', "\\%0"):gsub("\n", "\\n") .. '"' end
