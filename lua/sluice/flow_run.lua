@@ -36,6 +36,7 @@ end
 -- before every stage has subscribed to it.
 local function release(run)
   run.started = sluice._now_ms()
+  require("sluice.tools").flow_started()   -- (sluice --graph: before anything can end)
   for _, s in ipairs(run.paused) do s:demand("forward") end
 end
 
@@ -165,7 +166,8 @@ local function open(f, fn, discard)
   for i, up in ipairs(outs) do subs[i] = subscription(up) end
   -- the stream draws the progress line while it waits
   local prog = run_progress(run)
-  local ok, it, _, _, closer = pcall(sluice.stream, subs, { _progress = prog or false })
+  local ok, it, _, _, closer = pcall(sluice.stream, subs, { _progress = prog or false,
+                                                   _label = ("flow %d collector"):format(run.id) })
   if not ok then
     stop_all(run)
     progress_free(run)

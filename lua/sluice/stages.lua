@@ -99,6 +99,14 @@ end
 --- sluice.stats() -> every live stage's counters (sluice.tools).
 function M.stats() return require("sluice.tools").stats() end
 
+--- sluice.graph() -> the live stages and subscriptions as Graphviz DOT
+--- (sluice.tools).
+function M.graph() return require("sluice.tools").graph() end
+
+--- sluice.top([opts]): sluice.stats() as a refreshing table, until a key
+--- is pressed (sluice.tools).
+function M.top(opts) return require("sluice.tools").top(opts) end
+
 -- An enumerator pulls up to n items into out and says whether it is done.
 -- Every kind of enumerable gets one (built in the state that runs it). A
 -- file's enumerator also returns a function that says how many of the
@@ -244,6 +252,7 @@ function M.from_enumerable(enum, opts)
   end
   local ok, stage = pcall(sluice.start, EnumProducer, arg, start)
   if not ok then
+    if total then tools.free_counters(arg) end
     reraise(fn, { { "message.arg.enum", "enumerable" }, { "message.arg", "enumerable" }, { "message.opts", "opts" } },
       stage, 2)
   end
@@ -278,7 +287,7 @@ function M.stream(subscriptions, opts)
     -- (_progress: a Flow's own progress line, or false)
     if k == "progress" then
       if type(v) ~= "boolean" then raise(fn, "progress must be true or false, got " .. sluice.inspect(v), 2) end
-    elseif k ~= "_progress" then
+    elseif k ~= "_progress" and k ~= "_label" then
       raise(fn, ("unknown option %s"):format(sluice.inspect(k)), 2)
     end
   end
@@ -316,6 +325,8 @@ function M.stream(subscriptions, opts)
     end,
   }
   local consumer = sluice.start(Collector, nil, { _main = true })
+  -- its name in sluice.stats() and sluice.graph() (_label: a Flow's own)
+  require("sluice.tools").places[sluice._handle_id(consumer)] = { label = opts._label or "sluice.stream collector" }
   local subs = {}
   local closed = false
   local function close()
