@@ -365,6 +365,9 @@ function M.stream(subscriptions, opts)
         local v = queue[head]
         queue[head] = nil
         head = head + 1
+        -- (the line also moves when the loop's body is the slow part: one
+        -- look at the clock per event, only while the line is drawn)
+        if prog then prog:tick() end
         return v
       end
       if closed then return nil end

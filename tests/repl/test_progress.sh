@@ -51,6 +51,27 @@ pty env SLUICE_PROGRESS=0 "$BIN" "$TMPD/slow.lua"
 out=$(cat "$TMPD/pty")
 check "SLUICE_PROGRESS=0: nothing on a terminal" 0 "doneR" ""
 
+# a sluice.stream over a producer of known size: drawn while the loop waits
+cat >"$TMPD/stream.lua" <<'EOS'
+local p = sluice.from_enumerable({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 })
+local n = 0
+for _ in sluice.stream({ { p, max_demand = 1 } }) do sluice.sleep(100); n = n + 1 end
+print("got", n)
+EOS
+pty "$BIN" "$TMPD/stream.lua"
+out=$(grep -cE 'Rsluice: +[0-9]+% \|.*E\[KRE\[Kgot	10R$' "$TMPD/pty")
+check "a stream draws the line and clears it at its end" 0 "1" ""
+
+# an error in the flow: the line is cleared before the message
+cat >"$TMPD/fail.lua" <<'EOS'
+sluice.flow.from_enumerable(sluice.range(1, 200000), { stages = 1 })
+  :map(function(x) if x % 20000 == 0 then sluice.sleep(100) end if x == 120000 then error("boom") end return x end)
+  :run()
+EOS
+pty "$BIN" "$TMPD/fail.lua"
+out=$(grep -cE 'Rsluice: +[0-9]+% \|.*E\[KRE\[Ksluice: sluice.flow: flow 1 layer 1 stage 1 \(map\):.*boom' "$TMPD/pty")
+check "a failing flow clears the line before its error" 0 "1" ""
+
 run "$TMPD/slow.lua" on
 err=$(printf '%s' "$err" | tr '\r\033' 'RE' | grep -oE 'Rsluice: +[0-9]+%' | head -n 1 | sed 's/ *[0-9]*%/ N%/')
 check "progress = true draws on a pipe too" 0 "done" "Rsluice: N%"
