@@ -769,6 +769,26 @@ int sl_stage_receive(sl_stage *s, sl_msg *m) {
   return sl_stage_settle(s);
 }
 
+int sl_stage_consumer_at(const sl_stage *s, size_t i, uint64_t *sub_id, uint64_t *peer, int32_t *partition) {
+  const sub *c = s->subs.side[1].head;
+  for (; c && i > 0; c = c->next) i--;
+  if (!c) return SL_ENOENT;
+  *sub_id = c->id;
+  *peer = c->peer;
+  *partition = -1;
+  if (s->disp && sl_dispatch_kind_of(s->disp) == SL_DISPATCH_PARTITION) {
+    sl_dispatch_entry e;
+    for (size_t k = 0; sl_dispatch_entry_at(s->disp, k, &e) == 0; k++)
+      if (e.has_consumer && e.consumer == c->id) {
+        *partition = (int32_t)k;
+        break;
+      }
+  }
+  return 0;
+}
+
+int sl_stage_dispatch_kind(const sl_stage *s) { return s->disp ? (int)sl_dispatch_kind_of(s->disp) : -1; }
+
 void sl_stage_get_stats(const sl_stage *s, sl_stage_stats *st) {
   memset(st, 0, sizeof *st);
   st->events_in = s->events_in;

@@ -191,6 +191,14 @@ void sl_stage_ask(sl_stage *s, uint64_t sub, uint64_t n);
 int sl_stage_has_producer(const sl_stage *s, uint64_t sub);
 int sl_stage_has_consumer(const sl_stage *s, uint64_t sub);
 
+/* Introspection (the binding's topology graph): consumer subscription i
+ * of s, in the order they were made: its id, the consumer's ref and the
+ * partition it takes (-1 unless s dispatches by partition). SL_ENOENT past
+ * the end. */
+int sl_stage_consumer_at(const sl_stage *s, size_t i, uint64_t *sub_id, uint64_t *peer, int32_t *partition);
+/* s's dispatcher kind (sl_dispatch_kind), or -1 for a consumer. */
+int sl_stage_dispatch_kind(const sl_stage *s);
+
 typedef struct sl_stage_stats {
   uint64_t events_in, events_out;
   uint64_t buffered;      /* in the buffer */

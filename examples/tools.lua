@@ -1,5 +1,6 @@
--- examples/tools.lua: JSON lines in and out, the live stages' stats and
--- a flow's topology as Graphviz DOT (lua/README.md §6, §8.6, §3).
+-- examples/tools.lua: JSON lines in and out, the live stages' stats, table
+-- and topology, and a flow's planned topology as Graphviz DOT (lua/README.md
+-- §6, §8.6, §3).
 local flow = sluice.flow
 local out = os.tmpname()
 
@@ -15,9 +16,15 @@ table.sort(counts, function(a, b) return a[1] < b[1] end)
 print("read back:", sluice.inspect(counts), "skipped:", src:skipped())
 os.remove(out)
 
--- the live stages
-local p = sluice.from_enumerable(sluice.range(1, math.huge), { name = "numbers", demand = "accumulate" })
+-- the live stages: their stats, as sluice.top draws them (once: no key to
+-- wait for), and their subscriptions as Graphviz DOT
+local p = sluice.from_enumerable(sluice.range(1, math.huge), { name = "numbers", worker = 1, demand = "accumulate" })
+sluice.start({ type = "consumer", handle_events = function(_, _, s) return {}, s end }, nil,
+  { name = "sink", worker = 1, subscribe_to = { p } })
+repeat sluice.sleep(5) until p:stats().consumers == 1   -- the subscription has arrived
 for _, s in ipairs(sluice.stats()) do print("stats:", s.name, s.type, s.events_out, s.buffered, s.late) end
+sluice.top({ times = 1 })
+io.write(sluice.graph())
 p:stop()
 
 -- the topology of a flow, without starting it

@@ -153,13 +153,23 @@ static int l_reader_read(lua_State *L) {
   return 1;
 }
 
+/* reader:pos() -> the file offset just past the last line read (the file's
+ * size once a whole-file reader is done): how far the reader got, for the
+ * progress line. */
+static int l_reader_pos(lua_State *L) {
+  reader *r = luaL_checkudata(L, 1, READER_MT);
+  lua_pushinteger(L, r->pos);
+  return 1;
+}
+
 static int l_reader_close(lua_State *L) {
   reader_close(luaL_checkudata(L, 1, READER_MT));
   return 0;
 }
 
 int sl_lines_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"read", l_reader_read}, {"close", l_reader_close}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"read", l_reader_read}, {"close", l_reader_close}, {"pos", l_reader_pos},
+                                     {NULL, NULL}};
   if (luaL_newmetatable(L, READER_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

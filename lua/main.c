@@ -20,7 +20,7 @@ static lua_State *globalL;
 
 static void print_usage(const char *badoption) {
   if (badoption) {
-    if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'w')
+    if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'w' || strcmp(badoption, "--graph") == 0)
       fprintf(stderr, "%s: '%s' needs argument\n", progname, badoption);
     else
       fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
@@ -32,6 +32,8 @@ static void print_usage(const char *badoption) {
           "  -l name   require library 'name' into global 'name'\n"
           "  -i        enter the REPL after running script\n"
           "  -w N      number of worker threads (default: online CPUs; env SLUICE_WORKERS)\n"
+          "  --graph FILE  write the live stages as Graphviz DOT to FILE when the script\n"
+          "            ends (and FILE's .svg when dot is installed)\n"
           "  -v        show version information\n"
           "  -h        show this help\n"
           "  --        stop handling options\n"
@@ -181,6 +183,41 @@ static int handle_script(lua_State *L, char **argv) {
 
 /* ---- options ---------------------------------------------------------------- */
 
+static const char *graph_path;   /* --graph FILE */
+
+/* --graph: after the script, the topology goes to graph_path
+ * (sluice.tools.write_graph). Returns 0 after reporting a failure. */
+static int write_graph(lua_State *L) {
+  if (!graph_path) return 1;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "sluice.tools");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "write_graph");
+    lua_pushstring(L, graph_path);
+    if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  l_message(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* --graph: flows record their topology as they start (sluice.tools.record). */
+static void record_graph(lua_State *L) {
+  if (!graph_path) return;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "sluice.tools");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "record");
+  lua_pop(L, 1);
+}
+
 enum { has_error = 1, has_i = 2, has_v = 4, has_e = 8, has_h = 16 };
 
 /* Scans the options; returns the flags and sets *first to the script's
@@ -193,6 +230,11 @@ static int collectargs(char **argv, int *first, int *workers) {
     if (argv[i][0] != '-') return args;
     switch (argv[i][1]) {
     case '-':
+      if (strcmp(argv[i], "--graph") == 0) {
+        if (argv[i + 1] == NULL) return has_error;
+        graph_path = argv[++i];
+        break;
+      }
       if (argv[i][2] != '\0') return has_error;
       *first = i + 1;
       return args;
@@ -246,7 +288,7 @@ static int runargs(lua_State *L, char **argv, int n) {
       if (*extra == '\0') extra = argv[++i];
       int status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
       if (status != LUA_OK) return 0;
-    } else if (option == 'w' && argv[i][2] == '\0') {
+    } else if ((option == 'w' && argv[i][2] == '\0') || strcmp(argv[i], "--graph") == 0) {
       i++;
     }
   }
@@ -281,6 +323,8 @@ static const char *const help_text =
 "  sluice.lines(path)                    a file's lines, an enumerable\n"
 "  sluice.jsonl(path [, {bad = \"skip\"}])  a file's JSON lines, decoded; src:skipped()\n"
 "  sluice.stats()                        every live stage: name, type, worker, counters\n"
+"  sluice.top([{ms =, times =}])         sluice.stats() as a table, redrawn until a key\n"
+"  sluice.graph()                        the live stages and subscriptions as Graphviz DOT\n"
 "  sluice.consumer_supervisor{handler = fn, subscribe_to = {...}}  a task per event\n"
 "  sluice.dispatcher.demand{} / .broadcast{} / .partition{partitions = n}  dispatchers\n"
 "  sluice.self()                         the running stage (inside a callback)\n"
@@ -554,8 +598,10 @@ static int pmain(lua_State *L) {
   }
   if (args & has_v) print_version();
   createargtable(L, argv, argc, script);
+  record_graph(L);
   if (!runargs(L, argv, script)) return 0;
   if (script < argc && handle_script(L, argv + script) != LUA_OK) return 0;
+  if (!write_graph(L)) return 0;
   if (args & has_i) {
     doREPL(L);
   } else if (script == argc && !(args & (has_e | has_v))) {

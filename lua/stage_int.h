@@ -133,6 +133,9 @@ stage *st_current_stage(lua_State *L);
 sl_msg *st_encode_msg(lua_State *L, int idx, uint32_t kind, uint64_t to, const char *fn);
 int st_is_main_thread(lua_State *L);
 void st_push_stats(stage *s);
+/* Adds the stage's consumer subscriptions and dispatcher to the stats
+ * table on top of the stack (progress.c: sluice.graph). */
+void st_push_consumers(stage *s);
 void st_reply(lua_State *L, uint64_t call_id, int ok, int idx);
 stage *st_self_stage(lua_State *L, uint64_t ref);
 sl_msg *st_wait_reply(lua_State *L, uint64_t id, int64_t timeout, uint64_t target, const char *fn);

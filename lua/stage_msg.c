@@ -383,6 +383,7 @@ static void handle_call(stage *s, sl_msg *m) {
     break;
   case OP_STATS:
     st_push_stats(s);
+    if (m->n >> 8) st_push_consumers(s);   /* sluice.graph asks for them */
     break;
   case OP_STOP:
     if (sl_decode(L, m->data, m->len, err, sizeof err) != 0) lua_pushliteral(L, "normal");

@@ -27,7 +27,7 @@ end
 -- Options and their checks --------------------------------------------------------
 
 local SOURCE_OPTS = { stages = true, max_demand = true, min_demand = true, window = true,
-                      buffer_size = true, buffer_keep = true, on_init = true }
+                      buffer_size = true, buffer_keep = true, on_init = true, progress = true }
 local PARTITION_OPTS = { key = true, hash = true }
 for k in pairs(SOURCE_OPTS) do PARTITION_OPTS[k] = true end
 
@@ -77,6 +77,9 @@ local function check_opts(fn, opts, allowed, depth)
   end
   if out.buffer_keep ~= nil and out.buffer_keep ~= "first" and out.buffer_keep ~= "last" then
     fail(fn, "buffer_keep must be \"first\" or \"last\", got " .. inspect(out.buffer_keep), L)
+  end
+  if out.progress ~= nil and type(out.progress) ~= "boolean" then
+    fail(fn, "progress must be true or false, got " .. inspect(out.progress), L)
   end
   for _, name in ipairs({ "on_init", "hash" }) do
     if out[name] ~= nil and type(out[name]) ~= "function" then

@@ -28,7 +28,7 @@ local next_flow_id = 0
 -- (stopped with the flow) and the sources waiting for the go.
 local function new_run()
   next_flow_id = next_flow_id + 1
-  return { id = next_flow_id, stages = {}, owned = {}, layers = 0, sources = 0, paused = {} }
+  return { id = next_flow_id, stages = {}, owned = {}, layers = 0, sources = 0, paused = {}, progress = {} }
 end
 
 -- A dry run (sluice.flow_explain): materialize takes every decision it
@@ -346,6 +346,10 @@ function materialize(run, f, dispatcher, extra)
       local range_src = whole.__sluice_enum == "range" and not window.needed(f.opts.window)
         and (compile(f.ops, f.red, "range", extra and extra.comb, copies(extra))) or nil
       local plan = split_plan(whole, n)
+      if not run.dry then   -- the progress line's counters (sluice.tools)
+        local entry = require("sluice.tools").split_counters(whole, plan)
+        if entry then run.progress[#run.progress + 1] = entry end
+      end
       for i = 1, n do
         cfgs[i].plan, cfgs[i].range_src = plan, range_src
         -- a layer stage keeps what it made beyond the demand (at most one

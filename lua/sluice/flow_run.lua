@@ -35,7 +35,45 @@ end
 -- they were started with accumulated demand so that none can finish
 -- before every stage has subscribed to it.
 local function release(run)
+  run.started = sluice._now_ms()
+  require("sluice.tools").flow_started()   -- (sluice --graph: before anything can end)
   for _, s in ipairs(run.paused) do s:demand("forward") end
+end
+
+-- The flow's `progress` option: the first one set, from the last layer
+-- back to the sources (nil: not set).
+local function progress_opt(f)
+  if f.opts.progress ~= nil then return f.opts.progress end
+  for _, v in pairs(f.src) do
+    if is_flow(v) then
+      local o = progress_opt(v)
+      if o ~= nil then return o end
+    elseif type(v) == "table" and getmetatable(v) == nil then
+      for _, g in ipairs(v) do
+        if is_flow(g) then
+          local o = progress_opt(g)
+          if o ~= nil then return o end
+        end
+      end
+    end
+  end
+  return nil
+end
+
+-- The progress line of a run (sluice.tools): its split sources and its
+-- source producers of known size.
+local function run_progress(run)
+  local tools = require("sluice.tools")
+  local sources = {}
+  for _, entry in ipairs(run.progress) do sources[#sources + 1] = entry end
+  for _, entry in ipairs(run.stages) do
+    if entry.layer == 0 then sources[#sources + 1] = tools.size_of(entry.stage) end
+  end
+  return tools.progress(run.progress_opt, sources, run.started)
+end
+
+local function progress_free(run)
+  require("sluice.tools").progress_free(run.progress)
 end
 
 local function stop_all(run)
@@ -100,6 +138,7 @@ end
 -- was started and raises a flow error.
 local function build(f, extra)
   local run = new_run()
+  run.progress_opt = progress_opt(f)
   -- all the flow's stages share one snapshot of the globals
   sluice._pin_globals(true)
   local ok, outs = pcall(materialize, run, f, nil, extra)
@@ -125,9 +164,13 @@ local function open(f, fn, discard)
   watch(run)
   local subs = {}
   for i, up in ipairs(outs) do subs[i] = subscription(up) end
-  local ok, it, _, _, closer = pcall(sluice.stream, subs)
+  -- the stream draws the progress line while it waits
+  local prog = run_progress(run)
+  local ok, it, _, _, closer = pcall(sluice.stream, subs, { _progress = prog or false,
+                                                   _label = ("flow %d collector"):format(run.id) })
   if not ok then
     stop_all(run)
+    progress_free(run)
     error("sluice.flow." .. fn .. ": " .. tostring(it), 0)
   end
   release(run)
@@ -135,15 +178,19 @@ local function open(f, fn, discard)
   local function close()
     if done then return end
     done = true
+    if prog then prog:done() end
     getmetatable(closer).__close()
     stop_all(run)
+    progress_free(run)
   end
   local function iter()
     if done then return nil end
     local ok, v = pcall(it)
     if not ok then
       done = true
+      if prog then prog:done() end
       getmetatable(closer).__close()
+      progress_free(run)
       raise_flow_error(run, v)
     end
     if v == nil then close() end
@@ -191,6 +238,8 @@ function Running:await(timeout)
   local run = self.run
   watch(run)
   local left = timeout
+  local prog = run_progress(run)
+  local function clear() if prog then prog:done() end end
   while true do
     local waiting
     for _, entry in ipairs(run.stages) do
@@ -199,18 +248,20 @@ function Running:await(timeout)
         waiting = waiting or s
       else
         local reason = s:await()
-        if not sluice._is_normal(reason) then raise_flow_error(run, reason) end
+        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason) end
       end
     end
-    if not waiting then return end
+    if not waiting then clear(); progress_free(run); return end
     local step = 50
     if left then
-      if left <= 0 then error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
+      if left <= 0 then clear(); error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
       step = math.min(step, left)
     end
+    if prog then prog:tick() end
     local ok, err = pcall(waiting.await, waiting, step)
     if not ok then
       if not tostring(err):find("timed out", 1, true) then   -- Ctrl-C: the flow stops
+        clear()
         stop_all(run)
         error(err, 0)
       end

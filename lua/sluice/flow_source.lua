@@ -108,7 +108,9 @@ local function claim(st)
     st.part_from, st.part_line = 0, 0
   else
     st.part_from, st.part_line = (plan.size * (j - 1)) // k, 0
-    st.reader = sluice._lines(plan.path, st.part_from, (plan.size * j) // k)
+    st.part_to = (plan.size * j) // k
+    st.part_seen = st.part_from   -- bytes of the part counted for the progress line
+    st.reader = sluice._lines(plan.path, st.part_from, st.part_to)
   end
   st.cur = true
   return true
@@ -145,11 +147,27 @@ local GO_ON = "__sluice_source_go_on"
 -- Reads the next chunk of the current lines part into events; a
 -- sluice.jsonl source's lines are decoded here, numbered from the part's
 -- start (counted from the file only when a line is bad).
+-- The progress line's counters (plan.done: the part's bytes read, up to
+-- its end; plan.events: the lines), once per chunk.
+local function count_lines(st, n, done)
+  local plan = st.plan
+  if not plan.done then return end
+  local at = done and st.part_to or math.min(st.reader:pos(), st.part_to)
+  sluice._count(plan.done, at - st.part_seen)
+  st.part_seen = at
+  sluice._count(plan.events, n)
+end
+
 local function read_lines(st, events)
   local plan = st.plan
-  if not plan.json then return st.reader:read(SPLIT_CHUNK, events) end
+  if not plan.json then
+    local done = st.reader:read(SPLIT_CHUNK, events)
+    count_lines(st, #events, done)
+    return done
+  end
   local lines = {}
   local done = st.reader:read(SPLIT_CHUNK, lines)
+  count_lines(st, #lines, done)
   local from, before = st.part_from, st.part_line
   local jsonl = require("sluice.jsonl")
   jsonl.decode(plan.json, lines, events, function() return jsonl.lines_before(plan.path, from) + before + 1 end)
@@ -177,6 +195,7 @@ local function source_events(st, demand)
         local k = st.left < 4096 and st.left or 4096
         events = sluice._range_chunk(st.next, st.plan.step, k)
         st.next, st.left = st.next + k * st.plan.step, st.left - k
+        if st.plan.done then sluice._count(st.plan.done, k) end
         if st.left == 0 then st.cur = nil end
       elseif read_lines(st, events) then
         st.cur, st.reader = nil, nil
@@ -199,6 +218,7 @@ local function source_events(st, demand)
         st.acc = st.run_range(first, last, step, out, st.acc, st.seen)
         if cfg.comb_win then flush_runs(st, out) end
         st.next, st.left = last + step, st.left - k
+        if st.plan.done then sluice._count(st.plan.done, k) end
       end
       if st.left == 0 then st.cur = nil end
     else

@@ -99,8 +99,18 @@ end
 --- sluice.stats() -> every live stage's counters (sluice.tools).
 function M.stats() return require("sluice.tools").stats() end
 
+--- sluice.graph() -> the live stages and subscriptions as Graphviz DOT
+--- (sluice.tools).
+function M.graph() return require("sluice.tools").graph() end
+
+--- sluice.top([opts]): sluice.stats() as a refreshing table, until a key
+--- is pressed (sluice.tools).
+function M.top(opts) return require("sluice.tools").top(opts) end
+
 -- An enumerator pulls up to n items into out and says whether it is done.
--- Every kind of enumerable gets one (built in the state that runs it).
+-- Every kind of enumerable gets one (built in the state that runs it). A
+-- file's enumerator also returns a function that says how many of the
+-- file's bytes it has read.
 local function enumerator(enum)
   local kind = type(enum) == "table" and enum.__sluice_enum
   if type(enum) == "function" then
@@ -137,7 +147,7 @@ local function enumerator(enum)
     end
   elseif kind == "lines" then
     local reader = sluice._lines(enum.path)
-    return function(n, out) return reader:read(n, out) end
+    return function(n, out) return reader:read(n, out) end, function() return reader:pos() end
   elseif kind == "jsonl" then
     -- lines decoded as JSON (sluice.jsonl), numbered as they are read
     local reader, decode = sluice._lines(enum.path), require("sluice.jsonl").decode
@@ -152,7 +162,7 @@ local function enumerator(enum)
         line = line + #lines
       until done or #out >= want
       return done
-    end
+    end, function() return reader:pos() end
   elseif type(enum) == "table" then
     local i, len = 0, #enum
     return function(n, out)
@@ -176,14 +186,29 @@ M._is_enumerable = is_enumerable
 
 -- The producer that emits an enumerable: exactly `demand` items per
 -- handle_demand, then finishes (stops "normal" once dispatched).
+-- Its argument: {enum = the enumerable, done = counter, events = counter}
+-- (the counters of the progress line, when the size is known: sluice.tools;
+-- done counts items, or a file's bytes).
 local EnumProducer = {
   type = "producer",
-  init = function(enum)
-    return { next = enumerator(enum) }
+  init = function(arg)
+    local next, pos = enumerator(arg.enum)
+    return { next = next, pos = pos, done = arg.done, events = arg.events, seen = 0 }
   end,
   handle_demand = function(n, st)
     local out = {}
-    if st.next(n, out) then sluice.self():finish() end
+    local finished = st.next(n, out)
+    if st.done then
+      if st.pos then
+        local at = st.pos()
+        sluice._count(st.done, at - st.seen)
+        st.seen = at
+        sluice._count(st.events, #out)
+      else
+        sluice._count(st.done, #out)
+      end
+    end
+    if finished then sluice.self():finish() end
     return out, st
   end,
 }
@@ -217,8 +242,21 @@ function M.from_enumerable(enum, opts)
   if type(enum) == "function" then start._main = true end
   -- a source that ends by itself may run to its end when the script exits
   if type(enum) == "table" and (enum.__sluice_enum ~= "range" or enum.last ~= math.huge) then start._finite = true end
-  local ok, stage = pcall(sluice.start, EnumProducer, enum, start)
-  if not ok then reraise(fn, { { "message.arg", "enumerable" }, { "message.opts", "opts" } }, stage, 2) end
+  -- a known size: counters for the progress line (sluice.tools)
+  local tools = require("sluice.tools")
+  local total = type(enum) == "table" and tools.enum_size(enum)
+  local arg = { enum = enum }
+  if total then
+    arg.done = sluice._counter()
+    arg.events = (enum.__sluice_enum == "lines" or enum.__sluice_enum == "jsonl") and sluice._counter() or arg.done
+  end
+  local ok, stage = pcall(sluice.start, EnumProducer, arg, start)
+  if not ok then
+    if total then tools.free_counters(arg) end
+    reraise(fn, { { "message.arg.enum", "enumerable" }, { "message.arg", "enumerable" }, { "message.opts", "opts" } },
+      stage, 2)
+  end
+  if total then tools.sized(stage, { total = total, done = arg.done, events = arg.events }) end
   return stage
 end
 
@@ -244,6 +282,15 @@ function M.stream(subscriptions, opts)
     raise(fn, ("expected a list of producers, got %s"):format(type(subscriptions)), 2)
   end
   if opts ~= nil and type(opts) ~= "table" then raise(fn, "opts must be a table, got " .. type(opts), 2) end
+  opts = opts or {}
+  for k, v in pairs(opts) do
+    -- (_progress: a Flow's own progress line, or false)
+    if k == "progress" then
+      if type(v) ~= "boolean" then raise(fn, "progress must be true or false, got " .. sluice.inspect(v), 2) end
+    elseif k ~= "_progress" and k ~= "_label" then
+      raise(fn, ("unknown option %s"):format(sluice.inspect(k)), 2)
+    end
+  end
   -- each entry: a producer, or {producer, option = value, ...}; checked
   -- before anything starts
   local entries = {}
@@ -278,6 +325,8 @@ function M.stream(subscriptions, opts)
     end,
   }
   local consumer = sluice.start(Collector, nil, { _main = true })
+  -- its name in sluice.stats() and sluice.graph() (_label: a Flow's own)
+  require("sluice.tools").places[sluice._handle_id(consumer)] = { label = opts._label or "sluice.stream collector" }
   local subs = {}
   local closed = false
   local function close()
@@ -299,21 +348,37 @@ function M.stream(subscriptions, opts)
   end
   -- returns once the subscriptions are on their way to the producers
   consumer:stats()
+  -- the progress line over the producers of known size (sluice.tools)
+  local prog = opts._progress
+  if prog == nil then
+    local tools, sources = require("sluice.tools"), {}
+    for _, entry in ipairs(entries) do sources[#sources + 1] = tools.size_of(entry[1]) end
+    prog = tools.progress(opts.progress, sources)
+  end
+  if prog then
+    local close_subs = close
+    close = function() prog:done(); close_subs() end
+  end
   local function iter()
     while true do
       if head <= tail then
         local v = queue[head]
         queue[head] = nil
         head = head + 1
+        -- (the line also moves when the loop's body is the slow part: one
+        -- look at the clock per event, only while the line is drawn)
+        if prog then prog:tick() end
         return v
       end
       if closed then return nil end
       if not consumer:alive() then
+        if prog then prog:done() end
         local reason = consumer:await()
         closed = true
         if reason ~= "normal" then reason_error(fn, reason) end
         return nil
       end
+      if prog then prog:tick() end
       sluice._pump(50)
     end
   end
