@@ -121,3 +121,38 @@ clean:
 	rm -rf build build-*
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- fuzzing and stress (tests/fuzz, tests/stress) ---------------------------
+#   make fuzz        builds the libFuzzer targets with clang (ASan+UBSan) in
+#                    build-fuzz/ and runs each for FUZZ_SECONDS (default 120)
+#                    from its seed corpus tests/fuzz/corpus/<target>/; a crash
+#                    stops the run and leaves crash-* in build-fuzz/fuzz/
+#   make stress      STRESS_SEEDS (default 500) random topologies, each with
+#                    -w 1..4 in turn; a failure prints the seed and the
+#                    command that replays it
+FUZZ_TARGETS := decode batch window
+FUZZ_SECONDS ?= 120
+STRESS_SEEDS ?= 500
+STRESS_FIRST ?= 1
+.PHONY: fuzz fuzz-build stress
+fuzz-build:
+	@command -v clang >/dev/null || scripts/deps.sh
+	$(MAKE) CC=clang BUILD=build-fuzz SANITIZER="fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
+	  $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/fuzz/corpus-$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  ( cd build-fuzz/fuzz && ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      corpus-$$t ../../tests/fuzz/corpus/$$t ) >build-fuzz/fuzz/fuzz_$$t.log 2>&1 \
+	    || { tail -n 60 build-fuzz/fuzz/fuzz_$$t.log; echo "fuzz_$$t: FAILED (log: build-fuzz/fuzz/fuzz_$$t.log)"; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' build-fuzz/fuzz/fuzz_$$t.log | sed "s/^/  fuzz_$$t: /"; \
+	done
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LUAC_OBJ) $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -iquote engine -iquote lua $(LUA_CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDFLAGS) -fsanitize=fuzzer $(LUA_LIBS) $(LDLIBS)
+
+stress: $(BIN)
+	scripts/stress.sh $(BUILD) $(STRESS_FIRST) $(STRESS_SEEDS)

@@ -49,6 +49,9 @@ int sl_bb_finish(sl_batch_builder *bb, sl_batch *out) {
     bb->bytes.len = 0;
     return 0;
   }
+  /* events that are all empty still get a byte store, so that every
+   * event pointer is a real one (never NULL + 0) */
+  if (!bb->bytes.data && sl_buf_reserve(&bb->bytes, 1)) return SL_ENOMEM;
   sl_store *s = malloc(sizeof *s);
   if (!s) return SL_ENOMEM;
   atomic_init(&s->refs, 1);

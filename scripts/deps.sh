@@ -3,6 +3,8 @@
 # Run as root it uses apt-get; otherwise it prints the command and fails.
 set -e
 PKGS="gcc make pkg-config liblua5.4-dev lua5.4 lua-unit lua-cjson libreadline-dev tmux"
+# clang (with libFuzzer): make fuzz
+PKGS="$PKGS clang"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

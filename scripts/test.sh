@@ -4,6 +4,7 @@
 #   luaunit suites:  tests/lua/test_*.lua run by BUILD/sluice -w N for each N
 #                    in TEST_WORKERS (default "1 2 4")
 #   shell tests:     tests/repl/*.sh, tests/examples/*.sh (each ends with "N passed, M failed")
+#   stress:          scripts/stress.sh, seeds 1..STRESS_SHORT (default 20)
 # A program that crashes or prints no summary counts as one failure.
 BUILD=${1:-build}
 BIN=$BUILD/sluice
@@ -47,5 +48,7 @@ for t in tests/repl/*.sh tests/examples/*.sh; do
   [ -f "$t" ] || continue
   timeout 300 sh "$t" "$BIN" >"$log" 2>&1; add "$t" $?
 done
+# the short conservation stress run (make stress runs the long one)
+timeout 600 scripts/stress.sh "$BUILD" 1 "${STRESS_SHORT:-20}" >"$log" 2>&1; add "stress seeds 1..${STRESS_SHORT:-20}" $?
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

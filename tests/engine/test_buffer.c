@@ -288,6 +288,31 @@ static void test_free_releases_views(void) {
   sl_buffer_free(NULL);
 }
 
+/* Found by fuzz_batch: a batch whose events are all empty had no bytes at
+ * all, and its event pointers were NULL + 0 (undefined behaviour that
+ * UBSan reports, and a NULL that sl_decode takes as its input). Every
+ * event pointer is now a real one, also for empty events. */
+static void test_empty_events_have_pointers(void) {
+  sl_batch_builder bb;
+  sl_bb_init(&bb);
+  for (int i = 0; i < 3; i++) CHECK_INT(sl_bb_add(&bb, "", 0), 0);
+  sl_batch b;
+  CHECK_INT(sl_bb_finish(&bb, &b), 0);
+  sl_bb_free(&bb);
+  CHECK_INT(b.count, 3);
+  size_t len = 9;
+  CHECK(sl_batch_event(&b, 1, &len) != NULL);
+  CHECK_INT(len, 0);
+  const char *ps[3] = {NULL, NULL, NULL};
+  size_t lens[3] = {9, 9, 9};
+  sl_batch_events(&b, 0, 3, ps, lens);
+  for (int i = 0; i < 3; i++) {
+    CHECK(ps[i] != NULL);
+    CHECK_INT(lens[i], 0);
+  }
+  sl_batch_release(&b);
+}
+
 int main(void) {
   RUN(test_new_validates);
   RUN(test_fifo_take_in_views);
@@ -301,5 +326,6 @@ int main(void) {
   RUN(test_info_displaced_by_keep_last);
   RUN(test_info_stays_with_keep_first);
   RUN(test_free_releases_views);
+  RUN(test_empty_events_have_pointers);
   return CHECK_SUMMARY();
 }
