@@ -30,7 +30,7 @@ comma := ,
 
 DEPS_OK   := $(shell pkg-config --exists $(LUA_PKG) 2>/dev/null && command -v $(LUA) >/dev/null && \
                test -f /usr/include/readline/readline.h && test -f /usr/share/lua/5.4/luaunit.lua && \
-               command -v tmux >/dev/null && echo yes)
+               command -v tmux >/dev/null && command -v luarocks >/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
   $(shell scripts/deps.sh >&2)
 endif
