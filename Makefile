@@ -130,11 +130,16 @@ $(BUILD)/tests/probe.so: tests/capi/probe_module.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS)
 
+# a program that embeds Lua and loads the module (tests/module/module.sh)
+$(BUILD)/tests/module_host: tests/module/host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(LDFLAGS) $(LUA_LIBS) $(LDLIBS)
+
 # ---- jobs --------------------------------------------------------------------
 run: $(BIN)
 	$(BIN) examples/wordcount.lua examples/data/text.txt
 
-test: $(BIN) $(MOD) $(ETEST_BIN) $(CTEST_BIN) $(BUILD)/tests/probe.so
+test: $(BIN) $(MOD) $(ETEST_BIN) $(CTEST_BIN) $(BUILD)/tests/probe.so $(BUILD)/tests/module_host
 	@TEST_WORKERS="$(TEST_WORKERS)" scripts/test.sh $(BUILD)
 
 # the sanitizer runs take each luaunit suite once, with 2 workers
