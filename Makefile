@@ -1,6 +1,7 @@
 # sluice — build, run and test.
 #
-#   make            build build/sluice
+#   make            build build/sluice and the Lua module build/sluice.so
+#   make install    install both (PREFIX=/usr/local; BINDIR, LUA_CMOD_DIR)
 #   make run        run the main example (word count)
 #   make test       C unit tests + luaunit suites (each with -w 1, 2, 4;
 #                   TEST_WORKERS="..." to choose) + REPL + examples
@@ -29,7 +30,8 @@ comma := ,
 
 DEPS_OK   := $(shell pkg-config --exists $(LUA_PKG) 2>/dev/null && command -v $(LUA) >/dev/null && \
                test -f /usr/include/readline/readline.h && test -f /usr/share/lua/5.4/luaunit.lua && \
-               command -v tmux >/dev/null && $(LUA) -e 'require"cjson"' 2>/dev/null && echo yes)
+               command -v tmux >/dev/null && $(LUA) -e 'require"cjson"' 2>/dev/null && \
+               command -v luarocks >/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
   $(shell scripts/deps.sh >&2)
 endif
@@ -53,19 +55,34 @@ LDLIBS  := -lm
 # ---- sources -----------------------------------------------------------------
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
-LUAC_SRC   := $(filter-out lua/main.c,$(wildcard lua/*.c))
+LUAC_SRC   := $(filter-out lua/main.c lua/module.c,$(wildcard lua/*.c))
 LUAC_OBJ   := $(LUAC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/lua/embedded.o
 LUALIB_SRC := $(sort $(wildcard lua/sluice/*.lua))
 MAIN_OBJ   := $(BUILD)/lua/main.o
 BIN        := $(BUILD)/sluice
+
+# The Lua C module: the same objects compiled a second time, position
+# independent, into $(BUILD)/pic, plus lua/module.c. It links no Lua
+# library: the host program that loads it provides the Lua API. Only
+# luaopen_sluice is exported (-fvisibility=hidden), so the module's
+# functions neither clash with the host's nor go through the PLT.
+MOD        := $(BUILD)/sluice.so
+PIC        := $(BUILD)/pic
+PICFLAGS   := -fPIC -fvisibility=hidden
+MOD_OBJ    := $(ENGINE_SRC:%.c=$(PIC)/%.o) $(LUAC_SRC:%.c=$(PIC)/%.o) \
+              $(PIC)/lua/embedded.o $(PIC)/lua/module.o
+
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LUA_CMOD_DIR ?= $(PREFIX)/lib/lua/5.4
 
 ETEST_SRC  := $(wildcard tests/engine/test_*.c)
 ETEST_BIN  := $(ETEST_SRC:tests/engine/%.c=$(BUILD)/tests/%)
 CTEST_SRC  := $(wildcard tests/capi/test_*.c)
 CTEST_BIN  := $(CTEST_SRC:tests/capi/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test check bench clean deps
-all: $(BIN)
+.PHONY: all run test check bench clean deps install
+all: $(BIN) $(MOD)
 
 $(BIN): $(MAIN_OBJ) $(LUAC_OBJ) $(ENGINE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) -lreadline $(LDLIBS)
@@ -77,6 +94,21 @@ $(BUILD)/engine/%.o: engine/%.c
 $(BUILD)/lua/%.o: lua/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -iquote engine -iquote lua $(LUA_CFLAGS) -c -o $@ $<
+
+$(MOD): $(MOD_OBJ)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ -ldl $(LDLIBS)
+
+$(PIC)/engine/%.o: engine/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PICFLAGS) -iquote engine -c -o $@ $<
+
+$(PIC)/lua/%.o: lua/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PICFLAGS) -iquote engine -iquote lua $(LUA_CFLAGS) -c -o $@ $<
+
+$(PIC)/lua/embedded.o: $(BUILD)/lua/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PICFLAGS) -c -o $@ $<
 
 # The Lua library files are compiled into the binary as strings.
 $(BUILD)/lua/embedded.c: $(LUALIB_SRC) scripts/embed.lua
@@ -99,11 +131,16 @@ $(BUILD)/tests/probe.so: tests/capi/probe_module.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS)
 
+# a program that embeds Lua and loads the module (tests/module/module.sh)
+$(BUILD)/tests/module_host: tests/module/host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(LDFLAGS) $(LUA_LIBS) $(LDLIBS)
+
 # ---- jobs --------------------------------------------------------------------
 run: $(BIN)
 	$(BIN) examples/wordcount.lua examples/data/text.txt
 
-test: $(BIN) $(ETEST_BIN) $(CTEST_BIN) $(BUILD)/tests/probe.so
+test: $(BIN) $(MOD) $(ETEST_BIN) $(CTEST_BIN) $(BUILD)/tests/probe.so $(BUILD)/tests/module_host
 	@TEST_WORKERS="$(TEST_WORKERS)" scripts/test.sh $(BUILD)
 
 # the sanitizer runs take each luaunit suite once, with 2 workers
@@ -116,6 +153,13 @@ bench: $(BIN)
 
 deps:
 	scripts/deps.sh
+
+# also what `luarocks make` runs (sluice-*.rockspec sets BINDIR and
+# LUA_CMOD_DIR to the rock's directories)
+install: $(BIN) $(MOD)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUA_CMOD_DIR)
+	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/sluice
+	install -m 755 $(MOD) $(DESTDIR)$(LUA_CMOD_DIR)/sluice.so
 
 clean:
 	rm -rf build build-*

@@ -328,7 +328,15 @@ static int worker_panic(lua_State *L) {
 
 static const char SNAPCACHE_KEY[] = "sluice.snapcache";
 
-static wctx *ctx_of(lua_State *L) { return *(wctx **)lua_getextraspace(L); }
+/* The worker context of the running thread (NULL on the main thread):
+ * each state is used by one thread only, so the thread tells the state.
+ * A host that loads sluice as a module keeps its states' extra space. */
+static _Thread_local wctx *thread_ctx;
+
+static wctx *ctx_of(lua_State *L) {
+  (void)L;
+  return thread_ctx;
+}
 
 int sl_rt_place(lua_State *L) {
   wctx *c = ctx_of(L);
@@ -385,7 +393,7 @@ static int l_global_index(lua_State *L) {
   return 0;
 }
 
-int luaopen_sluice(lua_State *L);
+static int open_module(lua_State *L);
 
 /* Sets up a new state (main or worker): libraries, embedded modules,
  * line-atomic print, the sluice module as a global. */
@@ -394,7 +402,7 @@ static void setup_state(lua_State *L) {
   preload_embedded(L);
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");
-  luaL_requiref(L, "sluice", luaopen_sluice, 1);
+  luaL_requiref(L, "sluice", open_module, 1);
   lua_pop(L, 1);
   /* the parts of the module written in Lua add themselves to it */
   lua_getglobal(L, "require");
@@ -411,6 +419,7 @@ static void *worker_start(int index, void *ud) {
   if (!c->L) abort();
   lua_atpanic(c->L, worker_panic);
   *(wctx **)lua_getextraspace(c->L) = c;
+  thread_ctx = c;   /* worker_start runs on the worker's thread */
   setup_state(c->L);
   lua_newtable(c->L);
   lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
@@ -882,7 +891,8 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 }
 
 
-int luaopen_sluice(lua_State *L) {
+/* The sluice table (C part); sluice.stages adds the Lua part. */
+static int open_module(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
     {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_ticket", l_ticket}, {"_take", l_take}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {NULL, NULL}};
@@ -917,6 +927,49 @@ int sl_rt_open(lua_State *L, int nworkers) {
   int rc = sl_sched_start(nworkers, &hooks, &sl_rt_g.sched);
   if (rc != 0) return rc;
   lua_getglobal(L, "sluice");
+  return 0;
+}
+
+/* Whether the global print of L is the base library's own (found by
+ * asking a fresh state of the same Lua library for its print). */
+static int print_is_stock(lua_State *L) {
+  lua_getglobal(L, "print");
+  lua_CFunction f = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  lua_State *F = f ? luaL_newstate() : NULL;
+  if (!F) return 0;
+  luaL_requiref(F, "_G", luaopen_base, 1);
+  lua_getglobal(F, "print");
+  int same = lua_tocfunction(F, -1) == f;
+  lua_close(F);
+  return same;
+}
+
+int sl_rt_open_host(lua_State *L, int nworkers) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  sl_rt_g.L = lua_tothread(L, -1);   /* require may run in a coroutine */
+  lua_pop(L, 1);
+  sl_rt_g.nworkers = nworkers;
+  sl_rt_g.worker_handler = sl_stage_handle;
+  sl_rt_g.main_handler = main_handler;
+  sl_stage_init(nworkers);
+  preload_embedded(L);
+  if (print_is_stock(L)) {   /* the same output, in one locked write */
+    lua_pushcfunction(L, l_print);
+    lua_setglobal(L, "print");
+  }
+  luaL_requiref(L, "sluice", open_module, 0);   /* package.loaded.sluice, no global */
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "sluice.stages");
+  lua_call(L, 1, 0);
+  record_baseline(L);
+  sl_sched_hooks hooks = {worker_start, worker_handle, worker_stop, NULL, worker_interrupt};
+  int rc = sl_sched_start(nworkers, &hooks, &sl_rt_g.sched);
+  if (rc != 0) return rc;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "sluice");
+  lua_remove(L, -2);
   return 0;
 }
 

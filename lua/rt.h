@@ -44,6 +44,16 @@ lua_State *sl_rt_newstate(sl_pool **pool);
 /* Opens the runtime with n workers and leaves the sluice module on the
  * stack of the main state L (also stored as global "sluice"). */
 int sl_rt_open(lua_State *L, int nworkers);
+/* Opens the runtime with n workers on a host's state L (the sluice module
+ * loaded by require into a program that embeds Lua): L's main thread
+ * becomes the main state, left as the host made it (allocator, panic and
+ * warn functions, collector mode, opened libraries and globals); only the
+ * embedded library is preloaded, package.loaded.sluice set, and the base
+ * library's print (if the global print is still that) replaced by the
+ * line-atomic one, which prints the same.
+ * Leaves the sluice module on the stack. Raises a Lua error when the
+ * library fails to load; returns non-zero when the workers cannot start. */
+int sl_rt_open_host(lua_State *L, int nworkers);
 /* Stops the workers and closes the runtime. Queued messages are dropped
  * and a worker busy in Lua code is interrupted ("interrupted" raised in
  * the running callback or task, and again at each instruction until it

@@ -2,7 +2,8 @@
 # Installs the Debian packages sluice needs to build and test.
 # Run as root it uses apt-get; otherwise it prints the command and fails.
 set -e
-PKGS="gcc make pkg-config liblua5.4-dev lua5.4 lua-unit lua-cjson libreadline-dev tmux"
+# luarocks: tests/module/rockspec.sh installs sluice with it into a temporary tree
+PKGS="gcc make pkg-config liblua5.4-dev lua5.4 lua-unit lua-cjson libreadline-dev tmux luarocks"
 # clang (with libFuzzer): make fuzz
 PKGS="$PKGS clang"
 missing=""
