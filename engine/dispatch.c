@@ -267,7 +267,10 @@ static void demand_dispatch(sl_dispatch *d, sl_batch *batch, sl_batch *leftovers
 /* ---- broadcast ---------------------------------------------------------- */
 
 /* Moves the slowest consumer's demand into `waiting` and returns the part
- * of it not requested upstream yet. */
+ * of it not requested upstream yet. `requested` is demand asked upstream
+ * that the producer has not met yet: the stage reports what meets it
+ * (sl_dispatch_produced: new events, and buffered ones taken against it),
+ * whether or not they can be delivered now. */
 static uint64_t broadcast_sync(sl_dispatch *d) {
   uint64_t m = UINT64_MAX;
   for (size_t i = 0; i < d->ndems; i++) m = min64(m, d->dems[i].counter);
@@ -305,7 +308,6 @@ static void broadcast_dispatch(sl_dispatch *d, sl_batch *batch, sl_batch *leftov
     }
   }
   d->waiting -= k;
-  d->requested -= min64(d->requested, k);
   if (k == 0) {
     *leftovers = *batch;
     *batch = SL_BATCH_EMPTY;
@@ -678,6 +680,10 @@ int sl_dispatch_ask(sl_dispatch *d, uint64_t consumer, uint64_t n, uint64_t *ups
   default:
     return partition_ask(d, i, n, upstream);
   }
+}
+
+void sl_dispatch_produced(sl_dispatch *d, uint64_t n) {
+  if (d->kind == SL_DISPATCH_BROADCAST) d->requested -= min64(d->requested, n);
 }
 
 int sl_dispatch_dispatch(sl_dispatch *d, sl_batch *batch, const int32_t *parts,

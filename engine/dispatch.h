@@ -98,6 +98,12 @@ int sl_dispatch_cancel(sl_dispatch *d, uint64_t consumer, uint64_t *upstream);
  * kind, see above), or SL_ENOENT for an unknown id. */
 int sl_dispatch_ask(sl_dispatch *d, uint64_t consumer, uint64_t n, uint64_t *upstream);
 
+/* n events met demand this dispatcher asked upstream: new events the
+ * stage emitted, or events from its buffer taken against an upstream
+ * demand. The broadcast kind asks upstream only for demand not met yet;
+ * the other kinds ignore this. */
+void sl_dispatch_produced(sl_dispatch *d, uint64_t n);
+
 /* Dispatches *batch: emits what the consumers can take now and stores the
  * rest, an unsplit tail of the input, in *leftovers (the caller's, usually
  * for the buffer; SL_BATCH_EMPTY when none). *batch is consumed (it becomes

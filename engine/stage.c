@@ -332,8 +332,12 @@ void sl_stage_emit(sl_stage *s, sl_batch *b) {
     fail(s, "a consumer cannot emit events");
     return;
   }
-  if (s->accumulate) acc_push(s, 0, 0, b);
-  else dispatch_batch(s, b);
+  if (s->accumulate) {
+    acc_push(s, 0, 0, b);
+    return;
+  }
+  sl_dispatch_produced(s->disp, b->count);
+  dispatch_batch(s, b);
 }
 
 static info *take_info(sl_stage *s, uint64_t token) {
@@ -384,6 +388,8 @@ static void serve(sl_stage *s, uint64_t n) {
       deliver_ready_infos(s);
       continue;
     }
+    /* buffered events meet (part of) the new demand */
+    sl_dispatch_produced(s->disp, n < b.count ? n : b.count);
     n = n > b.count ? n - b.count : 0;
     dispatch_batch(s, &b);
     deliver_ready_infos(s);
@@ -440,6 +446,7 @@ void sl_stage_set_accumulate(sl_stage *s, int on) {
       queue_info(s, a->token);
     } else {
       s->acc_events -= a->batch.count;
+      sl_dispatch_produced(s->disp, a->batch.count);
       dispatch_batch(s, &a->batch);
     }
     sl_batch_release(&a->batch);

@@ -263,14 +263,16 @@ static void test_broadcast_slowest_pace(void) {
   CHECK_STR(demands(d), "1:5 2:0");
   CHECK_INT(state(d).waiting, 5);
   CHECK_INT(state(d).requested, 5);
+  sl_dispatch_produced(d, 7);             /* the producer made 7 (as a stage reports them) */
+  CHECK_INT(state(d).requested, 0);
   CHECK_STR(dispatch(d, "a b c d e f g", NULL), "f g");
   CHECK_STR(received(), "1:a b c d e | 2:a b c d e");
   CHECK_INT(state(d).waiting, 0);
-  CHECK_INT(state(d).requested, 0);
   CHECK_STR(dispatch(d, "f g", NULL), "f g");
   CHECK_STR(received(), "");
   CHECK_INT(ask(d, 2, 7), 5);
   CHECK_STR(demands(d), "1:0 2:2");
+  sl_dispatch_produced(d, 2);             /* the buffered f g meet 2 of those 5 */
   CHECK_STR(dispatch(d, "f g", NULL), "");
   CHECK_STR(received(), "1:f g | 2:f g");
   CHECK_INT(state(d).waiting, 3);
@@ -292,6 +294,7 @@ static void test_broadcast_never_duplicates_demand(void) {
   CHECK_INT(ask(d, 2, 10), 0);
   CHECK_STR(demands(d), "1:0 2:0");
   CHECK_INT(state(d).waiting, 10);
+  sl_dispatch_produced(d, 10);
   CHECK_STR(dispatch(d, "1 2 3 4 5 6 7 8 9 10", NULL), "");
   CHECK_STR(received(), "1:1 2 3 4 5 6 7 8 9 10 | 2:1 2 3 4 5 6 7 8 9 10");
   CHECK_INT(ask(d, 1, 10), 0);
@@ -305,6 +308,7 @@ static void test_broadcast_subscribe_midway(void) {
   sl_dispatch *d = new_disp(SL_DISPATCH_BROADCAST, (sl_dispatch_opts){0});
   CHECK_INT(sl_dispatch_subscribe(d, 1, 0), 0);
   CHECK_INT(ask(d, 1, 10), 10);
+  sl_dispatch_produced(d, 3);
   CHECK_STR(dispatch(d, "a b c", NULL), "");
   CHECK_STR(received(), "1:a b c");
   CHECK_INT(state(d).waiting, 7);
@@ -313,6 +317,7 @@ static void test_broadcast_subscribe_midway(void) {
   CHECK_STR(demands(d), "1:7 2:0");
   CHECK_INT(state(d).waiting, 0);
   CHECK_INT(sl_dispatch_accepts(d), 0);
+  sl_dispatch_produced(d, 2);             /* d e: made for the first ask, buffered */
   CHECK_STR(dispatch(d, "d e", NULL), "d e");
   CHECK_STR(received(), "");
   CHECK_INT(ask(d, 2, 4), 0);
@@ -406,9 +411,84 @@ static sl_batch mk_n(uint32_t n) {
   return b;
 }
 
+/* The broadcast kind driven as a producer stage drives it: what it asks
+ * upstream is made by handle_demand (sometimes more, sometimes in pieces),
+ * reported with sl_dispatch_produced, dispatched, and what is left over is
+ * buffered; buffered events are taken first against new upstream demand.
+ * Consumers ask back some of what they get (as with a selector or small
+ * max_demand); two of them subscribe mid-way. The demand asked upstream and not yet made is what the
+ * producer owes, and nothing stalls: whenever consumers can take events,
+ * the buffer or what the producer owes will bring them; everyone gets the
+ * same events. (The stall this catches: buffered events counted twice
+ * against upstream demand.) */
+static void test_broadcast_stage_model(void) {
+  for (uint64_t seed0 = 1; seed0 <= 200; seed0++) {
+    tally t = {{0}};
+    sl_dispatch_opts o = {.emit = count_emit, .ud = &t};
+    sl_dispatch *d;
+    CHECK_INT(sl_dispatch_new(SL_DISPATCH_BROADCAST, &o, &d), 0);
+    uint64_t seed = seed0, owed = 0, buf = 0, got_before[4] = {0}, base[4] = {0};
+    /* consumer 1 from the start; 2 and 3 subscribe mid-way (then the
+     * others' waiting demand waits for them: events made for it are
+     * buffered) */
+    uint64_t ncons = 1, joins[4] = {0, 0, 1 + rnd(&seed) % 100, 1 + rnd(&seed) % 300};
+    CHECK_INT(sl_dispatch_subscribe(d, 1, 0), 0);
+    for (int step = 0; step < 400; step++) {
+      uint64_t up = 0;
+      while (ncons < 3 && (uint64_t)step == joins[ncons + 1]) {
+        ncons++;
+        CHECK_INT(sl_dispatch_subscribe(d, ncons, 0), 0);
+        base[ncons] = t.got[1];
+      }
+      uint32_t r = (uint32_t)(rnd(&seed) % 3);
+      if (r == 0) {                                  /* a consumer asks */
+        uint64_t c = 1 + rnd(&seed) % ncons, n = 1 + rnd(&seed) % 20;
+        CHECK_INT(sl_dispatch_ask(d, c, n, &up), 0);
+      } else if (r == 1) {                           /* consumers ask back part of what came */
+        for (uint64_t c = 1; c <= ncons; c++) {
+          uint64_t came = t.got[c] - got_before[c];
+          got_before[c] = t.got[c];
+          uint64_t back = came ? rnd(&seed) % (came + 1) : 0;
+          uint64_t u;
+          CHECK_INT(sl_dispatch_ask(d, c, back, &u), 0);
+          up += u;
+        }
+      }
+      /* the stage: buffered events first, then handle_demand for the rest */
+      uint64_t n = up;
+      uint64_t take = buf < sl_dispatch_accepts(d) ? buf : sl_dispatch_accepts(d);
+      if (take) {
+        sl_dispatch_produced(d, n < take ? n : take);
+        n = n > take ? n - take : 0;
+        sl_batch b = mk_n((uint32_t)take), l;
+        CHECK_INT(sl_dispatch_dispatch(d, &b, NULL, &l, NULL), 0);
+        buf -= take - l.count;
+        sl_batch_release(&l);
+      }
+      owed += n;
+      if (owed && rnd(&seed) % 2) {                  /* handle_demand makes some of it, or more */
+        uint64_t made = rnd(&seed) % 4 == 0 ? owed + rnd(&seed) % 5 : 1 + rnd(&seed) % owed;
+        owed -= made < owed ? made : owed;
+        sl_dispatch_produced(d, made);
+        sl_batch b = mk_n((uint32_t)made), l;
+        CHECK_INT(sl_dispatch_dispatch(d, &b, NULL, &l, NULL), 0);
+        buf += l.count;
+        sl_batch_release(&l);
+      }
+      for (uint64_t c = 2; c <= ncons; c++) CHECK_INT(t.got[c] + base[c], t.got[1]);
+      /* what the dispatcher counts as asked and not made is what the
+       * producer owes; consumers that can take events now are served by
+       * the buffer or by what the producer owes (no stall) */
+      CHECK_INT(state(d).requested, owed);
+      if (sl_dispatch_accepts(d) > 0) CHECK(buf + owed > 0);
+    }
+    sl_dispatch_free(d);
+  }
+}
+
 /* For every kind: nobody gets more than it asked, every event is either
  * emitted, queued, dropped or left over, and (demand) the list stays
- * sorted, (broadcast) demand upstream is exactly the slowest consumer's. */
+ * sorted, (broadcast) demand upstream is at most the slowest consumer's. */
 static void test_invariants_under_random_traffic(void) {
   for (int kind = 0; kind < 3; kind++) {
     tally t = {{0}};
@@ -456,9 +536,13 @@ static void test_invariants_under_random_traffic(void) {
         CHECK_INT(t.got[1] + t.got[2] + t.got[3] + left, in);
         CHECK_INT(upstream, asked[1] + asked[2] + asked[3]);
       } else if (kind == SL_DISPATCH_BROADCAST) {
+        /* what is asked upstream depends on what the producer reports
+         * made (sl_dispatch_produced), which random batches do not model:
+         * test_broadcast_stage_model checks that; here, never more than
+         * the slowest consumer's demand */
         uint64_t slowest = asked[1];
         for (uint64_t c = 2; c <= 3; c++) slowest = asked[c] < slowest ? asked[c] : slowest;
-        CHECK_INT(upstream, slowest);
+        CHECK(upstream <= slowest);
         CHECK(t.got[1] == t.got[2] && t.got[2] == t.got[3]);
         CHECK_INT(t.got[1] + left, in);
       } else {
@@ -545,6 +629,7 @@ int main(void) {
   RUN(test_broadcast_cancel_releases_demand);
   RUN(test_broadcast_refuses_duplicate);
   RUN(test_broadcast_shares_storage);
+  RUN(test_broadcast_stage_model);
   RUN(test_invariants_under_random_traffic);
   RUN(test_hash_is_deterministic_and_spreads);
   RUN(test_hash_partitions_feed_dispatch);
