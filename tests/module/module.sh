@@ -18,7 +18,7 @@ case $BUILD in
   *thread*) PRELOAD=$(cc -print-file-name=libtsan.so) ;;
   *) PRELOAD= ;;
 esac
-export LUA_CPATH="$BUILD/?.so" LUA_PATH=";;" SLUICE_WORKERS=2
+export LUA_CPATH="$BUILD/?.so;;" LUA_PATH=";;" SLUICE_WORKERS=2
 lua() { LD_PRELOAD=$PRELOAD timeout 60 "$LUA" "$@"; }
 
 # ---- the luaunit suites, through the stock interpreter ----------------------
