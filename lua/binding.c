@@ -268,6 +268,7 @@ typedef struct wctx {
   sl_pool *pool;    /* L's allocator */
   snapshot *snap;   /* newest installed, one reference */
   atomic_uint_fast64_t interrupt_seq;   /* handler asked to stop (sl_sched_seq), 0: none */
+  atomic_uint_fast64_t running;         /* the stage or task the handler serves now, 0: none */
 } wctx;
 
 /* Set once the runtime closes: an interruption then holds until the
@@ -407,6 +408,7 @@ static void *worker_start(int index, void *ud) {
   if (!c) abort();
   c->index = index;
   atomic_init(&c->interrupt_seq, 0);
+  atomic_init(&c->running, 0);
   c->L = sl_rt_newstate(&c->pool);
   if (!c->L) abort();
   lua_atpanic(c->L, worker_panic);
@@ -438,7 +440,9 @@ static int raise_interrupt(lua_State *L, wctx *c) {
     atomic_store(&c->interrupt_seq, 0);
     lua_sethook(L, NULL, 0, 0);
   }
-  return luaL_error(L, "interrupted");
+  /* no position: the traceback says where the callback was */
+  lua_pushliteral(L, "interrupted");
+  return lua_error(L);
 }
 
 /* Hook on a worker state: raises "interrupted" inside the handler it was
@@ -459,6 +463,14 @@ static void worker_interrupt(void *ctx, uint64_t seq) {
 
 int sl_rt_interrupt_workers(void) {
   return sl_rt_g.sched ? sl_sched_interrupt(sl_rt_g.sched) : 0;
+}
+
+static int runs(void *ctx, void *ud) {
+  return atomic_load(&((wctx *)ctx)->running) == *(uint64_t *)ud;
+}
+
+int sl_rt_interrupt_running(uint64_t id) {
+  return sl_rt_g.sched && id ? sl_sched_interrupt_if(sl_rt_g.sched, runs, &id) : 0;
 }
 
 static void worker_stop(void *ctx) {
@@ -531,31 +543,79 @@ static void run_task(wctx *c, sl_msg *m) {
 static void worker_handle(void *ctx, sl_msg *m) {
   wctx *c = ctx;
   sl_rt_install_snapshot(c->L, m);
+  /* a message serves one stage (or one task): m->to names it, so that
+   * sl_rt_interrupt_running can aim at the callback it runs */
+  atomic_store(&c->running, m->to);
   if (m->kind == SL_M_TASK) {
     run_task(c, m);
     sl_msg_free(m);
   } else if (!(sl_rt_g.worker_handler && sl_rt_g.worker_handler(c->L, c->index, m))) {
     sl_msg_free(m);   /* a handler that takes m frees it: m is not read after */
   }
+  atomic_store(&c->running, 0);
 }
 
 /* ---- main thread waits ------------------------------------------------------ */
 
 static sl_msg *done_tasks;   /* SL_M_TASK_DONE messages not yet awaited (main thread only) */
 
-void sl_rt_check_interrupt(lua_State *L) {
-  if (sl_rt_g.interrupted) {
-    sl_rt_g.interrupted = 0;
-    /* the SIGINT handler also armed a hook on the main state: this error
-     * is the interruption, so the hook must not raise it a second time */
-    lua_sethook(sl_rt_g.L, NULL, 0, 0);
-    luaL_error(L, "interrupted");
+/* Tasks started by the main thread since sl_rt_forget_started: what
+ * Ctrl-C interrupts (main thread only). */
+static uint64_t *started_tasks;
+static size_t ntasks, captasks;
+
+static void note_task(uint64_t id) {
+  if (ntasks == captasks) {
+    size_t cap = captasks ? captasks * 2 : 16;
+    uint64_t *p = realloc(started_tasks, cap * sizeof *p);
+    if (!p) return;   /* only Ctrl-C's reach shrinks */
+    started_tasks = p;
+    captasks = cap;
   }
+  started_tasks[ntasks++] = id;
+}
+
+void sl_rt_forget_started(void) {
+  ntasks = 0;
+  sl_stage_forget_started();
+}
+
+void sl_rt_interrupt_started(void) {
+  for (size_t i = 0; i < ntasks; i++) sl_rt_interrupt_running(started_tasks[i]);
+  sl_stage_interrupt_started();
+}
+
+/* After a Ctrl-C the entry is interrupted again every REINTERRUPT_MS
+ * while it runs on, so that no pcall can hold it. */
+#define REINTERRUPT_MS 100
+
+static int interrupt_due(void) {
+  if (sl_rt_g.interrupted) return 1;
+  return sl_rt_g.sigint_seen && sl_rt_g.entry_running && sl_now_ms() - sl_rt_g.interrupted_at >= REINTERRUPT_MS;
+}
+
+static void raise_main_interrupt(lua_State *L) {
+  sl_rt_g.interrupted = 0;
+  sl_rt_g.interrupted_at = sl_now_ms();
+  /* the SIGINT handler armed a hook at every instruction; from now on it
+   * only looks now and then whether the entry is due again */
+  lua_sethook(sl_rt_g.L, sl_rt_interrupt_hook, LUA_MASKCOUNT, 1000);
+  sl_rt_interrupt_started();
+  luaL_error(L, "interrupted");
+}
+
+void sl_rt_interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (interrupt_due()) raise_main_interrupt(L);
+}
+
+void sl_rt_check_interrupt(lua_State *L) {
+  if (interrupt_due()) raise_main_interrupt(L);
 }
 
 int sl_rt_pump(lua_State *L, int64_t timeout_ms) {
   sl_rt_check_interrupt(L);
-  if (timeout_ms < 0 || timeout_ms > 50) timeout_ms = 50;  /* poll for Ctrl-C */
+  if (timeout_ms < 0 || timeout_ms > 10) timeout_ms = 10;  /* poll for Ctrl-C */
   sl_msg *m = sl_inbox_wait(sl_sched_main(sl_rt_g.sched), timeout_ms);
   sl_rt_check_interrupt(L);
   if (!m) return 0;
@@ -738,6 +798,7 @@ static int l_task(lua_State *L) {
   m->data = sl_buf_take(&b, &m->len);
   sl_rt_attach_snapshot(L, m);
   sl_handle_push(L, SL_H_TASK, m->to, (uint64_t)w);
+  note_task(m->to);
   sl_inbox_post(sl_sched_inbox(sl_rt_g.sched, w), m);
   return 1;
 }

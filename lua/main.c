@@ -49,19 +49,15 @@ static void l_message(const char *msg) {
 
 /* ---- Ctrl-C -------------------------------------------------------------- */
 
-static void lstop(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  sl_rt_g.interrupted = 0;
-  luaL_error(L, "interrupted");
-}
-
-/* SIGINT while evaluating: C waits see the flag, Lua code the hook. */
+/* SIGINT while evaluating: C waits see the flag (within 10 ms), Lua code
+ * the hook (at its next instruction). Raising it there also interrupts
+ * the callbacks and tasks that the entry started and that run now on the
+ * workers; the entry is interrupted again every 100 ms until it returns. */
 static void laction(int sig) {
   (void)sig;
   sl_rt_g.interrupted = 1;
   sl_rt_g.sigint_seen = 1;
-  lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  lua_sethook(globalL, sl_rt_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 static void set_sigint(void (*fn)(int)) {
@@ -108,10 +104,12 @@ static int stop_started(lua_State *L) {
 static int docall(lua_State *L, int narg, int nres) {
   sl_rt_g.interrupted = 0;
   sl_rt_g.sigint_seen = 0;
-  sl_stage_forget_started();
+  sl_rt_forget_started();
+  sl_rt_g.entry_running = 1;
   set_sigint(laction);
   int status = sl_pcall(L, narg, nres);
   set_sigint(SIG_DFL);
+  sl_rt_g.entry_running = 0;
   lua_sethook(L, NULL, 0, 0);
   sl_rt_g.interrupted = 0;
   if (status != LUA_OK && sl_rt_g.sigint_seen) {
