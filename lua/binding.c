@@ -86,7 +86,11 @@ int sl_pcall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs;     /* function index */
   lua_pushcfunction(L, msgh);
   lua_insert(L, base);                  /* stack: msgh f args... */
+  void *ud;
+  sl_pool *pool = lua_getallocf(L, &ud) == sl_pool_alloc ? ud : NULL;
+  if (pool) sl_pool_guard(pool, 1);   /* the memory limit holds in here */
   int st = lua_pcall(L, nargs, nresults, base);
+  if (pool) sl_pool_guard(pool, -1);
   lua_remove(L, base);
   if (st != LUA_OK) {
     if (lua_istable(L, -1)) {           /* stack: {err, tb} */
@@ -94,6 +98,7 @@ int sl_pcall(lua_State *L, int nargs, int nresults) {
       lua_rawgeti(L, -2, 2);            /* stack: t err tb */
       lua_remove(L, -3);
     } else {                            /* memory error: no handler ran */
+      if (st == LUA_ERRMEM) sl_rt_note_memory(L, -1);
       lua_pushliteral(L, "");
     }
   }
@@ -331,6 +336,22 @@ static const char SNAPCACHE_KEY[] = "sluice.snapcache";
 
 static wctx *ctx_of(lua_State *L) { return *(wctx **)lua_getextraspace(L); }
 
+void sl_rt_note_memory(lua_State *L, int idx) {
+  wctx *c = ctx_of(L);
+  size_t len;
+  const char *msg = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+  static const char oom[] = "not enough memory";
+  if (!c || !msg || len < sizeof oom - 1 || strcmp(msg + len - (sizeof oom - 1), oom) != 0 ||
+      !sl_pool_refused(c->pool, 0))
+    return;
+  idx = lua_absindex(L, idx);
+  size_t lim = sl_pool_limit(c->pool);
+  if (lim % (1024 * 1024) == 0) lua_pushfstring(L, "%s (worker %d limit %d MiB)", msg, c->index + 1, (int)(lim >> 20));
+  else if (lim % 1024 == 0) lua_pushfstring(L, "%s (worker %d limit %d KiB)", msg, c->index + 1, (int)(lim >> 10));
+  else lua_pushfstring(L, "%s (worker %d limit %I bytes)", msg, c->index + 1, (lua_Integer)lim);
+  lua_replace(L, idx);
+}
+
 int sl_rt_place(lua_State *L) {
   wctx *c = ctx_of(L);
   return c ? c->index : -1;
@@ -416,6 +437,8 @@ static void *worker_start(int index, void *ud) {
   setup_state(c->L);
   lua_newtable(c->L);
   lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
+  /* set after the set-up, which must not fail; what it took counts */
+  sl_pool_set_limit(c->pool, sl_rt_g.memory_limit);
   lua_rawgeti(c->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: G */
   lua_createtable(c->L, 0, 1);
   lua_pushcfunction(c->L, l_global_index);
@@ -546,6 +569,7 @@ static void worker_handle(void *ctx, sl_msg *m) {
   /* a message serves one stage (or one task): m->to names it, so that
    * sl_rt_interrupt_running can aim at the callback it runs */
   atomic_store(&c->running, m->to);
+  sl_pool_refused(c->pool, 1);
   if (m->kind == SL_M_TASK) {
     run_task(c, m);
     sl_msg_free(m);

@@ -2,6 +2,7 @@
  * modelled on the standalone lua interpreter (protected main, expression
  * first, <eof> continuation lines, Ctrl-C through a hook). */
 #include <errno.h>
+#include <stdint.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -530,6 +531,27 @@ static int default_workers(void) {
   return n >= 1 ? (int)n : 1;
 }
 
+/* SLUICE_MEMORY: the memory limit of each worker state, in bytes with an
+ * optional K, M or G (powers of 1024); unset, empty or 0: no limit. */
+static size_t memory_limit(void) {
+  const char *e = getenv("SLUICE_MEMORY");
+  if (!e || !*e) return 0;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(e, &end, 10);
+  int digits = end != e, shift = 0;
+  if (*end == 'K' || *end == 'k') shift = 10;
+  else if (*end == 'M' || *end == 'm') shift = 20;
+  else if (*end == 'G' || *end == 'g') shift = 30;
+  if (shift) end++;
+  if (!digits || *end || errno || e[0] == '-' || n > (SIZE_MAX >> shift)) {
+    fprintf(stderr, "%s: SLUICE_MEMORY must be a number of bytes, with an optional K, M or G, got '%s'\n",
+            progname, e);
+    exit(EXIT_FAILURE);
+  }
+  return (size_t)n << shift;
+}
+
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
@@ -568,6 +590,7 @@ int main(int argc, char **argv) {
   int workers = default_workers();
   int script = 0;
   collectargs(argv, &script, &workers);   /* -w must be known before the workers start */
+  sl_rt_g.memory_limit = memory_limit();
   sl_pool *pool;
   lua_State *L = sl_rt_newstate(&pool);
   if (L == NULL) {

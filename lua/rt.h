@@ -33,6 +33,7 @@ typedef struct sl_rt {
   int (*main_handler)(lua_State *L, sl_msg *m);
   int entry_running;                /* 1 while the binary runs an entry (a chunk, a REPL line) */
   int64_t interrupted_at;           /* when "interrupted" was last raised on the main thread */
+  size_t memory_limit;              /* bytes per worker state (SLUICE_MEMORY), 0: none; set before sl_rt_open */
 } sl_rt;
 
 extern sl_rt sl_rt_g;
@@ -91,6 +92,11 @@ int sl_pcall(lua_State *L, int nargs, int nresults);
 int sl_rt_pump(lua_State *L, int64_t timeout_ms);
 /* Raises the pending interrupt, if any. */
 void sl_rt_check_interrupt(lua_State *L);
+
+/* On a worker whose memory limit refused an allocation: the string at
+ * idx, if it ends with "not enough memory", gets " (worker N limit X MiB)"
+ * appended. Does nothing elsewhere. */
+void sl_rt_note_memory(lua_State *L, int idx);
 
 /* Raises a Lua error "fn: message" after the codec failed. */
 int sl_rt_codec_error(lua_State *L, const char *fn, const char *err);

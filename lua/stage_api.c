@@ -530,6 +530,11 @@ static int l_stage_stop(lua_State *L) {
       lua_rawgeti(L, 2, 1);
       failed = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "error") == 0;
       lua_pop(L, 1);
+      if (failed) {   /* a memory error past the worker's limit says so */
+        lua_rawgeti(L, 2, 2);
+        sl_rt_note_memory(L, -1);
+        lua_rawseti(L, 2, 2);
+      }
     }
     sl_stage_stop(s->st, st_lua_reason(L, 2, failed ? SL_REASON_ERROR : SL_REASON_ASKED));
     return 0;
