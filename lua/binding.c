@@ -274,6 +274,7 @@ typedef struct wctx {
   snapshot *snap;   /* newest installed, one reference */
   atomic_uint_fast64_t interrupt_seq;   /* handler asked to stop (sl_sched_seq), 0: none */
   atomic_uint_fast64_t running;         /* the stage or task the handler serves now, 0: none */
+  atomic_uint_fast64_t raised_seq;      /* the handler "interrupted" was last raised in */
 } wctx;
 
 /* Set once the runtime closes: an interruption then holds until the
@@ -430,6 +431,7 @@ static void *worker_start(int index, void *ud) {
   c->index = index;
   atomic_init(&c->interrupt_seq, 0);
   atomic_init(&c->running, 0);
+  atomic_init(&c->raised_seq, 0);
   c->L = sl_rt_newstate(&c->pool);
   if (!c->L) abort();
   lua_atpanic(c->L, worker_panic);
@@ -459,6 +461,7 @@ static int interrupt_pending(wctx *c) {
  * once the runtime closes: then the hook stays, so a callback that catches
  * the error with pcall is interrupted again at its next instruction. */
 static int raise_interrupt(lua_State *L, wctx *c) {
+  atomic_store(&c->raised_seq, sl_sched_seq());
   if (!atomic_load(&closing)) {
     atomic_store(&c->interrupt_seq, 0);
     lua_sethook(L, NULL, 0, 0);
@@ -480,6 +483,9 @@ static void worker_hook(lua_State *L, lua_Debug *ar) {
 /* Scheduler hook, on the interrupting thread. */
 static void worker_interrupt(void *ctx, uint64_t seq) {
   wctx *c = ctx;
+  /* once per handler: a second request would land in the error's
+   * unwinding (a flow's error handler, terminate); at exit it always goes */
+  if (atomic_load(&c->raised_seq) == seq && !atomic_load(&closing)) return;
   atomic_store(&c->interrupt_seq, seq);
   lua_sethook(c->L, worker_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }

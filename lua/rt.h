@@ -64,7 +64,9 @@ int sl_rt_close(int64_t grace_ms);
 int sl_rt_interrupt_workers(void);
 
 /* Interrupts the callback (or task) with id `id` if a worker runs it
- * now: "interrupted" is raised in it once. Returns 1 if one was running.
+ * now: "interrupted" is raised in it, once per handler run (a later
+ * request for the same run is ignored, except at exit). Returns 1 if one
+ * was running.
  * Any thread. */
 int sl_rt_interrupt_running(uint64_t id);
 /* Ctrl-C (main thread): forget the stages and tasks started so far (a new
