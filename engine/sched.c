@@ -418,13 +418,13 @@ err:
 
 /* Calls hooks.interrupt for every worker inside a handler. life_mu held:
  * a worker cannot leave its loop (and free its context) meanwhile. */
-static int interrupt_locked(sl_sched *s) {
+static int interrupt_locked(sl_sched *s, int (*match)(void *ctx, void *ud), void *ud) {
   int n = 0;
   for (int i = 0; i < s->n; i++) {
     sl_worker *w = &s->workers[i];
     if (w->leaving) continue;
     uint64_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
-    if (seq & 1) {
+    if ((seq & 1) && (!match || match(w->ctx, ud))) {
       n++;
       if (s->hooks.interrupt) s->hooks.interrupt(w->ctx, seq);
     }
@@ -432,9 +432,11 @@ static int interrupt_locked(sl_sched *s) {
   return n;
 }
 
-int sl_sched_interrupt(sl_sched *s) {
+int sl_sched_interrupt(sl_sched *s) { return sl_sched_interrupt_if(s, NULL, NULL); }
+
+int sl_sched_interrupt_if(sl_sched *s, int (*match)(void *ctx, void *ud), void *ud) {
   pthread_mutex_lock(&s->life_mu);
-  int n = interrupt_locked(s);
+  int n = interrupt_locked(s, match, ud);
   pthread_mutex_unlock(&s->life_mu);
   return n;
 }
@@ -465,7 +467,7 @@ int sl_sched_stop_within(sl_sched *s, int64_t grace_ms) {
   int64_t deadline = grace_ms >= 0 ? sl_now_ms() + grace_ms : -1;
   pthread_mutex_lock(&s->life_mu);
   while (s->nended < s->n) {
-    interrupt_locked(s);
+    interrupt_locked(s, NULL, NULL);
     int64_t wait = REINTERRUPT_MS;
     if (deadline >= 0) {
       int64_t left = deadline - sl_now_ms();

@@ -67,6 +67,10 @@ int sl_sched_running(sl_sched *s, int worker);
 /* Calls hooks.interrupt for every worker that is inside a handler now;
  * returns how many were. Any thread. */
 int sl_sched_interrupt(sl_sched *s);
+/* The same for the busy workers whose context match(ctx, ud) accepts
+ * (match runs under the scheduler's lock: it must only read the context,
+ * without locking or waiting). */
+int sl_sched_interrupt_if(sl_sched *s, int (*match)(void *ctx, void *ud), void *ud);
 /* On a worker thread: the number of the handler it runs now (odd; it
  * grows by 2 per message). 0 on other threads. */
 uint64_t sl_sched_seq(void);

@@ -5,7 +5,8 @@
  * to SMALL_MAX bytes come from 64 KiB slabs, one free list per 16-byte
  * size class; larger blocks go to realloc/free. Memory of freed small
  * blocks stays with the state until it is closed. Under AddressSanitizer
- * every block goes to malloc, so that the sanitizer still sees Lua's heap. */
+ * every block goes to malloc, so that the sanitizer still sees Lua's heap.
+ * A pool may have a limit (SLUICE_MEMORY): past it, growing fails. */
 #include <stdlib.h>
 #include <string.h>
 #include "alloc.h"
@@ -33,7 +34,21 @@ struct sl_pool {
   void *free[NCLASS];   /* per class: freed blocks, linked through their first word */
   char *cur, *end;      /* the unused tail of the newest slab */
   slab *slabs;
+  size_t used;          /* bytes the state holds (Lua's own count of its blocks) */
+  size_t limit;         /* 0: none */
+  int refused;          /* an allocation was refused for the limit */
+  int guarded;          /* > 0: inside a protected call, where the limit holds */
 };
+
+void sl_pool_guard(sl_pool *p, int delta) { p->guarded += delta; }
+
+void sl_pool_set_limit(sl_pool *p, size_t bytes) { p->limit = bytes; }
+size_t sl_pool_limit(const sl_pool *p) { return p->limit; }
+int sl_pool_refused(sl_pool *p, int reset) {
+  int r = p->refused;
+  if (reset) p->refused = 0;
+  return r;
+}
 
 sl_pool *sl_pool_new(void) { return calloc(1, sizeof(sl_pool)); }
 
@@ -73,8 +88,27 @@ static void pool_put(sl_pool *p, void *b, int c) {
   p->free[c] = b;
 }
 
+static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize);
+
+/* The limit applies to growth only: freeing and shrinking never fail (Lua
+ * needs that), and a refused allocation makes Lua collect garbage and try
+ * once more before it raises "not enough memory". It holds only inside
+ * protected calls (callbacks and tasks): the host's own unprotected work
+ * on the state (decoding a message, ending a stage) could not survive an
+ * error, and it is bounded by the demand. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   sl_pool *p = ud;
+  size_t old = ptr ? osize : 0;   /* without ptr, osize is the kind of object */
+  if (nsize > old && p->limit && p->guarded > 0 && p->used + (nsize - old) > p->limit) {
+    p->refused = 1;
+    return NULL;
+  }
+  void *r = pool_alloc(p, ptr, osize, nsize);
+  if (r || nsize == 0) p->used = p->used - old + nsize;
+  return r;
+}
+
+static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize) {
   if (!SL_POOL) {
     if (nsize == 0) {
       free(ptr);

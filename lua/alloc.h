@@ -8,6 +8,15 @@ typedef struct sl_pool sl_pool;
 sl_pool *sl_pool_new(void);
 /* Frees the pool's slabs: only after the state using it was closed. */
 void sl_pool_free(sl_pool *p);
+/* A limit on the bytes the state may hold (0: none); past it the
+ * allocator refuses to grow and Lua raises "not enough memory". */
+void sl_pool_set_limit(sl_pool *p, size_t bytes);
+size_t sl_pool_limit(const sl_pool *p);
+/* delta +1 on entering a protected call, -1 on leaving: the limit holds
+ * only inside one. */
+void sl_pool_guard(sl_pool *p, int delta);
+/* 1 if an allocation was refused for the limit (since the last reset). */
+int sl_pool_refused(sl_pool *p, int reset);
 /* A lua_Alloc over the pool given as ud. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 #endif

@@ -86,7 +86,11 @@ int sl_pcall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs;     /* function index */
   lua_pushcfunction(L, msgh);
   lua_insert(L, base);                  /* stack: msgh f args... */
+  void *ud;
+  sl_pool *pool = lua_getallocf(L, &ud) == sl_pool_alloc ? ud : NULL;
+  if (pool) sl_pool_guard(pool, 1);   /* the memory limit holds in here */
   int st = lua_pcall(L, nargs, nresults, base);
+  if (pool) sl_pool_guard(pool, -1);
   lua_remove(L, base);
   if (st != LUA_OK) {
     if (lua_istable(L, -1)) {           /* stack: {err, tb} */
@@ -94,6 +98,7 @@ int sl_pcall(lua_State *L, int nargs, int nresults) {
       lua_rawgeti(L, -2, 2);            /* stack: t err tb */
       lua_remove(L, -3);
     } else {                            /* memory error: no handler ran */
+      if (st == LUA_ERRMEM) sl_rt_note_memory(L, -1);
       lua_pushliteral(L, "");
     }
   }
@@ -268,6 +273,8 @@ typedef struct wctx {
   sl_pool *pool;    /* L's allocator */
   snapshot *snap;   /* newest installed, one reference */
   atomic_uint_fast64_t interrupt_seq;   /* handler asked to stop (sl_sched_seq), 0: none */
+  atomic_uint_fast64_t running;         /* the stage or task the handler serves now, 0: none */
+  atomic_uint_fast64_t raised_seq;      /* the handler "interrupted" was last raised in */
 } wctx;
 
 /* Set once the runtime closes: an interruption then holds until the
@@ -336,6 +343,22 @@ static _Thread_local wctx *thread_ctx;
 static wctx *ctx_of(lua_State *L) {
   (void)L;
   return thread_ctx;
+}
+
+void sl_rt_note_memory(lua_State *L, int idx) {
+  wctx *c = ctx_of(L);
+  size_t len;
+  const char *msg = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+  static const char oom[] = "not enough memory";
+  if (!c || !msg || len < sizeof oom - 1 || strcmp(msg + len - (sizeof oom - 1), oom) != 0 ||
+      !sl_pool_refused(c->pool, 0))
+    return;
+  idx = lua_absindex(L, idx);
+  size_t lim = sl_pool_limit(c->pool);
+  if (lim % (1024 * 1024) == 0) lua_pushfstring(L, "%s (worker %d limit %d MiB)", msg, c->index + 1, (int)(lim >> 20));
+  else if (lim % 1024 == 0) lua_pushfstring(L, "%s (worker %d limit %d KiB)", msg, c->index + 1, (int)(lim >> 10));
+  else lua_pushfstring(L, "%s (worker %d limit %I bytes)", msg, c->index + 1, (lua_Integer)lim);
+  lua_replace(L, idx);
 }
 
 int sl_rt_place(lua_State *L) {
@@ -415,6 +438,8 @@ static void *worker_start(int index, void *ud) {
   if (!c) abort();
   c->index = index;
   atomic_init(&c->interrupt_seq, 0);
+  atomic_init(&c->running, 0);
+  atomic_init(&c->raised_seq, 0);
   c->L = sl_rt_newstate(&c->pool);
   if (!c->L) abort();
   lua_atpanic(c->L, worker_panic);
@@ -423,6 +448,8 @@ static void *worker_start(int index, void *ud) {
   setup_state(c->L);
   lua_newtable(c->L);
   lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
+  /* set after the set-up, which must not fail; what it took counts */
+  sl_pool_set_limit(c->pool, sl_rt_g.memory_limit);
   lua_rawgeti(c->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: G */
   lua_createtable(c->L, 0, 1);
   lua_pushcfunction(c->L, l_global_index);
@@ -443,11 +470,14 @@ static int interrupt_pending(wctx *c) {
  * once the runtime closes: then the hook stays, so a callback that catches
  * the error with pcall is interrupted again at its next instruction. */
 static int raise_interrupt(lua_State *L, wctx *c) {
+  atomic_store(&c->raised_seq, sl_sched_seq());
   if (!atomic_load(&closing)) {
     atomic_store(&c->interrupt_seq, 0);
     lua_sethook(L, NULL, 0, 0);
   }
-  return luaL_error(L, "interrupted");
+  /* no position: the traceback says where the callback was */
+  lua_pushliteral(L, "interrupted");
+  return lua_error(L);
 }
 
 /* Hook on a worker state: raises "interrupted" inside the handler it was
@@ -462,12 +492,23 @@ static void worker_hook(lua_State *L, lua_Debug *ar) {
 /* Scheduler hook, on the interrupting thread. */
 static void worker_interrupt(void *ctx, uint64_t seq) {
   wctx *c = ctx;
+  /* once per handler: a second request would land in the error's
+   * unwinding (a flow's error handler, terminate); at exit it always goes */
+  if (atomic_load(&c->raised_seq) == seq && !atomic_load(&closing)) return;
   atomic_store(&c->interrupt_seq, seq);
   lua_sethook(c->L, worker_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 int sl_rt_interrupt_workers(void) {
   return sl_rt_g.sched ? sl_sched_interrupt(sl_rt_g.sched) : 0;
+}
+
+static int runs(void *ctx, void *ud) {
+  return atomic_load(&((wctx *)ctx)->running) == *(uint64_t *)ud;
+}
+
+int sl_rt_interrupt_running(uint64_t id) {
+  return sl_rt_g.sched && id ? sl_sched_interrupt_if(sl_rt_g.sched, runs, &id) : 0;
 }
 
 static void worker_stop(void *ctx) {
@@ -540,31 +581,80 @@ static void run_task(wctx *c, sl_msg *m) {
 static void worker_handle(void *ctx, sl_msg *m) {
   wctx *c = ctx;
   sl_rt_install_snapshot(c->L, m);
+  /* a message serves one stage (or one task): m->to names it, so that
+   * sl_rt_interrupt_running can aim at the callback it runs */
+  atomic_store(&c->running, m->to);
+  sl_pool_refused(c->pool, 1);
   if (m->kind == SL_M_TASK) {
     run_task(c, m);
     sl_msg_free(m);
   } else if (!(sl_rt_g.worker_handler && sl_rt_g.worker_handler(c->L, c->index, m))) {
     sl_msg_free(m);   /* a handler that takes m frees it: m is not read after */
   }
+  atomic_store(&c->running, 0);
 }
 
 /* ---- main thread waits ------------------------------------------------------ */
 
 static sl_msg *done_tasks;   /* SL_M_TASK_DONE messages not yet awaited (main thread only) */
 
-void sl_rt_check_interrupt(lua_State *L) {
-  if (sl_rt_g.interrupted) {
-    sl_rt_g.interrupted = 0;
-    /* the SIGINT handler also armed a hook on the main state: this error
-     * is the interruption, so the hook must not raise it a second time */
-    lua_sethook(sl_rt_g.L, NULL, 0, 0);
-    luaL_error(L, "interrupted");
+/* Tasks started by the main thread since sl_rt_forget_started: what
+ * Ctrl-C interrupts (main thread only). */
+static uint64_t *started_tasks;
+static size_t ntasks, captasks;
+
+static void note_task(uint64_t id) {
+  if (ntasks == captasks) {
+    size_t cap = captasks ? captasks * 2 : 16;
+    uint64_t *p = realloc(started_tasks, cap * sizeof *p);
+    if (!p) return;   /* only Ctrl-C's reach shrinks */
+    started_tasks = p;
+    captasks = cap;
   }
+  started_tasks[ntasks++] = id;
+}
+
+void sl_rt_forget_started(void) {
+  ntasks = 0;
+  sl_stage_forget_started();
+}
+
+void sl_rt_interrupt_started(void) {
+  for (size_t i = 0; i < ntasks; i++) sl_rt_interrupt_running(started_tasks[i]);
+  sl_stage_interrupt_started();
+}
+
+/* After a Ctrl-C the entry is interrupted again every REINTERRUPT_MS
+ * while it runs on, so that no pcall can hold it. */
+#define REINTERRUPT_MS 100
+
+static int interrupt_due(void) {
+  if (sl_rt_g.interrupted) return 1;
+  return sl_rt_g.sigint_seen && sl_rt_g.entry_running && sl_now_ms() - sl_rt_g.interrupted_at >= REINTERRUPT_MS;
+}
+
+static void raise_main_interrupt(lua_State *L) {
+  sl_rt_g.interrupted = 0;
+  sl_rt_g.interrupted_at = sl_now_ms();
+  /* the SIGINT handler armed a hook at every instruction; from now on it
+   * only looks now and then whether the entry is due again */
+  lua_sethook(sl_rt_g.L, sl_rt_interrupt_hook, LUA_MASKCOUNT, 1000);
+  sl_rt_interrupt_started();
+  luaL_error(L, "interrupted");
+}
+
+void sl_rt_interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (interrupt_due()) raise_main_interrupt(L);
+}
+
+void sl_rt_check_interrupt(lua_State *L) {
+  if (interrupt_due()) raise_main_interrupt(L);
 }
 
 int sl_rt_pump(lua_State *L, int64_t timeout_ms) {
   sl_rt_check_interrupt(L);
-  if (timeout_ms < 0 || timeout_ms > 50) timeout_ms = 50;  /* poll for Ctrl-C */
+  if (timeout_ms < 0 || timeout_ms > 10) timeout_ms = 10;  /* poll for Ctrl-C */
   sl_msg *m = sl_inbox_wait(sl_sched_main(sl_rt_g.sched), timeout_ms);
   sl_rt_check_interrupt(L);
   if (!m) return 0;
@@ -747,6 +837,7 @@ static int l_task(lua_State *L) {
   m->data = sl_buf_take(&b, &m->len);
   sl_rt_attach_snapshot(L, m);
   sl_handle_push(L, SL_H_TASK, m->to, (uint64_t)w);
+  note_task(m->to);
   sl_inbox_post(sl_sched_inbox(sl_rt_g.sched, w), m);
   return 1;
 }

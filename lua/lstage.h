@@ -21,6 +21,8 @@ void sl_stage_close(lua_State *L);
  * an entry), and stop those started since (after an interrupted one). */
 void sl_stage_forget_started(void);
 void sl_stage_stop_started(lua_State *L);
+/* Interrupts the callbacks that the stages started since run now. */
+void sl_stage_interrupt_started(void);
 /* At exit, before the workers stop: producers finish, what is in flight
  * drains (bounded: 5 s, or 100 ms without progress), the rest stops with
  * "shutdown" (terminate runs); what is still lost is reported on stderr. */

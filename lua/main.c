@@ -2,6 +2,7 @@
  * modelled on the standalone lua interpreter (protected main, expression
  * first, <eof> continuation lines, Ctrl-C through a hook). */
 #include <errno.h>
+#include <stdint.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ static void print_usage(const char *badoption) {
           "  -l name   require library 'name' into global 'name'\n"
           "  -i        enter the REPL after running script\n"
           "  -w N      number of worker threads (default: online CPUs; env SLUICE_WORKERS)\n"
+          "            (env SLUICE_MEMORY=64M: a memory limit per worker; K, M or G)\n"
           "  --graph FILE  write the live stages as Graphviz DOT to FILE when the script\n"
           "            ends (and FILE's .svg when dot is installed)\n"
           "  -v        show version information\n"
@@ -51,19 +53,15 @@ static void l_message(const char *msg) {
 
 /* ---- Ctrl-C -------------------------------------------------------------- */
 
-static void lstop(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  sl_rt_g.interrupted = 0;
-  luaL_error(L, "interrupted");
-}
-
-/* SIGINT while evaluating: C waits see the flag, Lua code the hook. */
+/* SIGINT while evaluating: C waits see the flag (within 10 ms), Lua code
+ * the hook (at its next instruction). Raising it there also interrupts
+ * the callbacks and tasks that the entry started and that run now on the
+ * workers; the entry is interrupted again every 100 ms until it returns. */
 static void laction(int sig) {
   (void)sig;
   sl_rt_g.interrupted = 1;
   sl_rt_g.sigint_seen = 1;
-  lua_sethook(globalL, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  lua_sethook(globalL, sl_rt_interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 static void set_sigint(void (*fn)(int)) {
@@ -110,10 +108,12 @@ static int stop_started(lua_State *L) {
 static int docall(lua_State *L, int narg, int nres) {
   sl_rt_g.interrupted = 0;
   sl_rt_g.sigint_seen = 0;
-  sl_stage_forget_started();
+  sl_rt_forget_started();
+  sl_rt_g.entry_running = 1;
   set_sigint(laction);
   int status = sl_pcall(L, narg, nres);
   set_sigint(SIG_DFL);
+  sl_rt_g.entry_running = 0;
   lua_sethook(L, NULL, 0, 0);
   sl_rt_g.interrupted = 0;
   if (status != LUA_OK && sl_rt_g.sigint_seen) {
@@ -331,7 +331,7 @@ static const char *const help_text =
 "  sluice.whereis(name)                  the stage registered under name, or nil\n"
 "  sluice.NOREPLY                        handle_call's 'reply later' value\n"
 "  stage:send(msg) / :send_after(ms, msg) / :cast(msg) / :call(req [, ms])  messages\n"
-"  stage:await([ms]) / :stop([reason]) / :finish() / :alive() / :name()  life\n"
+"  stage:await([ms]) / :stop([reason [, ms]]) / :finish() / :alive() / :name()  life\n"
 "  stage:stats() / :buffered() / :demand([mode])  counters and demand mode\n"
 "  from:ask(n) / from:cancel([reason]) / from:reply(v)  in callbacks\n"
 "  sub:cancel([reason]) / timer:cancel()  end a subscription / a send_after\n"
@@ -349,7 +349,7 @@ static const char *const help_text =
 "  flow.bounded_join(mode, l, r, lkey, rkey, join) / flow.window_join(..., window, ...)  joins\n"
 "  :to_list() :run() :stream() :start()  run it (start returns a running handle)\n"
 "  :into_stages({c}) :into_specs({{spec, arg}}) :through_stages({pc}) :through_specs({...})\n"
-"  running:await([ms]) / :stop() / :stats() / :send(msg)  a started flow\n"
+"  running:await([ms]) / :stop([ms]) / :stats() / :send(msg)  a started flow\n"
 "  flow:explain() / flow.explain(f)      the plan, as text\n"
 "  flow:graph() / flow.graph(f)          the topology, as Graphviz DOT\n"
 "  :into_jsonl(path)                     run it, writing each event as a JSON line\n"
@@ -580,6 +580,27 @@ static int default_workers(void) {
   return n >= 1 ? (int)n : 1;
 }
 
+/* SLUICE_MEMORY: the memory limit of each worker state, in bytes with an
+ * optional K, M or G (powers of 1024); unset, empty or 0: no limit. */
+static size_t memory_limit(void) {
+  const char *e = getenv("SLUICE_MEMORY");
+  if (!e || !*e) return 0;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(e, &end, 10);
+  int digits = end != e, shift = 0;
+  if (*end == 'K' || *end == 'k') shift = 10;
+  else if (*end == 'M' || *end == 'm') shift = 20;
+  else if (*end == 'G' || *end == 'g') shift = 30;
+  if (shift) end++;
+  if (!digits || *end || errno || e[0] == '-' || n > (SIZE_MAX >> shift)) {
+    fprintf(stderr, "%s: SLUICE_MEMORY must be a number of bytes, with an optional K, M or G, got '%s'\n",
+            progname, e);
+    exit(EXIT_FAILURE);
+  }
+  return (size_t)n << shift;
+}
+
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
@@ -620,6 +641,7 @@ int main(int argc, char **argv) {
   int workers = default_workers();
   int script = 0;
   collectargs(argv, &script, &workers);   /* -w must be known before the workers start */
+  sl_rt_g.memory_limit = memory_limit();
   sl_pool *pool;
   lua_State *L = sl_rt_newstate(&pool);
   if (L == NULL) {

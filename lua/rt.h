@@ -31,6 +31,9 @@ typedef struct sl_rt {
   volatile sig_atomic_t sigint_seen; /* a SIGINT arrived during the current entry */
   sl_rt_handler worker_handler;     /* stage messages, set by stage.c */
   int (*main_handler)(lua_State *L, sl_msg *m);
+  int entry_running;                /* 1 while the binary runs an entry (a chunk, a REPL line) */
+  int64_t interrupted_at;           /* when "interrupted" was last raised on the main thread */
+  size_t memory_limit;              /* bytes per worker state (SLUICE_MEMORY), 0: none; set before sl_rt_open */
 } sl_rt;
 
 extern sl_rt sl_rt_g;
@@ -70,6 +73,21 @@ int sl_rt_close(int64_t grace_ms);
  * how many workers were busy. Main thread (any thread is safe). */
 int sl_rt_interrupt_workers(void);
 
+/* Interrupts the callback (or task) with id `id` if a worker runs it
+ * now: "interrupted" is raised in it, once per handler run (a later
+ * request for the same run is ignored, except at exit). Returns 1 if one
+ * was running.
+ * Any thread. */
+int sl_rt_interrupt_running(uint64_t id);
+/* Ctrl-C (main thread): forget the stages and tasks started so far (a new
+ * entry begins); interrupt those started since that are running now. */
+void sl_rt_forget_started(void);
+void sl_rt_interrupt_started(void);
+/* The hook the SIGINT handler sets on the main state: raises
+ * "interrupted" when Ctrl-C was pressed (and again every 100 ms while the
+ * entry runs on, so that a pcall cannot hold it). */
+void sl_rt_interrupt_hook(lua_State *L, lua_Debug *ar);
+
 /* The worker (0-based) owning state L, or -1 for the main state. */
 int sl_rt_place(lua_State *L);
 
@@ -86,6 +104,11 @@ int sl_pcall(lua_State *L, int nargs, int nresults);
 int sl_rt_pump(lua_State *L, int64_t timeout_ms);
 /* Raises the pending interrupt, if any. */
 void sl_rt_check_interrupt(lua_State *L);
+
+/* On a worker whose memory limit refused an allocation: the string at
+ * idx, if it ends with "not enough memory", gets " (worker N limit X MiB)"
+ * appended. Does nothing elsewhere. */
+void sl_rt_note_memory(lua_State *L, int idx);
 
 /* Raises a Lua error "fn: message" after the codec failed. */
 int sl_rt_codec_error(lua_State *L, const char *fn, const char *err);

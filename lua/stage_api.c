@@ -219,16 +219,28 @@ static void note_started(uint64_t ref) {
 
 void sl_stage_forget_started(void) { nstarted = 0; }
 
+void sl_stage_interrupt_started(void) {
+  for (size_t i = 0; i < nstarted; i++)
+    if (st_reg_status(NULL, started[i]) == 1) sl_rt_interrupt_running(started[i]);
+}
+
 void sl_stage_stop_started(lua_State *L) {
   lua_pushliteral(L, "shutdown");
   int reason = lua_gettop(L);
   for (size_t i = 0; i < nstarted; i++)
     if (st_reg_status(NULL, started[i]) == 1) st_cast_op(L, started[i], OP_STOP, reason);
   lua_pop(L, 1);
-  /* main-thread stages stop when the main inbox is pumped */
-  int64_t deadline = sl_now_ms() + 1000;
+  /* main-thread stages stop when the main inbox is pumped; a callback
+   * still running (an endless loop) is interrupted, again every 50 ms */
+  int64_t deadline = sl_now_ms() + 1000, next = 0;
   for (size_t i = 0; i < nstarted; i++)
-    while (st_reg_status(NULL, started[i]) == 1 && sl_now_ms() < deadline) sl_rt_pump(L, 10);
+    while (st_reg_status(NULL, started[i]) == 1 && sl_now_ms() < deadline) {
+      if (sl_now_ms() >= next) {
+        sl_stage_interrupt_started();
+        next = sl_now_ms() + 50;
+      }
+      sl_rt_pump(L, 10);
+    }
   nstarted = 0;
 }
 
@@ -477,11 +489,36 @@ static int l_stage_finish(lua_State *L) {
   return 0;
 }
 
-/* stage:stop([reason]): from the main thread, returns once it has stopped. */
+/* Waits until the stages refs[0..n) have stopped; a callback of theirs
+ * still running after timeout ms (<0: no limit; at once after a Ctrl-C
+ * in the running entry) is interrupted, again every 50 ms. */
+static void stop_wait(lua_State *L, const uint64_t *refs, size_t n, lua_Integer timeout) {
+  int64_t deadline = st_deadline_of(timeout), next = 0;
+  for (size_t i = 0; i < n; i++)
+    while (st_reg_status(NULL, refs[i]) == 1) {
+      int64_t now = sl_now_ms();
+      if ((sl_rt_g.sigint_seen && sl_rt_g.entry_running) || (deadline >= 0 && now >= deadline)) {
+        if (now >= next) {
+          for (size_t j = i; j < n; j++)
+            if (st_reg_status(NULL, refs[j]) == 1) sl_rt_interrupt_running(refs[j]);
+          next = now + 50;
+        }
+        sl_rt_pump(L, 10);
+      } else {
+        sl_rt_pump(L, deadline >= 0 && deadline - now < 50 ? deadline - now : 50);
+      }
+    }
+}
+
+/* stage:stop([reason [, timeout_ms]]): from the main thread, returns once
+ * it has stopped; a callback that has not returned after timeout_ms (at
+ * once after a Ctrl-C) is interrupted, again every 50 ms. */
 static int l_stage_stop(lua_State *L) {
   uint64_t ref = check_stage(L);
-  if (lua_isnoneornil(L, 2)) {
-    lua_settop(L, 1);
+  lua_Integer timeout = st_check_timeout(L, 3, -1, "stage:stop");
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2)) {
+    lua_pop(L, 1);
     lua_pushliteral(L, "normal");
   }
   stage *s = st_self_stage(L, ref);
@@ -493,14 +530,41 @@ static int l_stage_stop(lua_State *L) {
       lua_rawgeti(L, 2, 1);
       failed = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "error") == 0;
       lua_pop(L, 1);
+      if (failed) {   /* a memory error past the worker's limit says so */
+        lua_rawgeti(L, 2, 2);
+        sl_rt_note_memory(L, -1);
+        lua_rawseti(L, 2, 2);
+      }
     }
     sl_stage_stop(s->st, st_lua_reason(L, 2, failed ? SL_REASON_ERROR : SL_REASON_ASKED));
     return 0;
   }
   if (st_reg_status(NULL, ref) != 1) return 0;
   st_cast_op(L, ref, OP_STOP, 2);
-  if (st_is_main_thread(L))
-    while (st_reg_status(NULL, ref) == 1) sl_rt_pump(L, 50);
+  if (st_is_main_thread(L)) stop_wait(L, &ref, 1, timeout);
+  return 0;
+}
+
+/* sluice._stop_all(stages, reason [, timeout_ms]): stage:stop(reason,
+ * timeout_ms) of every live stage of the array, the stops all sent before
+ * the wait (a stage queued behind another's stuck callback on its worker
+ * stops once that callback is interrupted). Main thread only. */
+static int l_stop_all(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkany(L, 2);
+  lua_Integer timeout = st_check_timeout(L, 3, -1, "sluice._stop_all");
+  if (!st_is_main_thread(L)) return luaL_error(L, "sluice._stop_all: only the main thread may wait");
+  size_t n = (size_t)lua_rawlen(L, 1), k = 0;
+  uint64_t *refs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *refs, 0);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, (lua_Integer)i);
+    sl_handle *h = sl_handle_test(L, -1, SL_H_STAGE);
+    lua_pop(L, 1);
+    if (!h || st_reg_status(NULL, h->id) != 1) continue;
+    st_cast_op(L, h->id, OP_STOP, 2);
+    refs[k++] = h->id;
+  }
+  stop_wait(L, refs, k, timeout);
   return 0;
 }
 
@@ -684,7 +748,7 @@ void sl_stage_open(lua_State *L) {
     {"ask", l_from_ask}, {"cancel", l_from_cancel}, {"reply", l_from_reply}, {NULL, NULL}};
   static const luaL_Reg timer_methods[] = {{"cancel", l_timer_cancel}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {"_watch", l_watch}, {"_late", l_late}, {NULL, NULL}};
+    {"start", l_start}, {"subscribe", l_subscribe}, {"self", l_self}, {"whereis", l_whereis}, {"_watch", l_watch}, {"_late", l_late}, {"_stop_all", l_stop_all}, {NULL, NULL}};
   static const luaL_Reg disp[] = {
     {"demand", l_disp_demand}, {"broadcast", l_disp_broadcast}, {"partition", l_disp_partition}, {NULL, NULL}};
   sl_rt_handle_methods(L, SL_H_STAGE, stage_methods);

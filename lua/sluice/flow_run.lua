@@ -76,11 +76,12 @@ local function progress_free(run)
   require("sluice.tools").progress_free(run.progress)
 end
 
-local function stop_all(run)
-  for i = #run.owned, 1, -1 do
-    local s = run.owned[i]
-    if s:alive() then pcall(s.stop, s, "shutdown") end
-  end
+-- timeout: nil (wait for running callbacks) or ms after which a callback
+-- still running is interrupted (stage:stop's).
+local function stop_all(run, timeout)
+  local list = {}
+  for i = #run.owned, 1, -1 do list[#list + 1] = run.owned[i] end
+  pcall(sluice._stop_all, list, "shutdown", timeout)
 end
 
 local function is_error(reason)
@@ -270,9 +271,13 @@ function Running:await(timeout)
   end
 end
 
---- running:stop(): stops every stage the flow started.
-function Running:stop()
-  stop_all(self.run)
+--- running:stop([timeout_ms]): stops every stage the flow started; a
+--- callback still running after timeout_ms is interrupted.
+function Running:stop(timeout)
+  if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
+    error("sluice.flow: stop: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
+  end
+  stop_all(self.run, timeout)
 end
 
 --- running:send(msg): stage:send(msg) to every live stage of the flow's
