@@ -1,6 +1,7 @@
-/* binding: the sluice module's runtime part: worker Lua states, the
- * globals snapshot, tasks, sleep, line-atomic print and the main thread's
- * wait loop.
+/* binding: the sluice module's runtime part: worker Lua states, tasks,
+ * sleep, line-atomic print and the main thread's wait loop. The globals
+ * snapshot the workers see is snapshot.c; handles, key hashes and tickets
+ * are keys.c.
  *
  * DESIGN
  * Every lua_State is touched by exactly one thread: the main state by the
@@ -10,9 +11,7 @@
  * a state are lua_sethook: from the SIGINT handler on the main state
  * (main.c), and from an interrupting thread on a busy worker's state (the
  * scheduler calls worker_interrupt under its lock, so the state is alive
- * and inside a handler). The globals
- * snapshot is an immutable, refcounted object shared by the messages that
- * carry it; a worker keeps the newest one it has seen. */
+ * and inside a handler). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,10 +23,11 @@
 #include "rt.h"
 #include "lstage.h"
 #include "status.h"
-#include "hash.h"
 #include "lines.h"
 #include "lwindow.h"
 #include "outbox.h"
+#include "snapshot.h"
+#include "keys.h"
 
 sl_rt sl_rt_g;
 
@@ -131,147 +131,13 @@ static void preload_embedded(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* ---- globals snapshot ----------------------------------------------------- */
-
-/* An immutable list of (name, encoded value | error) plus package paths. */
-typedef struct snapshot {
-  atomic_int refs;
-  uint64_t version;
-  int n;
-  struct snap_entry { char *name; int ok; char *bytes; size_t len; } *e;
-  char *path, *cpath;
-} snapshot;
-
-static void snap_release(void *p) {
-  snapshot *s = p;
-  if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
-  for (int i = 0; i < s->n; i++) {
-    free(s->e[i].name);
-    free(s->e[i].bytes);
-  }
-  free(s->e);
-  free(s->path);
-  free(s->cpath);
-  free(s);
-}
-
-static const char BASELINE_KEY[] = "sluice.baseline";
-
-/* Records the global names of a fresh state (the ones not snapshotted). */
-static void record_baseline(lua_State *L) {
-  lua_State *F = luaL_newstate();
-  if (!F) return;
-  luaL_openlibs(F);
-  lua_newtable(L);                              /* stack: base */
-  lua_pushnil(F);
-  while (lua_next(F, LUA_REGISTRYINDEX) != 0) lua_pop(F, 1);  /* (keep F warm) */
-  lua_rawgeti(F, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  lua_pushnil(F);
-  while (lua_next(F, -2) != 0) {
-    if (lua_type(F, -2) == LUA_TSTRING) {
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, lua_tostring(F, -2));
-    }
-    lua_pop(F, 1);
-  }
-  lua_close(F);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "sluice");
-  lua_setfield(L, LUA_REGISTRYINDEX, BASELINE_KEY);
-}
-
-static char *dup_field(lua_State *L, const char *field) {
-  lua_getglobal(L, "package");
-  char *r = NULL;
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, field);
-    const char *s = lua_tostring(L, -1);
-    if (s) r = strdup(s);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return r;
-}
-
-static uint64_t snap_version;
-
-/* Encodes every user global of the main state L into a new snapshot. */
-static snapshot *snap_take(lua_State *L) {
-  snapshot *s = calloc(1, sizeof *s);
-  if (!s) luaL_error(L, "sluice: out of memory");
-  atomic_init(&s->refs, 1);
-  s->version = ++snap_version;
-  s->path = dup_field(L, "path");
-  s->cpath = dup_field(L, "cpath");
-  int cap = 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, BASELINE_KEY);    /* stack: base */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); /* stack: base G */
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {                       /* stack: base G k v */
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      lua_pushvalue(L, -2);
-      lua_rawget(L, -5);                               /* stack: base G k v inbase */
-      int skip = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-      if (!skip) {
-        if (s->n == cap) {
-          cap = cap ? cap * 2 : 16;
-          void *p = realloc(s->e, (size_t)cap * sizeof *s->e);
-          if (!p) break;
-          s->e = p;
-        }
-        struct snap_entry *e = &s->e[s->n++];
-        memset(e, 0, sizeof *e);
-        e->name = strdup(lua_tostring(L, -2));
-        sl_buf b = SL_BUF_INIT;
-        char err[256];
-        if (sl_encode(L, -1, &b, e->name, err, sizeof err) == 0) {
-          e->ok = 1;
-          e->bytes = sl_buf_take(&b, &e->len);
-        } else {
-          sl_buf_free(&b);
-          e->bytes = strdup(err);
-          e->len = strlen(err);
-        }
-      }
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 2);
-  return s;
-}
-
-/* A snapshot pinned by sluice._pin_globals: every start until the unpin
- * shares it, so a flow that starts many stages encodes the globals once. */
-static snapshot *pinned;
-
-void sl_rt_attach_snapshot(lua_State *L, sl_msg *m) {
-  if (pinned) {
-    atomic_fetch_add(&pinned->refs, 1);
-    m->obj = pinned;
-  } else {
-    m->obj = snap_take(L);
-  }
-  m->obj_free = snap_release;
-}
-
-/* sluice._pin_globals(on): on = true takes one snapshot for the starts
- * that follow; false drops it. Main thread only (the snapshot's owner). */
-static int l_pin_globals(lua_State *L) {
-  int on = lua_toboolean(L, 1);
-  if (sl_rt_place(L) != -1) return luaL_error(L, "sluice._pin_globals: only the main thread may pin the globals");
-  snap_release(pinned);
-  pinned = on ? snap_take(L) : NULL;
-  return 0;
-}
-
 /* ---- worker states ---------------------------------------------------------- */
 
 typedef struct wctx {
   int index;
   lua_State *L;
   sl_pool *pool;    /* L's allocator */
-  snapshot *snap;   /* newest installed, one reference */
+  sl_snapshot *snap;   /* newest installed, one reference */
   atomic_uint_fast64_t interrupt_seq;   /* handler asked to stop (sl_sched_seq), 0: none */
   atomic_uint_fast64_t running;         /* the stage or task the handler serves now, 0: none */
   atomic_uint_fast64_t raised_seq;      /* the handler "interrupted" was last raised in */
@@ -333,8 +199,6 @@ static int worker_panic(lua_State *L) {
   return 0;   /* then Lua aborts */
 }
 
-static const char SNAPCACHE_KEY[] = "sluice.snapcache";
-
 /* The worker context of the running thread (NULL on the main thread):
  * each state is used by one thread only, so the thread tells the state.
  * A host that loads sluice as a module keeps its states' extra space. */
@@ -366,54 +230,18 @@ int sl_rt_place(lua_State *L) {
   return c ? c->index : -1;
 }
 
-static void set_package_field(lua_State *L, const char *field, const char *v) {
-  if (!v) return;
-  lua_getglobal(L, "package");
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, field);
-  lua_pop(L, 1);
-}
-
 void sl_rt_install_snapshot(lua_State *L, sl_msg *m) {
   wctx *c = ctx_of(L);
-  snapshot *s = m->obj;
-  if (!c || !s || m->obj_free != snap_release) return;
-  if (c->snap && c->snap->version >= s->version) return;
-  atomic_fetch_add(&s->refs, 1);
-  snap_release(c->snap);
-  c->snap = s;
-  set_package_field(L, "path", s->path);
-  set_package_field(L, "cpath", s->cpath);
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
+  if (c) sl_snap_install(L, &c->snap, m);
 }
 
 /* __index of a worker's globals: a name missing from the worker's own
- * globals is decoded from the snapshot on first use and cached. */
+ * globals comes from the snapshot (snapshot.c). */
 static int l_global_index(lua_State *L) {
   /* stack: G name */
   wctx *c = ctx_of(L);
   if (!c || !c->snap || lua_type(L, 2) != LUA_TSTRING) return 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);   /* stack: G name cache */
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-  lua_pop(L, 1);
-  const char *name = lua_tostring(L, 2);
-  snapshot *s = c->snap;
-  for (int i = 0; i < s->n; i++) {
-    if (strcmp(s->e[i].name, name) != 0) continue;
-    if (!s->e[i].ok)
-      return luaL_error(L, "global '%s' holds a value that cannot cross states (%s)", name,
-                        s->e[i].bytes);
-    char err[256];
-    if (sl_decode(L, s->e[i].bytes, s->e[i].len, err, sizeof err) != 0)
-      return luaL_error(L, "global '%s': %s", name, err);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);                               /* stack: G name cache v name v */
-    lua_rawset(L, -4);
-    return 1;
-  }
-  return 0;
+  return sl_snap_lookup(L, c->snap, 2);
 }
 
 static int open_module(lua_State *L);
@@ -446,8 +274,7 @@ static void *worker_start(int index, void *ud) {
   *(wctx **)lua_getextraspace(c->L) = c;
   thread_ctx = c;   /* worker_start runs on the worker's thread */
   setup_state(c->L);
-  lua_newtable(c->L);
-  lua_setfield(c->L, LUA_REGISTRYINDEX, SNAPCACHE_KEY);
+  sl_snap_init_cache(c->L);
   /* set after the set-up, which must not fail; what it took counts */
   sl_pool_set_limit(c->pool, sl_rt_g.memory_limit);
   lua_rawgeti(c->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: G */
@@ -517,7 +344,7 @@ static void worker_stop(void *ctx) {
   sl_stage_close_place(c->index);
   lua_close(c->L);
   sl_pool_free(c->pool);
-  snap_release(c->snap);
+  sl_snap_release(c->snap);
   free(c);
 }
 
@@ -710,94 +537,6 @@ static int l_pump(lua_State *L) {
   return 1;
 }
 
-/* sluice._hash(value, n) -> 1..n: the engine's hash of the encoded value,
- * the same on every state (partitioning by key). */
-static int l_hash(lua_State *L) {
-  luaL_checkany(L, 1);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 2, "must be a partition count >= 1");
-  char small[256];   /* scalar keys (most of them) need no buffer */
-  size_t len = sl_encode_scalar(L, 1, small, sizeof small);
-  if (len) {
-    lua_pushinteger(L, (lua_Integer)sl_hash_partition(sl_hash_bytes(small, len), (uint32_t)n) + 1);
-    return 1;
-  }
-  sl_buf b = SL_BUF_INIT;
-  char err[256];
-  if (sl_encode(L, 1, &b, "key", err, sizeof err) != 0) {
-    sl_buf_free(&b);
-    return luaL_error(L, "partition key: %s", err);
-  }
-  uint64_t h = sl_hash_bytes(b.data, b.len);
-  sl_buf_free(&b);
-  lua_pushinteger(L, (lua_Integer)sl_hash_partition(h, (uint32_t)n) + 1);
-  return 1;
-}
-
-/* Tickets: counters that every state shares. A split source hands out its
- * parts with one: each stage takes the next number until the parts run
- * out. One int64 per ticket, kept for the life of the process. */
-static pthread_mutex_t tickets_mu = PTHREAD_MUTEX_INITIALIZER;
-static int64_t *tickets;
-static size_t ntickets, captickets;
-
-/* sluice._ticket() -> a new ticket id (its counter starts at 0). */
-static int l_ticket(lua_State *L) {
-  pthread_mutex_lock(&tickets_mu);
-  if (ntickets == captickets) {
-    size_t cap = captickets ? captickets * 2 : 64;
-    int64_t *t = realloc(tickets, cap * sizeof *t);
-    if (!t) {
-      pthread_mutex_unlock(&tickets_mu);
-      return luaL_error(L, "not enough memory");
-    }
-    tickets = t;
-    captickets = cap;
-  }
-  tickets[ntickets++] = 0;
-  lua_Integer id = (lua_Integer)ntickets;
-  pthread_mutex_unlock(&tickets_mu);
-  lua_pushinteger(L, id);
-  return 1;
-}
-
-/* sluice._take(id) -> the ticket's next number: 1, 2, 3, ... */
-static int l_take(lua_State *L) {
-  lua_Integer id = luaL_checkinteger(L, 1);
-  pthread_mutex_lock(&tickets_mu);
-  if (id < 1 || (size_t)id > ntickets) {
-    pthread_mutex_unlock(&tickets_mu);
-    return luaL_argerror(L, 1, "not a ticket");
-  }
-  lua_Integer v = (lua_Integer)++tickets[id - 1];
-  pthread_mutex_unlock(&tickets_mu);
-  lua_pushinteger(L, v);
-  return 1;
-}
-
-/* sluice._key(v) -> the encoded bytes of v as a string (uniq on tables). */
-static int l_key(lua_State *L) {
-  luaL_checkany(L, 1);
-  sl_buf b = SL_BUF_INIT;
-  char err[256];
-  if (sl_encode(L, 1, &b, "key", err, sizeof err) != 0) {
-    sl_buf_free(&b);
-    return luaL_error(L, "key: %s", err);
-  }
-  lua_pushlstring(L, b.data ? b.data : "", b.len);
-  sl_buf_free(&b);
-  return 1;
-}
-
-/* sluice._handle_id(h) -> the id a handle refers to (a subscription's id
- * is shared by its subscription handle and its "from" handles). */
-static int l_handle_id(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, 0);
-  luaL_argexpected(L, h != NULL, 1, "handle");
-  lua_pushinteger(L, (lua_Integer)h->id);
-  return 1;
-}
-
 static int l_inspect(lua_State *L) {
   lua_settop(L, 2);
   lua_getglobal(L, "require");
@@ -945,52 +684,16 @@ static int l_task_done(lua_State *L) {
   return 1;
 }
 
-static int l_handle_tostring(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, 0);
-  static const char *names[] = {"?", "stage", "subscription", "task", "timer", "from"};
-  lua_pushfstring(L, "<%s %d>", names[h && h->kind < SL_H_NKINDS ? h->kind : 0],
-                  h ? (int)h->id : 0);
-  return 1;
-}
-
-static int l_handle_eq(lua_State *L) {
-  sl_handle *a = sl_handle_test(L, 1, 0), *b = sl_handle_test(L, 2, 0);
-  lua_pushboolean(L, a && b && a->kind == b->kind && a->id == b->id);
-  return 1;
-}
-
-/* Fills the metatable of handle kind `kind` with methods. */
-void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods);
-void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
-  sl_handle_push(L, kind, 0, 0);                   /* creates the metatable if needed */
-  lua_getmetatable(L, -1);                         /* stack: h mt */
-  lua_remove(L, -2);
-  lua_getfield(L, -1, "__index");
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-  }
-  luaL_setfuncs(L, methods, 0);
-  lua_pop(L, 1);
-  lua_pushcfunction(L, l_handle_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_handle_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_pop(L, 1);
-}
-
-
 /* The sluice table (C part); sluice.stages adds the Lua part. */
 static int open_module(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {"_pump", l_pump}, {"_hash", l_hash}, {"_ticket", l_ticket}, {"_take", l_take}, {"_handle_id", l_handle_id}, {"_pin_globals", l_pin_globals}, {"_key", l_key}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_pin_globals", sl_snap_pin}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {"done", l_task_done}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);
   luaL_newlib(L, funcs);                            /* stack: sluice */
+  sl_keys_open(L);
   lua_pushliteral(L, SLUICE_VERSION);
   lua_setfield(L, -2, "version");
   sl_stage_open(L);
@@ -1013,7 +716,7 @@ int sl_rt_open(lua_State *L, int nworkers) {
   sl_rt_g.main_handler = main_handler;
   sl_stage_init(nworkers);
   setup_state(L);
-  record_baseline(L);
+  sl_snap_record_baseline(L);
   sl_sched_hooks hooks = {worker_start, worker_handle, worker_stop, NULL, worker_interrupt};
   int rc = sl_sched_start(nworkers, &hooks, &sl_rt_g.sched);
   if (rc != 0) return rc;
@@ -1054,7 +757,7 @@ int sl_rt_open_host(lua_State *L, int nworkers) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "sluice.stages");
   lua_call(L, 1, 0);
-  record_baseline(L);
+  sl_snap_record_baseline(L);
   sl_sched_hooks hooks = {worker_start, worker_handle, worker_stop, NULL, worker_interrupt};
   int rc = sl_sched_start(nworkers, &hooks, &sl_rt_g.sched);
   if (rc != 0) return rc;
@@ -1081,8 +784,7 @@ int sl_rt_close(int64_t grace_ms) {
     done_tasks = m->next;
     sl_msg_free(m);
   }
-  snap_release(pinned);
-  pinned = NULL;
+  sl_snap_unpin();
   sl_rt_g.sched = NULL;
   sl_stage_close(sl_rt_g.L);
   return 0;
