@@ -37,17 +37,24 @@ static int l_outbox(lua_State *L) {
   return 1;
 }
 
+/* Raises msg without a location: the callers are a flow's generated code
+ * and its own modules, which the error must not point into. */
+static int fail(lua_State *L, const char *msg) {
+  lua_pushstring(L, msg);
+  return lua_error(L);
+}
+
 /* Appends the encoding of the value at idx to the outbox at ob (a stack
  * or upvalue index). */
 static int put(lua_State *L, int ob, outbox *o, int idx) {
   char err[256];
+  if (lua_type(L, idx) == LUA_TNIL) return fail(L, "an emitted event is nil");
   int rc = sl_encode_scalar_to(L, idx, &o->bb.bytes);   /* strings, numbers, booleans */
   if (rc == 0) {
-    if (sl_bb_end_event(&o->bb) != 0) return luaL_error(L, "not enough memory");
+    if (sl_bb_end_event(&o->bb) != 0) return fail(L, "not enough memory");
     return 0;
   }
-  if (rc < 0) return luaL_error(L, "not enough memory");
-  if (lua_isnil(L, idx)) return luaL_error(L, "an emitted event is nil");
+  if (rc < 0) return fail(L, "not enough memory");
   idx = lua_absindex(L, idx);
   if (lua_getiuservalue(L, ob, UV_NAMES) == LUA_TNIL) {   /* stack: ... names */
     lua_pop(L, 1);
@@ -58,10 +65,7 @@ static int put(lua_State *L, int ob, outbox *o, int idx) {
   rc = sl_encode_named(L, idx, -1, &o->bb.bytes, "event", err, sizeof err);
   lua_pop(L, 1);
   if (rc == 0) rc = sl_bb_end_event(&o->bb);
-  if (rc != 0) {
-    lua_pushstring(L, err);
-    return lua_error(L);
-  }
+  if (rc != 0) return fail(L, err);
   return 0;
 }
 
@@ -94,7 +98,7 @@ static int l_put_array(lua_State *L) {
   lua_len(L, 2);
   int isint;
   lua_Integer n = lua_tointegerx(L, -1, &isint);
-  if (!isint) return luaL_error(L, "the length of an emitted array must be an integer");
+  if (!isint) return fail(L, "the length of an emitted array must be an integer");
   lua_pop(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, 2, i);
@@ -108,9 +112,10 @@ static int l_put_array(lua_State *L) {
 static int l_outbox_newindex(lua_State *L) {
   outbox *o = check_outbox(L, 1);
   lua_Integer i = luaL_checkinteger(L, 2);
-  if (i != (lua_Integer)o->bb.n + 1)
-    return luaL_error(L, "an outbox only appends (index " LUA_INTEGER_FMT " given, %d events held)",
-                      (LUAI_UACINT)i, (int)o->bb.n);
+  if (i != (lua_Integer)o->bb.n + 1) {
+    lua_pushfstring(L, "an outbox only appends (index %I given, %d events held)", (LUAI_UACINT)i, (int)o->bb.n);
+    return lua_error(L);
+  }
   return put(L, 1, o, 3);
 }
 

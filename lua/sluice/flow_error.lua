@@ -42,6 +42,7 @@ local CALL_NAMES = {
   merge_fn = "departition merge", done_fn = "departition done", less_fn = "take_sort",
   reduce_merge_fn = "reduce merge", partition_hash_fn = "partition hash", partition_key_fn = "partition key",
   window_by_fn = "window",
+  PUTARRAY = "flat_map",
   group_by_key_fun = "group_by", group_by_value_fun = "group_by",
 }
 

@@ -246,6 +246,20 @@ function TestFlowRunErrors:test_callback_error_in_each_terminal()
   end
 end
 
+-- Events are copied (encoded) as the loop emits them: a nil inside a
+-- flat_map's array, and a value that cannot cross, stop the flow with the
+-- operation named and no location inside the generated loop.
+function TestFlowRunErrors:test_emitted_events_that_cannot_go_out()
+  local src = F.from_enumerable(sluice.range(1, 4), { stages = 1 })
+  local e = run_err(src:flat_map(function(x) return { x, nil, x } end))
+  assert_flow_error(e, 1, "flat_map", "an emitted event is nil")
+  lu.assertNil(e:match("^[^\n]*%[flow %d+ layer %d+%]:%d+:"), "got: " .. e)
+  e = run_err(src:map(function(x) return { x = x, co = coroutine.create(print) } end))
+  lu.assertStrContains(e, "cannot send a thread value (at event.co)")
+  lu.assertNil(e:match("^[^\n]*%[flow %d+ layer %d+%]:%d+:"), "got: " .. e)
+  assert_healthy()
+end
+
 function TestFlowRunErrors:test_errors_name_the_layer_and_operation()
   local base = F.from_enumerable(sluice.range(1, 20), { stages = 2 }):map(ident):partition({ stages = 3 })
   local function bad(x) if x == 7 then error("bad " .. x) end return x end
