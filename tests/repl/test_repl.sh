@@ -217,9 +217,8 @@ t_ctrl_c_busy_task() {
 t_ctrl_c_busy_task; check ctrl-c-busy-task $?
 
 # 6. Ctrl-D on an empty line exits (within 5 s) and saves the history.
-#    (The status is
-#    only noted: under load tmux may not have reaped the process yet;
-#    test_exit.sh checks exit statuses.)
+#    (The status is only noted: under load tmux may not have reaped the
+#    process yet; test_exit.sh checks exit statuses.)
 t_history() {
   mark
   tm send-keys -t "$S" C-d
