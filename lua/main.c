@@ -353,12 +353,19 @@ static const char *const help_text =
 "  flow:explain() / flow.explain(f)      the plan, as text\n"
 "  flow:graph() / flow.graph(f)          the topology, as Graphviz DOT\n"
 "  :into_jsonl(path)                     run it, writing each event as a JSON line\n"
+"  :into_redis{url =, stream = [, maxlen =]}  run it, adding each event to a Redis stream\n"
 "  flow.is_flow(v)                       whether v is a flow\n"
 "windows (local W = sluice.window; a layer's window option)\n"
 "  W.global() W.count(n) W.periodic(n, unit) W.fixed(n, unit, by)\n"
 "  W.sliding(size, every, unit, by) W.session(gap, unit, by [, key])\n"
 "  w:trigger_every(n) w:trigger_periodically(n, unit) w:trigger(acc_fun, fun)\n"
-"  w:allowed_lateness(n, unit)           keep a window open for late events\n";
+"  w:allowed_lateness(n, unit)           keep a window open for late events\n"
+"Redis Streams (run a script as several processes that share the work)\n"
+"  sluice.redis.source{url =, stream =, group = [, consumer =, drain =]}  a producer\n"
+"  sluice.redis.sink{url =, stream = [, maxlen =, subscribe_to =]}  a consumer\n"
+"  sluice.redis.acked(source)            entries of a source acknowledged so far\n"
+"  sluice.redis.encode(v) / .decode(s)   a field value as sluice writes and reads it\n"
+"  sluice.redis.connect(url)             conn:call(cmd, ...) / :add(stream, events) / :close()\n";
 
 static int l_help(lua_State *L) {
   sl_rt_write_line(help_text, strlen(help_text));

@@ -34,6 +34,7 @@
 #include <lauxlib.h>
 #include "buffer.h"
 #include "dispatch.h"
+#include "redis.h"
 #include "hash.h"
 #include "outbox.h"
 #include "stage_int.h"
@@ -361,9 +362,13 @@ static void op_handle_events(sl_stage *st, uint64_t sub_id, uint64_t peer, const
     set_errorf(s, "handle_events: %s", err);
     return;
   }
+  /* events of a Redis source are acknowledged once handle_events returned */
+  const sl_redis_source *src = sl_redis_source_of(peer);
+  if (src) sl_redis_take_ids(L, -1);
   push_from(L, sub_id, peer);
   atomic_fetch_add_explicit(&st_consumed_total, chunk->count, memory_order_relaxed);
   st_run_emitting(s, "handle_events", 2);
+  if (src) sl_redis_ack(L, src, !sl_stage_stopping(st) || (sl_stage_reason(st)->flags & SL_REASON_NORMAL));
 }
 
 static int op_handle_subscribe(sl_stage *st, int role, uint64_t sub_id, uint64_t peer, const char *opts,

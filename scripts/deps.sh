@@ -6,6 +6,10 @@ set -e
 PKGS="gcc make pkg-config liblua5.4-dev lua5.4 lua-unit lua-cjson libreadline-dev tmux luarocks"
 # clang (with libFuzzer): make fuzz
 PKGS="$PKGS clang"
+# Redis Streams (sluice.redis): the hiredis client library; redis-server for
+# the tests, which start their own; lua-redis and lua-socket for the
+# benchmark's plain-Lua baseline
+PKGS="$PKGS libhiredis-dev redis-server lua-redis lua-socket"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -3,7 +3,8 @@
 #   C unit tests:    BUILD/tests/test_*   (each ends with "N passed, M failed")
 #   luaunit suites:  tests/lua/test_*.lua run by BUILD/sluice -w N for each N
 #                    in TEST_WORKERS (default "1 2 4")
-#   shell tests:     tests/repl/*.sh, tests/examples/*.sh, tests/module/*.sh
+#   shell tests:     tests/repl/*.sh, tests/examples/*.sh, tests/module/*.sh,
+#                    tests/redis/*.sh (REDIS_N: entries of the scale-out checks)
 #                    (each ends with "N passed, M failed")
 #   stress:          scripts/stress.sh, seeds 1..STRESS_SHORT (default 20)
 # A program that crashes or prints no summary counts as one failure.
@@ -45,7 +46,7 @@ for t in tests/lua/test_*.lua; do
     timeout 300 "$BIN" -w "$w" "$t" -o text >"$log" 2>&1; add "$t -w $w" $?
   done
 done
-for t in tests/repl/*.sh tests/examples/*.sh tests/module/*.sh; do
+for t in tests/repl/*.sh tests/examples/*.sh tests/module/*.sh tests/redis/*.sh; do
   [ -f "$t" ] || continue
   timeout 300 sh "$t" "$BIN" >"$log" 2>&1; add "$t" $?
 done

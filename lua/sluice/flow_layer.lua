@@ -98,8 +98,19 @@ local function layer_events(st, events, from)
   return out
 end
 
+-- flow:into_redis: the last layer writes what it would emit to a stream
+-- (sluice.redis_sink's write), before its callback returns, so a Redis
+-- source's entries are acknowledged after their results are written.
+local function to_sink(st, out)
+  local sink = st.cfg.sink
+  local n = require("sluice.redis_sink").write(sink, out, "sluice.flow.into_redis")
+  if n > 0 then sluice._count(sink.written, n) end
+  return {}
+end
+
 function LayerStage.handle_events(events, from, st)
   local ok, out = xpcall(layer_events, on_error, st, events, from)
+  if ok and st.cfg.sink then ok, out = xpcall(to_sink, on_error, st, out) end
   if not ok then
     stop_with(st.cfg.label, out)
     return {}, st
@@ -109,12 +120,25 @@ function LayerStage.handle_events(events, from, st)
   return out, st
 end
 
+-- Output that a callback other than handle_events returned: written by
+-- an into_redis layer (its errors stop the stage like any other).
+local function sunk(cb)
+  return function(a, b, st)
+    local out
+    out, st = cb(a, b, st)
+    if not st.cfg.sink then return out, st end
+    local ok, res = xpcall(to_sink, on_error, st, out)
+    if not ok then stop_with(st.cfg.label, res) end
+    return {}, st
+  end
+end
+
 local global_cancel = ends_with_upstream(layer_done)
 
 -- A producer left: without windows the global window ends with the last
 -- one; with windows the machine hears of each (a producer that is done no
 -- longer holds the watermark back) and fires what that ends.
-function LayerStage.handle_cancel(reason, from, st)
+local function layer_cancel(reason, from, st)
   if not st.win then return global_cancel(reason, from, st) end
   local id = sluice._handle_id(from)
   if not st.ups[id] then return {}, st end   -- a consumer left
@@ -130,8 +154,10 @@ function LayerStage.handle_cancel(reason, from, st)
   return out, st
 end
 
+LayerStage.handle_cancel = sunk(layer_cancel)
+
 -- stage:send messages: the window machine's timers and {"trigger", name}.
-function LayerStage.handle_info(msg, st)
+local function layer_info(msg, _, st)
   local ok, out = xpcall(window.message_out, on_error, st, msg)
   if not ok then
     stop_with(st.cfg.label, out)
@@ -140,6 +166,9 @@ function LayerStage.handle_info(msg, st)
   if st.cfg.discard then return {}, st end
   return out, st
 end
+
+local info = sunk(layer_info)
+function LayerStage.handle_info(msg, st) return info(msg, nil, st) end
 
 LayerStage.layer_init = layer_init   -- (no callback) for sluice.flow_source
 

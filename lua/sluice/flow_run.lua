@@ -160,8 +160,8 @@ local function watch(run)
   for _, entry in ipairs(run.stages) do sluice._watch(entry.stage) end
 end
 
-local function open(f, fn, discard)
-  local run, outs = build(f, discard and { discard = true } or nil)
+local function open(f, fn, discard, extra)
+  local run, outs = build(f, extra or discard and { discard = true } or nil)
   watch(run)
   local subs = {}
   for i, up in ipairs(outs) do subs[i] = subscription(up) end
@@ -353,6 +353,23 @@ function Flow:into_jsonl(path)
   release(run)
   setmetatable({ run = run }, Running):await()
   return sluice._count(written)
+end
+
+--- flow:into_redis(opts) -> the number of entries written: runs the flow
+--- to its end; its last layer's stages add their output to a stream
+--- (sluice.redis, reference §13).
+function Flow:into_redis(opts)
+  check_self(self, "into_redis")
+  local ok, cfg = pcall(require("sluice.redis")._into_cfg, opts)
+  if not ok then error(cfg, 2) end
+  cfg.written = sluice._counter()
+  local iter, close = open(self, "into_redis", false, { sink = cfg })
+  local ok2, err = pcall(function() for _ in iter do end end)
+  close()
+  local n = sluice._count(cfg.written)
+  sluice._counter_free(cfg.written)
+  if not ok2 then error(err, 0) end
+  return n
 end
 
 local function into(f, fn, entries)

@@ -512,10 +512,10 @@ end
 sluice._is_enumerable = is_enumerable
 sluice._is_normal = M._is_normal
 
--- sluice.flow and sluice.window load on first use.
+-- sluice.flow, sluice.window and sluice.redis load on first use.
 setmetatable(sluice, {
   __index = function(t, k)
-    if k == "flow" or k == "window" then
+    if k == "flow" or k == "window" or k == "redis" then
       local mod = require("sluice." .. k)
       rawset(t, k, mod)
       return mod

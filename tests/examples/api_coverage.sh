@@ -24,6 +24,7 @@ use_re() { # GROUP NAME
     flow) printf "%s\n" "(^|[^[:alnum:]_])flow\.$2\b" ;;
     window) printf "%s\n" "(window|W)\.$2\b" ;;
     dispatcher) printf "%s\n" "dispatcher\.$2\b" ;;
+    redis) printf "%s\n" "redis\.$2\b" ;;
     *) printf "%s\n" ":$2[[:space:]]*[({\"]" ;;
   esac
 }
@@ -33,6 +34,7 @@ doc_re() {
     flow) printf "%s\n" "flow\.$2\b" ;;
     window) printf "%s\n" "(window|W)\.$2\b" ;;
     dispatcher) printf "%s\n" "dispatcher\.$2\b" ;;
+    redis) printf "%s\n" "redis\.$2\b" ;;
     *) printf "%s\n" ":$2\b" ;;
   esac
 }

@@ -1,8 +1,8 @@
 -- Lists the public functions of the running library, one "group name" per
--- line: the fields of sluice, sluice.flow, sluice.window and
+-- line: the fields of sluice, sluice.flow, sluice.window, sluice.redis and
 -- sluice.dispatcher, and the methods of every handle they return (flows,
 -- windows, stages, tasks, started flows, subscriptions, from handles,
--- timers). Names starting with "_" are internal and left out.
+-- timers, Redis connections). Names starting with "_" are internal and left out.
 -- tests/examples/api_coverage.sh and tests/repl/test_help.sh read it.
 local out = {}
 local function add(group, t)
@@ -28,6 +28,8 @@ local json_src = os.tmpname()
 add("jsonl_method", methods(sluice.jsonl(json_src)))
 os.remove(json_src)
 add("window_method", methods(sluice.window.fixed(1, "second", {index = 1})))
+add("redis", sluice.redis)
+add("redis_conn", debug.getregistry()["sluice.redis.conn"].__index)
 
 local p = sluice.start({type = "producer", handle_demand = function(n, s) return {}, s end}, 0)
 add("stage_method", methods(p))

@@ -19,6 +19,7 @@ while read -r group name; do
     flow) re="flow\.$name\b" ;;
     window) re="W\.$name\b" ;;
     dispatcher) re="(dispatcher)?\.$name\{" ;;
+    redis) re="redis\.$name\b|\.$name\(" ;;
     *) re=":$name\b" ;;
   esac
   printf '%s\n' "$help" | grep -Eq "$re" || missing="$missing $group:$name"

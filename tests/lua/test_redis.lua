@@ -1,0 +1,367 @@
+-- Redis Streams: sluice.redis.source / sink and flow:into_redis against a
+-- private redis-server (tests/lua/redis_helper.lua). What each entry
+-- became is read back from Redis: delivered once, acknowledged once the
+-- consuming handle_events returned, never more unacknowledged entries
+-- than the consumers demanded.
+local lu = require("luaunit")
+local RH = dofile("tests/lua/redis_helper.lua")
+local flow = sluice.flow
+
+local srv, conn
+
+local function setup()
+  if not srv then
+    srv = RH.start()
+    conn = sluice.redis.connect(srv.url)
+  end
+  conn:call("FLUSHALL")
+end
+
+-- Adds entries {n = i} (i = first..last) to stream.
+local function fill(stream, first, last)
+  local ev = {}
+  for i = first, last do ev[#ev + 1] = { fields = { n = i } } end
+  return conn:add(stream, ev)
+end
+
+local function pending(stream, group) return conn:call("XPENDING", stream, group)[1] end
+
+-- A consumer that counts the n of each event it handles; call("seen")
+-- returns {n = times}, call("done") whether its producer is gone (it
+-- stays, to be asked: collect).
+local Counter = {
+  type = "consumer",
+  init = function(arg) return { seen = {}, total = 0, sleep = arg and arg.sleep, fail_on = arg and arg.fail_on } end,
+  handle_events = function(events, _, st)
+    for _, e in ipairs(events) do
+      if st.sleep then sluice.sleep(st.sleep) end
+      if e.fields.n == st.fail_on then error("entry " .. e.fields.n .. " is bad") end
+      st.seen[e.fields.n] = (st.seen[e.fields.n] or 0) + 1
+      st.total = st.total + 1
+    end
+    return {}, st
+  end,
+  handle_call = function(req, _, st) return st[req], {}, st end,
+  handle_cancel = function(_, _, st)
+    st.done = true
+    return {}, st
+  end,
+}
+
+-- What a Counter saw, once its producer is gone; stops it.
+local function collect(k)
+  while not k:call("done") do sluice.sleep(5) end
+  local seen = k:call("seen")
+  k:stop()
+  return seen
+end
+
+local function once_each(seen, first, last)
+  local missing, twice = 0, 0
+  for i = first, last do
+    if not seen[i] then missing = missing + 1 elseif seen[i] > 1 then twice = twice + 1 end
+  end
+  return missing, twice
+end
+
+TestRedis = {}
+
+function TestRedis:setUp()
+  lu.skipIf(not RH.available(), "redis-server is not installed (the Debian package redis-server)")
+  setup()
+end
+
+function TestRedis:test_source_delivers_each_entry_once_and_acks_it()
+  fill("jobs", 1, 3000)
+  local src = sluice.redis.source({ url = srv.url, stream = "jobs", group = "g", consumer = "c1", drain = true })
+  local k = sluice.start(Counter, nil, { subscribe_to = { { src, cancel = "transient", max_demand = 100 } } })
+  local seen = collect(k)
+  lu.assertEquals({ once_each(seen, 1, 3000) }, { 0, 0 })
+  lu.assertEquals(pending("jobs", "g"), 0)
+  lu.assertEquals(sluice._redis.acked(src), 3000)
+end
+
+function TestRedis:test_group_is_created_and_shared_by_two_sources()
+  fill("jobs", 1, 2000)
+  local s1 = sluice.redis.source({ url = srv.url, stream = "jobs", group = "g", consumer = "a", drain = true, batch = 50 })
+  local s2 = sluice.redis.source({ url = srv.url, stream = "jobs", group = "g", consumer = "b", drain = true, batch = 50 })
+  local k1 = sluice.start(Counter, nil, { subscribe_to = { { s1, cancel = "transient", max_demand = 50 } } })
+  local k2 = sluice.start(Counter, nil, { subscribe_to = { { s2, cancel = "transient", max_demand = 50 } } })
+  local a, b = collect(k1), collect(k2)
+  local both = {}
+  for n, c in pairs(a) do both[n] = c end
+  for n, c in pairs(b) do both[n] = (both[n] or 0) + c end
+  lu.assertEquals({ once_each(both, 1, 2000) }, { 0, 0 })
+  lu.assertEquals(pending("jobs", "g"), 0)
+  lu.assertEquals(sluice._redis.acked(s1) + sluice._redis.acked(s2), 2000)
+end
+
+function TestRedis:test_values_round_trip()
+  local values = { "plain", "", "\0SL1 starts like an encoded value", 42, -7, 2.5, true, false,
+                   { 1, "two", { three = 3 } }, { k = "v", n = math.maxinteger } }
+  for _, v in ipairs(values) do
+    lu.assertEquals(sluice.redis.decode(sluice.redis.encode(v)), v)
+  end
+  lu.assertEquals(sluice.redis.encode("plain"), "plain")
+  local ev = {}
+  for i, v in ipairs(values) do ev[i] = { fields = { v = v, i = i } } end
+  lu.assertEquals(conn:add("vals", ev), #values)
+  local first = conn:call("XRANGE", "vals", "-", "+", "COUNT", 1)[1][2]
+  local raw = {}
+  for i = 1, #first, 2 do raw[first[i]] = first[i + 1] end
+  lu.assertEquals(raw, { v = "plain", i = sluice.redis.encode(1) })
+  local src = sluice.redis.source({ url = srv.url, stream = "vals", group = "g", drain = true })
+  local got = {}
+  for e in sluice.stream({ src }) do got[e.fields.i] = e.fields.v end
+  lu.assertEquals(got, values)
+end
+
+-- A consumer that takes 10 ms per event with max_demand 10 never has more
+-- than 10 entries read and not acknowledged (sampled with XPENDING).
+function TestRedis:test_back_pressure_reaches_redis()
+  fill("slow", 1, 80)
+  local src = sluice.redis.source({ url = srv.url, stream = "slow", group = "g", drain = true })
+  local k = sluice.start(Counter, { sleep = 10 }, { subscribe_to = { { src, cancel = "transient", max_demand = 10, min_demand = 5 } } })
+  local most, samples = 0, 0
+  while sluice._redis.acked(src) < 80 do
+    local p = pending("slow", "g")
+    if p > most then most = p end
+    samples = samples + 1
+    sluice.sleep(3)
+  end
+  lu.assertTrue(samples > 50, "too few samples: " .. samples)
+  lu.assertTrue(most <= 10, "entries read and not acknowledged: " .. most)
+  lu.assertTrue(most >= 5, "the consumer never held a demand's worth: " .. most)
+  lu.assertEquals({ once_each(collect(k), 1, 80) }, { 0, 0 })
+  lu.assertEquals(pending("slow", "g"), 0)
+end
+
+-- handle_events failed: the entries of that chunk stay pending, and a
+-- source that claims idle entries delivers them again.
+function TestRedis:test_failed_entries_stay_pending_and_are_claimed()
+  fill("jobs", 1, 100)
+  local s1 = sluice.redis.source({ url = srv.url, stream = "jobs", group = "g", consumer = "c1" })
+  local k1 = sluice.start(Counter, { fail_on = 37 }, { subscribe_to = { { s1, cancel = "transient", max_demand = 10, min_demand = 0 } } })
+  local reason = k1:await()
+  lu.assertEquals(reason[1], "error")
+  lu.assertStrContains(reason[2], "entry 37 is bad")
+  s1:stop()
+  -- with max_demand 10 and min_demand 0 the source read 1..40 in chunks
+  -- of 10; 1..30 were acknowledged, the failed chunk 31..40 is pending
+  local p = conn:call("XPENDING", "jobs", "g", "-", "+", 1000)
+  lu.assertEquals(#p, 10)
+  for _, e in ipairs(p) do lu.assertEquals(e[2], "c1") end
+  local s2 = sluice.redis.source({ url = srv.url, stream = "jobs", group = "g", consumer = "c2", claim_idle_ms = 50,
+                                   drain = true })
+  local k2 = sluice.start(Counter, nil, { subscribe_to = { { s2, cancel = "transient" } } })
+  local seen = collect(k2)
+  -- c2 claims 31..40 once they are idle and reads 41..100 as new
+  lu.assertEquals({ once_each(seen, 31, 100) }, { 0, 0 })
+  for i = 1, 30 do lu.assertNil(seen[i], "entry " .. i .. " came again") end
+  lu.assertEquals(pending("jobs", "g"), 0)
+end
+
+function TestRedis:test_sink_writes_each_event()
+  fill("in", 1, 5000)
+  local src = sluice.redis.source({ url = srv.url, stream = "in", group = "g", drain = true })
+  local double = sluice.start({
+    type = "producer_consumer",
+    handle_events = function(events, _, st)
+      local out = {}
+      for i, e in ipairs(events) do out[i] = { fields = { n = e.fields.n, twice = { e.fields.n * 2 } } } end
+      return out, st
+    end,
+  }, nil, { subscribe_to = { src } })
+  local sink = sluice.redis.sink({ url = srv.url, stream = "out", subscribe_to = { double } })
+  sink:await()
+  lu.assertEquals(conn:call("XLEN", "out"), 5000)
+  local back = sluice.redis.source({ url = srv.url, stream = "out", group = "check", drain = true })
+  local seen, bad = {}, 0
+  for e in sluice.stream({ back }) do
+    seen[e.fields.n] = (seen[e.fields.n] or 0) + 1
+    if e.fields.twice[1] ~= e.fields.n * 2 then bad = bad + 1 end
+  end
+  lu.assertEquals({ once_each(seen, 1, 5000) }, { 0, 0 })
+  lu.assertEquals(bad, 0)
+end
+
+function TestRedis:test_sink_maxlen_trims()
+  local sink = sluice.redis.sink({ url = srv.url, stream = "capped", maxlen = 3 })
+  local p = sluice.start({
+    type = "producer",
+    init = function() return 0 end,
+    handle_demand = function(_, st)
+      sluice.self():finish()
+      local ev = {}
+      for i = 1, 1000 do ev[i] = i end
+      return ev, st
+    end,
+  }, nil)
+  sluice.subscribe(sink, p)
+  sink:await()
+  lu.assertTrue(conn:call("XLEN", "capped") <= 200, "MAXLEN ~ 3 kept " .. conn:call("XLEN", "capped"))
+  local last = conn:call("XREVRANGE", "capped", "+", "-", "COUNT", 1)[1][2]
+  lu.assertEquals(last, { "v", sluice.redis.encode(1000) })
+end
+
+function TestRedis:test_flow_into_redis()
+  fill("in", 1, 20000)
+  local src = sluice.redis.source({ url = srv.url, stream = "in", group = "g", drain = true })
+  local n = flow.from_stages({ src }, { stages = 2 })
+    :filter(function(e) return e.fields.n % 2 == 0 end)
+    :map(function(e) return e.fields.n end)
+    :into_redis({ url = srv.url, stream = "evens" })
+  lu.assertEquals(n, 10000)
+  lu.assertEquals(conn:call("XLEN", "evens"), 10000)
+  lu.assertEquals(pending("in", "g"), 0)
+  local sum = 0
+  for _, e in ipairs(conn:call("XRANGE", "evens", "-", "+")) do sum = sum + sluice.redis.decode(e[2][2]) end
+  lu.assertEquals(sum, 2 * (10000 * 10001 // 2))
+end
+
+function TestRedis:test_flow_reduce_into_redis()
+  local ev = {}
+  for i = 1, 3000 do ev[i] = { fields = { word = ({ "a", "b", "c" })[i % 3 + 1] } } end
+  conn:add("words", ev)
+  local src = sluice.redis.source({ url = srv.url, stream = "words", group = "g", drain = true })
+  local n = flow.from_stages({ src }):map(function(e) return e.fields.word end)
+    :partition({ stages = 2 }):frequencies()
+    :into_redis({ url = srv.url, stream = "counts" })
+  lu.assertEquals(n, 3)
+  local counts = {}
+  for _, e in ipairs(conn:call("XRANGE", "counts", "-", "+")) do
+    lu.assertEquals(e[2][1], "v")
+    local kv = sluice.redis.decode(e[2][2])
+    counts[kv[1]] = kv[2]
+  end
+  lu.assertEquals(counts, { a = 1000, b = 1000, c = 1000 })
+end
+
+-- ---- errors -------------------------------------------------------------------------------
+
+-- The error of f(...), called from this file (so that a message raised
+-- at the caller's line points here).
+local function err_of(f, ...)
+  local args = table.pack(...)
+  local ok, e = pcall(function()
+    local r = f(table.unpack(args, 1, args.n))   -- not a tail call: the line stays
+    return r
+  end)
+  lu.assertFalse(ok)
+  return tostring(e)
+end
+
+function TestRedis:test_redis_down_at_start_names_the_url()
+  local url = "unix://" .. srv.dir .. "/nothere.sock"
+  lu.assertStrMatches(err_of(sluice.redis.source, { url = url, stream = "s", group = "g" }),
+    ".*sluice%.redis%.source: cannot connect to unix://.*/nothere%.sock: No such file or directory")
+  lu.assertStrMatches(err_of(sluice.redis.sink, { url = url, stream = "s" }),
+    ".*sluice%.redis%.sink: cannot connect to unix://.*/nothere%.sock: No such file or directory")
+  lu.assertStrMatches(err_of(sluice.redis.source, { url = "redis://127.0.0.1:1", stream = "s", group = "g" }),
+    ".*sluice%.redis%.source: cannot connect to redis://127%.0%.0%.1:1: Connection refused")
+end
+
+function TestRedis:test_wrong_type_is_an_error()
+  conn:call("SET", "str", "x")
+  lu.assertStrMatches(err_of(sluice.redis.source, { url = srv.url, stream = "str", group = "g" }),
+    ".*sluice%.redis%.source: the key 'str' at unix://.* is not a stream %(it is a string%)")
+  lu.assertStrMatches(err_of(flow.from_enumerable({ 1 }).into_redis, flow.from_enumerable({ 1 }),
+                             { url = srv.url, stream = "str" }),
+    ".*sluice%.flow%.into_redis: the key 'str' at unix://.* is not a stream %(it is a string%)")
+end
+
+function TestRedis:test_bad_options()
+  local cases = {
+    { { stream = "s" }, "sluice.redis.source: group must be a non-empty string, got nil" },
+    { { stream = "s", group = "g", batch = 0 }, "sluice.redis.source: batch must be an integer from 1 to 100000, got 0" },
+    { { stream = "s", group = "g", poll_ms = 1.5 }, "sluice.redis.source: poll_ms must be an integer from 1 to 60000, got 1.5" },
+    { { stream = "s", group = "g", drain = 1 }, "sluice.redis.source: drain must be a boolean, got 1" },
+    { { stream = "s", group = "g", nope = 1 }, 'sluice.redis.source: unknown option "nope"' },
+    { { url = "http://x", stream = "s", group = "g" },
+      "sluice.redis.source: url must be redis://host:port[/db] or unix:///path, got 'http://x'" },
+    { 5, "sluice.redis.source: expected a table of options, got 5" },
+  }
+  for _, c in ipairs(cases) do
+    local e = err_of(sluice.redis.source, c[1])
+    lu.assertEquals(e:gsub("^.-:%d+: ", ""), c[2])
+    lu.assertStrContains(e, "test_redis.lua:")   -- at the caller's line
+  end
+  lu.assertEquals(err_of(sluice.redis.sink, { url = srv.url, stream = "s", maxlen = 0 }):gsub("^.-:%d+: ", ""),
+    "sluice.redis.sink: maxlen must be an integer from 1 to " .. math.maxinteger .. ", got 0")
+  lu.assertEquals(err_of(flow.from_enumerable({ 1 }).into_redis, flow.from_enumerable({ 1 }), { url = srv.url })
+                    :gsub("^.-:%d+: ", ""), "sluice.flow.into_redis: stream must be a non-empty string, got nil")
+end
+
+function TestRedis:test_an_event_that_cannot_be_written_stops_the_sink()
+  local sink = sluice.redis.sink({ url = srv.url, stream = "s" })
+  local p = sluice.start({ type = "producer", handle_demand = function(_, st)
+    sluice.self():finish()
+    return { { fields = { [1] = "x" } } }, st
+  end }, nil)
+  sluice.subscribe(sink, p)
+  local reason = sink:await()
+  lu.assertEquals(reason[1], "error")
+  lu.assertStrContains(reason[2], "(handle_events): sluice.redis.sink: events[1].fields has a key that is not a string (number)")
+  lu.assertEquals(conn:call("XLEN", "s"), 0)
+end
+
+-- Redis goes away and comes back (with AOF: nothing lost): the source
+-- says so once, connects again and delivers every entry.
+-- The same with a flow writing into_redis: a batch whose write failed is
+-- written again whole, before its entries are acknowledged.
+function TestRedis:test_into_redis_survives_a_redis_restart()
+  local aof = RH.start({ aof = true })
+  local c = sluice.redis.connect(aof.url)
+  local ev = {}
+  for i = 1, 1500 do ev[i] = { fields = { n = i } } end
+  c:add("in", ev)
+  c:close()
+  local src = sluice.redis.source({ url = aof.url, stream = "in", group = "g", consumer = "c1", drain = true,
+                                    claim_idle_ms = 200 })
+  aof:restart_later(150, 300)
+  local n = flow.from_stages({ { src, max_demand = 20 } }, { stages = 1 })
+    :map(function(e)
+      sluice.sleep(1)
+      return { fields = { n = e.fields.n } }
+    end)
+    :into_redis({ url = aof.url, stream = "out" })
+  lu.assertTrue(n >= 1500, "written " .. n)
+  aof:pid_now()
+  c = sluice.redis.connect(aof.url)
+  local seen = {}
+  for _, e in ipairs(c:call("XRANGE", "out", "-", "+")) do
+    local v = sluice.redis.decode(e[2][2])
+    seen[v] = (seen[v] or 0) + 1
+  end
+  lu.assertEquals((once_each(seen, 1, 1500)), 0)   -- none missing (some may be written twice)
+  lu.assertEquals(c:call("XPENDING", "in", "g")[1], 0)
+  c:close()
+  aof:stop()
+end
+
+function TestRedis:test_source_survives_a_redis_restart()
+  local aof = RH.start({ aof = true })
+  local c = sluice.redis.connect(aof.url)
+  local ev = {}
+  for i = 1, 400 do ev[i] = { fields = { n = i } } end
+  c:add("jobs", ev)
+  c:close()
+  local src = sluice.redis.source({ url = aof.url, stream = "jobs", group = "g", consumer = "c1", drain = true,
+                                    claim_idle_ms = 200 })
+  local k = sluice.start(Counter, { sleep = 2 }, { subscribe_to = { { src, cancel = "transient", max_demand = 10 } } })
+  sluice.sleep(200)
+  aof:kill()
+  sluice.sleep(300)
+  aof:restart()
+  local seen = collect(k)
+  local missing = once_each(seen, 1, 400)
+  lu.assertEquals(missing, 0)
+  c = sluice.redis.connect(aof.url)
+  lu.assertEquals(c:call("XPENDING", "jobs", "g")[1], 0)
+  c:close()
+  aof:stop()
+end
+
+local rc = lu.LuaUnit.run()
+if srv then srv:stop() end
+os.exit(rc)
