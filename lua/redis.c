@@ -414,7 +414,7 @@ static int put_value(lua_State *L, int idx, sl_buf *b, const char *root, char *e
  * `fields` table writes those fields; any other event writes one field v.
  * Returns 0, or -1 with a message in err. */
 static int append_xadd(lua_State *L, conn *k, int ev, lua_Integer i, const char *stream, size_t slen,
-                       const char *maxlen, sl_buf *b, char *err, size_t errlen) {
+                       const char *maxlen, int whole, sl_buf *b, char *err, size_t errlen) {
   enum { MAXF = 256 };
   const char *argv[5 + 2 * MAXF];
   size_t lens[5 + 2 * MAXF], offs[2 * MAXF];
@@ -429,8 +429,8 @@ static int append_xadd(lua_State *L, conn *k, int ev, lua_Integer i, const char 
   }
   argv[argc] = "*", lens[argc++] = 1;
   b->len = 0;
-  int has_fields = lua_type(L, ev) == LUA_TTABLE && lua_getfield(L, ev, "fields") == LUA_TTABLE;
-  if (lua_type(L, ev) == LUA_TTABLE) lua_pop(L, 1);
+  int has_fields = !whole && lua_type(L, ev) == LUA_TTABLE && lua_getfield(L, ev, "fields") == LUA_TTABLE;
+  if (!whole && lua_type(L, ev) == LUA_TTABLE) lua_pop(L, 1);
   if (has_fields) {
     lua_getfield(L, ev, "fields");
     int ft = lua_gettop(L);
@@ -502,9 +502,11 @@ static int read_replies(lua_State *L, conn *k, lua_Integer n) {
   return failed ? -1 : 0;
 }
 
-/* conn:add(stream, events [, maxlen]) -> the number of entries written:
- * one XADD per event (array or a flow's outbox), pipelined. A bad event
- * raises before anything of its pipeline batch is sent. */
+/* conn:add(stream, events [, maxlen [, whole]]) -> the number of entries
+ * written: one XADD per event (array or a flow's outbox), pipelined. With
+ * whole, every event is written as one field v (a flow's partition across
+ * processes). A bad event raises before anything of its pipeline batch is
+ * sent. */
 static int l_add(lua_State *L) {
   conn *k = check_conn(L);
   size_t slen;
@@ -515,6 +517,7 @@ static int l_add(lua_State *L) {
     snprintf(maxbuf, sizeof maxbuf, "%lld", (long long)luaL_checkinteger(L, 4));
     maxlen = maxbuf;
   }
+  int whole = lua_toboolean(L, 5);
   lua_settop(L, 3);
   sl_batch batch;
   int ob = sl_outbox_take(L, 3, &batch, err, sizeof err);
@@ -536,7 +539,7 @@ static int l_add(lua_State *L) {
     lua_Integer m = 0;
     for (lua_Integer i = from; i <= n && m < PIPELINE; i++, m++) {
       lua_rawgeti(L, 3, i);
-      int rc = append_xadd(L, k, lua_gettop(L), i, stream, slen, maxlen, &b, err, sizeof err);
+      int rc = append_xadd(L, k, lua_gettop(L), i, stream, slen, maxlen, whole, &b, err, sizeof err);
       lua_pop(L, 1);
       if (rc != 0) {
         sl_buf_free(&b);

@@ -339,7 +339,8 @@ end
 function Flow:partition(opts)
   local flows = check_flows("partition", self)
   opts = check_opts("partition", opts, PARTITION_OPTS)
-  return new_flow({ kind = "flows", flows = flows, dispatch = "partition", key = opts.key, hash = opts.hash }, opts)
+  return new_flow({ kind = "flows", flows = flows, dispatch = "partition", key = opts.key, hash = opts.hash,
+                    redis = opts.redis }, opts)
 end
 
 function Flow:shuffle(opts)

@@ -28,7 +28,7 @@ end
 
 local SOURCE_OPTS = { stages = true, max_demand = true, min_demand = true, window = true,
                       buffer_size = true, buffer_keep = true, on_init = true, progress = true }
-local PARTITION_OPTS = { key = true, hash = true }
+local PARTITION_OPTS = { key = true, hash = true, redis = true }
 for k in pairs(SOURCE_OPTS) do PARTITION_OPTS[k] = true end
 
 -- Demand counts are 32-bit in the engine.
@@ -54,6 +54,36 @@ local function check_spec_opts(fn, o, i)
   if o == nil then return end
   if type(o) ~= "table" then fail(fn, ("item %d: opts must be a table, got %s"):format(i, inspect(o)), 2) end
   check_demand(fn, o, ("item %d: "):format(i), 3)
+end
+
+-- partition({redis = {...}}): a partition across processes (reference
+-- §13.5). Returns the checked copy, url and process filled in.
+local REDIS_PART = { url = true, stream = true, partitions = true, process = true, processes = true }
+local function check_redis(fn, r, L)
+  if type(r) ~= "table" then fail(fn, "redis must be a table, got " .. inspect(r), L) end
+  for k in pairs(r) do
+    if not REDIS_PART[k] then fail(fn, "unknown redis option " .. inspect(k), L) end
+  end
+  local out = { url = r.url or "redis://127.0.0.1:6379", stream = r.stream, partitions = r.partitions,
+                processes = r.processes or 1, process = r.process or 1 }
+  if type(out.url) ~= "string" then fail(fn, "redis.url must be a string, got " .. inspect(r.url), L) end
+  if type(out.stream) ~= "string" or out.stream == "" then
+    fail(fn, "redis.stream must be a non-empty string, got " .. inspect(r.stream), L)
+  end
+  for _, k in ipairs({ "partitions", "processes" }) do
+    if math.type(out[k]) ~= "integer" or out[k] < 1 or out[k] > 65536 then
+      fail(fn, ("redis.%s must be an integer from 1 to 65536, got %s"):format(k, inspect(r[k])), L)
+    end
+  end
+  if math.type(out.process) ~= "integer" or out.process < 1 or out.process > out.processes then
+    fail(fn, ("redis.process must be an integer from 1 to %d (redis.processes), got %s")
+      :format(out.processes, inspect(r.process)), L)
+  end
+  if out.processes > out.partitions then
+    fail(fn, ("redis.processes (%d) must not exceed redis.partitions (%d): a process would have no partition")
+      :format(out.processes, out.partitions), L)
+  end
+  return out
 end
 
 -- The options of method fn, checked when it is called (errors name the
@@ -95,6 +125,7 @@ local function check_opts(fn, opts, allowed, depth)
   if out.window ~= nil and (type(out.window) ~= "table" or type(out.window.type) ~= "string") then
     fail(fn, "window must come from sluice.window, got " .. inspect(out.window), L)
   end
+  if out.redis ~= nil then out.redis = check_redis(fn, out.redis, L + 1) end
   return out
 end
 

@@ -35,6 +35,10 @@ end
 
 local function source_text(entry)
   local src = entry.f.src
+  if entry.redis then
+    return ("the partition stream %s, read through the group %s (partition across processes)")
+      :format(entry.redis, src.redis.stream)
+  end
   if src.kind == "enumerables" then
     return ("%s (from_enumerable), 1 producer stage"):format(enum_text(src.enums[entry.item]))
   elseif src.kind == "specs" then
@@ -69,6 +73,12 @@ end
 
 -- How the events of a layer of n stages reach it from the one(s) before.
 local function hop_text(src, n)
+  if src.redis then
+    local r = src.redis
+    return ("a partition across processes by %s: Redis streams %s:1..%d, this process (%d of %d) reads "
+      .. "its own"):format(src.hash and "a hash function" or key_text(src.key), r.stream, r.partitions,
+                           r.process, r.processes)
+  end
   if src.dispatch == "partition" then
     if src.hash then return "partition by a hash function" end
     if n == 1 then return "partition into 1 stage (no hashing)" end

@@ -82,6 +82,11 @@ end
 -- One batch through the layer: join, map_batch, then the fused loop.
 local function layer_events(st, events, from)
   local cfg = st.cfg
+  -- read from a partition stream across processes: the entries' ids were
+  -- taken for their acknowledgement; the events are their field v
+  if cfg.unwrap then
+    for i = 1, #events do events[i] = events[i].fields.v end
+  end
   -- a windowed layer joins inside each window (sluice.flow_window)
   if st.win then return window.events(st, events, sluice._handle_id(from)) end
   if cfg.join then events = join_events(st, events, st.sides[sluice._handle_id(from)]) end
@@ -98,19 +103,15 @@ local function layer_events(st, events, from)
   return out
 end
 
--- flow:into_redis: the last layer writes what it would emit to a stream
--- (sluice.redis_sink's write), before its callback returns, so a Redis
--- source's entries are acknowledged after their results are written.
-local function to_sink(st, out)
-  local sink = st.cfg.sink
-  local n = require("sluice.redis_sink").write(sink, out, "sluice.flow.into_redis")
-  if n > 0 then sluice._count(sink.written, n) end
-  return {}
-end
+-- flow:into_redis and partition({redis = ...}): the layer writes what it
+-- would emit to Redis (sluice.redis_flow), before its callback returns,
+-- so a Redis source's entries are acknowledged after their results are
+-- written.
+local function to_redis(st, out) return require("sluice.redis_flow").write(st, out) end
 
 function LayerStage.handle_events(events, from, st)
   local ok, out = xpcall(layer_events, on_error, st, events, from)
-  if ok and st.cfg.sink then ok, out = xpcall(to_sink, on_error, st, out) end
+  if ok and (st.cfg.sink or st.cfg.repart) then ok, out = xpcall(to_redis, on_error, st, out) end
   if not ok then
     stop_with(st.cfg.label, out)
     return {}, st
@@ -121,13 +122,19 @@ function LayerStage.handle_events(events, from, st)
 end
 
 -- Output that a callback other than handle_events returned: written by
--- an into_redis layer (its errors stop the stage like any other).
-local function sunk(cb)
+-- a layer that writes to Redis (its errors stop the stage like any
+-- other); once its input has ended, its end markers follow.
+local function ended(st) require("sluice.redis_flow").ended(st) end
+
+-- cb(a, b, st) -> out, st; for handle_cancel (cancel = true) a is the
+-- reason: the input has ended once no producer is left and it was normal.
+local function sunk(cb, cancel)
   return function(a, b, st)
     local out
     out, st = cb(a, b, st)
-    if not st.cfg.sink then return out, st end
-    local ok, res = xpcall(to_sink, on_error, st, out)
+    if not (st.cfg.sink or st.cfg.repart) then return out, st end
+    local ok, res = xpcall(to_redis, on_error, st, out)
+    if ok and cancel and st.left == 0 and sluice._is_normal(a[2]) then ok, res = xpcall(ended, on_error, st) end
     if not ok then stop_with(st.cfg.label, res) end
     return {}, st
   end
@@ -154,7 +161,7 @@ local function layer_cancel(reason, from, st)
   return out, st
 end
 
-LayerStage.handle_cancel = sunk(layer_cancel)
+LayerStage.handle_cancel = sunk(layer_cancel, true)
 
 -- stage:send messages: the window machine's timers and {"trigger", name}.
 local function layer_info(msg, _, st)

@@ -126,11 +126,12 @@ local function start_layer(run, spec, cfgs, ups, dispatcher, layer_sub, partitio
   end
   for i = 1, n do
     local subs = {}
-    for j, up in ipairs(ups) do
+    -- ups.one_each: stage i reads ups[i] alone (a partition across processes)
+    for j, up in ipairs(ups.one_each and { ups[i] } or ups) do
       subs[j] = subscription(up, layer_sub, { partition = partitioned and i or nil, side = up.side })
     end
     local cfg = cfgs[i]
-    cfg.producers = #ups
+    cfg.producers = #subs
     cfg.index, cfg.total = i, n
     cfg.label = ("flow %d layer %d stage %d"):format(run.id, layer, i)
     local opts = { subscribe_to = #ups > 0 and subs or nil, worker = (i - 1) % sluice.workers() + 1,
@@ -270,6 +271,7 @@ end
 local function combining(f, n)
   local red, src = f.red, f.src
   if not red then return nil end
+  if src.redis then return nil, "the partition is across processes (redis): each process reduces its partitions" end
   if red.kind ~= "reduce" then return nil, "only a reduce with a merge combines" end
   if not red.merge then return nil, "the reduce has no merge" end
   if src.dispatch ~= "partition" then
@@ -323,6 +325,47 @@ end
 
 local materialize
 
+-- A partition across processes (partition({redis = r}), reference §13.5):
+-- the flows before it write each event to the stream <r.stream>:<p>
+-- (sluice.redis_flow), and this process's layer has one stage per
+-- partition it owns (p with (p - 1) % processes + 1 == process), each
+-- reading its partition's stream through a source of its own (group
+-- r.stream, consumer "part-<p>", so that a restarted owner gets its
+-- pending entries back), which ends once every writer's end marker came.
+local function materialize_redis(run, f, dispatcher, extra, layer_sub)
+  local src, r = f.src, f.src.redis
+  local repart = { url = r.url, stream = r.stream, partitions = r.partitions, process = r.process,
+                   processes = r.processes, key = src.key, hash = src.hash, retry_ms = 60000, whole = true }
+  local writers = {}
+  for _, g in ipairs(src.flows) do
+    for _, o in ipairs(materialize(run, g, nil, { repart = repart })) do writers[#writers + 1] = o end
+  end
+  if not run.dry then   -- the writers' consumer (they emit nothing: sluice.redis_flow)
+    local subs = {}
+    for i, up in ipairs(writers) do subs[i] = subscription(up) end
+    local drain = sluice.start(require("sluice.redis_flow").Drain, nil, { subscribe_to = subs })
+    track(run, drain, ("flow %d partition writers' consumer"):format(run.id), run.layers, 1)
+  end
+  local ups = { one_each = true }
+  local parts = {}
+  for p = r.process, r.partitions, r.processes do parts[#parts + 1] = p end
+  for i, p in ipairs(parts) do
+    run.sources = run.sources + 1
+    if run.dry then
+      ups[i] = { stage = { dry = record(run, { what = "source", number = run.sources, f = f, item = i,
+                                               redis = ("%s:%d"):format(r.stream, p) }) } }
+    else
+      local s = require("sluice.redis").source({ url = r.url, stream = ("%s:%d"):format(r.stream, p),
+        group = r.stream, consumer = ("part-%d"):format(p), _ends = r.processes, demand = "accumulate" })
+      run.paused[#run.paused + 1] = s
+      ups[i] = { stage = track(run, s, ("flow %d source %d"):format(run.id, run.sources), 0, run.sources) }
+    end
+  end
+  local cfgs = layer_cfgs(f, #parts, extra)
+  for _, cfg in ipairs(cfgs) do cfg.unwrap = true end   -- each event is its entry's field v
+  return start_layer(run, LayerStage, cfgs, ups, dispatcher, layer_sub, false, f)
+end
+
 -- Materialises flow f so that its output stages use `dispatcher` (built by
 -- the caller for its own layer; nil: demand). `extra` goes into the
 -- configuration of f's last layer ({discard = true} for run/start, {tag =
@@ -365,6 +408,8 @@ function materialize(run, f, dispatcher, extra)
       return outs
     end
     ups = start_sources(run, f, demand_dispatcher())
+  elseif src.kind == "flows" and src.redis then
+    return materialize_redis(run, f, dispatcher, extra, layer_sub)
   elseif src.kind == "flows" then
     local comb = combining(f, n)
     local updisp = comb and combined_dispatcher(n) or dispatcher_for(src, n)

@@ -124,6 +124,8 @@ local function source_init(cfg)
   -- when nothing it makes goes downstream (run, or a departition/take_sort
   -- taking only the final state) the stage reads on whatever the demand
   st.keep = not (cfg.discard or cfg.tag)
+  -- what it makes goes to Redis (sluice.redis_flow): not held to the demand
+  st.sinks = (cfg.sink or cfg.repart) and true or false
   if cfg.plan.kind == "range" and cfg.range_src then st.run_range = load_run(cfg, cfg.range_src) end
   if window.needed(cfg.window) then
     -- the stage is its window's one producer: it claims parts in order,
@@ -246,21 +248,32 @@ local function source_events(st, demand)
         for i = 1, #events do out[#out + 1] = events[i] end
       end
     end
-  until done or (keep and #out >= demand) or chunks >= CHUNKS_PER_CALL
+  until done or (keep and not st.sinks and #out >= demand) or chunks >= CHUNKS_PER_CALL
   local last
   if done then
     -- what the end emits follows what came out before it (when kept)
     local into = keep and out or nil
     last = st.win and window.source_done(st, into) or layer_done(st, into)
   end
-  return out, done, last, not done and not (keep and #out >= demand)
+  return out, done, last, not done and not (keep and not st.sinks and #out >= demand)
 end
 
 -- Reads on for the demand not yet met (st.want).
+-- A split source that writes to Redis (flow:into_redis, or the layer
+-- before a partition({redis = ...})): its output goes there
+-- (sluice.redis_flow), and once its input is done, its end markers.
+local function to_redis(st, out, done)
+  local R = require("sluice.redis_flow")
+  R.write(st, out)
+  if done then R.ended(st) end
+  return {}
+end
+
 local function source_step(st)
   local cfg = st.cfg
-  if st.finished or (st.want <= 0 and st.keep) then return {}, st end
+  if st.finished or (st.want <= 0 and st.keep and not st.sinks) then return {}, st end
   local ok, out, done, last, more = xpcall(source_events, on_error, st, st.want)
+  if ok and (cfg.sink or cfg.repart) then ok, out = xpcall(to_redis, on_error, st, out, done) end
   if not ok then
     stop_with(cfg.label, out)
     st.finished = true
@@ -294,6 +307,7 @@ end
 function SourceStage.handle_info(msg, st)
   if st.finished then return {}, st end
   local ok, out = xpcall(window.message_out, on_error, st, msg)
+  if ok and (st.cfg.sink or st.cfg.repart) then ok, out = xpcall(to_redis, on_error, st, out, false) end
   if not ok then
     stop_with(st.cfg.label, out)
     st.finished = true

@@ -59,7 +59,7 @@ local DEFAULT_URL = "redis://127.0.0.1:6379"
 local SOURCE_KEYS = { url = true, stream = true, group = true, consumer = true, batch = true, poll_ms = true,
                       claim_idle_ms = true, drain = true, drain_ms = true,
                       name = true, worker = true, dispatcher = true, buffer_size = true, buffer_keep = true,
-                      demand = true }
+                      demand = true, _ends = true }
 local SINK_KEYS = { url = true, stream = true, maxlen = true, retry_ms = true,
                     name = true, worker = true, subscribe_to = true }
 local STAGE_KEYS = { "name", "worker", "dispatcher", "buffer_size", "buffer_keep", "demand", "subscribe_to" }
@@ -77,6 +77,9 @@ local function source_cfg(opts)
     claim_idle_ms = check_int(fn, opts, "claim_idle_ms", 30000, 1, math.maxinteger),
     drain = opts.drain,
     drain_ms = check_int(fn, opts, "drain_ms", 1000, 0, math.maxinteger),
+    -- a partition stream of partition({redis = ...}): ends once the end
+    -- markers of that many processes came (sluice.redis_flow)
+    ends = opts._ends,
   }
   if cfg.drain ~= nil and type(cfg.drain) ~= "boolean" then
     fail(fn, "drain must be a boolean, got " .. inspect(cfg.drain))

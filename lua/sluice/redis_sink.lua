@@ -12,26 +12,28 @@ local R = sluice._redis
 
 local Sink = { type = "consumer" }
 
--- Writes events (an array or a flow's outbox) with cfg's stream and
--- maxlen on cfg.conn (opened on first use); label names the writer in
--- messages. Returns the number written; raises when it cannot.
-local function write(cfg, events, label)
+-- Writes events (an array or a flow's outbox) to stream (default
+-- cfg.stream) with cfg's maxlen on cfg.conn (opened on first use); label
+-- names the writer in messages. Returns the number written; raises when
+-- it cannot.
+local function write(cfg, events, label, stream)
+  stream = stream or cfg.stream
   if #events == 0 then return 0 end
   events = R.events(events)   -- a flow's outbox, taken once: each try writes the same events
   if not cfg.conn then cfg.conn = R.connect(cfg.url, label) end
   local waited, delay, said = 0, 100, false
   while true do
-    local ok, n, err, kind = pcall(cfg.conn.add, cfg.conn, cfg.stream, events, cfg.maxlen)
+    local ok, n, err, kind = pcall(cfg.conn.add, cfg.conn, stream, events, cfg.maxlen, cfg.whole)
     if not ok then error(("%s: %s"):format(label, tostring(n):gsub("^[^:]*:%d+: ", "")), 0) end
     if n then
-      if said then io.stderr:write(("%s %s: connected again to %s\n"):format(label, cfg.stream, cfg.url)) end
+      if said then io.stderr:write(("%s %s: connected again to %s\n"):format(label, stream, cfg.url)) end
       return n
     end
     if (kind ~= "io" and kind ~= "loading") or waited >= cfg.retry_ms then
       error(("%s: %s: %s"):format(label, cfg.url, err), 0)
     end
     if kind == "io" and not said then
-      io.stderr:write(("%s %s: %s; retrying\n"):format(label, cfg.stream, err))
+      io.stderr:write(("%s %s: %s; retrying\n"):format(label, stream, err))
       said = true
     end
     sluice.sleep(delay)

@@ -45,6 +45,40 @@ local function gone_entries(st, ids)
   st.conn:_ack(st.cfg.stream, st.cfg.group, ids)
 end
 
+-- A partition stream's end markers (sluice.redis_flow): "process stage
+-- stages". They are taken out of what was read, acknowledged, and
+-- counted: the stream has ended once every stage of each of the
+-- cfg.ends processes has sent one.
+local EOF = "sluice.eof"
+local function take_markers(st, got)
+  local kept, ids = {}, {}
+  for _, e in ipairs(got) do
+    local m = e.fields[EOF]
+    if m then
+      ids[#ids + 1] = e.id
+      local proc, stage, total = m:match("^(%d+) (%d+) (%d+)$")
+      local seen = st.ends[tonumber(proc)] or { n = 0, total = tonumber(total) }
+      st.ends[tonumber(proc)] = seen
+      if not seen[stage] then
+        seen[stage] = true
+        seen.n = seen.n + 1
+      end
+    else
+      kept[#kept + 1] = e
+    end
+  end
+  if #ids > 0 then st.conn:_ack(st.cfg.stream, st.cfg.group, ids) end
+  return kept
+end
+
+local function all_ended(st)
+  for p = 1, st.cfg.ends do
+    local seen = st.ends[p]
+    if not seen or seen.n < seen.total then return false end
+  end
+  return true
+end
+
 -- One read of at most n entries (see the top of the file). Returns the
 -- entries, or nil, message, kind.
 local function read(st, n)
@@ -136,13 +170,20 @@ local function fill(st)
       trouble(st, err, kind)
       return out
     end
+    local read_n = #got
+    if st.ends then got = take_markers(st, got) end
     table.move(got, 1, #got, n + 1, out)
     n = n + #got
     st.demand = st.demand - #got
-    if #got < want and not st.history then break end
+    if read_n < want and not st.history then break end
   end
   if n > 0 then st.delay, st.idle_since = 1, nil end
   if st.demand > 0 then
+    if n == 0 and st.ends and all_ended(st) and drained(st) then
+      st.finished = true
+      sluice.self():finish()
+      return out
+    end
     if n == 0 and st.cfg.drain then
       local now = sluice._now_ms()
       if not drained(st) then
@@ -163,7 +204,7 @@ end
 
 function Source.init(cfg)
   local st = { cfg = cfg, demand = 0, history = "0", cursor = "0-0", next_claim = 0, delay = 1, timer = false,
-               down = false, backoff = 100, claimed = 0 }
+               down = false, backoff = 100, claimed = 0, ends = cfg.ends and {} or nil }
   st.conn = R.connect(cfg.url, "sluice.redis.source")
   local ok, err = ensure_group(st)
   if not ok then error(("sluice.redis.source: %s"):format(err), 0) end

@@ -15,8 +15,9 @@
 -- sluice, ...), so that both see the same machine: on a shared machine the
 -- speed drifts by 10-20 % within a minute, and a baseline measured for an
 -- earlier row would skew a later row's ratio. Only a row marked
--- share_base (the memory row, which compares peak RSS) reuses samples of a
--- command that another row already ran.
+-- share_base (the memory row, which compares peak RSS, and the Redis rows
+-- with 2 and 3 processes) reuses samples of a command that another row
+-- already ran.
 
 local BUILD = arg[1] or "build"
 local B = arg[0]:match("^(.*)/") or "."        -- scripts/bench

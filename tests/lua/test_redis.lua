@@ -237,6 +237,51 @@ function TestRedis:test_flow_reduce_into_redis()
   lu.assertEquals(counts, { a = 1000, b = 1000, c = 1000 })
 end
 
+-- A split source (a range read by the first layer's stages themselves)
+-- writes into_redis too.
+function TestRedis:test_into_redis_from_a_split_source()
+  local n = flow.from_enumerable(sluice.range(1, 50000)):map(function(x) return x * 3 end)
+    :into_redis({ url = srv.url, stream = "triples" })
+  lu.assertEquals(n, 50000)
+  lu.assertEquals(conn:call("XLEN", "triples"), 50000)
+end
+
+-- partition({redis = ...}) with one process: every partition stream is
+-- this process's; the result is the plain partition's.
+function TestRedis:test_partition_across_processes_in_one_process()
+  local words = {}
+  for i = 1, 3000 do words[i] = ({ "a", "b", "c", "d", "e" })[i % 5 + 1] end
+  local got = flow.from_enumerable(words)
+    :partition({ redis = { url = srv.url, stream = "w", partitions = 3 } })
+    :frequencies()
+    :to_list()
+  table.sort(got, function(x, y) return x[1] < y[1] end)
+  lu.assertEquals(got, { { "a", 600 }, { "b", 600 }, { "c", 600 }, { "d", 600 }, { "e", 600 } })
+  -- each partition stream holds its words and an end marker per writing
+  -- stage (one layer of sluice.workers() stages); nothing is left pending
+  local total = 0
+  for p = 1, 3 do
+    total = total + conn:call("XLEN", "w:" .. p)
+    lu.assertEquals(pending("w:" .. p, "w"), 0)
+  end
+  lu.assertEquals(total, 3000 + 3 * sluice.workers())
+end
+
+-- The same from a split source, keyed by a pair's first element, with
+-- operations on both sides.
+function TestRedis:test_partition_across_processes_by_key()
+  local got = flow.from_enumerable(sluice.range(1, 20000))
+    :map(function(x) return { x % 7, x } end)
+    :partition({ key = { index = 1 }, stages = 3, redis = { url = srv.url, stream = "mod", partitions = 5 } })
+    :map(function(pair) return { pair[1], 1 } end)
+    :reduce_by_key(function(a, b) return a + b end)
+    :to_list()
+  table.sort(got, function(x, y) return x[1] < y[1] end)
+  local want = {}
+  for r = 0, 6 do want[#want + 1] = { r, 20000 // 7 + ((r >= 1 and r <= 20000 % 7) and 1 or 0) } end
+  lu.assertEquals(got, want)
+end
+
 -- ---- errors -------------------------------------------------------------------------------
 
 -- The error of f(...), called from this file (so that a message raised
@@ -249,6 +294,24 @@ local function err_of(f, ...)
   end)
   lu.assertFalse(ok)
   return tostring(e)
+end
+
+function TestRedis:test_partition_redis_options()
+  local f = flow.from_enumerable({ 1 })
+  local cases = {
+    { { stream = "s" }, "redis.partitions must be an integer from 1 to 65536, got nil" },
+    { { partitions = 2 }, "redis.stream must be a non-empty string, got nil" },
+    { { stream = "s", partitions = 2, processes = 3 },
+      "redis.processes (3) must not exceed redis.partitions (2): a process would have no partition" },
+    { { stream = "s", partitions = 4, processes = 2, process = 3 },
+      "redis.process must be an integer from 1 to 2 (redis.processes), got 3" },
+    { { stream = "s", partitions = 2, nope = 1 }, 'unknown redis option "nope"' },
+    { 5, "redis must be a table, got 5" },
+  }
+  for _, c in ipairs(cases) do
+    local e = err_of(f.partition, f, { redis = c[1] })
+    lu.assertEquals(e:gsub("^.-:%d+: ", ""), "sluice.flow.partition: " .. c[2])
+  end
 end
 
 function TestRedis:test_redis_down_at_start_names_the_url()

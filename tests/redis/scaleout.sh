@@ -11,6 +11,9 @@
 #   redis-restart redis-server (appendonly, fsync always) killed and
 #                 started again mid-run: the processes carry on, nothing
 #                 is lost
+#   wordcount-across-processes  examples/redis_wordcount.lua as 3 processes
+#                 with a partition across them: each word counted once, the
+#                 counts those of one process
 # Each check starts its own redis-server on a unix socket in a temporary
 # directory (no TCP port). Skipped, with a message, without redis-server.
 BIN=${1:?usage: sh tests/redis/scaleout.sh path/to/sluice}
@@ -143,6 +146,40 @@ t_restart() {
   grep -q "connected again" "$TMPD"/w*.err || { why="no worker said it connected again: $(cat "$TMPD"/w*.err)"; return 1; }
 }
 t_restart; check redis-restart $?
+
+# ---- a keyed count across processes ----------------------------------------------
+# examples/redis_wordcount.lua: 3 processes, partition({redis = ...}) into 4
+# partition streams; each word counted by exactly one process
+t_wordcount() {
+  fresh || return 1
+  ex="$HERE/../../examples/redis_wordcount.lua"
+  i=0
+  : >"$TMPD/text.txt"
+  while [ $i -lt 40 ]; do cat "$HERE/../../examples/data/text.txt" >>"$TMPD/text.txt"; i=$((i + 1)); done
+  "$BIN" "$ex" --fill "$URL" "$TMPD/text.txt" || { why="fill failed"; return 1; }
+  WPIDS=
+  for i in 1 2 3; do
+    "$BIN" "$ex" --worker "$URL" $i 3 >"$TMPD/w$i.out" 2>"$TMPD/w$i.err" &
+    WPIDS="$WPIDS $!"
+  done
+  for p in $WPIDS; do wait "$p" || { why="a worker failed: $(cat "$TMPD"/w*.err)"; return 1; }; done
+  WPIDS=
+  got=$("$BIN" "$ex" --print "$URL" 2>&1)
+  want='17400 words, 172 distinct
+the      3160
+and      1120
+gate     520
+wheel    520
+river    400
+water    360
+a        320
+in       240
+that     240
+for      200'
+  [ "$got" = "$want" ] || { why="got: $got"; return 1; }
+  echo "  40 copies of examples/data/text.txt, 3 processes, 4 partition streams: $(echo "$got" | head -n 1)"
+}
+t_wordcount; check wordcount-across-processes $?
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
