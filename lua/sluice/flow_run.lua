@@ -89,8 +89,9 @@ local function is_error(reason)
 end
 
 -- Stops the flow and raises its error: that of the first stage (sources
--- first) that ended with an error, else `reason` (what the terminal saw).
-local function raise_flow_error(run, reason)
+-- first) that ended with an error, else `reason` (what the terminal saw: an
+-- error message, or with `exit` set, a stage's exit reason).
+local function raise_flow_error(run, reason, exit)
   stop_all(run)
   local where
   for _, entry in ipairs(run.stages) do
@@ -107,7 +108,7 @@ local function raise_flow_error(run, reason)
     if where and not msg:find(where.label, 1, true) then msg = where.label .. ": " .. msg end
     local tb = reason[3]
     if tb ~= nil and tb ~= "" then msg = msg .. "\n" .. tostring(tb) end
-  elseif type(reason) == "string" then
+  elseif type(reason) == "string" and not exit then
     msg = reason:gsub("^sluice%.stream: ", "", 1)
   else
     msg = "a stage ended with " .. inspect(reason)
@@ -249,7 +250,7 @@ function Running:await(timeout)
         waiting = waiting or s
       else
         local reason = s:await()
-        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason) end
+        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason, true) end
       end
     end
     if not waiting then clear(); progress_free(run); return end

@@ -1,0 +1,451 @@
+-- Fault injection: callbacks that raise at seeded points, stages stopped
+-- from outside mid-stream, producers that finish early, consumers that
+-- cancel under each cancel mode, flows stopped mid-run. In every case the
+-- process goes on, the blocking call returns or raises, await gives the
+-- exact reason, and the events that should arrive do, exactly once and in
+-- order (the stages check the order themselves and report what they saw).
+local lu = require("luaunit")
+local H = dofile((arg[0]:match("^(.*/)") or "./") .. "stages_helper.lua")
+
+local THIS = debug.getinfo(1, "S").short_src
+local SEEDS = {1, 2, 3, 4, 5}
+
+-- A Lua error message raised at a line of this file, without the location.
+local function unlocated(msg)
+  lu.assertEquals(type(msg), "string")
+  local at, rest = msg:match("^(.-):%d+: (.*)$")
+  lu.assertEquals(at, THIS, msg)
+  return rest
+end
+
+-- The first line of s.
+local function first_line(s)
+  return (s:match("^[^\n]*"))
+end
+
+-- A producer of consecutive integers from 1; arg.fail_call = k raises in
+-- the k-th handle_demand ("boom after m", m = the events emitted before);
+-- arg.last = n finishes after n events.
+local Numbers = {
+  type = "producer",
+  init = function(arg) return {next = 1, calls = 0, fail_call = arg.fail_call, last = arg.last} end,
+  handle_demand = function(n, st)
+    st.calls = st.calls + 1
+    if st.calls == st.fail_call then error("boom after " .. (st.next - 1), 0) end
+    local events = {}
+    for i = 1, n do
+      if st.last and st.next > st.last then break end
+      events[i] = st.next
+      st.next = st.next + 1
+    end
+    if st.last and st.next > st.last then sluice.self():finish() end
+    return events, st
+  end,
+}
+
+-- A consumer that checks its events are 1, 2, 3, ... (each once, in
+-- order); arg.fail_at = k raises on event k ("boom at k after m");
+-- arg.cancel_at = k cancels its subscription with arg.reason on event k.
+-- call("seen") -> the number of events so far, or an "out of order" string.
+local Checker = {
+  type = "consumer",
+  init = function(arg)
+    arg = arg or {}
+    return {seen = 0, bad = nil, fail_at = arg.fail_at, cancel_at = arg.cancel_at,
+            reason = arg.reason, max = arg.max}
+  end,
+  handle_events = function(events, from, st)
+    for _, e in ipairs(events) do
+      if st.fail_at == e then error(("boom at %d after %d"):format(e, st.seen), 0) end
+      if e ~= st.seen + 1 and not st.bad then st.bad = ("out of order: %s after %d"):format(e, st.seen) end
+      st.seen = st.seen + 1
+      if st.cancel_at == e then from:cancel(st.reason) end
+    end
+    return {}, st
+  end,
+  handle_call = function(req, from, st)
+    if req == "seen" then return st.bad or st.seen, {}, st end
+    return nil, {}, st
+  end,
+  terminate = function(reason, st)
+    -- an end reason never carries the count; the count goes to the observer
+    if st.observer then st.observer:send(st.bad or st.seen) end
+  end,
+}
+
+-- ---- callbacks that raise ------------------------------------------------
+
+TestRaise = {}
+
+-- handle_demand raises in its k-th call: the producer ends with the error,
+-- a permanent consumer with the same reason, after receiving exactly the
+-- events emitted before.
+function TestRaise:test_handle_demand_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(2, 12)
+    local p = sluice.start(Numbers, {fail_call = k})
+    local c = sluice.start(Checker, {}, {subscribe_to = {{p, max_demand = math.random(1, 50)}}})
+    local r = p:await()
+    lu.assertEquals(r[1], "error")
+    local m = tonumber(r[2]:match("%(handle_demand%): boom after (%d+)$"))
+    lu.assertNotNil(m, r[2])
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_demand%): boom after " .. m)
+    lu.assertEquals(c:await(), r)
+    lu.assertEquals(sluice.task(function() return 1 end):await(), 1)
+  end
+end
+
+-- handle_events raises on a seeded event: the consumer ends with the
+-- error; it had seen every event before, once each; the producer keeps
+-- running and stops normally.
+function TestRaise:test_handle_events_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 5000)
+    local p = sluice.start(Numbers, {})
+    local c = sluice.start(Checker, {fail_at = k}, {subscribe_to = {{p, max_demand = math.random(1, 300)}}})
+    local r = c:await()
+    lu.assertEquals(r[1], "error")
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_events%): boom at " .. k .. " after " .. (k - 1))
+    lu.assertTrue(p:alive())
+    H.wait_until(function() return p:stats().consumers == 0 end)
+    p:stop()
+    lu.assertEquals(p:await(), "normal")
+  end
+end
+
+-- handle_call raises: the call raises the stage's error, the stage ends
+-- with it; a second call says the stage has stopped.
+function TestRaise:test_handle_call_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 20)
+    local s = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+      handle_call = function(req, from, st)
+        if req == k then error("call boom " .. req, 0) end
+        return req * 2, {}, st
+      end}, nil)
+    for i = 1, k - 1 do lu.assertEquals(s:call(i), i * 2) end
+    local ok, err = pcall(s.call, s, k)
+    lu.assertFalse(ok)
+    lu.assertStrMatches(first_line(err),
+      "stage:call: stage %d+ on worker %d+ %(handle_call%): call boom " .. k)
+    local r = s:await()
+    lu.assertEquals(r[1], "error")
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_call%): call boom " .. k)
+    ok, err = pcall(s.call, s, 1)
+    lu.assertFalse(ok)
+    lu.assertEquals(err, "stage:call: the stage has stopped")
+  end
+end
+
+-- handle_info raises on the k-th message: the messages before were each
+-- handled once; the stage ends with the error.
+function TestRaise:test_handle_info_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 200)
+    local s = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+      init = function() return {n = 0} end,
+      handle_info = function(msg, st)
+        if msg ~= st.n + 1 then error("info out of order: " .. msg .. " after " .. st.n, 0) end
+        if msg == k then error(("info boom %d after %d"):format(msg, st.n), 0) end
+        st.n = st.n + 1
+        return {}, st
+      end}, nil)
+    for i = 1, 200 do s:send(i) end
+    local r = s:await()
+    lu.assertEquals(r[1], "error")
+    lu.assertStrMatches(r[2], ("stage %%d+ on worker %%d+ %%(handle_info%%): info boom %d after %d"):format(k, k - 1))
+  end
+end
+
+-- init raises: sluice.start raises "init failed", nothing is left running.
+function TestRaise:test_init_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 1000)
+    local before = #sluice.stats()
+    local ok, err = pcall(sluice.start, {type = "producer",
+      init = function(a) error("init boom " .. a, 0) end,
+      handle_demand = function(n, s) return {}, s end}, k)
+    lu.assertFalse(ok)
+    lu.assertEquals(first_line(err), "sluice.start: init failed: init boom " .. k)
+    -- a non-string error value is raised as is
+    ok, err = pcall(sluice.start, {type = "producer",
+      init = function(a) error({code = a}) end,
+      handle_demand = function(n, s) return {}, s end}, k)
+    lu.assertFalse(ok)
+    lu.assertEquals(err, {code = k})
+    lu.assertEquals(#sluice.stats(), before)
+  end
+end
+
+-- terminate raises: the error is ignored, await gives the stop reason.
+function TestRaise:test_terminate_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local reason = ({"normal", "shutdown", {"custom", seed}})[math.random(1, 3)]
+    local p = sluice.start(Numbers, {})
+    local c = sluice.start(H.with(Checker, {terminate = function() error("terminate boom") end}),
+                           {}, {subscribe_to = {p}})
+    sluice.sleep(math.random(0, 5))
+    c:stop(reason)
+    lu.assertEquals(c:await(), reason)
+    p:stop("bye")
+    lu.assertEquals(p:await(), "bye")
+  end
+end
+
+-- Flow functions raising at a seeded element: the terminal raises the
+-- error with the flow's label and the operation; a flow run after it works.
+function TestRaise:test_flow_functions_raise()
+  local cases = {
+    {"map", function(f, k) return f:map(function(x) if x == k then error("map boom " .. x, 0) end return x end) end},
+    {"flat_map", function(f, k) return f:flat_map(function(x)
+      if x == k then error("flat_map boom " .. x, 0) end return {x} end) end},
+    {"reduce", function(f, k) return f:reduce(function() return 0 end, function(x, acc)
+      if x == k then error("reduce boom " .. x, 0) end return acc + x end) end},
+    {"filter", function(f, k) return f:filter(function(x) if x == k then error("filter boom " .. x, 0) end return true end) end},
+  }
+  for _, case in ipairs(cases) do
+    for _, seed in ipairs(SEEDS) do
+      math.randomseed(seed)
+      local k = math.random(1, 3000)
+      local how = ({"to_list", "run", "stream", "await"})[math.random(1, 4)]
+      local fl = case[2](sluice.flow.from_enumerable(sluice.range(1, 3000), {stages = math.random(1, 3)}), k)
+      local ok, err = pcall(function()
+        if how == "to_list" then return fl:to_list()
+        elseif how == "run" then return fl:run()
+        elseif how == "stream" then for _ in fl:stream() do end
+        else return fl:start():await() end
+      end)
+      lu.assertFalse(ok, case[1] .. " " .. how)
+      lu.assertEquals(type(err), "string")
+      lu.assertStrMatches(first_line(err), ("sluice%%.flow: flow %%d+ layer 1 stage %%d+ %%(%s%%): %s boom %d")
+        :format(case[1]:gsub("_", "%%_"), case[1], k))
+    end
+  end
+  lu.assertEquals(#sluice.flow.from_enumerable(sluice.range(1, 100)):map(function(x) return x end):to_list(), 100)
+end
+
+-- ---- stopped from outside ---------------------------------------------
+
+TestStopped = {}
+
+-- The producer is stopped mid-stream with a reason: what happens to the
+-- consumer depends on its cancel mode and the reason; the events it got
+-- are 1..m, once each.
+function TestStopped:test_producer_stopped_mid_stream()
+  local reasons = {"normal", "shutdown", {"shutdown", "x"}, "killed", {"why", 1}}
+  for _, mode in ipairs({"permanent", "transient", "temporary"}) do
+    for i, seed in ipairs(SEEDS) do
+      math.randomseed(seed)
+      local reason = reasons[i]
+      local p = sluice.start(Numbers, {})
+      local c = sluice.start(Checker, {}, {subscribe_to = {{p, cancel = mode, max_demand = math.random(1, 500)}}})
+      sluice.sleep(math.random(0, 4))
+      local seen_mid = c:call("seen")
+      lu.assertEquals(type(seen_mid), "number")
+      p:stop(reason)
+      lu.assertEquals(p:await(), reason)
+      local stops = mode == "permanent" or
+        (mode == "transient" and reason ~= "normal" and reason ~= "shutdown" and type(reason) ~= "table")
+      if mode == "transient" and type(reason) == "table" and reason[1] ~= "shutdown" then stops = true end
+      if stops then
+        lu.assertEquals(c:await(), reason, mode)
+      else
+        H.wait_until(function() return c:stats().producers == 0 end)
+        local seen = c:call("seen")
+        lu.assertEquals(type(seen), "number", tostring(seen))
+        lu.assertTrue(seen >= seen_mid)
+        c:stop("done")
+        lu.assertEquals(c:await(), "done")
+      end
+    end
+  end
+end
+
+-- The consumer is stopped mid-stream: it ends with the reason, the
+-- producer keeps running for a new consumer, which gets the events that
+-- follow, and nothing twice.
+function TestStopped:test_consumer_stopped_mid_stream()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local p = sluice.start(Numbers, {last = 20000})
+    local c = sluice.start(Checker, {}, {subscribe_to = {{p, max_demand = math.random(1, 100)}}})
+    sluice.sleep(math.random(0, 3))
+    c:stop({"stopped", seed})
+    lu.assertEquals(c:await(), {"stopped", seed})
+    lu.assertTrue(p:alive() or p:await() == "normal")
+  end
+end
+
+-- A producer that finishes early: the consumer gets exactly its n events
+-- and ends with "normal" (permanent) or stays (temporary).
+function TestStopped:test_producer_finishes_early()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local n = math.random(0, 3000)
+    for _, mode in ipairs({"permanent", "transient", "temporary"}) do
+      local p = sluice.start(Numbers, {last = n})
+      local c = sluice.start(H.with(Checker, {handle_cancel = function(r, from, st)
+        st.cancel = r
+        return {}, st
+      end, handle_call = function(req, from, st) return {st.bad or st.seen, st.cancel}, {}, st end}),
+        {}, {subscribe_to = {{p, cancel = mode, max_demand = math.random(1, 100)}}})
+      lu.assertEquals(p:await(), "normal")
+      if mode ~= "permanent" then
+        H.wait_until(function() return c:stats().producers == 0 end)
+        lu.assertEquals(c:call("x"), {n, {"down", "normal"}})
+        c:stop()
+      end
+      lu.assertEquals(c:await(), "normal")
+    end
+  end
+end
+
+-- A consumer cancels its subscription on a seeded event, with each mode
+-- and reason: it stops with the reason as the mode says; events after the
+-- cancel do not arrive.
+function TestStopped:test_consumer_cancels()
+  local reasons = {"normal", "shutdown", {"shutdown", 1}, "boom", {"err", 2}}
+  local function stops(mode, r)
+    if mode == "permanent" then return true end
+    if mode == "temporary" then return false end
+    return not (r == "normal" or r == "shutdown" or (type(r) == "table" and r[1] == "shutdown"))
+  end
+  for _, mode in ipairs({"permanent", "transient", "temporary"}) do
+    for i, seed in ipairs(SEEDS) do
+      math.randomseed(seed)
+      local k = math.random(1, 2000)
+      local r = reasons[i]
+      local p = sluice.start(Numbers, {})
+      local c = sluice.start(Checker, {cancel_at = k, reason = r},
+                             {subscribe_to = {{p, cancel = mode, max_demand = math.random(1, 200)}}})
+      if stops(mode, r) then
+        lu.assertEquals(c:await(), r, mode)
+      else
+        H.wait_until(function() return c:stats().producers == 0 end)
+        local seen = c:call("seen")
+        lu.assertEquals(type(seen), "number", tostring(seen))
+        -- the rest of the batch holding event k is handled, no more
+        lu.assertTrue(seen >= k)
+        sluice.sleep(2)
+        lu.assertEquals(c:call("seen"), seen)
+        c:stop()
+        lu.assertEquals(c:await(), "normal")
+      end
+      lu.assertTrue(p:alive())
+      p:stop()
+      lu.assertEquals(p:await(), "normal")
+    end
+  end
+end
+
+-- sub:cancel from the main thread, each mode.
+function TestStopped:test_subscription_cancelled_from_main()
+  for _, mode in ipairs({"permanent", "transient", "temporary"}) do
+    for _, seed in ipairs(SEEDS) do
+      math.randomseed(seed)
+      local p = sluice.start(Numbers, {})
+      local c = sluice.start(Checker, {}, nil)
+      local sub = sluice.subscribe(c, p, {cancel = mode, max_demand = math.random(1, 100)})
+      sluice.sleep(math.random(0, 3))
+      sub:cancel("gone")
+      if mode == "temporary" then
+        H.wait_until(function() return c:stats().producers == 0 end)
+        lu.assertEquals(type(c:call("seen")), "number")
+        c:stop()
+        lu.assertEquals(c:await(), "normal")
+      else
+        lu.assertEquals(c:await(), "gone")
+      end
+      p:stop()
+      lu.assertEquals(p:await(), "normal")
+    end
+  end
+end
+
+-- A producer_consumer stopped mid-stream between a producer and a
+-- consumer: the consumer ends with the reason, the producer survives.
+function TestStopped:test_middle_stage_stopped()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local p = sluice.start(Numbers, {})
+    local m = sluice.start({type = "producer_consumer", handle_events = function(e, f, s) return e, s end},
+                           nil, {subscribe_to = {{p, max_demand = math.random(1, 100)}}})
+    local c = sluice.start(Checker, {}, {subscribe_to = {{m, max_demand = math.random(1, 100)}}})
+    sluice.sleep(math.random(0, 3))
+    m:stop({"mid", seed})
+    lu.assertEquals(m:await(), {"mid", seed})
+    lu.assertEquals(c:await(), {"mid", seed})
+    lu.assertTrue(p:alive())
+    p:stop()
+    lu.assertEquals(p:await(), "normal")
+  end
+end
+
+-- ---- flows stopped mid-run ---------------------------------------------
+
+TestFlowStopped = {}
+
+-- A started flow stopped mid-run: stop returns, await returns nothing,
+-- no stage of it is left.
+function TestFlowStopped:test_started_flow_stopped()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local running = sluice.flow.from_enumerable(sluice.range(1, math.huge), {stages = math.random(1, 3)})
+      :map(function(x) return x * 2 end)
+      :partition({stages = math.random(1, 3)})
+      :reduce(function() return 0 end, function(x, acc) return acc + 1 end)
+      :start()
+    sluice.sleep(math.random(0, 5))
+    running:stop()
+    lu.assertEquals(select("#", running:await()), 0)
+    lu.assertEquals(#sluice.stats(), before)
+  end
+end
+
+-- Breaking out of a flow's stream mid-run stops its stages; the events
+-- seen before were each seen once.
+function TestFlowStopped:test_stream_left_mid_run()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local k = math.random(1, 5000)
+    local seen, n = {}, 0
+    for x in sluice.flow.from_enumerable(sluice.range(1, 10000), {stages = math.random(1, 3)})
+        :map(function(x) return x end):stream() do
+      lu.assertNil(seen[x])
+      seen[x] = true
+      n = n + 1
+      if n == k then break end
+    end
+    lu.assertEquals(n, k)
+    H.wait_until(function() return #sluice.stats() == before end)
+  end
+end
+
+-- A flow whose source stage is stopped from outside: the terminal raises
+-- or returns; it never hangs.
+function TestFlowStopped:test_flow_source_stopped_from_outside()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local src = sluice.start(Numbers, {})
+    local running = sluice.flow.from_stages({src}):map(function(x) return x end):start()
+    sluice.sleep(math.random(0, 3))
+    src:stop(({"normal", "boom"})[seed % 2 + 1])
+    local ok, err = pcall(running.await, running)
+    if seed % 2 == 1 then
+      lu.assertFalse(ok)
+      lu.assertEquals(first_line(err), 'sluice.flow: a stage ended with "boom"')
+    else
+      lu.assertTrue(ok, err)
+    end
+  end
+end
+
+os.exit(lu.LuaUnit.run())
