@@ -273,7 +273,7 @@ end
 function TestStopped:test_consumer_stopped_mid_stream()
   for _, seed in ipairs(SEEDS) do
     math.randomseed(seed)
-    local p = sluice.start(Numbers, {last = 20000})
+    local p = sluice.start(Numbers, {})
     local c = sluice.start(Checker, {}, {subscribe_to = {{p, max_demand = math.random(1, 100)}}})
     sluice.sleep(math.random(0, 3))
     c:stop({"stopped", seed})
@@ -446,6 +446,214 @@ function TestFlowStopped:test_flow_source_stopped_from_outside()
       lu.assertTrue(ok, err)
     end
   end
+end
+
+-- ---- more callbacks and shapes ------------------------------------------
+
+TestMore = {}
+
+-- handle_cast, handle_subscribe and handle_cancel raising: each ends the
+-- stage with its error, named by the callback.
+function TestMore:test_other_callbacks_raise()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 50)
+    local s = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+      handle_cast = function(msg, st) if msg == k then error("cast boom " .. msg, 0) end return {}, st end}, nil)
+    for i = 1, 50 do s:cast(i) end
+    local r = s:await()
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_cast%): cast boom " .. k)
+
+    local p = sluice.start(Numbers, {})
+    local c = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+      handle_subscribe = function() error("subscribe boom", 0) end}, nil, {subscribe_to = {p}})
+    r = c:await()
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_subscribe%): subscribe boom")
+    local c2 = sluice.start(H.with(Checker, {handle_cancel = function() error("cancel boom", 0) end}),
+                            {}, {subscribe_to = {{p, cancel = "temporary"}}})
+    sluice.sleep(math.random(0, 2))
+    p:stop("x")
+    lu.assertEquals(p:await(), "x")
+    r = c2:await()
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_cancel%): cancel boom")
+  end
+end
+
+-- A producer_consumer raising in handle_events mid-stream: it ends with
+-- the error, its permanent consumer too; what the consumer got is 1..m.
+function TestMore:test_producer_consumer_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 5000)
+    local p = sluice.start(Numbers, {})
+    local m = sluice.start({type = "producer_consumer", init = function(k) return k end,
+      handle_events = function(e, f, k)
+        for _, x in ipairs(e) do if x == k then error("pc boom " .. x, 0) end end
+        return e, k
+      end}, k, {subscribe_to = {{p, max_demand = math.random(1, 100)}}})
+    local c = sluice.start(Checker, {}, {subscribe_to = {{m, max_demand = math.random(1, 100)}}})
+    local r = m:await()
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_events%): pc boom " .. k)
+    lu.assertEquals(c:await(), r)
+    p:stop()
+    lu.assertEquals(p:await(), "normal")
+  end
+end
+
+-- Broadcast: one consumer raises on a seeded event; the others get every
+-- event of the finite source exactly once, in order.
+function TestMore:test_broadcast_consumer_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local n = math.random(100, 4000)
+    local p = sluice.start(Numbers, {last = n}, {dispatcher = sluice.dispatcher.broadcast({}), demand = "accumulate"})
+    local bad = sluice.start(Checker, {fail_at = math.random(1, n)},
+                             {subscribe_to = {{p, max_demand = math.random(1, 100)}}})
+    local goods = {}
+    for i = 1, 2 do
+      goods[i] = sluice.start(H.with(Checker, {handle_cancel = function(r, from, st)
+        sluice.self():stop({"seen", st.bad or st.seen})
+        return {}, st
+      end}), {}, {subscribe_to = {{p, cancel = "temporary", max_demand = math.random(1, 100)}}})
+    end
+    p:demand("forward")
+    lu.assertEquals(bad:await()[1], "error")
+    for i = 1, 2 do lu.assertEquals(goods[i]:await(), {"seen", n}) end
+    lu.assertEquals(p:await(), "normal")
+  end
+end
+
+-- Partition: the consumer of one partition raises; the other partition's
+-- consumer gets each of its events once.
+function TestMore:test_partition_consumer_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local n = math.random(100, 4000)
+    local p = sluice.start(Numbers, {last = n}, {dispatcher = sluice.dispatcher.partition({partitions = 2,
+      hash = function(e) return e % 2 + 1 end})})
+    local Odd = {type = "consumer", init = function(fail) return {seen = {}, n = 0, fail = fail} end,
+      handle_events = function(e, f, st)
+        for _, x in ipairs(e) do
+          if x == st.fail then error("part boom", 0) end
+          if st.seen[x] then error("twice " .. x, 0) end
+          st.seen[x] = true
+          st.n = st.n + 1
+        end
+        return {}, st
+      end,
+      handle_cancel = function(r, f, st) sluice.self():stop({"seen", st.n}) return {}, st end,
+      handle_call = function(req, f, st) return st[req], {}, st end}
+    local even = sluice.start(Odd, math.random(1, n // 2) * 2, {subscribe_to = {{p, partition = 1}}})
+    local odd = sluice.start(Odd, -1, {subscribe_to = {{p, partition = 2, cancel = "temporary"}}})
+    lu.assertEquals(even:await()[2]:match("part boom$"), "part boom")
+    -- events left in the even partition's queue keep the producer from
+    -- finishing (they wait for a next consumer): the odd consumer has had
+    -- all of its own either way
+    H.wait_until(function()
+      local ok, got = pcall(odd.call, odd, "n")
+      return not ok or got == (n + 1) // 2
+    end)
+    p:stop()
+    lu.assertEquals(p:await(), "normal")
+    lu.assertEquals(odd:await(), {"seen", (n + 1) // 2})
+  end
+end
+
+-- sluice.stream over a producer that raises: the loop raises the error
+-- after the events emitted before, each once.
+function TestMore:test_stream_over_failing_producer()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local p = sluice.start(Numbers, {fail_call = math.random(2, 10)})
+    local got = 0
+    local ok, err = pcall(function()
+      for x in sluice.stream({{p, max_demand = math.random(1, 100)}}) do
+        lu.assertEquals(x, got + 1)
+        got = got + 1
+      end
+    end)
+    lu.assertFalse(ok)
+    lu.assertStrMatches(first_line(err), "sluice%.stream: stage %d+ on worker %d+ %(handle_demand%): boom after " .. got)
+  end
+end
+
+-- A stage busy in a long callback, stopped with a timeout: the callback
+-- is interrupted, await says so.
+function TestMore:test_busy_stage_stopped_with_timeout()
+  for _, seed in ipairs({1, 2}) do
+    local s = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+      handle_info = function(msg, st) while true do end end}, nil)
+    s:send("spin")
+    sluice.sleep(5)
+    s:stop("late", 20 * seed)
+    local r = s:await()
+    lu.assertEquals(r[1], "error")
+    lu.assertStrMatches(r[2], "stage %d+ on worker %d+ %(handle_info%): interrupted")
+  end
+end
+
+-- Stages stopped from another stage's callback mid-stream.
+function TestMore:test_stopped_from_a_callback()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local p = sluice.start(Numbers, {})
+    local k = math.random(1, 3000)
+    local c = sluice.start(H.with(Checker, {handle_events = function(e, from, st)
+      for _, x in ipairs(e) do
+        if x ~= st.seen + 1 then error("out of order", 0) end
+        st.seen = st.seen + 1
+        if x == k then st.p:stop({"by consumer", x}) end
+      end
+      return {}, st
+    end, init = function(p) return {seen = 0, p = p} end}), p, {subscribe_to = {{p, max_demand = math.random(1, 100)}}})
+    lu.assertEquals(p:await(), {"by consumer", k})
+    lu.assertEquals(c:await(), {"by consumer", k})
+  end
+end
+
+-- Tasks raising at seeded points among tasks that do not: each await
+-- returns its result or raises its error.
+function TestMore:test_tasks_raise()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local ts, fails = {}, {}
+    for i = 1, 40 do
+      fails[i] = math.random() < 0.3
+      ts[i] = sluice.task(function(i, f) if f then error("task boom " .. i, 0) end return i * 3 end, i, fails[i])
+    end
+    for i = 1, 40 do
+      local ok, v = pcall(ts[i].await, ts[i])
+      lu.assertEquals(ok, not fails[i])
+      if ok then lu.assertEquals(v, i * 3) else lu.assertEquals(first_line(v), "task boom " .. i) end
+    end
+  end
+end
+
+-- into_specs consumers raising: the flow's await raises their error.
+function TestMore:test_into_specs_consumer_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(1, 2000)
+    local running = sluice.flow.from_enumerable(sluice.range(1, 2000), {stages = math.random(1, 2)})
+      :into_specs({{{type = "consumer", init = function(k) return k end,
+        handle_events = function(e, f, k)
+          for _, x in ipairs(e) do if x == k then error("sink boom " .. x, 0) end end
+          return {}, k
+        end}, k}})
+    local ok, err = pcall(running.await, running)
+    lu.assertFalse(ok)
+    lu.assertStrMatches(first_line(err), "sluice%.flow: flow %d+ consumer 1: stage %d+ on worker %d+ %(handle_events%): sink boom " .. k)
+  end
+end
+
+-- Flow functions raising a non-string error value.
+function TestMore:test_flow_raises_table()
+  local ok, err = pcall(function()
+    return sluice.flow.from_enumerable({1, 2, 3}):map(function(x) error({code = x}) end):to_list()
+  end)
+  lu.assertFalse(ok)
+  lu.assertEquals(type(err), "string")
+  lu.assertStrContains(err, "(map)")
 end
 
 os.exit(lu.LuaUnit.run())
