@@ -116,9 +116,11 @@ local function raise_flow_error(run, reason, exit)
   error("sluice.flow: " .. msg, 0)
 end
 
--- The first check of every terminal method.
+-- The first check of every terminal method: they start stages, which
+-- only the main thread may do.
 local function check_self(f, fn)
   if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
+  if not sluice._is_main() then fail(fn, "only the main thread may run flows", 2) end
 end
 
 -- The message of an error raised while starting the flow's stages: a
@@ -231,9 +233,17 @@ end
 local Running = {}
 Running.__index = Running
 
+-- The first check of every method of a running handle.
+local function check_running(r, fn)
+  if getmetatable(r) ~= Running then
+    error(("sluice.flow: %s: expected a running flow as self (call it with ':'), got %s"):format(fn, inspect(r)), 3)
+  end
+end
+
 --- running:await([timeout_ms]): returns once every stage of the flow has
 --- ended; raises the flow's error (or a timeout) otherwise.
 function Running:await(timeout)
+  check_running(self, "await")
   if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
     error("sluice.flow: await: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
   end
@@ -275,6 +285,7 @@ end
 --- running:stop([timeout_ms]): stops every stage the flow started; a
 --- callback still running after timeout_ms is interrupted.
 function Running:stop(timeout)
+  check_running(self, "stop")
   if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
     error("sluice.flow: stop: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
   end
@@ -285,6 +296,7 @@ end
 --- layers (not its sources or sink); running:send({"trigger", name}) fires
 --- the trigger `name` on every open window.
 function Running:send(msg)
+  check_running(self, "send")
   for _, entry in ipairs(self.run.stages) do
     if entry.layer and entry.layer >= 1 and entry.owned and entry.stage:alive()
       and not entry.label:find(" sink$") then
@@ -296,6 +308,7 @@ end
 --- running:stats() -> one stage:stats() table per live stage, with its
 --- name, layer (0: sources) and partition.
 function Running:stats()
+  check_running(self, "stats")
   local out = {}
   for _, entry in ipairs(self.run.stages) do
     local s = entry.stage
@@ -384,7 +397,7 @@ end
 
 function Flow:into_stages(consumers)
   check_self(self, "into_stages")
-  if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers") end
+  if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers, got " .. inspect(consumers)) end
   for i, entry in ipairs(consumers) do
     local s, o = split_entry(entry)
     if type(s) ~= "userdata" then
@@ -397,7 +410,7 @@ end
 
 function Flow:into_specs(specs)
   check_self(self, "into_specs")
-  if type(specs) ~= "table" or #specs == 0 then fail("into_specs", "expected a non-empty list of {spec, arg, opts}") end
+  if type(specs) ~= "table" or #specs == 0 then fail("into_specs", "expected a non-empty list of {spec, arg, opts}, got " .. inspect(specs)) end
   for i, s in ipairs(specs) do
     if type(s) ~= "table" or type(s[1]) ~= "table" then
       fail("into_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))
