@@ -656,4 +656,157 @@ function TestMore:test_flow_raises_table()
   lu.assertStrContains(err, "(map)")
 end
 
+-- ---- calls, streams and flows around faults --------------------------------
+
+TestAround = {}
+
+-- A stage that stops itself while a call waits for its reply (NOREPLY):
+-- the call raises "the stage has stopped" at once, not after its timeout.
+function TestAround:test_call_to_a_stage_that_stops_meanwhile()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local how = ({"stop", "raise", "finish"})[seed % 3 + 1]
+    local s = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+      handle_call = function(req, from, st)
+        if req == "stop" then sluice.self():stop("gone")
+        elseif req == "raise" then error("in call", 0)
+        else sluice.self():finish() end
+        return sluice.NOREPLY, {}, st
+      end}, nil)
+    local t0 = os.time()
+    local ok, err = pcall(s.call, s, how, 10000)
+    lu.assertFalse(ok)
+    if how == "raise" then
+      lu.assertStrMatches(first_line(err), "stage:call: stage %d+ on worker %d+ %(handle_call%): in call")
+    else
+      lu.assertEquals(err, "stage:call: the stage has stopped")
+    end
+    lu.assertTrue(os.time() - t0 < 5)
+    local r = s:await()
+    if how == "stop" then lu.assertEquals(r, "gone") elseif how == "finish" then lu.assertEquals(r, "normal") end
+  end
+end
+
+-- A call that is never answered times out; the stage is still there.
+function TestAround:test_unanswered_call_times_out()
+  local s = sluice.start({type = "consumer", handle_events = function(e, f, st) return {}, st end,
+    handle_call = function(req, from, st) return sluice.NOREPLY, {}, st end}, nil)
+  lu.assertEquals(select(2, pcall(s.call, s, 1, 30)), "stage:call: timed out after 30 ms")
+  lu.assertTrue(s:alive())
+  s:stop()
+  lu.assertEquals(s:await(), "normal")
+end
+
+-- handle_demand returning something that is not events mid-stream.
+function TestAround:test_handle_demand_returns_garbage()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local k = math.random(2, 8)
+    local bad = ({5, "x", true, {1, nil, 3}})[seed % 4 + 1]
+    local p = sluice.start({type = "producer", init = function(a) return a end,
+      handle_demand = function(n, st)
+        st.calls = st.calls + 1
+        if st.calls == st.k then return st.bad, st end
+        local e = {}
+        for i = 1, n do e[i] = i end
+        return e, st
+      end}, {calls = 0, k = k, bad = bad})
+    local c = sluice.start(H.Collector, {}, {subscribe_to = {{p, max_demand = 10}}})
+    local r = p:await()
+    lu.assertEquals(r[1], "error")
+    if type(bad) == "table" then
+      lu.assertStrMatches(r[2], "stage %d+ on worker %d+: handle_demand events%[2%] is nil")
+    else
+      lu.assertStrMatches(r[2], "stage %d+ on worker %d+: handle_demand must return an array of events, got " .. type(bad))
+    end
+    lu.assertEquals(c:await(), r)
+  end
+end
+
+-- The body of a sluice.stream loop raising: the stream's stages are
+-- stopped (the loop's closing value), nothing is left running.
+function TestAround:test_stream_loop_body_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local k = math.random(1, 500)
+    local p = sluice.start(Numbers, {})
+    local ok, err = pcall(function()
+      for x in sluice.stream({{p, max_demand = math.random(1, 50)}}) do
+        if x == k then error("body boom " .. x, 0) end
+      end
+    end)
+    lu.assertFalse(ok)
+    lu.assertEquals(err, "body boom " .. k)
+    p:stop()
+    lu.assertEquals(p:await(), "normal")
+    H.wait_until(function() return #sluice.stats() == before end)
+  end
+end
+
+-- A flow's layer stage stopped from outside mid-run with an error-like
+-- reason: the running handle's await raises, naming the reason; with
+-- "shutdown" the flow ends.
+function TestAround:test_flow_stage_stopped_from_outside()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local running = sluice.flow.from_enumerable(sluice.range(1, math.huge), {stages = math.random(1, 2)})
+      :map(function(x) return x end)
+      :partition({stages = math.random(1, 3)})
+      :map(function(x) return x end)
+      :start()
+    sluice.sleep(math.random(0, 3))
+    local victim
+    for _, st in ipairs(sluice.stats()) do
+      if st.name:find("^flow %d+ layer %d+ stage %d+$") then victim = st.stage end
+    end
+    lu.assertNotNil(victim)
+    victim:stop({"killed", seed})
+    local ok, err = pcall(running.await, running, 5000)
+    lu.assertFalse(ok)
+    lu.assertEquals(first_line(err), ('sluice.flow: a stage ended with {"killed", %d}'):format(seed))
+    H.wait_until(function() return #sluice.stats() == before end)
+  end
+end
+
+-- A from_specs source raising in handle_demand: the terminal raises
+-- with the source's place.
+function TestAround:test_flow_source_spec_raises()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local ok, err = pcall(function()
+      return sluice.flow.from_specs({{Numbers, {fail_call = math.random(2, 6)}}}):map(function(x) return x end):to_list()
+    end)
+    lu.assertFalse(ok)
+    lu.assertStrMatches(first_line(err),
+      "sluice%.flow: flow %d+ source 1: stage %d+ on worker %d+ %(handle_demand%): boom after %d+")
+  end
+end
+
+-- A consumer supervisor whose handler fails at random (transient): it
+-- ends with its producer ("permanent", as documented even while tasks
+-- run); a handler that always fails stops a supervisor whose producer is
+-- temporary with "too many restarts".
+function TestAround:test_consumer_supervisor_handler_fails()
+  for _, seed in ipairs({1, 2, 3}) do
+    math.randomseed(seed)
+    local n = math.random(10, 60)
+    local src = sluice.from_enumerable(H.range(1, n))
+    local sup = sluice.consumer_supervisor({subscribe_to = {src}, restart = "transient", max_restarts = 1000,
+      handler = function(x)
+        if math.random() < 0.3 then error("flaky " .. x, 0) end
+        return x
+      end})
+    lu.assertEquals(sup:await(), "normal")
+    -- too many restarts
+    src = sluice.from_enumerable({1, 2, 3})
+    sup = sluice.consumer_supervisor({subscribe_to = {{src, cancel = "temporary"}}, restart = "transient", max_restarts = 2,
+      handler = function(x) error("always " .. x, 0) end})
+    local r = sup:await()
+    lu.assertEquals(r[1], "error")
+    lu.assertStrMatches(first_line(r[2]), "consumer_supervisor: too many restarts: always %d")
+  end
+end
+
 os.exit(lu.LuaUnit.run())
