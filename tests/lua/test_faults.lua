@@ -922,4 +922,61 @@ function TestRandomPipelines:test_random_pipelines()
   end
 end
 
+-- Random flows (a random source split, maybe a partition) with one of
+-- their functions raising on a random event, run by a random terminal:
+-- the terminal raises that function's error, naming it; a flow without
+-- events raises nothing; no stage is left behind.
+function TestRandomPipelines:test_random_flows()
+  local flow = sluice.flow
+  local ops = {"map", "flat_map", "filter", "reduce", "group_by", "uniq_by", "map_batch", "each", "take_sort",
+               "departition", "emit_and_reduce", "frequencies_by", "on_trigger"}
+  local function listing() return function() return {} end, function(x, a) a[#a + 1] = x return a end end
+  for seed = 1, tonumber(os.getenv("FAULT_SEEDS") or 60) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local n = math.random(0, 3000)
+    local k = math.random(1, math.max(1, n))
+    local op = ops[math.random(#ops)]
+    local function boom(x) if x == k then error("boom " .. op .. " " .. k, 0) end end
+    local f = flow.from_enumerable(sluice.range(1, n), {stages = math.random(1, 3), max_demand = math.random(1, 100)})
+    if math.random() < 0.5 then f = f:partition({stages = math.random(1, 3)}) end
+    if op == "map" then f = f:map(function(x) boom(x) return x end)
+    elseif op == "flat_map" then f = f:flat_map(function(x) boom(x) return {x} end)
+    elseif op == "filter" then f = f:filter(function(x) boom(x) return true end)
+    elseif op == "each" then f = f:each(function(x) boom(x) end)
+    elseif op == "uniq_by" then f = f:uniq_by(function(x) boom(x) return x end)
+    elseif op == "map_batch" then f = f:map_batch(function(b) for _, x in ipairs(b) do boom(x) end return b end)
+    elseif op == "reduce" then f = f:reduce(function() return {} end, function(x, a) boom(x) a[#a + 1] = x return a end)
+    elseif op == "group_by" then f = f:group_by(function(x) boom(x) return x % 5 end)
+    elseif op == "frequencies_by" then f = f:frequencies_by(function(x) boom(x) return x % 5 end)
+    elseif op == "emit_and_reduce" then
+      f = f:emit_and_reduce(function() return 0 end, function(x, a) boom(x) return {x}, a + 1 end)
+    elseif op == "take_sort" then
+      f = f:reduce(listing()):take_sort(10, function(a, b) boom(a) boom(b) return a < b end)
+    elseif op == "departition" then
+      f = f:partition({stages = 2}):reduce(listing()):departition(function() return 0 end,
+        function(x, a) for _, v in ipairs(x) do boom(v) end return a + 1 end, function(a) return a end)
+    else
+      f = f:reduce(function() return 0 end, function(x, a) return a + x end)
+           :on_trigger(function(acc) boom(k) return {acc}, acc end)
+    end
+    local how = ({"to_list", "run", "stream", "start"})[math.random(1, 4)]
+    local ok, err = pcall(function()
+      if how == "to_list" then return f:to_list()
+      elseif how == "run" then return f:run()
+      elseif how == "stream" then for _ in f:stream() do end
+      else return f:start():await(10000) end
+    end)
+    local label = ("seed %d: %s by %s, %d events, boom at %d: %s"):format(seed, op, how, n, k, tostring(err))
+    if n > 0 or op == "on_trigger" then
+      lu.assertFalse(ok, label)
+      lu.assertStrMatches(first_line(err), "sluice%.flow: flow %d+ layer %d+ stage %d+ %(" ..
+        (op == "on_trigger" and "on_trigger" or "[%w_ ]+") .. "%): boom " .. op .. " " .. k, nil, nil, label)
+    else
+      lu.assertTrue(ok, label)
+    end
+    H.wait_until(function() return #sluice.stats() == before end)
+  end
+end
+
 os.exit(lu.LuaUnit.run())
