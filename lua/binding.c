@@ -504,11 +504,17 @@ static int l_workers(lua_State *L) {
 
 static int is_main(lua_State *L) { return ctx_of(L) == NULL; }
 
+/* now + ms, or INT64_MAX when that is past the clock's range (ms >= 0) */
+static int64_t deadline_after(lua_Integer ms) {
+  int64_t now = sl_now_ms();
+  return ms > INT64_MAX - now ? INT64_MAX : now + ms;
+}
+
 static int l_sleep(lua_State *L) {
   lua_Integer ms = sl_arg_integer(L, 1, 0, "sluice.sleep", "ms");
   if (!is_main(L)) {   /* a worker just blocks its thread, a slice at a time */
     wctx *c = ctx_of(L);
-    int64_t deadline = sl_now_ms() + ms;
+    int64_t deadline = deadline_after(ms);
     for (;;) {
       if (interrupt_pending(c)) return raise_interrupt(L, c);
       int64_t left = deadline - sl_now_ms();
@@ -519,7 +525,7 @@ static int l_sleep(lua_State *L) {
     }
     return 0;
   }
-  int64_t deadline = sl_now_ms() + ms;
+  int64_t deadline = deadline_after(ms);
   for (;;) {
     int64_t left = deadline - sl_now_ms();
     if (left <= 0) break;

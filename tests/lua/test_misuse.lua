@@ -501,4 +501,45 @@ function TestMessages:test_list_arguments_show_the_value()
   lu.assertEquals(msg(fl.through_specs, fl), "sluice.flow.through_specs: expected a non-empty list of {spec, arg, opts}, got nil")
 end
 
+-- ---- numbers at the ends of the integer range ---------------------------------
+
+TestRanges = {}
+
+-- take_sort(math.maxinteger) cut its list with a loop down to n + 1,
+-- which wrapped around: the flow never ended.
+function TestRanges:test_take_sort_of_maxinteger()
+  local out = sluice.flow.from_enumerable({3, 1, 2}, {stages = 2})
+    :reduce(function() return {} end, function(x, a) a[#a + 1] = x return a end)
+    :take_sort(math.maxinteger):to_list()
+  lu.assertEquals(out, {{1, 2, 3}})
+end
+
+-- send_after(math.maxinteger) added the delay to the clock, which
+-- overflowed: the message came at once. Now it never comes due.
+function TestRanges:test_send_after_maxinteger_stays_pending()
+  local p = sluice.start({type = "consumer", handle_events = function(e, f, s) return {}, s end,
+    init = function() return {} end,
+    handle_info = function(m, s) s[#s + 1] = m return {}, s end,
+    handle_call = function(r, f, s) return s, {}, s end}, nil)
+  local t = p:send_after(math.maxinteger, "late")
+  p:send_after(0, "now")
+  sluice.sleep(20)
+  lu.assertEquals(p:call("log"), {"now"})
+  lu.assertTrue(t:cancel())
+  lu.assertFalse(t:cancel())
+  p:stop()
+end
+
+-- sluice.sleep(math.maxinteger) on a worker sleeps (its deadline no
+-- longer overflows); the exit still ends it. Run in its own process.
+function TestRanges:test_sleep_maxinteger()
+  local H = dofile((arg[0]:match("^(.*/)") or "./") .. "stages_helper.lua")
+  local out, code = H.run([[
+    local t = sluice.task(function() sluice.sleep(math.maxinteger) end)
+    print(select(2, pcall(t.await, t, 100)))
+  ]], 2)
+  lu.assertEquals(out, "task:await: timed out after 100 ms\n")
+  lu.assertEquals(code, 0)
+end
+
 os.exit(lu.LuaUnit.run())
