@@ -90,7 +90,8 @@ end
 
 -- Stops the flow and raises its error: that of the first stage (sources
 -- first) that ended with an error, else `reason` (what the terminal saw: an
--- error message, or with `exit` set, a stage's exit reason).
+-- error message, or with `exit` set, the exit reason of the stage entry
+-- `exit`).
 local function raise_flow_error(run, reason, exit)
   stop_all(run)
   local where
@@ -111,7 +112,8 @@ local function raise_flow_error(run, reason, exit)
   elseif type(reason) == "string" and not exit then
     msg = reason:gsub("^sluice%.stream: ", "", 1)
   else
-    msg = "a stage ended with " .. inspect(reason)
+    local what = type(exit) == "table" and exit.layer == 0 and "a producer" or "a stage"
+    msg = what .. " ended with " .. inspect(reason)
   end
   error("sluice.flow: " .. msg, 0)
 end
@@ -252,6 +254,7 @@ function Running:await(timeout)
   local left = timeout
   local prog = run_progress(run)
   local function clear() if prog then prog:done() end end
+  local gone_ms = 0
   while true do
     local waiting
     for _, entry in ipairs(run.stages) do
@@ -260,10 +263,28 @@ function Running:await(timeout)
         waiting = waiting or s
       else
         local reason = s:await()
-        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason, true) end
+        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason, entry) end
       end
     end
     if not waiting then clear(); progress_free(run); return end
+    -- into_stages consumers all gone while the flow runs: its output has
+    -- nowhere to go, so it could never end (after a moment for a flow that
+    -- is ending anyway)
+    if run.outside and gone_ms > 200 then
+      clear(); progress_free(run); stop_all(run)
+      error("sluice.flow: every consumer given to into_stages has ended (" .. run.outside_why ..
+            "), so the flow's output has nowhere to go", 0)
+    end
+    if run.outside then
+      local why
+      for i, c in ipairs(run.outside) do
+        if c:alive() then why = nil; break end
+        local r = c:await()
+        why = why or ("consumer %d: %s"):format(i, is_error(r) and tostring(r[2]) or inspect(r))
+      end
+      run.outside_why = why
+      gone_ms = why and gone_ms + 1 or 0
+    end
     local step = 50
     if left then
       if left <= 0 then clear(); error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
@@ -279,6 +300,7 @@ function Running:await(timeout)
       end
       if left then left = left - step end
     end
+    if gone_ms > 0 then gone_ms = gone_ms + step end
   end
 end
 
@@ -373,8 +395,10 @@ local function into(f, fn, entries)
   local run, outs = build(f, nil)
   local layer = run.layers + 1
   local subscribed = {}
+  local at
   local ok, err = pcall(function()
     for i, entry in ipairs(entries) do
+      at = i
       local label = ("flow %d consumer %d"):format(run.id, i)
       if fn == "into_specs" then
         local subs = {}
@@ -382,12 +406,20 @@ local function into(f, fn, entries)
         track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
       else
         local c, o = split_entry(entry)
+        if not c:alive() then error("the consumer has stopped", 0) end
         for _, up in ipairs(outs) do sluice.subscribe(c, up.stage, sub_options(up, nil, o)) end
         subscribed[#subscribed + 1] = c
       end
     end
   end)
-  if not ok then stop_all(run); error("sluice.flow." .. fn .. ": " .. tostring(err), 0) end
+  if not ok then
+    stop_all(run)
+    if fn == "into_stages" then   -- sluice.subscribe's complaint about item `at`, without its location
+      err = ("item %d: %s"):format(at, (tostring(err):gsub("^%[sluice[%w_.]*%]:%d+: ", ""):gsub("^sluice%.subscribe: ", "")))
+    end
+    error("sluice.flow." .. fn .. ": " .. tostring(err), 0)
+  end
+  if fn == "into_stages" then run.outside = subscribed end
   -- a call to each consumer returns once its subscriptions are on their
   -- way to the producers; then the sources may start
   for _, c in ipairs(subscribed) do pcall(c.stats, c) end

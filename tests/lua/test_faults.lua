@@ -441,7 +441,7 @@ function TestFlowStopped:test_flow_source_stopped_from_outside()
     local ok, err = pcall(running.await, running)
     if seed % 2 == 1 then
       lu.assertFalse(ok)
-      lu.assertEquals(first_line(err), 'sluice.flow: a stage ended with "boom"')
+      lu.assertEquals(first_line(err), 'sluice.flow: a producer ended with "boom"')
     else
       lu.assertTrue(ok, err)
     end
@@ -806,6 +806,38 @@ function TestAround:test_consumer_supervisor_handler_fails()
     local r = sup:await()
     lu.assertEquals(r[1], "error")
     lu.assertStrMatches(first_line(r[2]), "consumer_supervisor: too many restarts: always %d")
+  end
+end
+
+-- The consumers given to into_stages failing or stopped mid-run: the
+-- flow's output has nowhere to go; await raises (it waited forever).
+function TestAround:test_into_stages_consumers_gone()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local k = math.random(1, 5000)
+    local crash = seed % 2 == 1
+    local c = sluice.start({type = "consumer", init = function(k) return k end,
+      handle_events = function(e, f, k)
+        for _, x in ipairs(e) do if x == k then error("sink boom " .. x, 0) end end
+        return {}, k
+      end}, crash and k or -1)
+    local running = sluice.flow.from_enumerable(sluice.range(1, math.huge), {stages = math.random(1, 2)})
+      :map(function(x) return x end):into_stages({c})
+    if not crash then
+      sluice.sleep(math.random(0, 3))
+      c:stop({"left", seed})
+    end
+    local ok, err = pcall(running.await, running)
+    lu.assertFalse(ok)
+    if crash then
+      lu.assertStrMatches(err, "sluice%.flow: every consumer given to into_stages has ended %(consumer 1: " ..
+        "stage %d+ on worker %d+ %(handle_events%): sink boom " .. k .. "%), so the flow's output has nowhere to go")
+    else
+      lu.assertEquals(err, ('sluice.flow: every consumer given to into_stages has ended (consumer 1: {"left", %d}), ' ..
+        "so the flow's output has nowhere to go"):format(seed))
+    end
+    H.wait_until(function() return #sluice.stats() == before end)
   end
 end
 

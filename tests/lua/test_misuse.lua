@@ -501,6 +501,27 @@ function TestMessages:test_list_arguments_show_the_value()
   lu.assertEquals(msg(fl.through_specs, fl), "sluice.flow.through_specs: expected a non-empty list of {spec, arg, opts}, got nil")
 end
 
+-- into_stages given a stopped consumer started a flow that could never
+-- end; through_stages and into_stages given a stage of the wrong kind
+-- raised sluice.subscribe's error with its location inside sluice.
+function TestMessages:test_flow_stage_lists_checked()
+  local function stage(type)
+    return sluice.start({type = type, handle_demand = function(n, s) return {}, s end,
+                         handle_events = function(e, f, s) return e, s end}, nil)
+  end
+  local before = #sluice.stats()
+  local fl = sluice.flow.from_enumerable({1, 2, 3})
+  local gone = stage("consumer")
+  gone:stop()
+  local p = stage("producer")
+  lu.assertEquals(msg(fl.into_stages, fl, {gone}), "sluice.flow.into_stages: item 1: the consumer has stopped")
+  lu.assertEquals(msg(fl.into_stages, fl, {stage("consumer"), p}),
+    "sluice.flow.into_stages: item 2: the consumer must be a consumer or a producer_consumer, got a producer")
+  lu.assertEquals(msg(function() return fl:through_stages({p}):to_list() end),
+    "sluice.flow.through_stages: item 1: the consumer must be a consumer or a producer_consumer, got a producer")
+  for i, st in ipairs(sluice.stats()) do if i > before then st.stage:stop() end end
+end
+
 -- ---- numbers at the ends of the integer range ---------------------------------
 
 TestRanges = {}
