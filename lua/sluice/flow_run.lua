@@ -267,20 +267,21 @@ function Running:await(timeout)
       end
     end
     if not waiting then clear(); progress_free(run); return end
-    -- into_stages consumers all gone while the flow runs: its output has
-    -- nowhere to go, so it could never end (after a moment for a flow that
-    -- is ending anyway)
+    -- the consumers of the flow's output (its sink, into_specs or
+    -- into_stages consumers, into_jsonl's writer) all gone while the flow
+    -- runs: the output has nowhere to go, so the flow could never end
+    -- (checked again after a moment, for a flow that is ending anyway)
     if run.outside and gone_ms > 200 then
       clear(); progress_free(run); stop_all(run)
-      error("sluice.flow: every consumer given to into_stages has ended (" .. run.outside_why ..
-            "), so the flow's output has nowhere to go", 0)
+      error(("sluice.flow: every consumer %s has ended (%s), so the flow's output has nowhere to go")
+        :format(run.outside.lead, run.outside_why), 0)
     end
     if run.outside then
       local why
       for i, c in ipairs(run.outside) do
         if c:alive() then why = nil; break end
         local r = c:await()
-        why = why or ("consumer %d: %s"):format(i, is_error(r) and tostring(r[2]) or inspect(r))
+        why = why or ("%s: %s"):format(run.outside.labels[i], is_error(r) and tostring(r[2]) or inspect(r))
       end
       run.outside_why = why
       gone_ms = why and gone_ms + 1 or 0
@@ -363,6 +364,7 @@ function Flow:start()
   local ok, sink = pcall(sluice.start, Sink, nil, { subscribe_to = subs })
   if not ok then stop_all(run); error("sluice.flow: " .. tostring(sink), 0) end
   track(run, sink, ("flow %d sink"):format(run.id), run.layers + 1, 1)
+  run.outside = { sink, lead = "of the flow's output", labels = { ("flow %d sink"):format(run.id) } }
   release(run)
   return setmetatable({ run = run }, Running)
 end
@@ -386,6 +388,7 @@ function Flow:into_jsonl(path)
   local ok2, writer = pcall(sluice.start, jsonl.Writer, { path = path, written = written }, { subscribe_to = subs })
   if not ok2 then stop_all(run); error("sluice.flow: " .. tostring(writer), 0) end
   track(run, writer, ("flow %d consumer 1"):format(run.id), run.layers + 1, 1)
+  run.outside = { writer, lead = "of the flow's output", labels = { ("flow %d consumer 1"):format(run.id) } }
   release(run)
   setmetatable({ run = run }, Running):await()
   return sluice._count(written)
@@ -403,7 +406,8 @@ local function into(f, fn, entries)
       if fn == "into_specs" then
         local subs = {}
         for j, up in ipairs(outs) do subs[j] = subscription(up, nil, entry[3]) end
-        track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
+        local c = track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
+        subscribed[#subscribed + 1] = c
       else
         local c, o = split_entry(entry)
         if not c:alive() then error("the consumer has stopped", 0) end
@@ -419,7 +423,11 @@ local function into(f, fn, entries)
     end
     error("sluice.flow." .. fn .. ": " .. tostring(err), 0)
   end
-  if fn == "into_stages" then run.outside = subscribed end
+  run.outside = { lead = fn == "into_stages" and "given to into_stages" or "of the flow's output", labels = {} }
+  for i, c in ipairs(subscribed) do
+    run.outside[i] = c
+    run.outside.labels[i] = fn == "into_stages" and ("consumer %d"):format(i) or ("flow %d consumer %d"):format(run.id, i)
+  end
   -- a call to each consumer returns once its subscriptions are on their
   -- way to the producers; then the sources may start
   for _, c in ipairs(subscribed) do pcall(c.stats, c) end

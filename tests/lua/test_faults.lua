@@ -841,6 +841,32 @@ function TestAround:test_into_stages_consumers_gone()
   end
 end
 
+-- The sink of a started flow, or an into_specs consumer, stopped from
+-- outside with "normal" mid-run: await raises rather than wait forever
+-- for a flow whose output has nowhere to go.
+function TestAround:test_flow_final_consumer_stopped_normally()
+  for _, seed in ipairs(SEEDS) do
+    math.randomseed(seed)
+    local before = #sluice.stats()
+    local specs = seed % 2 == 0
+    local fl = sluice.flow.from_enumerable(sluice.range(1, math.huge), {stages = math.random(1, 2)})
+      :map(function(x) return x end)
+    local running = specs and fl:into_specs({{{type = "consumer", handle_events = function(e, f, s) return {}, s end}}})
+                          or fl:start()
+    sluice.sleep(math.random(0, 3))
+    local victim
+    for _, st in ipairs(sluice.stats()) do
+      if st.name:find(specs and "^flow %d+ consumer 1$" or "^flow %d+ sink$") then victim = st end
+    end
+    victim.stage:stop()
+    local ok, err = pcall(running.await, running)
+    lu.assertFalse(ok)
+    lu.assertEquals(err, ('sluice.flow: every consumer of the flow\'s output has ended (%s: "normal"), ' ..
+      "so the flow's output has nowhere to go"):format(victim.name))
+    H.wait_until(function() return #sluice.stats() == before end)
+  end
+end
+
 -- ---- random pipelines ------------------------------------------------------
 
 TestRandomPipelines = {}
