@@ -867,6 +867,22 @@ function TestAround:test_flow_final_consumer_stopped_normally()
   end
 end
 
+-- An unnamed stage is named in sluice.stats() (and so in sluice.top and
+-- sluice.graph) by the number its handle and its errors show; it was
+-- named by its internal id (stage 281474976710657 for <stage 1>).
+function TestAround:test_unnamed_stage_named_as_its_handle()
+  local p = sluice.start({type = "producer", handle_demand = function(n, s) return {}, s end,
+    handle_info = function(m, s) error("info", 0) end}, nil)
+  local n = tostring(p):match("^<stage (%d+)>$")
+  lu.assertNotNil(n)
+  local name
+  for _, st in ipairs(sluice.stats()) do if st.stage == p then name = st.name end end
+  lu.assertEquals(name, "stage " .. n)
+  lu.assertStrContains(sluice.graph(), '[label="stage ' .. n .. '\\nproducer, worker ')
+  p:send("x")
+  lu.assertStrMatches(p:await()[2], "stage " .. n .. " on worker %d+ %(handle_info%): info")
+end
+
 -- ---- random pipelines ------------------------------------------------------
 
 TestRandomPipelines = {}
