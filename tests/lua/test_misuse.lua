@@ -202,6 +202,14 @@ for _, m in ipairs(more) do
     end
   end
 end
+-- a flow that has run already (flows are descriptions: it runs again)
+if handles.ran then
+  local ran = handles.ran
+  for _, m in ipairs({"map", "filter", "partition", "reduce", "take_sort", "into_stages", "into_specs",
+                      "through_stages", "to_list", "run", "start", "into_jsonl"}) do
+    ENTRIES[#ENTRIES + 1] = {"sluice.flow." .. m, function(...) return ran[m](ran, ...) end, 2}
+  end
+end
 -- the start options and the subscription options, each given a bad value
 local START_OPTS = {"subscribe_to", "dispatcher", "demand", "buffer_size", "buffer_keep", "worker", "name", "nosuch"}
 local SUB_OPTS = {"max_demand", "min_demand", "cancel", "partition", "selector"}
@@ -298,16 +306,18 @@ local function used_handles(p)
   sub:cancel()
   local running = sluice.flow.from_enumerable({1}):start()
   running:await()
+  local ran = sluice.flow.from_enumerable({1, 2}):map(function(x) return x end)
+  lu.assertEquals(ran:to_list(), {1, 2})
   sluice.sleep(5)
   c:stop()
-  return t, timer, sub, running
+  return t, timer, sub, running, ran
 end
 
 function TestMisuse:test_from_the_main_thread()
   local p, d, cons = live_stage(), dead_stage(), consumer()
-  local t, timer, sub, running = used_handles(p)
+  local t, timer, sub, running, ran = used_handles(p)
   local before = #sluice.stats()
-  local problems, calls = load(SWEEP, "=sweep")({live = p, dead = d, consumer = cons, task = t, timer = timer, sub = sub,
+  local problems, calls = load(SWEEP, "=sweep")({live = p, dead = d, consumer = cons, task = t, timer = timer, sub = sub, ran = ran,
                                                  running = running})
   stop_new(before)
   lu.assertEquals(report(problems), "")
