@@ -202,7 +202,11 @@ static sl_msg *heap_remove(sl_inbox *in, size_t i) {
 }
 
 uint64_t sl_inbox_after(sl_inbox *in, int64_t delay_ms, sl_msg *m) {
-  int64_t due = sl_now_ms() + (delay_ms > 0 ? delay_ms : 0);
+  int64_t now = sl_now_ms();
+  if (delay_ms < 0) delay_ms = 0;
+  /* a delay too large to add to the clock never comes due (it used to
+   * wrap around to the past and fire at once) */
+  int64_t due = delay_ms > INT64_MAX - now ? INT64_MAX : now + delay_ms;
   pthread_mutex_lock(&in->mu);
   if (in->nheap == in->capheap) {
     size_t cap = in->capheap ? in->capheap * 2 : 16;

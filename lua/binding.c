@@ -29,6 +29,7 @@
 #include "redis.h"
 #include "snapshot.h"
 #include "keys.h"
+#include "argcheck.h"
 
 sl_rt sl_rt_g;
 
@@ -504,12 +505,17 @@ static int l_workers(lua_State *L) {
 
 static int is_main(lua_State *L) { return ctx_of(L) == NULL; }
 
+/* now + ms, or INT64_MAX when that is past the clock's range (ms >= 0) */
+static int64_t deadline_after(lua_Integer ms) {
+  int64_t now = sl_now_ms();
+  return ms > INT64_MAX - now ? INT64_MAX : now + ms;
+}
+
 static int l_sleep(lua_State *L) {
-  lua_Integer ms = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+  lua_Integer ms = sl_arg_integer(L, 1, 0, "sluice.sleep", "ms");
   if (!is_main(L)) {   /* a worker just blocks its thread, a slice at a time */
     wctx *c = ctx_of(L);
-    int64_t deadline = sl_now_ms() + ms;
+    int64_t deadline = deadline_after(ms);
     for (;;) {
       if (interrupt_pending(c)) return raise_interrupt(L, c);
       int64_t left = deadline - sl_now_ms();
@@ -520,7 +526,7 @@ static int l_sleep(lua_State *L) {
     }
     return 0;
   }
-  int64_t deadline = sl_now_ms() + ms;
+  int64_t deadline = deadline_after(ms);
   for (;;) {
     int64_t left = deadline - sl_now_ms();
     if (left <= 0) break;
@@ -550,7 +556,7 @@ static int l_inspect(lua_State *L) {
 
 /* sluice.task(fn, ...) -> task handle */
 static int l_task(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isfunction(L, 1)) sl_arg_fail(L, 1, "sluice.task", "fn must be a function");
   if (!is_main(L)) return luaL_error(L, "sluice.task: only the main thread may start tasks");
   int n = lua_gettop(L);
   lua_createtable(L, n, 0);                       /* stack: fn args... t */
@@ -619,8 +625,7 @@ static int64_t deadline_of(lua_Integer timeout) {
 
 /* task:await([timeout_ms]) -> results of fn, or raises its error. */
 static int l_task_await(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_TASK);
-  luaL_argexpected(L, h != NULL, 1, "task");
+  sl_handle *h = sl_arg_self(L, SL_H_TASK, "task:await", "task");
   lua_Integer timeout = check_timeout(L, 2, "task:await");
   if (!is_main(L)) return luaL_error(L, "task:await: only the main thread may wait");
   uint64_t id = h->id;
@@ -670,8 +675,7 @@ static int l_task_await(lua_State *L) {
 
 /* task:done() -> true once the task's result has arrived (never waits). */
 static int l_task_done(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_TASK);
-  luaL_argexpected(L, h != NULL, 1, "task");
+  sl_handle *h = sl_arg_self(L, SL_H_TASK, "task:done", "task");
   if (!is_main(L)) return luaL_error(L, "task:done: only the main thread may check tasks");
   for (sl_msg *m = done_tasks; m; m = m->next)
     if (m->to == h->id) {

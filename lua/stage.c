@@ -38,6 +38,7 @@
 #include "hash.h"
 #include "outbox.h"
 #include "stage_int.h"
+#include "argcheck.h"
 #include "status.h"
 
 /* ---- refs and places --------------------------------------------------- */
@@ -83,17 +84,7 @@ static const char *stage_label(stage *s, char *buf, size_t len) {
 /* Pushes how an error message shows the value at idx: strings quoted,
  * numbers, booleans and nil as written in Lua, anything else by its type
  * (no metamethod runs: this is also used outside any protected call). */
-const char *st_push_got(lua_State *L, int idx) {
-  switch (lua_type(L, idx)) {
-  case LUA_TSTRING: return lua_pushfstring(L, "\"%s\"", lua_tostring(L, idx));
-  case LUA_TNUMBER:
-    if (lua_isinteger(L, idx)) return lua_pushfstring(L, "%I", lua_tointeger(L, idx));
-    return lua_pushfstring(L, "%f", lua_tonumber(L, idx));
-  case LUA_TBOOLEAN: return lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
-  case LUA_TNIL: return lua_pushliteral(L, "nil");
-  default: return lua_pushstring(L, luaL_typename(L, idx));
-  }
-}
+const char *st_push_got(lua_State *L, int idx) { return sl_arg_got(L, idx); }
 
 /* ---- reasons ---------------------------------------------------------------------- */
 

@@ -13,6 +13,7 @@
 #include "dispatch.h"
 #include "hash.h"
 #include "stage_int.h"
+#include "argcheck.h"
 #include "status.h"
 
 /* ---- option checking ------------------------------------------------------------------------ */
@@ -70,9 +71,9 @@ static void check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first
   lua_setfield(L, out, "min_demand");
   lua_getfield(L, out, "cancel");
   if (!lua_isnil(L, -1)) {
-    const char *c = lua_tostring(L, -1);
+    const char *c = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;  /* no in-place conversion */
     int ok = 0;
-    for (int i = 0; cancel_names[i]; i++) ok |= c && lua_type(L, -1) == LUA_TSTRING && strcmp(c, cancel_names[i]) == 0;
+    for (int i = 0; cancel_names[i]; i++) ok |= c && strcmp(c, cancel_names[i]) == 0;
     if (!ok)
       luaL_error(L, "%s: cancel must be \"permanent\", \"transient\" or \"temporary\", got %s", fn, st_push_got(L, -1));
   }
@@ -113,7 +114,7 @@ static void check_start_opts(lua_State *L, int idx, int type) {
   lua_newtable(L);
   int out = lua_gettop(L);
   if (lua_isnoneornil(L, idx)) return;
-  luaL_argexpected(L, lua_istable(L, idx), idx, "table of options");
+  if (!lua_istable(L, idx)) sl_arg_fail(L, idx, fn, "opts must be a table");
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -159,14 +160,15 @@ static void check_start_opts(lua_State *L, int idx, int type) {
   lua_getfield(L, out, "dispatcher");
   if (!lua_isnil(L, -1)) {
     if (type == T_CONSUMER) luaL_error(L, "%s: dispatcher is for producers and producer_consumers", fn);
-    lua_getfield(L, -1, "kind");
-    if (!lua_istable(L, -2) || !lua_isstring(L, -1))
+    if (lua_istable(L, -1)) lua_getfield(L, -1, "kind");
+    else lua_pushnil(L);   /* indexing a non-table would raise Lua's own error */
+    if (!lua_istable(L, -2) || lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "%s: dispatcher must come from sluice.dispatcher.demand/broadcast/partition", fn);
   }
   lua_settop(L, out);
   lua_getfield(L, out, "demand");
   if (!lua_isnil(L, -1)) {
-    const char *d = lua_tostring(L, -1);
+    const char *d = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (type != T_PRODUCER) luaL_error(L, "%s: demand is an option for producers only", fn);
     if (!d || (strcmp(d, "forward") != 0 && strcmp(d, "accumulate") != 0))
       luaL_error(L, "%s: demand must be \"forward\" or \"accumulate\", got %s", fn, st_push_got(L, -1));
@@ -182,7 +184,7 @@ static void check_start_opts(lua_State *L, int idx, int type) {
   lua_settop(L, out);
   lua_getfield(L, out, "buffer_keep");
   if (!lua_isnil(L, -1)) {
-    const char *k = lua_tostring(L, -1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (!k || (strcmp(k, "first") != 0 && strcmp(k, "last") != 0))
       luaL_error(L, "%s: buffer_keep must be \"first\" or \"last\", got %s", fn, st_push_got(L, -1));
   }
@@ -247,13 +249,13 @@ void sl_stage_stop_started(lua_State *L) {
 /* sluice.start(spec, arg [, opts]) -> stage */
 static int l_start(lua_State *L) {
   const char *fn = "sluice.start";
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_istable(L, 1)) sl_arg_fail(L, 1, fn, "spec must be a table");
   lua_settop(L, 3);
   if (!st_is_main_thread(L)) return luaL_error(L, "%s: only the main thread may start stages", fn);
   lua_getfield(L, 1, "type");
-  const char *tn = lua_tostring(L, -1);
+  const char *tn = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
   int type = -1;
-  for (int i = 0; tn && lua_type(L, -1) == LUA_TSTRING && type_names[i]; i++)
+  for (int i = 0; tn && type_names[i]; i++)
     if (strcmp(tn, type_names[i]) == 0) type = i;
   if (type < 0)
     return luaL_error(L, "%s: spec.type must be \"producer\", \"producer_consumer\" or \"consumer\", got %s", fn,
@@ -368,22 +370,20 @@ static int l_self(lua_State *L) {
 
 /* sluice.whereis(name) -> stage or nil */
 static int l_whereis(lua_State *L) {
-  uint64_t ref = st_reg_whereis(luaL_checkstring(L, 1));
+  uint64_t ref = st_reg_whereis(sl_arg_string(L, 1, "sluice.whereis", "name"));
   if (!ref) return 0;
   st_push_stage(L, ref);
   return 1;
 }
 
-static uint64_t check_stage(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_STAGE);
-  luaL_argexpected(L, h != NULL, 1, "stage");
-  return h->id;
+static uint64_t check_stage(lua_State *L, const char *fn) {
+  return sl_arg_self(L, SL_H_STAGE, fn, "stage")->id;
 }
 
 /* stage:send(msg): handle_info, behind the events a producer emitted before */
 static int l_stage_send(lua_State *L) {
-  uint64_t ref = check_stage(L);
-  luaL_checkany(L, 2);
+  uint64_t ref = check_stage(L, "stage:send");
+  sl_arg_present(L, 2, "stage:send", "the message");
   st_post(ref, st_encode_msg(L, 2, M_INFO, ref, "stage:send"));
   return 0;
 }
@@ -391,10 +391,9 @@ static int l_stage_send(lua_State *L) {
 /* stage:send_after(ms, msg) -> timer: stage:send after ms, on the
  * target's place */
 static int l_stage_send_after(lua_State *L) {
-  uint64_t ref = check_stage(L);
-  lua_Integer ms = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, ms >= 0, 2, "must be >= 0");
-  luaL_checkany(L, 3);
+  uint64_t ref = check_stage(L, "stage:send_after");
+  lua_Integer ms = sl_arg_integer(L, 2, 0, "stage:send_after", "ms");
+  sl_arg_present(L, 3, "stage:send_after", "the message");
   sl_msg *m = st_encode_msg(L, 3, M_INFO, ref, "stage:send_after");
   int p = sl_ref_place(ref);
   uint64_t id = sl_inbox_after(st_place_inbox(p), ms, m);
@@ -404,24 +403,23 @@ static int l_stage_send_after(lua_State *L) {
 
 /* timer:cancel() -> whether it was still pending */
 static int l_timer_cancel(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_TIMER);
-  luaL_argexpected(L, h != NULL, 1, "timer");
+  sl_handle *h = sl_arg_self(L, SL_H_TIMER, "timer:cancel", "timer");
   lua_pushboolean(L, sl_inbox_cancel(st_place_inbox((int)h->aux - 1), h->id));
   return 1;
 }
 
 /* stage:cast(msg): handle_cast */
 static int l_stage_cast(lua_State *L) {
-  uint64_t ref = check_stage(L);
-  luaL_checkany(L, 2);
+  uint64_t ref = check_stage(L, "stage:cast");
+  sl_arg_present(L, 2, "stage:cast", "the message");
   st_post(ref, st_encode_msg(L, 2, M_CAST, ref, "stage:cast"));
   return 0;
 }
 
 /* stage:call(req [, timeout_ms]) -> reply (main thread) */
 static int l_stage_call(lua_State *L) {
-  uint64_t ref = check_stage(L);
-  luaL_checkany(L, 2);
+  uint64_t ref = check_stage(L, "stage:call");
+  sl_arg_present(L, 2, "stage:call", "the request");
   lua_Integer timeout = st_check_timeout(L, 3, 5000, "stage:call");
   return st_call_stage(L, ref, OP_USER, 2, timeout, "stage:call");
 }
@@ -438,7 +436,7 @@ void st_cast_op(lua_State *L, uint64_t ref, int64_t op, int arg) {
  * forward replays the held demand after the running callback, as
  * GenStage's demand/2 does). */
 static int l_stage_demand(lua_State *L) {
-  uint64_t ref = check_stage(L);
+  uint64_t ref = check_stage(L, "stage:demand");
   stage *s = st_self_stage(L, ref);
   if (lua_isnoneornil(L, 2)) {
     if (s) {
@@ -448,17 +446,17 @@ static int l_stage_demand(lua_State *L) {
     }
     return st_call_stage(L, ref, OP_DEMAND_GET, 0, 5000, "stage:demand");
   }
-  const char *mode = luaL_checkstring(L, 2);
+  const char *mode = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
   int accumulate = strcmp(mode, "accumulate") == 0;
   if (!accumulate && strcmp(mode, "forward") != 0)
-    return luaL_error(L, "stage:demand: mode must be \"forward\" or \"accumulate\", got \"%s\"", mode);
+    return sl_arg_fail(L, 2, "stage:demand", "mode must be \"forward\" or \"accumulate\"");
   st_cast_op(L, ref, OP_DEMAND_SET | ((int64_t)accumulate << 8), 0);
   return 0;
 }
 
 /* stage:buffered() -> events in the buffer */
 static int l_stage_buffered(lua_State *L) {
-  uint64_t ref = check_stage(L);
+  uint64_t ref = check_stage(L, "stage:buffered");
   stage *s = st_self_stage(L, ref);
   if (s) {
     sl_stage_stats st;
@@ -471,7 +469,7 @@ static int l_stage_buffered(lua_State *L) {
 
 /* stage:stats() -> table */
 static int l_stage_stats(lua_State *L) {
-  uint64_t ref = check_stage(L);
+  uint64_t ref = check_stage(L, "stage:stats");
   stage *s = st_self_stage(L, ref);
   if (s) {
     st_push_stats(s);
@@ -482,7 +480,7 @@ static int l_stage_stats(lua_State *L) {
 
 /* stage:finish(): stop "normal" once nothing is left to send */
 static int l_stage_finish(lua_State *L) {
-  uint64_t ref = check_stage(L);
+  uint64_t ref = check_stage(L, "stage:finish");
   stage *s = st_self_stage(L, ref);
   if (s) sl_stage_finish(s->st);
   else st_cast_op(L, ref, OP_FINISH, 0);
@@ -514,7 +512,7 @@ static void stop_wait(lua_State *L, const uint64_t *refs, size_t n, lua_Integer 
  * it has stopped; a callback that has not returned after timeout_ms (at
  * once after a Ctrl-C) is interrupted, again every 50 ms. */
 static int l_stage_stop(lua_State *L) {
-  uint64_t ref = check_stage(L);
+  uint64_t ref = check_stage(L, "stage:stop");
   lua_Integer timeout = st_check_timeout(L, 3, -1, "stage:stop");
   lua_settop(L, 2);
   if (lua_isnil(L, 2)) {
@@ -570,7 +568,7 @@ static int l_stop_all(lua_State *L) {
 
 /* stage:await([timeout_ms]) -> exit reason (main thread) */
 static int l_stage_await(lua_State *L) {
-  uint64_t ref = check_stage(L);
+  uint64_t ref = check_stage(L, "stage:await");
   lua_Integer timeout = st_check_timeout(L, 2, -1, "stage:await");
   if (!st_is_main_thread(L)) return luaL_error(L, "stage:await: only the main thread may wait");
   st_reg_watch(ref);
@@ -588,7 +586,7 @@ static int l_stage_await(lua_State *L) {
 /* sluice._watch(stage): its exit will be awaited (by a flow), so a
  * crash is reported there, not on stderr. */
 static int l_watch(lua_State *L) {
-  st_reg_watch(check_stage(L));
+  st_reg_watch(check_stage(L, "sluice._watch"));
   return 0;
 }
 
@@ -604,13 +602,13 @@ static int l_late(lua_State *L) {
 
 /* stage:alive() -> boolean */
 static int l_stage_alive(lua_State *L) {
-  lua_pushboolean(L, st_reg_status(NULL, check_stage(L)) == 1);
+  lua_pushboolean(L, st_reg_status(NULL, check_stage(L, "stage:alive")) == 1);
   return 1;
 }
 
 /* stage:name() -> the name given at start, or nil */
 static int l_stage_name(lua_State *L) {
-  char *n = st_reg_name(check_stage(L));
+  char *n = st_reg_name(check_stage(L, "stage:name"));
   if (!n) return 0;
   lua_pushstring(L, n);
   free(n);
@@ -620,8 +618,7 @@ static int l_stage_name(lua_State *L) {
 /* subscription:cancel([reason]): through the consumer, which asks its
  * producer to cancel (handle_cancel gets {"cancel", reason} on both sides) */
 static int l_sub_cancel(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_SUB);
-  luaL_argexpected(L, h != NULL, 1, "subscription");
+  sl_handle *h = sl_arg_self(L, SL_H_SUB, "subscription:cancel", "subscription");
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     lua_pushliteral(L, "normal");
@@ -633,10 +630,9 @@ static int l_sub_cancel(lua_State *L) {
 
 /* from:ask(n): manual demand for the subscription from (n >= 0) */
 static int l_from_ask(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
-  luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
-  lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n >= 0, 2, "demand must be >= 0");
+  sl_handle *h = sl_arg_self(L, SL_H_FROM, "from:ask", "subscription's from");
+  if (h->aux & REPLY_FLAG) return luaL_error(L, "from:ask: this from answers a call; only a subscription's from can ask");
+  lua_Integer n = sl_arg_integer(L, 2, 0, "from:ask", "n");
   if (n == 0) return 0;
   stage *s = st_current_stage(L);
   if (s && sl_stage_has_producer(s->st, h->id)) sl_stage_ask(s->st, h->id, (uint64_t)n);
@@ -646,8 +642,8 @@ static int l_from_ask(lua_State *L) {
 
 /* from:cancel([reason]): ends the subscription from, from either side */
 static int l_from_cancel(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
-  luaL_argexpected(L, h != NULL && !(h->aux & REPLY_FLAG), 1, "subscription from");
+  sl_handle *h = sl_arg_self(L, SL_H_FROM, "from:cancel", "subscription's from");
+  if (h->aux & REPLY_FLAG) return luaL_error(L, "from:cancel: this from answers a call; only a subscription's from can cancel");
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     lua_pushliteral(L, "normal");
@@ -663,9 +659,9 @@ static int l_from_cancel(lua_State *L) {
 
 /* from:reply(value): answers the call from (after sluice.NOREPLY) */
 static int l_from_reply(lua_State *L) {
-  sl_handle *h = sl_handle_test(L, 1, SL_H_FROM);
-  luaL_argexpected(L, h != NULL && (h->aux & REPLY_FLAG), 1, "call from");
-  luaL_checkany(L, 2);
+  sl_handle *h = sl_arg_self(L, SL_H_FROM, "from:reply", "call's from");
+  if (!(h->aux & REPLY_FLAG)) return luaL_error(L, "from:reply: this from is a subscription's; only the from of handle_call can reply");
+  sl_arg_present(L, 2, "from:reply", "the reply");
   st_reply(L, h->id, 1, 2);
   return 0;
 }
@@ -692,7 +688,7 @@ static int l_disp_broadcast(lua_State *L) {
 
 static int l_disp_partition(lua_State *L) {
   const char *fn = "sluice.dispatcher.partition";
-  if (!lua_istable(L, 1)) return luaL_error(L, "%s: expects a table of options", fn);
+  if (!lua_istable(L, 1)) return sl_arg_fail(L, 1, fn, "expects a table of options");
   lua_newtable(L);
   lua_pushliteral(L, "partition");
   lua_setfield(L, -2, "kind");
@@ -706,10 +702,10 @@ static int l_disp_partition(lua_State *L) {
     if (!has_hash) return luaL_error(L, "%s: named partitions need a hash function", fn);
   } else if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
     return luaL_error(L, "%s: partitions must be an integer >= 1 or a list of names, got %s", fn,
-                      luaL_tolstring(L, -1, NULL));
+                      st_push_got(L, -1));
   } else if (lua_tointeger(L, -1) > INT32_MAX) {
     return luaL_error(L, "%s: partitions must be at most %d, got %s", fn, (int)INT32_MAX,
-                      luaL_tolstring(L, -1, NULL));
+                      st_push_got(L, -1));
   }
   lua_setfield(L, -2, "partitions");
   lua_getfield(L, 1, "hash");

@@ -405,7 +405,7 @@ end
 
 local function through(f, fn, list, what)
   if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
-  if type(list) ~= "table" or #list == 0 then fail(fn, "expected a non-empty list of " .. what, 2) end
+  if type(list) ~= "table" or #list == 0 then fail(fn, "expected a non-empty list of " .. what .. ", got " .. inspect(list), 2) end
   return list
 end
 

@@ -465,7 +465,13 @@ function materialize(run, f, dispatcher, extra)
       local s
       if src.stages then
         local pc, o = split_entry(entry)
-        for _, up in ipairs(mids) do sluice.subscribe(pc, up.stage, sub_options(up, nil, o)) end
+        for _, up in ipairs(mids) do
+          local ok, err = pcall(sluice.subscribe, pc, up.stage, sub_options(up, nil, o))
+          if not ok then   -- named as the user's call, without sluice.subscribe's location
+            error(("sluice.flow.through_stages: item %d: %s"):format(i,
+              (tostring(err):gsub("^%[sluice[%w_.]*%]:%d+: ", ""):gsub("^sluice%.subscribe: ", ""))), 0)
+          end
+        end
         s = track(run, pc, label, layer, i, false)
       else
         local subs = {}

@@ -89,8 +89,10 @@ local function is_error(reason)
 end
 
 -- Stops the flow and raises its error: that of the first stage (sources
--- first) that ended with an error, else `reason` (what the terminal saw).
-local function raise_flow_error(run, reason)
+-- first) that ended with an error, else `reason` (what the terminal saw: an
+-- error message, or with `exit` set, the exit reason of the stage entry
+-- `exit`).
+local function raise_flow_error(run, reason, exit)
   stop_all(run)
   local where
   for _, entry in ipairs(run.stages) do
@@ -107,17 +109,20 @@ local function raise_flow_error(run, reason)
     if where and not msg:find(where.label, 1, true) then msg = where.label .. ": " .. msg end
     local tb = reason[3]
     if tb ~= nil and tb ~= "" then msg = msg .. "\n" .. tostring(tb) end
-  elseif type(reason) == "string" then
+  elseif type(reason) == "string" and not exit then
     msg = reason:gsub("^sluice%.stream: ", "", 1)
   else
-    msg = "a stage ended with " .. inspect(reason)
+    local what = type(exit) == "table" and exit.layer == 0 and "a producer" or "a stage"
+    msg = what .. " ended with " .. inspect(reason)
   end
   error("sluice.flow: " .. msg, 0)
 end
 
--- The first check of every terminal method.
+-- The first check of every terminal method: they start stages, which
+-- only the main thread may do.
 local function check_self(f, fn)
   if not is_flow(f) then fail(fn, "expected a flow, got " .. type(f), 2) end
+  if not sluice._is_main() then fail(fn, "only the main thread may run flows", 2) end
 end
 
 -- The message of an error raised while starting the flow's stages: a
@@ -230,9 +235,17 @@ end
 local Running = {}
 Running.__index = Running
 
+-- The first check of every method of a running handle.
+local function check_running(r, fn)
+  if getmetatable(r) ~= Running then
+    error(("sluice.flow: %s: expected a running flow as self (call it with ':'), got %s"):format(fn, inspect(r)), 3)
+  end
+end
+
 --- running:await([timeout_ms]): returns once every stage of the flow has
 --- ended; raises the flow's error (or a timeout) otherwise.
 function Running:await(timeout)
+  check_running(self, "await")
   if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
     error("sluice.flow: await: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
   end
@@ -241,6 +254,7 @@ function Running:await(timeout)
   local left = timeout
   local prog = run_progress(run)
   local function clear() if prog then prog:done() end end
+  local gone_ms = 0
   while true do
     local waiting
     for _, entry in ipairs(run.stages) do
@@ -249,10 +263,29 @@ function Running:await(timeout)
         waiting = waiting or s
       else
         local reason = s:await()
-        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason) end
+        if not sluice._is_normal(reason) then clear(); progress_free(run); raise_flow_error(run, reason, entry) end
       end
     end
     if not waiting then clear(); progress_free(run); return end
+    -- the consumers of the flow's output (its sink, into_specs or
+    -- into_stages consumers, into_jsonl's writer) all gone while the flow
+    -- runs: the output has nowhere to go, so the flow could never end
+    -- (checked again after a moment, for a flow that is ending anyway)
+    if run.outside and gone_ms > 200 then
+      clear(); progress_free(run); stop_all(run)
+      error(("sluice.flow: every consumer %s has ended (%s), so the flow's output has nowhere to go")
+        :format(run.outside.lead, run.outside_why), 0)
+    end
+    if run.outside then
+      local why
+      for i, c in ipairs(run.outside) do
+        if c:alive() then why = nil; break end
+        local r = c:await()
+        why = why or ("%s: %s"):format(run.outside.labels[i], is_error(r) and tostring(r[2]) or inspect(r))
+      end
+      run.outside_why = why
+      gone_ms = why and gone_ms + 1 or 0
+    end
     local step = 50
     if left then
       if left <= 0 then clear(); error(("sluice.flow: await timed out after %d ms"):format(timeout), 2) end
@@ -268,12 +301,14 @@ function Running:await(timeout)
       end
       if left then left = left - step end
     end
+    if gone_ms > 0 then gone_ms = gone_ms + step end
   end
 end
 
 --- running:stop([timeout_ms]): stops every stage the flow started; a
 --- callback still running after timeout_ms is interrupted.
 function Running:stop(timeout)
+  check_running(self, "stop")
   if timeout ~= nil and (math.type(timeout) ~= "integer" or timeout < 0) then
     error("sluice.flow: stop: timeout must be an integer >= 0, got " .. inspect(timeout), 2)
   end
@@ -284,6 +319,7 @@ end
 --- layers (not its sources or sink); running:send({"trigger", name}) fires
 --- the trigger `name` on every open window.
 function Running:send(msg)
+  check_running(self, "send")
   for _, entry in ipairs(self.run.stages) do
     if entry.layer and entry.layer >= 1 and entry.owned and entry.stage:alive()
       and not entry.label:find(" sink$") then
@@ -295,6 +331,7 @@ end
 --- running:stats() -> one stage:stats() table per live stage, with its
 --- name, layer (0: sources) and partition.
 function Running:stats()
+  check_running(self, "stats")
   local out = {}
   for _, entry in ipairs(self.run.stages) do
     local s = entry.stage
@@ -327,6 +364,7 @@ function Flow:start()
   local ok, sink = pcall(sluice.start, Sink, nil, { subscribe_to = subs })
   if not ok then stop_all(run); error("sluice.flow: " .. tostring(sink), 0) end
   track(run, sink, ("flow %d sink"):format(run.id), run.layers + 1, 1)
+  run.outside = { sink, lead = "of the flow's output", labels = { ("flow %d sink"):format(run.id) } }
   release(run)
   return setmetatable({ run = run }, Running)
 end
@@ -350,6 +388,7 @@ function Flow:into_jsonl(path)
   local ok2, writer = pcall(sluice.start, jsonl.Writer, { path = path, written = written }, { subscribe_to = subs })
   if not ok2 then stop_all(run); error("sluice.flow: " .. tostring(writer), 0) end
   track(run, writer, ("flow %d consumer 1"):format(run.id), run.layers + 1, 1)
+  run.outside = { writer, lead = "of the flow's output", labels = { ("flow %d consumer 1"):format(run.id) } }
   release(run)
   setmetatable({ run = run }, Running):await()
   return sluice._count(written)
@@ -376,21 +415,36 @@ local function into(f, fn, entries)
   local run, outs = build(f, nil)
   local layer = run.layers + 1
   local subscribed = {}
+  local at
   local ok, err = pcall(function()
     for i, entry in ipairs(entries) do
+      at = i
       local label = ("flow %d consumer %d"):format(run.id, i)
       if fn == "into_specs" then
         local subs = {}
         for j, up in ipairs(outs) do subs[j] = subscription(up, nil, entry[3]) end
-        track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
+        local c = track(run, sluice.start(finishing_spec(entry[1]), entry[2], { subscribe_to = subs }), label, layer, i)
+        subscribed[#subscribed + 1] = c
       else
         local c, o = split_entry(entry)
+        if not c:alive() then error("the consumer has stopped", 0) end
         for _, up in ipairs(outs) do sluice.subscribe(c, up.stage, sub_options(up, nil, o)) end
         subscribed[#subscribed + 1] = c
       end
     end
   end)
-  if not ok then stop_all(run); error("sluice.flow." .. fn .. ": " .. tostring(err), 0) end
+  if not ok then
+    stop_all(run)
+    if fn == "into_stages" then   -- sluice.subscribe's complaint about item `at`, without its location
+      err = ("item %d: %s"):format(at, (tostring(err):gsub("^%[sluice[%w_.]*%]:%d+: ", ""):gsub("^sluice%.subscribe: ", "")))
+    end
+    error("sluice.flow." .. fn .. ": " .. tostring(err), 0)
+  end
+  run.outside = { lead = fn == "into_stages" and "given to into_stages" or "of the flow's output", labels = {} }
+  for i, c in ipairs(subscribed) do
+    run.outside[i] = c
+    run.outside.labels[i] = fn == "into_stages" and ("consumer %d"):format(i) or ("flow %d consumer %d"):format(run.id, i)
+  end
   -- a call to each consumer returns once its subscriptions are on their
   -- way to the producers; then the sources may start
   for _, c in ipairs(subscribed) do pcall(c.stats, c) end
@@ -400,7 +454,7 @@ end
 
 function Flow:into_stages(consumers)
   check_self(self, "into_stages")
-  if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers") end
+  if type(consumers) ~= "table" or #consumers == 0 then fail("into_stages", "expected a non-empty list of consumers, got " .. inspect(consumers)) end
   for i, entry in ipairs(consumers) do
     local s, o = split_entry(entry)
     if type(s) ~= "userdata" then
@@ -413,7 +467,7 @@ end
 
 function Flow:into_specs(specs)
   check_self(self, "into_specs")
-  if type(specs) ~= "table" or #specs == 0 then fail("into_specs", "expected a non-empty list of {spec, arg, opts}") end
+  if type(specs) ~= "table" or #specs == 0 then fail("into_specs", "expected a non-empty list of {spec, arg, opts}, got " .. inspect(specs)) end
   for i, s in ipairs(specs) do
     if type(s) ~= "table" or type(s[1]) ~= "table" then
       fail("into_specs", ("item %d must be {spec, arg, opts}, got %s"):format(i, inspect(s)))

@@ -85,7 +85,8 @@ local function trigger_events(st, window)
     for i = 1, #events do list[i] = events[i] end
     local less_fn = cfg.less or default_less
     table.sort(list, function(a, b) return (less_fn(a, b)) end)   -- not a tail call: names the operation
-    for i = #list, cfg.n + 1, -1 do list[i] = nil end
+    -- (cfg.n + 1 would wrap around for n = math.maxinteger)
+    for i = #list, #list > cfg.n and cfg.n + 1 or #list + 1, -1 do list[i] = nil end
     return { { TAG, cfg.index, window.id, list } }, new_acc
   end
   return events, new_acc

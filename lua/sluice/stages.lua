@@ -278,6 +278,7 @@ M._reason_error = reason_error
 --- for; breaking out of the loop cancels the subscriptions.
 function M.stream(subscriptions, opts)
   local fn = "sluice.stream"
+  if not sluice._is_main() then raise(fn, "only the main thread may start streams", 2) end
   if type(subscriptions) ~= "table" then
     raise(fn, ("expected a list of producers, got %s"):format(type(subscriptions)), 2)
   end

@@ -14,6 +14,7 @@ M.places = {}
 
 -- A stage id's start order: its low 48 bits count up as stages start (the
 -- high bits say where it runs).
+-- (also the number a stage's handle, its errors and its name show: <stage 3>)
 local function started(id) return id & 0xffffffffffff end
 
 -- Every live stage that answers `ask` (its stats, with or without its
@@ -26,7 +27,7 @@ local function live(ask)
     if ok then
       local id = sluice._handle_id(h)
       local place = M.places[id]
-      out[#out + 1] = { id = id, stage = h, st = st, name = st.name or (place and place.label) or ("stage " .. id) }
+      out[#out + 1] = { id = id, stage = h, st = st, name = st.name or (place and place.label) or ("stage " .. started(id)) }
     end
   end
   table.sort(out, function(a, b) return started(a.id) < started(b.id) end)

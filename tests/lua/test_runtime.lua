@@ -95,9 +95,9 @@ function TestRuntime:test_await_refuses_bad_timeouts()
 end
 
 function TestRuntime:test_bad_arguments()
-  lu.assertErrorMsgContains("bad argument #1 to 'sluice.task'", sluice.task, 42)
-  lu.assertErrorMsgContains("bad argument #1 to 'sluice.sleep'", sluice.sleep, "x")
-  lu.assertErrorMsgContains("must be >= 0", sluice.sleep, -1)
+  lu.assertErrorMsgEquals("sluice.task: fn must be a function, got 42", sluice.task, 42)
+  lu.assertErrorMsgEquals('sluice.sleep: ms must be an integer >= 0, got "x"', sluice.sleep, "x")
+  lu.assertErrorMsgEquals("sluice.sleep: ms must be an integer >= 0, got -1", sluice.sleep, -1)
 end
 
 -- Values that cross between states (lua/README.md §2), one test per row

@@ -130,7 +130,7 @@ function TestManual:test_ask_rejects_negative()
   local c = sluice.start(Collector, {manual = 0}, {subscribe_to = {p}})
   local ok, err = pcall(c.call, c, {"ask", -1})
   lu.assertFalse(ok)
-  lu.assertStrContains(err, "demand must be >= 0")
+  lu.assertStrContains(err, "from:ask: n must be an integer >= 0, got -1")
 end
 
 -- ---- callbacks ---------------------------------------------------------------
@@ -553,7 +553,7 @@ function TestOptions:test_spec_checks()
                        "sluice.start: a producer_consumer needs a handle_events function")
   lu.assertStrContains(start_err(H.with(Counter, {handle_info = 5}), nil),
                        "sluice.start: spec.handle_info must be a function, got number")
-  lu.assertErrorMsgContains("bad argument #1 to 'sluice.start'", sluice.start, 5)
+  lu.assertErrorMsgEquals("sluice.start: spec must be a table, got 5", sluice.start, 5)
 end
 
 function TestOptions:test_dispatcher_checks()
@@ -571,9 +571,9 @@ function TestOptions:test_handle_methods_check_their_arguments()
   local s = sluice.start(Collector, {})
   lu.assertErrorMsgContains('stage:demand: mode must be "forward" or "accumulate", got "sideways"',
                             s.demand, s, "sideways")
-  lu.assertErrorMsgContains("must be >= 0", s.send_after, s, -1, "x")
+  lu.assertErrorMsgEquals("stage:send_after: ms must be an integer >= 0, got -1", s.send_after, s, -1, "x")
   lu.assertErrorMsgContains("stage:send: cannot send a userdata value", s.send, s, io.stdout)
-  lu.assertErrorMsgContains("bad argument #1", s.send, 42, "x")
+  lu.assertErrorMsgEquals("stage:send: expected a stage as self (call it with ':'), got 42", s.send, 42, "x")
   s:stop()
 end
 
