@@ -5,7 +5,8 @@
  * stage has. A producer_consumer queues its input (events,
  * cancels and infos, in arrival order) while it has no downstream demand;
  * an accumulating producer holds its demands, events and infos in order
- * and replays them when it switches to forward. */
+ * and replays them when it switches to forward. The reasons and the
+ * messages that carry them: reason.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,61 +79,7 @@ struct sl_stage {
   uint64_t events_in, events_out;
 };
 
-/* ---- reasons and messages ------------------------------------------------------ */
-
-sl_reason sl_reason_text(const char *text, unsigned flags) {
-  sl_reason r = {NULL, strlen(text), flags | SL_REASON_TEXT};
-  r.data = malloc(r.len + 1);
-  if (!r.data) abort();   /* out of memory on the message path: nothing sane to do */
-  memcpy(r.data, text, r.len + 1);
-  return r;
-}
-
-void sl_reason_free(sl_reason *r) {
-  free(r->data);
-  r->data = NULL;
-  r->len = 0;
-}
-
-static sl_reason reason_copy(const sl_reason *r, unsigned drop) {
-  sl_reason c = {NULL, r->len, r->flags & ~drop};
-  if (r->len) {
-    c.data = malloc(r->len);
-    if (!c.data) abort();
-    memcpy(c.data, r->data, r->len);
-  }
-  return c;
-}
-
-sl_msg *sl_stage_msg(uint32_t kind, uint64_t to, uint64_t from, int64_t n) {
-  sl_msg *m = sl_msg_new(kind);
-  if (!m) abort();
-  m->to = to;
-  m->from = from;
-  m->n = n;
-  return m;
-}
-
-sl_msg *sl_stage_reason_msg(uint32_t kind, uint64_t to, uint64_t sub_id, int down, const sl_reason *r) {
-  unsigned flags = r->flags & ~(unsigned)(SL_REASON_ERROR | SL_REASON_ASKED);
-  sl_msg *m = sl_stage_msg(kind, to, sub_id, (int64_t)(flags << 1) | (down ? 1 : 0));
-  sl_reason c = reason_copy(r, 0);
-  m->data = c.data;
-  m->len = c.len;
-  return m;
-}
-
-sl_reason sl_stage_msg_reason(const sl_msg *m) {
-  return (sl_reason){m->data, m->len, (unsigned)((uint64_t)m->n >> 1)};
-}
-
-sl_msg *sl_stage_gone_reply(const sl_msg *m) {
-  if (m->kind != SL_SM_SUBSCRIBE) return NULL;
-  sl_reason r = sl_reason_text("noproc", 0);
-  sl_msg *c = sl_stage_reason_msg(SL_SM_CANCELLED, m->from, (uint64_t)m->n, 1, &r);
-  sl_reason_free(&r);
-  return c;
-}
+/* ---- helpers --------------------------------------------------------------------- */
 
 static void post(sl_stage *s, uint64_t to, sl_msg *m) { s->ops->post(s, to, m); }
 
@@ -537,9 +484,9 @@ static void cancelled_arrived(sl_stage *s, uint64_t sub_id, int down, const sl_r
       /* the producer ended normally: what is already here still goes out,
        * then the stage stops with the producer's reason */
       s->finishing = 1;
-      if (!s->finish_reason.data) s->finish_reason = reason_copy(r, 0);
+      if (!s->finish_reason.data) s->finish_reason = sl_reason_copy(r, 0);
     } else {
-      sl_stage_stop(s, reason_copy(r, SL_REASON_ERROR | SL_REASON_ASKED));   /* not our own crash */
+      sl_stage_stop(s, sl_reason_copy(r, SL_REASON_ERROR | SL_REASON_ASKED));   /* not our own crash */
     }
   }
   free(c);

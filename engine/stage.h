@@ -217,6 +217,8 @@ sl_msg *sl_stage_reason_msg(uint32_t kind, uint64_t to, uint64_t sub, int down, 
 sl_reason sl_stage_msg_reason(const sl_msg *m);
 /* A text reason (malloc'd copy). */
 sl_reason sl_reason_text(const char *text, unsigned flags);
+/* A malloc'd copy of r without the flags in drop. */
+sl_reason sl_reason_copy(const sl_reason *r, unsigned drop);
 void sl_reason_free(sl_reason *r);
 
 /* The answer to a protocol message whose target no longer exists: a

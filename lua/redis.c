@@ -16,6 +16,7 @@
  *
  * Acknowledgement (redis_ack.c) uses the same URLs and connections. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
+#include "argcheck.h"
 #include "codec.h"
 #include "outbox.h"
 #include "redis.h"
@@ -125,11 +127,15 @@ typedef struct conn {
   redisContext *c;   /* NULL after an I/O error, until the next call */
   sl_redis_url u;
   char *url;
+  int pub;           /* from sluice.redis.connect: an event conn:add cannot write is conn:add's error */
 } conn;
 
-static conn *check_conn(lua_State *L) {
-  conn *k = luaL_checkudata(L, 1, CONN_MT);
-  if (!k->url) luaL_error(L, "the Redis connection is closed");
+/* The connection that is self of the method fn (open: not closed); else
+ * raises an error that names fn. */
+static conn *self_conn(lua_State *L, const char *fn, int open) {
+  conn *k = luaL_testudata(L, 1, CONN_MT);
+  if (!k) luaL_error(L, "%s: expected a Redis connection as self (call it with ':'), got %s", fn, sl_arg_got(L, 1));
+  if (open && !k->url) luaL_error(L, "%s: the connection is closed", fn);
   return k;
 }
 
@@ -163,11 +169,16 @@ static int io_failure(lua_State *L, conn *k) {
   return 3;
 }
 
-/* sluice._redis.connect(url, fname) -> connection; raises
- * "<fname>: cannot connect to <url>: <why>" (no location). */
+/* sluice._redis.connect(url, fname [, public]) -> connection; raises
+ * "<fname>: cannot connect to <url>: <why>" (no location). public: the
+ * user's connection (sluice.redis.connect), whose conn:add names itself
+ * in the errors of the events it cannot write; a sink's own connection
+ * leaves that to the sink. */
 static int l_connect(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
-  const char *fname = luaL_optstring(L, 2, "sluice.redis");
+  const char *fname = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "sluice.redis.connect";
+  if (lua_type(L, 1) != LUA_TSTRING) sl_arg_fail(L, 1, fname, "url must be a string");
+  const char *url = lua_tostring(L, 1);
+  int pub = lua_toboolean(L, 3);
   sl_redis_url u;
   if (sl_redis_parse_url(url, &u) != 0) {
     lua_pushfstring(L, "%s: url must be redis://host:port[/db] or unix:///path, got '%s'", fname, url);
@@ -183,13 +194,15 @@ static int l_connect(lua_State *L) {
   k->c = c;
   k->u = u;
   k->url = strdup(url);
+  k->pub = pub;
   luaL_setmetatable(L, CONN_MT);
   if (!k->url) return luaL_error(L, "not enough memory");
   return 1;
 }
 
+/* conn:close(): closing a closed connection does nothing. */
 static int l_close(lua_State *L) {
-  conn *k = luaL_checkudata(L, 1, CONN_MT);
+  conn *k = self_conn(L, "conn:close", 0);
   if (k->c) redisFree(k->c);
   k->c = NULL;
   free(k->url);
@@ -293,14 +306,24 @@ static redisReply *command(lua_State *L, conn *k, int argc, const char **argv, c
   return r;
 }
 
-/* conn:call(arg, ...) -> the reply; arguments are strings or numbers. */
+/* conn:call(arg, ...) -> the reply; arguments are strings or numbers
+ * (not NaN, which has no spelling Redis reads). */
 static int l_call(lua_State *L) {
-  conn *k = check_conn(L);
+  const char *fn = "conn:call";
+  conn *k = self_conn(L, fn, 1);
   int argc = lua_gettop(L) - 1;
-  if (argc < 1 || argc > 64) return luaL_error(L, "conn:call takes 1 to 64 arguments");
+  if (argc < 1) return sl_arg_fail(L, 2, fn, "expected a command");
+  if (argc > 64) return luaL_error(L, "%s: takes at most 64 arguments (the command and its own), got %d", fn, argc);
   const char *argv[64];
   size_t lens[64];
-  for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + 2, &lens[i]);
+  for (int i = 0; i < argc; i++) {
+    int t = lua_type(L, i + 2);
+    if ((t != LUA_TSTRING && t != LUA_TNUMBER) || (t == LUA_TNUMBER && isnan(lua_tonumber(L, i + 2)))) {
+      lua_pushfstring(L, "argument %d must be a string or a number other than NaN", i + 1);
+      return sl_arg_fail(L, i + 2, fn, lua_tostring(L, -1));
+    }
+    argv[i] = lua_tolstring(L, i + 2, &lens[i]);
+  }
   redisReply *r = command(L, k, argc, argv, lens);
   if (!r) return 3;
   push_reply(L, r, 0);
@@ -311,7 +334,7 @@ static int l_call(lua_State *L) {
 /* conn:_read(stream, group, consumer, count, id) -> entries, gone_ids:
  * XREADGROUP ... COUNT count STREAMS stream id (no BLOCK). */
 static int l_read(lua_State *L) {
-  conn *k = check_conn(L);
+  conn *k = self_conn(L, "conn:_read", 1);
   const char *argv[9];
   size_t lens[9];
   argv[0] = "XREADGROUP", argv[1] = "GROUP", argv[4] = "COUNT", argv[6] = "STREAMS";
@@ -337,7 +360,7 @@ static int l_read(lua_State *L) {
 /* conn:_autoclaim(stream, group, consumer, min_idle_ms, cursor, count)
  * -> entries, next cursor, gone_ids. */
 static int l_autoclaim(lua_State *L) {
-  conn *k = check_conn(L);
+  conn *k = self_conn(L, "conn:_autoclaim", 1);
   const char *argv[8] = {"XAUTOCLAIM"};
   size_t lens[8] = {10};
   for (int i = 1; i <= 5; i++) argv[i] = luaL_checklstring(L, i + 1, &lens[i]);
@@ -366,7 +389,7 @@ static int l_autoclaim(lua_State *L) {
 
 /* conn:_ack(stream, group, ids) -> the number acknowledged. */
 static int l_ack(lua_State *L) {
-  conn *k = check_conn(L);
+  conn *k = self_conn(L, "conn:_ack", 1);
   size_t slen, glen;
   const char *stream = luaL_checklstring(L, 2, &slen), *group = luaL_checklstring(L, 3, &glen);
   luaL_checktype(L, 4, LUA_TTABLE);
@@ -506,29 +529,35 @@ static int read_replies(lua_State *L, conn *k, lua_Integer n) {
  * written: one XADD per event (array or a flow's outbox), pipelined. With
  * whole, every event is written as one field v (a flow's partition across
  * processes). A bad event raises before anything of its pipeline batch is
- * sent. */
+ * sent; on the user's connection the error names conn:add. */
 static int l_add(lua_State *L) {
-  conn *k = check_conn(L);
+  const char *fn = "conn:add";
+  conn *k = self_conn(L, fn, 1);
+  const char *who = k->pub ? "conn:add: " : "";
+  if (lua_type(L, 2) != LUA_TSTRING) sl_arg_fail(L, 2, fn, "stream must be a string");
   size_t slen;
-  const char *stream = luaL_checklstring(L, 2, &slen);
+  const char *stream = lua_tolstring(L, 2, &slen);
   char err[256], maxbuf[32];
   const char *maxlen = NULL;
   if (!lua_isnoneornil(L, 4)) {
-    snprintf(maxbuf, sizeof maxbuf, "%lld", (long long)luaL_checkinteger(L, 4));
+    if (!lua_isinteger(L, 4) || lua_tointeger(L, 4) < 1)
+      luaL_error(L, "%s: maxlen must be an integer from 1 to %I, got %s", fn, (lua_Integer)LUA_MAXINTEGER,
+                 sl_arg_got(L, 4));
+    snprintf(maxbuf, sizeof maxbuf, "%lld", (long long)lua_tointeger(L, 4));
     maxlen = maxbuf;
   }
   int whole = lua_toboolean(L, 5);
   lua_settop(L, 3);
   sl_batch batch;
   int ob = sl_outbox_take(L, 3, &batch, err, sizeof err);
-  if (ob < 0) return luaL_error(L, "%s", err);
+  if (ob < 0) return luaL_error(L, "%s%s", who, err);
   if (ob > 0) {   /* a flow's encoded output: decoded here, once */
     int rc = sl_decode_batch(L, &batch, err, sizeof err);
     sl_batch_release(&batch);
-    if (rc != 0) return luaL_error(L, "%s", err);
+    if (rc != 0) return luaL_error(L, "%s%s", who, err);
     lua_replace(L, 3);
   }
-  luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_istable(L, 3)) sl_arg_fail(L, 3, fn, "events must be an array (a table)");
   lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
   sl_buf b = SL_BUF_INIT;
   for (lua_Integer from = 1; from <= n; from += PIPELINE) {
@@ -545,7 +574,7 @@ static int l_add(lua_State *L) {
         sl_buf_free(&b);
         redisFree(k->c);   /* drops what was appended */
         k->c = NULL;
-        lua_pushstring(L, err);
+        lua_pushfstring(L, "%s%s", who, err);
         return lua_error(L);
       }
     }
@@ -576,14 +605,15 @@ static int l_events(lua_State *L) {
   return 1;
 }
 
-/* sluice._redis.encode(v) -> the field value v is written as (tests). */
+/* sluice.redis.encode(v) -> the field value v is written as. */
 static int l_encode(lua_State *L) {
-  luaL_checkany(L, 1);
+  if (lua_isnone(L, 1)) return sl_arg_fail(L, 1, "sluice.redis.encode", "expected a value");
+  lua_settop(L, 1);
   char err[256];
   sl_buf b = SL_BUF_INIT;
   if (put_value(L, 1, &b, "value", err, sizeof err) != 0) {
     sl_buf_free(&b);
-    return luaL_error(L, "%s", err);
+    return luaL_error(L, "sluice.redis.encode: %s", err);
   }
   lua_pushlstring(L, b.data ? b.data : "", b.len);
   sl_buf_free(&b);
@@ -599,9 +629,11 @@ static int l_whoami(lua_State *L) {
   return 1;
 }
 
+/* sluice.redis.decode(s) -> the value the field value s stands for. */
 static int l_decode(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TSTRING) return sl_arg_fail(L, 1, "sluice.redis.decode", "expected a string");
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
+  const char *s = lua_tolstring(L, 1, &len);
   push_field(L, s, len, "?");
   return 1;
 }

@@ -1,5 +1,5 @@
 /* stage_int: what the binding's stage files share (registry.c, stage.c,
- * stage_msg.c, stage_api.c, stage_exit.c). Not for other files: they use
+ * stage_msg.c, stage_api.c, stage_opts.c, stage_exit.c). Not for other files: they use
  * lstage.h. */
 #ifndef SLUICE_STAGE_INT_H
 #define SLUICE_STAGE_INT_H
@@ -142,5 +142,15 @@ sl_msg *st_wait_reply(lua_State *L, uint64_t id, int64_t timeout, uint64_t targe
 
 /* stage_api.c */
 void st_cast_op(lua_State *L, uint64_t ref, int64_t op, int arg);
+
+/* stage_opts.c: each raises a Lua error naming fn on a bad value. */
+/* Subscription options (table at idx, may be nil): pushes a normalised
+ * copy. skip_first: the table's [1] is the producer (subscribe_to). */
+void st_check_sub_opts(lua_State *L, const char *fn, int idx, int skip_first);
+/* A stage given as a handle or a registered name (replaced by its handle). */
+int st_check_stage_arg(lua_State *L, int idx, const char *fn, const char *what);
+/* sluice.start's options (at idx) for a spec of the given type: pushes
+ * the normalised options table. */
+void st_check_start_opts(lua_State *L, int idx, int type);
 
 #endif

@@ -113,18 +113,22 @@ local function start(fn, spec, cfg, opts)
   return stage
 end
 
+-- (start is not tail-called: its error, at level 3, is at the line that
+-- called source or sink.)
 --- sluice.redis.source(opts) -> stage handle
 function M.source(opts)
   local ok, cfg = pcall(source_cfg, opts)
   if not ok then error(cfg, 2) end
-  return start("sluice.redis.source", "sluice.redis_source", cfg, opts)
+  local stage = start("sluice.redis.source", "sluice.redis_source", cfg, opts)
+  return stage
 end
 
 --- sluice.redis.sink(opts) -> stage handle
 function M.sink(opts)
   local ok, cfg = pcall(writer_cfg, "sluice.redis.sink", opts, SINK_KEYS)
   if not ok then error(cfg, 2) end
-  return start("sluice.redis.sink", "sluice.redis_sink", cfg, opts)
+  local stage = start("sluice.redis.sink", "sluice.redis_sink", cfg, opts)
+  return stage
 end
 
 -- flow:into_redis's options (sluice.flow_run); raises without a location.
@@ -148,7 +152,7 @@ M.encode, M.decode = R.encode, R.decode
 --- conn:call(cmd, ...) returns the reply (or nil, message, kind).
 function M.connect(url)
   if type(url) ~= "string" then error("sluice.redis.connect: url must be a string, got " .. inspect(url), 2) end
-  local ok, conn = pcall(R.connect, url, "sluice.redis.connect")
+  local ok, conn = pcall(R.connect, url, "sluice.redis.connect", true)
   if not ok then error(conn, 2) end
   return conn
 end

@@ -368,6 +368,162 @@ function TestRedis:test_an_event_that_cannot_be_written_stops_the_sink()
   lu.assertEquals(conn:call("XLEN", "s"), 0)
 end
 
+-- ---- misuse ----------------------------------------------------------------------------------
+
+-- Every public function of sluice.redis and every method of a connection
+-- given wrong types, missing arguments and numbers out of range (NaN,
+-- math.huge, -1, 2^63, 1.5). Each case: the function's name as the user
+-- calls it, the arguments (n: how many), for a method how self is made
+-- (self = "closed": a closed connection, "bad": the value bad, "none": no
+-- argument at all; otherwise an open connection), the exact message.
+-- "$URL" in an options table stands for the private server's URL, "$THREAD"
+-- (an argument or an element of one) for a coroutine. In a
+-- task, options that pass reach sluice.start, which refuses (in_task).
+local function misuse_cases()
+  local nan, inf, big, max = 0 / 0, math.huge, 2 ^ 63, math.maxinteger
+  local W = sluice.workers()
+  local function src(o) o.url, o.stream, o.group = "$URL", o.stream or "s", "g" return o end
+  local function snk(o) o.url, o.stream = "$URL", o.stream or "s" return o end
+  local int = "must be an integer from %d to %d, got %s"
+  local maxlen = "conn:add: maxlen must be an integer from 1 to " .. max .. ", got "
+  local self_msg = "expected a Redis connection as self (call it with ':'), got "
+  local call_arg = "conn:call: argument %d must be a string or a number other than NaN, got %s"
+  local cases = {
+    { "sluice.redis.connect", { n = 0 }, "sluice.redis.connect: url must be a string, got nil" },
+    { "sluice.redis.connect", { 5, n = 1 }, "sluice.redis.connect: url must be a string, got 5" },
+    { "sluice.redis.connect", { nan, n = 1 }, "sluice.redis.connect: url must be a string, got 0/0" },
+    { "sluice.redis.connect", { "redis://127.0.0.1:70000", n = 1 },
+      "sluice.redis.connect: url must be redis://host:port[/db] or unix:///path, got 'redis://127.0.0.1:70000'" },
+    { "sluice.redis.source", { n = 0 }, "sluice.redis.source: expected a table of options, got nil" },
+    { "sluice.redis.source", { src({ stream = 5 }), n = 1 },
+      "sluice.redis.source: stream must be a non-empty string, got 5" },
+    { "sluice.redis.source", { src({ batch = nan }), n = 1 },
+      "sluice.redis.source: batch " .. int:format(1, 100000, "0/0") },
+    { "sluice.redis.source", { src({ batch = inf }), n = 1 },
+      "sluice.redis.source: batch " .. int:format(1, 100000, "math.huge") },
+    { "sluice.redis.source", { src({ poll_ms = -1 }), n = 1 },
+      "sluice.redis.source: poll_ms " .. int:format(1, 60000, "-1") },
+    { "sluice.redis.source", { src({ claim_idle_ms = big }), n = 1 },
+      "sluice.redis.source: claim_idle_ms " .. int:format(1, max, "9.223372036854776e+18") },
+    { "sluice.redis.source", { src({ drain_ms = 1.5 }), n = 1 },
+      "sluice.redis.source: drain_ms " .. int:format(0, max, "1.5") },
+    { "sluice.redis.source", { src({ worker = nan }), n = 1 },
+      "sluice.redis.source: worker " .. int:format(1, W, "0/0"),
+      in_task = "sluice.redis.source: only the main thread may start stages" },
+    { "sluice.redis.source", { src({ buffer_size = -1 }), n = 1 },
+      "sluice.redis.source: buffer_size must be an integer >= 1 or math.huge, got -1",
+      in_task = "sluice.redis.source: only the main thread may start stages" },
+    { "sluice.redis.sink", { n = 0 }, "sluice.redis.sink: expected a table of options, got nil" },
+    { "sluice.redis.sink", { snk({ maxlen = -1 }), n = 1 }, "sluice.redis.sink: maxlen " .. int:format(1, max, "-1") },
+    { "sluice.redis.sink", { snk({ retry_ms = nan }), n = 1 },
+      "sluice.redis.sink: retry_ms " .. int:format(0, max, "0/0") },
+    { "sluice.redis.sink", { snk({ worker = 1.5 }), n = 1 }, "sluice.redis.sink: worker " .. int:format(1, W, "1.5"),
+      in_task = "sluice.redis.sink: only the main thread may start stages" },
+    { "sluice.redis.sink", { snk({ subscribe_to = 5 }), n = 1 }, "sluice.redis.sink: subscribe_to must be a list, got number",
+      in_task = "sluice.redis.sink: only the main thread may start stages" },
+    { "sluice.redis.acked", { n = 0 }, "sluice.redis.acked: expected a source stage, got nil" },
+    { "sluice.redis.acked", { "x", n = 1 }, 'sluice.redis.acked: expected a source stage, got "x"' },
+    { "sluice.redis.acked", { nan, n = 1 }, "sluice.redis.acked: expected a source stage, got 0/0" },
+    { "sluice.redis.encode", { n = 0 }, "sluice.redis.encode: expected a value, got no value" },
+    { "sluice.redis.encode", { "$THREAD", n = 1 },
+      "sluice.redis.encode: cannot send a thread value (at value)" },
+    { "sluice.redis.decode", { n = 0 }, "sluice.redis.decode: expected a string, got no value" },
+    { "sluice.redis.decode", { 5, n = 1 }, "sluice.redis.decode: expected a string, got 5" },
+    { "sluice.redis.decode", { {}, n = 1 }, "sluice.redis.decode: expected a string, got table" },
+    { "conn:call", { n = 0 }, "conn:call: expected a command, got no value" },
+    { "conn:call", { {}, n = 1 }, call_arg:format(1, "table") },
+    { "conn:call", { "ECHO", nan, n = 2 }, call_arg:format(2, "0/0") },
+    { "conn:call", { "ECHO", nil, n = 2 }, call_arg:format(2, "nil") },
+    { "conn:call", { "PING", n = 1 }, "conn:call: the connection is closed", self = "closed" },
+    { "conn:call", { "PING", n = 1 }, "conn:call: " .. self_msg .. "5", self = "bad", bad = 5 },
+    { "conn:call", { n = 0 }, "conn:call: " .. self_msg .. "no value", self = "none" },
+    { "conn:add", { n = 0 }, "conn:add: stream must be a string, got no value" },
+    { "conn:add", { 5, {}, n = 2 }, "conn:add: stream must be a string, got 5" },
+    { "conn:add", { "s", n = 1 }, "conn:add: events must be an array (a table), got nil" },
+    { "conn:add", { "s", 5, n = 2 }, "conn:add: events must be an array (a table), got 5" },
+    { "conn:add", { "s", { 1 }, -1, n = 3 }, maxlen .. "-1" },
+    { "conn:add", { "s", { 1 }, 0, n = 3 }, maxlen .. "0" },
+    { "conn:add", { "s", { 1 }, nan, n = 3 }, maxlen .. "0/0" },
+    { "conn:add", { "s", { 1 }, inf, n = 3 }, maxlen .. "math.huge" },
+    { "conn:add", { "s", { 1 }, big, n = 3 }, maxlen .. "9.2233720368548e+18" },
+    { "conn:add", { "s", { 1 }, 1.5, n = 3 }, maxlen .. "1.5" },
+    { "conn:add", { "s", { 1 }, "10", n = 3 }, maxlen .. '"10"' },
+    { "conn:add", { "s", { { fields = { [1] = "x" } } }, n = 2 },
+      "conn:add: events[1].fields has a key that is not a string (number)" },
+    { "conn:add", { "s", { { fields = {} } }, n = 2 }, "conn:add: events[1].fields is empty (an entry needs a field)" },
+    { "conn:add", { "s", { 1, "$THREAD" }, n = 2 }, "conn:add: cannot send a thread value (at events[2])" },
+    { "conn:add", { "s", { 1 }, n = 2 }, "conn:add: the connection is closed", self = "closed" },
+    { "conn:add", { "s", { 1 }, n = 2 }, "conn:add: " .. self_msg .. "table", self = "bad", bad = {} },
+    { "conn:close", { n = 0 }, "conn:close: " .. self_msg .. '"x"', self = "bad", bad = "x" },
+    { "conn:close", { n = 0 }, "conn:close: " .. self_msg .. "no value", self = "none" },
+  }
+  return cases
+end
+
+-- Runs one misuse case in the calling Lua state (the main thread or a
+-- task): ok, the error. No upvalues, so that a task can be given it.
+local function misuse_call(case, url)
+  local name, args = case[1], case[2]
+  for i = 1, args.n do
+    local a = args[i]
+    if a == "$THREAD" then args[i] = coroutine.create(print) end
+    if type(a) == "table" then
+      if a.url == "$URL" then a.url = url end
+      for k, v in pairs(a) do if v == "$THREAD" then a[k] = coroutine.create(print) end end
+    end
+  end
+  local method = name:match("^conn:(.*)$")
+  if not method then
+    return pcall(sluice.redis[name:match("^sluice%.redis%.(.*)$")], table.unpack(args, 1, args.n))
+  end
+  local c = sluice.redis.connect(url)
+  local f = c[method]
+  if case.self == "closed" then c:close() end
+  local ok, e
+  if case.self == "none" then ok, e = pcall(f)
+  elseif case.self == "bad" then ok, e = pcall(f, case.bad, table.unpack(args, 1, args.n))
+  else ok, e = pcall(f, c, table.unpack(args, 1, args.n)) end
+  c:close()
+  return ok, e
+end
+
+function TestRedis:test_misuse_raises_naming_the_function()
+  local before = #sluice.stats()
+  for _, where in ipairs({ "main", "task" }) do
+    for i, case in ipairs(misuse_cases()) do
+      local ok, e
+      if where == "main" then
+        ok, e = misuse_call(case, srv.url)
+      else
+        local sent = { case[1], case[2], case.in_task or case[3], self = case.self, bad = case.bad }
+        ok, e = sluice.task(misuse_call, sent, srv.url):await()
+      end
+      local label = ("%s case %d (%s)"):format(where, i, case[1])
+      lu.assertFalse(ok, label)
+      lu.assertEquals(type(e), "string", label)
+      lu.assertEquals(e, where == "task" and case.in_task or case[3], label)
+    end
+  end
+  -- nothing was written, nothing is left running, the connection works
+  lu.assertEquals(conn:call("EXISTS", "s"), 0)
+  lu.assertEquals(conn:call("PING"), "PONG")
+  lu.assertEquals(#sluice.stats(), before)
+  -- closing a closed connection does nothing
+  local c = sluice.redis.connect(srv.url)
+  c:close()
+  lu.assertEquals(select("#", c:close()), 0)
+end
+
+-- An error of the stage options of source and sink is at the line that
+-- called them, like their other errors (it was at the caller's caller:
+-- start was tail-called).
+function TestRedis:test_stage_option_errors_at_the_callers_line()
+  local e = err_of(sluice.redis.source, { url = srv.url, stream = "s", group = "g", name = 5 })
+  lu.assertStrMatches(e, ".*test_redis%.lua:%d+: sluice%.redis%.source: name must be a string, got number")
+  e = err_of(sluice.redis.sink, { url = srv.url, stream = "s", worker = 0 })
+  lu.assertStrMatches(e, ".*test_redis%.lua:%d+: sluice%.redis%.sink: worker must be an integer from 1 to %d+, got 0")
+end
+
 -- Redis goes away and comes back (with AOF: nothing lost): the source
 -- says so once, connects again and delivers every entry.
 -- The same with a flow writing into_redis: a batch whose write failed is
