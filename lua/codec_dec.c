@@ -257,10 +257,17 @@ static int bytecode_ok(const char *p, size_t n) {
 
 /* }-------------------------------------------------------------------- */
 
-/* Decodes upvalue i of the function at f: T_ENV, T_UPREF or a value. */
+/* Decodes upvalue i of the function at f: T_ENV, T_UPREF or a value. An
+ * upvalue named _ENV is always sent as T_ENV (the encoder does so), so any
+ * other form for it is refused: it would decode to a value that encoding
+ * again turns into the receiver's globals. */
 static int dec_upvalue(Dec *d, int f, int i) {
   lua_State *L = d->L;
   int rc;
+  const char *name = lua_getupvalue(L, f, i);       /* stack: old */
+  if (name) lua_pop(L, 1);
+  int is_env = name && strcmp(name, "_ENV") == 0;
+  if (is_env && (d->p >= d->end || *d->p != T_ENV)) return dec_bad(d, "bad function: _ENV is not the globals");
   if (d->p < d->end && *d->p == T_ENV) {
     d->p++;
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: _G */

@@ -22,7 +22,7 @@
 
 /* Counters live in chunks that never move, so a reader needs no lock. */
 static _Atomic int64_t *chunks[4096];
-static size_t ncounters;
+static atomic_size_t ncounters;   /* read without the lock (counter_at) */
 static pthread_mutex_t counters_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Counters handed back (sluice._counter_free), taken again first. */
 static size_t *free_ids;
@@ -44,7 +44,7 @@ static int l_counter(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
   }
-  size_t i = ncounters;
+  size_t i = atomic_load(&ncounters);
   if (i / CHUNK >= sizeof chunks / sizeof chunks[0]) {
     pthread_mutex_unlock(&counters_mu);
     return luaL_error(L, "too many counters");

@@ -966,6 +966,17 @@ static void test_malformed(void) {
     CHECK(strncmp(err, "malformed encoded value: bad function bytecode", 46) == 0);
   }
   free(p);
+  /* an _ENV upvalue sent as a value, not as the globals (found by
+   * fuzz_decode: it decoded to a function whose _ENV was `true`, which
+   * encoding again turned into the globals) */
+  p = encode_chunk(B, "return function(x) return print(x) end", &n);
+  CHECK(p != NULL && n > 0 && p[n - 1] == 0x0C);   /* the last byte: its one upvalue, T_ENV */
+  if (p && n > 0) {
+    p[n - 1] = 0x02;                               /* true */
+    CHECK_INT(decode_any(B, p, n), SL_ECORRUPT);
+    CHECK(strncmp(err, "malformed encoded value: bad function: _ENV is not the globals", 62) == 0);
+  }
+  free(p);
   lua_close(B);
 }
 
