@@ -126,6 +126,19 @@ local function ends_with_upstream(done_fn)
   end
 end
 
+-- A consumer that drops what it gets and finishes once its producers are
+-- all gone: the sink of flow:start(), and the consumer that gives demand to
+-- the stages that write a partition across processes (sluice.redis_flow).
+M.Drain = {
+  type = "consumer",
+  handle_events = function(_, _, st) return {}, st end,
+  handle_cancel = function(_, _, st)
+    local me = sluice.self()
+    if me:stats().producers == 0 then me:finish() end
+    return {}, st
+  end,
+}
+
 M.op_error, M.nilerr, M.nilacc = op_error, nilerr, nilacc
 M.on_error, M.stop_with = on_error, stop_with
 M.protected_init, M.ends_with_upstream = protected_init, ends_with_upstream

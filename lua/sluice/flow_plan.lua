@@ -340,10 +340,12 @@ local function materialize_redis(run, f, dispatcher, extra, layer_sub)
   for _, g in ipairs(src.flows) do
     for _, o in ipairs(materialize(run, g, nil, { repart = repart })) do writers[#writers + 1] = o end
   end
-  if not run.dry then   -- the writers' consumer (they emit nothing: sluice.redis_flow)
+  -- the writers emit nothing, but a producer_consumer takes input only
+  -- while it has demand to serve: a consumer of theirs gives it
+  if not run.dry then
     local subs = {}
     for i, up in ipairs(writers) do subs[i] = subscription(up) end
-    local drain = sluice.start(require("sluice.redis_flow").Drain, nil, { subscribe_to = subs })
+    local drain = sluice.start(require("sluice.flow_error").Drain, nil, { subscribe_to = subs })
     track(run, drain, ("flow %d partition writers' consumer"):format(run.id), run.layers, 1)
   end
   local ups = { one_each = true }

@@ -346,15 +346,7 @@ function Running:stats()
 end
 
 -- The consumer of start(): drops what it gets and ends with the flow.
-local Sink = {
-  type = "consumer",
-  handle_events = function(_, _, st) return {}, st end,
-  handle_cancel = function(_, _, st)
-    local me = sluice.self()
-    if me:stats().producers == 0 then me:finish() end
-    return {}, st
-  end,
-}
+local Sink = require("sluice.flow_error").Drain
 
 function Flow:start()
   check_self(self, "start")

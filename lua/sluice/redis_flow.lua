@@ -35,19 +35,6 @@ local function part_of(r, e)
   return sluice._hash(k, r.partitions)
 end
 
--- The consumer of the stages that write a partition across processes:
--- they emit nothing, but a producer_consumer takes input only while it has
--- demand to serve. Finishes once they all ended.
-M.Drain = {
-  type = "consumer",
-  handle_events = function(_, _, st) return {}, st end,
-  handle_cancel = function(_, _, st)
-    local me = sluice.self()
-    if me:stats().producers == 0 then me:finish() end
-    return {}, st
-  end,
-}
-
 -- Writes the stage's output (an array or a flow's outbox); returns the
 -- empty array the callback emits instead.
 function M.write(st, out)
