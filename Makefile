@@ -170,14 +170,16 @@ clean:
 
 # ---- fuzzing and stress (tests/fuzz, tests/stress) ---------------------------
 #   make fuzz        builds the libFuzzer targets with clang (ASan+UBSan) in
-#                    build-fuzz/ and runs each for FUZZ_SECONDS (default 120)
-#                    from its seed corpus tests/fuzz/corpus/<target>/; a crash
-#                    stops the run and leaves crash-* in build-fuzz/fuzz/
+#                    build-fuzz/ and runs each for FUZZ_SECONDS (default 120),
+#                    or for FUZZ_RUNS executions when that is set, from its
+#                    seed corpus tests/fuzz/corpus/<target>/; a crash stops
+#                    the run and leaves crash-* in build-fuzz/fuzz/
 #   make stress      STRESS_SEEDS (default 500) random topologies, each with
 #                    -w 1..4 in turn; a failure prints the seed and the
 #                    command that replays it
 FUZZ_TARGETS := decode batch window
 FUZZ_SECONDS ?= 120
+FUZZ_RUNS ?=
 STRESS_SEEDS ?= 500
 STRESS_FIRST ?= 1
 .PHONY: fuzz fuzz-build stress
@@ -189,8 +191,8 @@ fuzz-build:
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build-fuzz/fuzz/corpus-$$t; \
-	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  ( cd build-fuzz/fuzz && ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  echo "fuzz_$$t: $(if $(FUZZ_RUNS),$(FUZZ_RUNS) executions,$(FUZZ_SECONDS) s)"; \
+	  ( cd build-fuzz/fuzz && ./fuzz_$$t $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS)) -print_final_stats=1 \
 	      corpus-$$t ../../tests/fuzz/corpus/$$t ) >build-fuzz/fuzz/fuzz_$$t.log 2>&1 \
 	    || { tail -n 60 build-fuzz/fuzz/fuzz_$$t.log; echo "fuzz_$$t: FAILED (log: build-fuzz/fuzz/fuzz_$$t.log)"; exit 1; }; \
 	  grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' build-fuzz/fuzz/fuzz_$$t.log | sed "s/^/  fuzz_$$t: /"; \
