@@ -1,16 +1,17 @@
--- examples/wordcount.lua: word count on Flow, lines -> words -> partition by word -> counts per
+-- examples/wordcount.lua: word count on Flow, words -> partition by word -> counts per
 -- partition; the counts come back to the script, which prints the totals
--- and the ten most frequent words. flat_map hands on the line's gmatch
--- iterator and frequencies counts right after the partition, so each
--- first-layer stage counts its own words and only the counts cross the
--- partition (print(flow:explain()) shows the plan).
+-- and the ten most frequent words. sluice.words reads the file and cuts
+-- it into lowercased words in C (what line:lower():gmatch("%a+") gives),
+-- each first-layer stage reading its own part of the file, and
+-- frequencies counts right after the partition, so each of those stages
+-- counts its own words and only the counts cross the partition
+-- (print(flow:explain()) shows the plan).
 --   sluice examples/wordcount.lua [file] [stages]
 local path = arg[1] or "examples/data/text.txt"
 local stages = math.tointeger(tonumber(arg[2])) or sluice.workers()
 local flow = sluice.flow
 
-local counts = flow.from_enumerable(sluice.lines(path), { stages = stages })
-  :flat_map(function(line) return line:lower():gmatch("%a+") end)
+local counts = flow.from_enumerable(sluice.words(path), { stages = stages })
   :partition({ stages = stages })
   :frequencies()
   :to_list()   -- each partition emits its {word, count} pairs

@@ -1,9 +1,12 @@
-/* lines: the reader behind sluice.lines. It reads a file in large blocks
- * and cuts lines with memchr, so a line costs one string push, not a Lua
- * read call. A reader may cover a byte range [from, to) of the file: it
- * yields the lines that start in that range (a line that starts before
- * `from` belongs to the reader before it), which is how a split source
- * shares one file among stages without reading a line twice. */
+/* lines: the reader behind sluice.lines and sluice.words. It reads a file
+ * in large blocks and cuts lines with memchr, so a line costs one string
+ * push, not a Lua read call. A reader may cover a byte range [from, to)
+ * of the file: it yields the lines that start in that range (a line that
+ * starts before `from` belongs to the reader before it), which is how a
+ * split source shares one file among stages without reading a line twice.
+ * A words reader cuts each of its lines into words instead: the runs of
+ * ASCII letters, lowercased (what line:lower():gmatch("%a+") gives in the
+ * C locale), each one string push. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,10 @@ typedef struct reader {
   lua_Integer pos;  /* file offset of buf[beg] */
   lua_Integer to;   /* lines starting at or after this offset are not ours */
   int eof;          /* the file has no bytes past buf[end] */
+  int words;        /* yields the lines' words, not the lines */
 } reader;
+
+static const char *reader_name(const reader *r) { return r->words ? "sluice.words" : "sluice.lines"; }
 
 static void reader_close(reader *r) {
   if (r->f) fclose(r->f);
@@ -45,7 +51,7 @@ static int refill(lua_State *L, reader *r) {
     size_t cap = r->cap ? r->cap * 2 : BLOCK;
     char *nb = realloc(r->buf, cap);
     if (!nb) {
-      lua_pushliteral(L, "sluice.lines: not enough memory for a line");
+      lua_pushfstring(L, "%s: not enough memory for a line", reader_name(r));
       return -1;
     }
     r->buf = nb;
@@ -55,7 +61,7 @@ static int refill(lua_State *L, reader *r) {
   r->end += got;
   if (got == 0) {
     if (ferror(r->f)) {
-      lua_pushfstring(L, "sluice.lines: read error: %s", strerror(errno));
+      lua_pushfstring(L, "%s: read error: %s", reader_name(r), strerror(errno));
       return -1;
     }
     r->eof = 1;
@@ -84,26 +90,29 @@ static int next_line(lua_State *L, reader *r, size_t *nl) {
   }
 }
 
-/* sluice._lines(path [, from [, to]]) -> reader of the lines that start in
- * [from, to) (default: the whole file). */
+/* sluice._lines(path [, from [, to [, words]]]) -> reader of the lines
+ * that start in [from, to) (default: the whole file); with words true, of
+ * those lines' words. */
 static int l_lines(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_Integer from = luaL_optinteger(L, 2, 0);
   lua_Integer to = luaL_optinteger(L, 3, LUA_MAXINTEGER);
+  int words = lua_toboolean(L, 4);
   luaL_argcheck(L, from >= 0, 2, "must be >= 0");
   reader *r = lua_newuserdatauv(L, sizeof *r, 0);
   memset(r, 0, sizeof *r);
   luaL_setmetatable(L, READER_MT);
   r->to = to;
+  r->words = words;
   r->f = fopen(path, "rb");
-  if (!r->f) return luaL_error(L, "sluice.lines: %s: %s", path, strerror(errno));
+  if (!r->f) return luaL_error(L, "%s: %s: %s", reader_name(r), path, strerror(errno));
   r->pos = from;
   if (from > 0) {
     /* a line that starts before `from` belongs to the reader before */
     if (fseek(r->f, (long)(from - 1), SEEK_SET) != 0) {
       int e = errno;
       reader_close(r);
-      return luaL_error(L, "sluice.lines: %s: %s", path, strerror(e));
+      return luaL_error(L, "%s: %s: %s", reader_name(r), path, strerror(e));
     }
     r->pos = from - 1;
     size_t nl;
@@ -121,9 +130,30 @@ static int l_lines(lua_State *L) {
   return 1;
 }
 
+static int is_letter(unsigned char c) { return (unsigned char)((c | 0x20) - 'a') < 26; }
+
+/* Appends the words of line[0..len) to the array at index 3 from its
+ * element n + 1 on, lowercasing them in place (the bytes are the reader's
+ * own and are not read again); returns how many. */
+static lua_Integer push_words(lua_State *L, char *line, size_t len, lua_Integer n) {
+  lua_Integer got = 0;
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && !is_letter((unsigned char)line[i])) i++;
+    size_t w = i;
+    for (; i < len && is_letter((unsigned char)line[i]); i++) line[i] = (char)(line[i] | 0x20);
+    if (i > w) {
+      lua_pushlstring(L, line + w, i - w);
+      lua_rawseti(L, 3, n + ++got);
+    }
+  }
+  return got;
+}
+
 /* reader:read(k, out) -> done: appends up to k lines (without their "\n"
  * or "\r\n") to the array out; done is true once the reader's lines are
- * all read (the file is closed then). */
+ * all read (the file is closed then). A words reader appends the words of
+ * whole lines until k words or more came out. */
 static int l_reader_read(lua_State *L) {
   reader *r = luaL_checkudata(L, 1, READER_MT);
   lua_Integer k = luaL_checkinteger(L, 2);
@@ -143,8 +173,12 @@ static int l_reader_read(lua_State *L) {
       used++;
       if (len > 0 && r->buf[nl - 1] == '\r') len--;
     }
-    lua_pushlstring(L, r->buf + r->beg, len);
-    lua_rawseti(L, 3, n + ++got);
+    if (r->words) {
+      got += push_words(L, r->buf + r->beg, len, n + got);
+    } else {
+      lua_pushlstring(L, r->buf + r->beg, len);
+      lua_rawseti(L, 3, n + ++got);
+    }
     r->beg += used;
     r->pos += (lua_Integer)used;
   }

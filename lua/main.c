@@ -321,6 +321,7 @@ static const char *const help_text =
 "  sluice.from_enumerable(enum [, opts]) a producer of an array, range, lines or iterator\n"
 "  sluice.range(first, last [, step])    lazy integers, an enumerable\n"
 "  sluice.lines(path)                    a file's lines, an enumerable\n"
+"  sluice.words(path)                    a file's words (letters, lowercased), an enumerable\n"
 "  sluice.jsonl(path [, {bad = \"skip\"}])  a file's JSON lines, decoded; src:skipped()\n"
 "  sluice.stats()                        every live stage: name, type, worker, counters\n"
 "  sluice.top([{ms =, times =}])         sluice.stats() as a table, redrawn until a key\n"

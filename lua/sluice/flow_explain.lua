@@ -23,8 +23,8 @@ local function enum_text(e)
   if kind == "range" then
     local last = e.last == math.huge and "math.huge" or e.last == -math.huge and "-math.huge" or tostring(e.last)
     return ("sluice.range(%d, %s%s)"):format(e.first, last, e.step ~= 1 and (", " .. e.step) or "")
-  elseif kind == "lines" then
-    return ("sluice.lines(%q)"):format(e.path)
+  elseif kind == "lines" or kind == "words" then
+    return ("sluice.%s(%q)"):format(kind, e.path)
   elseif kind == "jsonl" then
     return ("sluice.jsonl(%q%s)"):format(e.path, e.bad == "skip" and ', {bad = "skip"}' or "")
   elseif kind then

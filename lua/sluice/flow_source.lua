@@ -5,7 +5,8 @@
 -- events itself. The module also holds splittable and split_plan, which
 -- the planner (sluice.flow_plan) calls to find a split source and cut it.
 --
--- A flow whose only source is a finite sluice.range or a sluice.lines and
+-- A flow whose only source is a finite sluice.range or a file (sluice.lines,
+-- sluice.words, sluice.jsonl) and
 -- whose first layer computes something needs no producer stage in front of
 -- that layer: its stages read the source themselves and run the fused loop
 -- on what they read, as producers. Nothing is encoded or sent for the
@@ -82,14 +83,17 @@ local function split_plan(e, n)
   local json = e.__sluice_enum == "jsonl" and { __sluice_enum = "jsonl", path = e.path, bad = e.bad,
                                                 skip_counter = e.skip_counter } or nil
   local file, err = io.open(e.path, "rb")
-  if not file then error((json and "sluice.jsonl: " or "sluice.lines: ") .. err, 0) end
+  if not file then error("sluice." .. e.__sluice_enum .. ": " .. err, 0) end
   local size = file:seek("end")
   file:close()
+  -- a sluice.words source is cut as its lines are; the reader cuts words
+  local words = e.__sluice_enum == "words"
   if size == nil or size == 0 then
-    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket(), json = json }
+    return { kind = "lines", path = e.path, parts = 1, ticket = sluice._ticket(), json = json, words = words }
   end
   local parts = math.max(1, math.min(n * PARTS_PER_STAGE, size // MIN_PART_BYTES))
-  return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket(), json = json }
+  return { kind = "lines", path = e.path, size = size, parts = parts, ticket = sluice._ticket(), json = json,
+           words = words }
 end
 
 -- Claims the next part of the stage's plan; false once they are all taken.
@@ -104,13 +108,13 @@ local function claim(st)
     local from = q * (j - 1) + math.min(j - 1, r)
     st.next, st.left = plan.first + from * plan.step, q + (j <= r and 1 or 0)
   elseif plan.size == nil then
-    st.reader = sluice._lines(plan.path)
+    st.reader = sluice._lines(plan.path, 0, math.maxinteger, plan.words)
     st.part_from, st.part_line = 0, 0
   else
     st.part_from, st.part_line = (plan.size * (j - 1)) // k, 0
     st.part_to = (plan.size * j) // k
     st.part_seen = st.part_from   -- bytes of the part counted for the progress line
-    st.reader = sluice._lines(plan.path, st.part_from, st.part_to)
+    st.reader = sluice._lines(plan.path, st.part_from, st.part_to, plan.words)
   end
   st.cur = true
   return true
@@ -323,7 +327,7 @@ function SourceStage.handle_cast(msg, st)
   return source_step(st)
 end
 
--- The single finite range or lines source of f, when it can be split.
+-- The single finite range or file source of f, when it can be split.
 local function splittable(f)
   local src = f.src
   if src.kind ~= "enumerables" or #src.enums ~= 1 then return nil end
@@ -334,7 +338,8 @@ local function splittable(f)
     if window.needed(f.opts.window) and e.step < 0 then return nil end
     return e
   end
-  if e.__sluice_enum == "lines" or e.__sluice_enum == "jsonl" then return e end
+  local kind = e.__sluice_enum
+  if kind == "lines" or kind == "words" or kind == "jsonl" then return e end
   return nil
 end
 

@@ -90,6 +90,19 @@ function M.lines(path)
   return { __sluice_enum = "lines", path = path }
 end
 
+--- sluice.words(path): a lazy enumerable of the file's words: the runs
+--- of ASCII letters, lowercased (line:lower():gmatch("%a+") in the C
+--- locale), cut in C on the worker that consumes it.
+function M.words(path)
+  if type(path) ~= "string" then
+    raise("sluice.words", ("path must be a string, got %s"):format(sluice.inspect(path)), 2)
+  end
+  local f, err = io.open(path, "rb")
+  if not f then raise("sluice.words", err, 2) end
+  f:close()
+  return { __sluice_enum = "words", path = path }
+end
+
 --- sluice.jsonl(path [, opts]): a lazy enumerable of the file's lines
 --- decoded as JSON (sluice.jsonl module).
 function M.jsonl(path, opts)
@@ -145,8 +158,8 @@ local function enumerator(enum)
       end
       return cur == nil
     end
-  elseif kind == "lines" then
-    local reader = sluice._lines(enum.path)
+  elseif kind == "lines" or kind == "words" then
+    local reader = sluice._lines(enum.path, 0, math.maxinteger, kind == "words")
     return function(n, out) return reader:read(n, out) end, function() return reader:pos() end
   elseif kind == "jsonl" then
     -- lines decoded as JSON (sluice.jsonl), numbered as they are read
@@ -248,7 +261,8 @@ function M.from_enumerable(enum, opts)
   local arg = { enum = enum }
   if total then
     arg.done = sluice._counter()
-    arg.events = (enum.__sluice_enum == "lines" or enum.__sluice_enum == "jsonl") and sluice._counter() or arg.done
+    local file = enum.__sluice_enum == "lines" or enum.__sluice_enum == "words" or enum.__sluice_enum == "jsonl"
+    arg.events = file and sluice._counter() or arg.done
   end
   local ok, stage = pcall(sluice.start, EnumProducer, arg, start)
   if not ok then

@@ -13,10 +13,12 @@
 --   combining, with no merge to write).
 -- shape "reduce_by_key": the iterator, map to {word, 1},
 --   partition({key = {index = 1}}), reduce_by_key(+) (keyed combining).
+-- shape "words": sluice.words (the file read and cut into lowercased
+--   words in C), partition(), frequencies() (keyed combining).
 -- Prints "RESULT <summary>" (see words.lua).
 local dir = arg[0]:match("^(.*)/") or "."
 local W = dofile(dir .. "/words.lua")
-local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events|iter|frequencies|reduce_by_key]")
+local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events|iter|frequencies|reduce_by_key|words]")
 local shape = arg[2] or "combined"
 local flow = sluice.flow
 
@@ -57,6 +59,11 @@ elseif shape == "iter" then
 elseif shape == "frequencies" then
   counts = flow.from_enumerable(sluice.lines(path))
     :flat_map(function(line) return line:lower():gmatch("%a+") end)
+    :partition()
+    :frequencies()
+    :to_list()
+elseif shape == "words" then
+  counts = flow.from_enumerable(sluice.words(path))
     :partition()
     :frequencies()
     :to_list()

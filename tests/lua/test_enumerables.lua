@@ -120,6 +120,97 @@ function TestEnumerables:test_lines_reader_ranges_cover_each_line_once()
   os.remove(empty)
 end
 
+-- What sluice.words yields, computed in Lua: the runs of ASCII letters,
+-- lowercased (gmatch's %a in the C locale, which lua5.4 and sluice use).
+local function lua_words(text)
+  local out = {}
+  for w in text:lower():gmatch("%a+") do out[#out + 1] = w end
+  return out
+end
+
+function TestEnumerables:test_words()
+  local text = "Hello, World! hello\r\nfoo-bar BAZ42qux\n\n  x\ncaf\xc3\xa9 na\xefve _a_ [z]@`{\nlast"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+  local want = { "hello", "world", "hello", "foo", "bar", "baz", "qux", "x", "caf", "na", "ve", "a", "z", "last" }
+  lu.assertEquals(lua_words(text), want)
+  lu.assertEquals(collect({sluice.from_enumerable(sluice.words(tmp))}), want)
+  -- a split source: the stages read their parts of the file themselves
+  lu.assertEquals(sluice.flow.from_enumerable(sluice.words(tmp), { stages = 1 }):to_list(), want)
+  lu.assertErrorMsgContains("sluice.words: /nonexistent/x", sluice.words, "/nonexistent/x")
+  lu.assertErrorMsgContains("sluice.words: path must be a string, got 42", sluice.words, 42)
+  local ok, err = pcall(sluice._lines, "/nonexistent/x", 0, 10, true)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "sluice.words: /nonexistent/x")
+end
+
+-- The words reader over byte ranges: any cut gives every word once, in
+-- order; a chunk ends after the line that reached k words.
+function TestEnumerables:test_words_reader_ranges()
+  local text = "a bb\n\nCC dd ee\r\n12 ff\n" .. string.rep("x", 100000) .. "Y z\nw"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+  local whole = lua_words(text)
+  local function read_words(from, to, k)
+    local r = sluice._lines(tmp, from, to, true)
+    local out = {}
+    while not r:read(k or 3, out) do end
+    return out
+  end
+  lu.assertEquals(read_words(), whole)
+  lu.assertEquals(read_words(0, math.maxinteger, 1), whole)
+  for _, cut in ipairs({ 1, 2, 3, 4, 5, 6, 10, 17, 18, 19, 22, 100021, 100022, #text, #text + 5 }) do
+    local got = read_words(0, cut)
+    for _, w in ipairs(read_words(cut)) do got[#got + 1] = w end
+    lu.assertEquals(got, whole, "cut at " .. cut)
+  end
+  local r = sluice._lines(tmp, 0, math.maxinteger, true)
+  local out = {}
+  lu.assertFalse(r:read(3, out))
+  lu.assertEquals(out, { "a", "bb", "cc", "dd", "ee" })   -- whole lines: 2, 0, then 3 words
+end
+
+-- A word count over sluice.words equals the count of lua_words, for a
+-- file cut into several parts (stages 1, 3 and the default).
+function TestEnumerables:test_words_flow_counts()
+  local rnd, parts = 7, {}
+  local function nxt(n)
+    rnd = (rnd * 1103515245 + 12345) % 2147483648
+    return rnd % n
+  end
+  local alphabet = "abcdeABCDE 0,.-\t"
+  for i = 1, 300000 do
+    local k = nxt(#alphabet) + 1
+    parts[i] = nxt(40) == 0 and "\n" or alphabet:sub(k, k)
+  end
+  local text = table.concat(parts)
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+  local want, total = {}, 0
+  for _, w in ipairs(lua_words(text)) do
+    want[w] = (want[w] or 0) + 1
+    total = total + 1
+  end
+  lu.assertTrue(total > 20000)
+  for _, stages in ipairs({ 1, 3, sluice.workers() }) do
+    local got, n = {}, 0
+    local pairs_out = sluice.flow.from_enumerable(sluice.words(tmp), { stages = stages })
+      :partition({ stages = stages })
+      :frequencies()
+      :to_list()
+    for _, p in ipairs(pairs_out) do
+      lu.assertNil(got[p[1]], p[1])
+      got[p[1]] = p[2]
+      n = n + p[2]
+    end
+    lu.assertEquals(n, total, "stages " .. stages)
+    lu.assertEquals(got, want, "stages " .. stages)
+  end
+end
+
 function TestEnumerables:test_iterator_function_runs_on_main()
   local i = 0
   local calls_on_main = 0

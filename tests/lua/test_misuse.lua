@@ -82,6 +82,7 @@ local ENTRIES = {
   {"sluice.inspect", sluice.inspect, 2},
   {"sluice.jsonl", sluice.jsonl, 2},
   {"sluice.lines", sluice.lines, 2},
+  {"sluice.words", sluice.words, 2},
   {"sluice.range", sluice.range, 3},
   {"sluice.self", sluice.self, 1},
   {"sluice.sleep", sluice.sleep, 1},
