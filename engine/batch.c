@@ -2,24 +2,38 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include "batch.h"
+#include "blocks.h"
 #include "status.h"
 
+/* A store's blocks come from the block cache of the thread that built it
+ * and go back to the cache of the thread that frees it (blocks.h). */
 struct sl_store {
   atomic_int refs;
   uint32_t n;
   uint32_t *off;   /* n+1 offsets */
   char *data;
+  size_t dcap;     /* the blocks' sizes */
+  size_t ocap;
 };
 
 void sl_bb_init(sl_batch_builder *bb) {
   memset(bb, 0, sizeof *bb);
+  bb->bytes.pooled = 1;
 }
 
 /* Sets the offsets array to cap entries (cap > n + 1). */
 static int bb_resize(sl_batch_builder *bb, uint32_t cap) {
+  if (!bb->off) {
+    size_t got;
+    uint32_t *p = sl_block_get((size_t)(cap < 1024 ? 1024 : cap) * sizeof *p, &got);
+    if (!p) return SL_ENOMEM;
+    p[0] = 0;
+    bb->off = p;
+    bb->cap = got / sizeof *p > UINT32_MAX ? UINT32_MAX : (uint32_t)(got / sizeof *p);
+    return 0;
+  }
   uint32_t *p = realloc(bb->off, cap * sizeof *p);
   if (!p) return SL_ENOMEM;
-  if (!bb->off) p[0] = 0;
   bb->off = p;
   bb->cap = cap;
   return 0;
@@ -57,6 +71,8 @@ int sl_bb_finish(sl_batch_builder *bb, sl_batch *out) {
   atomic_init(&s->refs, 1);
   s->n = bb->n;
   s->off = bb->off;
+  s->ocap = (size_t)bb->cap * sizeof *bb->off;
+  s->dcap = bb->bytes.cap;
   s->data = sl_buf_take(&bb->bytes, NULL);
   out->store = s;
   out->first = 0;
@@ -68,8 +84,9 @@ int sl_bb_finish(sl_batch_builder *bb, sl_batch *out) {
 
 void sl_bb_free(sl_batch_builder *bb) {
   sl_buf_free(&bb->bytes);
-  free(bb->off);
+  sl_block_put(bb->off, (size_t)bb->cap * sizeof *bb->off);
   memset(bb, 0, sizeof *bb);
+  bb->bytes.pooled = 1;
 }
 
 const char *sl_batch_event(const sl_batch *b, uint32_t i, size_t *len) {
@@ -124,8 +141,8 @@ void sl_batch_release(sl_batch *b) {
   *b = SL_BATCH_EMPTY;
   if (!s) return;
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
-    free(s->off);
-    free(s->data);
+    sl_block_put(s->off, s->ocap);
+    sl_block_put(s->data, s->dcap);
     free(s);
   }
 }

@@ -1,10 +1,24 @@
 /* buf: growable byte buffer. */
 #include <stdlib.h>
+#include "blocks.h"
 #include "buf.h"
 #include "status.h"
 
+/* The first block of a pooled buffer: room for a batch of small events
+ * without growing. */
+#define POOLED_FIRST 4096
+
 int sl_buf_reserve(sl_buf *b, size_t n) {
   if (b->cap - b->len >= n) return 0;
+  if (!b->data && b->pooled) {
+    size_t cap;
+    char *p = sl_block_get(n > POOLED_FIRST ? n : POOLED_FIRST, &cap);
+    if (!p) return SL_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    b->len = 0;
+    return 0;
+  }
   size_t cap = b->cap ? b->cap : 64;
   while (cap - b->len < n) {
     if (cap > SIZE_MAX / 2) return SL_ENOMEM;
@@ -34,7 +48,8 @@ char *sl_buf_take(sl_buf *b, size_t *len) {
 }
 
 void sl_buf_free(sl_buf *b) {
-  free(b->data);
+  if (b->pooled) sl_block_put(b->data, b->cap);
+  else free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
 }

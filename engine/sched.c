@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include "blocks.h"
 #include "sched.h"
 #include "status.h"
 
@@ -374,6 +375,7 @@ static void *worker_main(void *arg) {
   w->leaving = 1;
   pthread_mutex_unlock(&s->life_mu);
   s->hooks.stop(ctx);
+  sl_block_clear();   /* the batch blocks this thread kept */
   pthread_mutex_lock(&s->life_mu);
   w->ended = 1;
   s->nended++;
