@@ -501,6 +501,69 @@ int sl_decode(lua_State *L, const char *p, size_t len, char *err, size_t errlen)
   return 0;
 }
 
+/* Steps over one scalar of a flat array (flat_array); 0 when p does not
+ * start one that ends by end. */
+static const uint8_t *flat_scalar(const uint8_t *p, const uint8_t *end) {
+  uint8_t tag = *p++;
+  if (tag >= T_FIXSTR) return (size_t)(end - p) >= (size_t)(tag - T_FIXSTR) ? p + (tag - T_FIXSTR) : NULL;
+  if (tag >= T_FIXINT || tag <= T_TRUE) return p;
+  if (tag == T_FLT) return end - p >= 8 ? p + 8 : NULL;
+  if (tag != T_INT) return NULL;
+  for (int k = 0; k < MAXVARINT && p < end; k++) {
+    uint8_t c = *p++;
+    if (k == 9 && c > 1) return NULL;   /* past 64 bits */
+    if (!(c & 0x80)) return p;
+  }
+  return NULL;
+}
+
+/* The common table event, a short array of scalars ({ts, i}, {word, 1}):
+ * T_TABLE narr 0 and narr scalars, exactly len bytes. Pushes it and
+ * returns 1; returns 0 (nothing pushed) for anything else, which the
+ * general decoder then takes. No refs to keep: a value without tables
+ * inside has none. */
+static int flat_array(lua_State *L, const uint8_t *p, size_t len) {
+  const uint8_t *end = p + len, *q = p + 3;
+  if (len < 3 || p[0] != T_TABLE || p[1] >= 0x80 || p[2] != 0) return 0;
+  int narr = p[1];
+  for (int i = 0; i < narr; i++)
+    if (q == end || (q = flat_scalar(q, end)) == NULL) return 0;
+  if (q != end) return 0;
+  lua_createtable(L, narr, 0);
+  q = p + 3;
+  for (int i = 1; i <= narr; i++) {
+    uint8_t tag = *q++;
+    if (tag >= T_FIXSTR) {
+      size_t n = (size_t)(tag - T_FIXSTR);
+      lua_pushlstring(L, (const char *)q, n);
+      q += n;
+    } else if (tag >= T_FIXINT) {
+      lua_pushinteger(L, tag - T_FIXINT);
+    } else if (tag == T_INT) {
+      uint64_t u = 0;
+      for (int shift = 0;; shift += 7) {
+        uint8_t c = *q++;
+        u |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) break;
+      }
+      lua_pushinteger(L, unzigzag(u));
+    } else if (tag == T_FLT) {
+      uint64_t u = 0;
+      double x;
+      for (int k = 0; k < 8; k++) u |= (uint64_t)q[k] << (8 * k);
+      q += 8;
+      memcpy(&x, &u, sizeof x);
+      lua_pushnumber(L, (lua_Number)x);
+    } else if (tag == T_NIL) {
+      continue;   /* a hole: nothing to set */
+    } else {
+      lua_pushboolean(L, tag == T_TRUE);
+    }
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
 int sl_decode_batch(lua_State *L, const sl_batch *b, char *err, size_t errlen) {
   int top = lua_gettop(L), rc;
   Dec d;
@@ -537,6 +600,8 @@ int sl_decode_batch(lua_State *L, const sl_batch *b, char *err, size_t errlen) {
           u |= (uint64_t)p[j] << (7 * (j - 1));
           lua_pushinteger(L, unzigzag(u));
         }
+      } else if (len >= 3 && p[0] == T_TABLE && flat_array(L, p, len)) {
+        /* pushed */
       } else if ((rc = dec_one(&d, ps[k], len)) != 0) {  /* stack: arr refs v */
         lua_settop(L, top);
         return rc;

@@ -529,22 +529,20 @@ static int put_scalar(sl_buf *b, lua_State *L, int t, int idx) {
  * a module that crosses by name; names is the names index) is written as
  * enc_table writes it, byte for byte, without the seen map and the
  * recursion: the common event. Returns 1 when written, 0 when the table
- * is not flat (nothing written), or SL_ENOMEM. Needs 3 free stack slots. */
-static int enc_flat(lua_State *L, int idx, int names, sl_buf *b) {
-  size_t len0 = b->len;
+ * is not flat (nothing written), or SL_ENOMEM. Needs 3 free stack slots.
+ * One traversal with lua_next writes the array part (keys 1..#t in
+ * order, as a sequence's come) and then the other pairs; a table whose
+ * traversal is not like that (a hole in 1..#t, those keys out of order)
+ * is written by flat_slow, which reads 1..#t by index. */
+static int flat_slow(lua_State *L, int idx, lua_Unsigned narr, sl_buf *b) {
   int rc;
-  lua_pushvalue(L, idx);
-  int named = lua_rawget(L, names) != LUA_TNIL;
-  lua_pop(L, 1);
-  if (named) return 0;
-  lua_Unsigned narr = lua_rawlen(L, idx);
   if (put_tag_varint(b, T_TABLE, narr) || sl_buf_putc(b, 0)) return SL_ENOMEM;
   size_t hpos = b->len - 1;
   for (lua_Unsigned i = 1; i <= narr; i++) {
     int t = lua_rawgeti(L, idx, (lua_Integer)i);
     rc = put_scalar(b, L, t, -1);
     lua_pop(L, 1);
-    if (rc) goto not_flat;
+    if (rc) return rc;
   }
   uint64_t nhash = 0;
   lua_pushnil(L);                                   /* stack: nil */
@@ -558,13 +556,51 @@ static int enc_flat(lua_State *L, int idx, int names, sl_buf *b) {
     if ((rc = put_scalar(b, L, lua_type(L, -2), -2)) == 0) rc = put_scalar(b, L, lua_type(L, -1), -1);
     if (rc) {
       lua_pop(L, 2);
-      goto not_flat;
+      return rc;
     }
     lua_pop(L, 1);                                  /* stack: k */
     nhash++;
   }
+  return patch_varint(b, hpos, nhash) ? SL_ENOMEM : 0;
+}
+
+static int enc_flat(lua_State *L, int idx, int names, sl_buf *b) {
+  size_t len0 = b->len;
+  int rc;
+  lua_pushvalue(L, idx);
+  int named = lua_rawget(L, names) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (named) return 0;
+  lua_Unsigned narr = lua_rawlen(L, idx);
+  if (put_tag_varint(b, T_TABLE, narr) || sl_buf_putc(b, 0)) return SL_ENOMEM;
+  size_t hpos = b->len - 1;
+  lua_Unsigned next = 1;                            /* the array key expected */
+  uint64_t nhash = 0;
+  lua_pushnil(L);                                   /* stack: nil */
+  while (lua_next(L, idx)) {                        /* stack: k v */
+    if (next <= narr) {
+      if (!lua_isinteger(L, -2) || (lua_Unsigned)lua_tointeger(L, -2) != next) {
+        lua_pop(L, 2);
+        goto slow;
+      }
+      next++;
+      rc = put_scalar(b, L, lua_type(L, -1), -1);
+    } else {
+      if ((rc = put_scalar(b, L, lua_type(L, -2), -2)) == 0) rc = put_scalar(b, L, lua_type(L, -1), -1);
+      nhash++;
+    }
+    lua_pop(L, 1);                                  /* stack: k */
+    if (rc) {
+      lua_pop(L, 1);
+      goto not_flat;
+    }
+  }
+  if (next != narr + 1) goto slow;                  /* a hole in 1..#t */
   if (patch_varint(b, hpos, nhash)) return SL_ENOMEM;
   return 1;
+slow:
+  b->len = len0;
+  if ((rc = flat_slow(L, idx, narr, b)) == 0) return 1;
 not_flat:
   b->len = len0;
   return rc < 0 ? rc : 0;

@@ -726,6 +726,10 @@ static void test_flat_tables_same_bytes(void) {
     "return {10, 20, 30, n = 3, [-1] = 'neg', [100] = 1e300}",
     "local t = {} for i = 1, 200 do t['k' .. i] = i end return t",   /* 200 pairs: a 2-byte count */
     "return {1, nil, 3}", "return {[1] = 'a', [3] = 'c'}",
+    /* array keys in the hash part, out of order; a border past a hole */
+    "local t = {} t[2] = 'b' t[1] = 'a' t.x = 1 return t",
+    "local t = {} for i = 10, 1, -1 do t[i] = i end return t",
+    "return {1, 2, [4] = 4}", "local t = {} for i = 1, 300 do t[i] = i end return t",
     "return {1, {2}}", "return {f = print}", "return {1, x = {}}",  /* not flat: general path */
   };
   for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
@@ -766,6 +770,54 @@ static void test_flat_tables_same_bytes(void) {
   lua_setglobal(B, "v");
   CHECK_LUA(B, "v == package.loaded.flatmod and v.x == 2");
   sl_buf_free(&named);
+  close2(A, B);
+}
+
+/* Short arrays of scalars take a shorter path in sl_decode_batch; each
+ * event decodes to what sl_decode makes of its bytes, for every kind of
+ * scalar, holes, the length limit of that path (127) and arrays just past
+ * it or with other keys (the general path). */
+static void test_batch_flat_arrays(void) {
+  lua_State *A = newstate(), *B = newstate();
+  run(B, "function deq(a, b)"
+         "  if a ~= a and b ~= b then return true end"
+         "  if type(a) ~= 'table' or type(b) ~= 'table' then"
+         "    return a == b and math.type(a) == math.type(b) end"
+         "  for k, v in pairs(a) do if not deq(v, b[k]) then return false end end"
+         "  for k in pairs(b) do if a[k] == nil then return false end end"
+         "  return true end");
+  CHECK(eval(A, "local big = {} for i = 1, 127 do big[i] = i * 7 end"
+                " local over = {} for i = 1, 128 do over[i] = -i end"
+                " return {{1, 2}, {'ts', 1700000000000, -5}, {0/0, -0.0, 1.5, math.huge},"
+                " {math.mininteger, math.maxinteger, 63, 64, -1}, {true, false}, {1, nil, 3},"
+                " {string.rep('w', 127), string.rep('v', 128)}, {''}, {}, big, over,"
+                " {1, 2, x = 3}, {{1}}, 'str', 42}"));
+  sl_batch b = SL_BATCH_EMPTY;
+  CHECK_INT(sl_encode_batch(A, -1, &b, "events", err, sizeof err), 0);
+  lua_pop(A, 1);
+  CHECK_INT(b.count, 15);
+  CHECK_INT(sl_decode_batch(B, &b, err, sizeof err), 0);
+  lua_setglobal(B, "batch");
+  lua_newtable(B);
+  for (uint32_t i = 0; i < b.count; i++) {
+    size_t len;
+    const char *p = sl_batch_event(&b, i, &len);
+    CHECK_INT(sl_decode(B, p, len, err, sizeof err), 0);
+    lua_rawseti(B, -2, (lua_Integer)i + 1);
+  }
+  lua_setglobal(B, "single");
+  CHECK_LUA(B, "#batch == 15 and deq(batch, single)");
+  CHECK_LUA(B, "batch[1][1] == 1 and batch[1][2] == 2 and #batch[1] == 2");
+  CHECK_LUA(B, "batch[2][1] == 'ts' and batch[2][2] == 1700000000000 and batch[2][3] == -5");
+  CHECK_LUA(B, "batch[3][1] ~= batch[3][1] and 1 / batch[3][2] < 0 and batch[3][3] == 1.5");
+  CHECK_LUA(B, "batch[4][1] == math.mininteger and batch[4][2] == math.maxinteger and batch[4][5] == -1");
+  CHECK_LUA(B, "math.type(batch[4][3]) == 'integer' and batch[4][4] == 64");
+  CHECK_LUA(B, "batch[5][1] == true and batch[5][2] == false and batch[6][2] == nil and batch[6][3] == 3");
+  CHECK_LUA(B, "#batch[7][1] == 127 and #batch[7][2] == 128 and batch[8][1] == '' and next(batch[9]) == nil");
+  CHECK_LUA(B, "#batch[10] == 127 and batch[10][127] == 889 and #batch[11] == 128 and batch[11][128] == -128");
+  CHECK_LUA(B, "batch[12].x == 3 and batch[13][1][1] == 1 and batch[14] == 'str' and batch[15] == 42");
+  sl_batch_release(&b);
+  CHECK_INT(lua_gettop(B), 0);
   close2(A, B);
 }
 
@@ -993,6 +1045,7 @@ int main(void) {
   RUN(test_recursive_functions);
   RUN(test_shared_upvalues);
   RUN(test_flat_tables_same_bytes);
+  RUN(test_batch_flat_arrays);
   RUN(test_encoded_field);
   RUN(test_by_name);
   RUN(test_by_name_unresolved);
