@@ -189,8 +189,13 @@ lua_State *sl_rt_newstate(sl_pool **pool) {
   lua_atpanic(L, state_panic);
   lua_setwarnf(L, state_warn, NULL);
   /* stages make many short-lived tables and strings per batch: the
-   * generational collector handles that better than the incremental one */
-  lua_gc(L, LUA_GCGEN, 0, 0);
+   * generational collector handles that better than the incremental one.
+   * A minor collection once the heap grew by 10 % (Lua's default: 20 %)
+   * keeps less garbage in each worker's heap: a 2-worker combining word
+   * count (50 MB) peaked at 36.9 MB instead of 38.7 MB, for about the same
+   * work (callgrind: +1.7 % instructions on the session windows
+   * benchmark, none on the map/filter and window ones) */
+  lua_gc(L, LUA_GCGEN, 10, 0);
   return L;
 }
 

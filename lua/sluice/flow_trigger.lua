@@ -140,17 +140,29 @@ local function layer_done(st, out)
     flush_runs(st, out)
   elseif cfg.comb_acc then
     local parts = split_by_key(st.acc, cfg.comb)
+    st.acc = nil
     for p = 1, cfg.comb do
       if parts[p] then out[#out + 1] = { p, parts[p] } end
+      parts[p] = nil
     end
   elseif cfg.comb then
+    local acc = st.acc
+    st.acc = nil
     for p = 1, cfg.comb do
-      if st.acc[p] ~= nil then out[#out + 1] = { p, st.acc[p] } end
+      if acc[p] ~= nil then out[#out + 1] = { p, acc[p] } end
+      acc[p] = nil
     end
   elseif cfg.red then
     local events = (trigger_events(st, GLOBAL_DONE))
-    for i = 1, #events do out[#out + 1] = events[i] end
+    st.acc = nil
+    for i = 1, #events do
+      out[#out + 1] = events[i]
+      events[i] = nil
+    end
   end
+  -- (the accumulators are dropped as they go out: an outbox holds their
+  -- bytes, and the collector can free the tables while the end of the
+  -- flow, its busiest time for memory, goes on)
   return out
 end
 

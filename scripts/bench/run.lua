@@ -337,6 +337,19 @@ WORKLOADS[#WORKLOADS + 1] =
     measure = "rss", target = 1.1, budget_s = QUICK and 30 or 100,
     base_desc = "sluice -w 2 wordcount on the " .. small.label .. " corpus (the first row's runs); "
       .. "ratio = peak RSS " .. big.label .. " / peak RSS " .. small.label }
+-- keyed combining builds a table of the words in every first-layer
+-- stage: the peak memory with 2 workers against 1 (no runs of their own:
+-- the word count rows' runs)
+for _, e in ipairs({
+  { name = "memory: keyed combining, 2 workers / 1", workers = 2,
+    cmd = sluice(2, "wordcount.lua", small), base = sluice(1, "wordcount.lua", small),
+    events = small, expect = small, share_base = true, measure = "rss", target = 1.3,
+    base_desc = "the " .. small.label .. " word count rows (combined shape): ratio = peak RSS -w 2 / peak RSS -w 1" },
+  { name = "memory: keyed combining (words), 2 workers / 1", workers = 2,
+    cmd = sluice(2, "wordcount.lua", small, "words"), base = sluice(1, "wordcount.lua", small, "words"),
+    events = small, expect = small, share_base = true, measure = "rss", target = 1.3,
+    base_desc = "the " .. small.label .. " word count rows (words shape): ratio = peak RSS -w 2 / peak RSS -w 1" },
+}) do WORKLOADS[#WORKLOADS + 1] = e end
 
 -- How a row's ratio is computed from the medians s (sluice) and b (baseline)
 -- ({wall = seconds, rss = KiB}); cmp says which side of the target passes.
