@@ -78,30 +78,27 @@ function M.range(first, last, step)
   return { __sluice_enum = "range", first = first, last = last, step = step }
 end
 
---- sluice.lines(path): a lazy enumerable of the file's lines (without
---- their newline), read on the worker that consumes it.
-function M.lines(path)
+-- A file enumerable of the given kind; the file is opened once here, to
+-- fail early. (Called as a tail call, so that level 2 is the user's code.)
+local function file_enum(kind, path)
+  local fn = "sluice." .. kind
   if type(path) ~= "string" then
-    raise("sluice.lines", ("path must be a string, got %s"):format(sluice.inspect(path)), 2)
+    raise(fn, ("path must be a string, got %s"):format(sluice.inspect(path)), 2)
   end
   local f, err = io.open(path, "rb")
-  if not f then raise("sluice.lines", err, 2) end
+  if not f then raise(fn, err, 2) end
   f:close()
-  return { __sluice_enum = "lines", path = path }
+  return { __sluice_enum = kind, path = path }
 end
+
+--- sluice.lines(path): a lazy enumerable of the file's lines (without
+--- their newline), read on the worker that consumes it.
+function M.lines(path) return file_enum("lines", path) end
 
 --- sluice.words(path): a lazy enumerable of the file's words: the runs
 --- of ASCII letters, lowercased (line:lower():gmatch("%a+") in the C
 --- locale), cut in C on the worker that consumes it.
-function M.words(path)
-  if type(path) ~= "string" then
-    raise("sluice.words", ("path must be a string, got %s"):format(sluice.inspect(path)), 2)
-  end
-  local f, err = io.open(path, "rb")
-  if not f then raise("sluice.words", err, 2) end
-  f:close()
-  return { __sluice_enum = "words", path = path }
-end
+function M.words(path) return file_enum("words", path) end
 
 --- sluice.jsonl(path [, opts]): a lazy enumerable of the file's lines
 --- decoded as JSON (sluice.jsonl module).

@@ -12,6 +12,12 @@ end
 
 local tmp = os.tmpname()
 
+local function write_tmp(text)
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+end
+
 TestEnumerables = {}
 
 function TestEnumerables:test_array()
@@ -71,18 +77,16 @@ function TestEnumerables:test_range_errors()
 end
 
 function TestEnumerables:test_lines()
-  local f = assert(io.open(tmp, "wb"))
-  f:write("first\nsecond\r\n\nlast")
-  f:close()
+  write_tmp("first\nsecond\r\n\nlast")
   lu.assertEquals(collect({sluice.from_enumerable(sluice.lines(tmp))}), {"first", "second", "", "last"})
   lu.assertErrorMsgContains("sluice.lines: /nonexistent/x", sluice.lines, "/nonexistent/x")
   lu.assertErrorMsgContains("sluice.lines: path must be a string", sluice.lines, 42)
 end
 
 -- The C reader behind sluice.lines (sluice._lines(path, from, to)): the
--- lines that start in [from, to), in chunks of k.
-local function read_all(path, from, to, k)
-  local r = sluice._lines(path, from, to)
+-- lines that start in [from, to), in chunks of k; with words, their words.
+local function read_all(path, from, to, k, words)
+  local r = sluice._lines(path, from, to, words)
   local out = {}
   while not r:read(k or 3, out) do end
   return out
@@ -90,9 +94,7 @@ end
 
 function TestEnumerables:test_lines_reader_ranges_cover_each_line_once()
   local text = "a\n\nbc\r\n\rd\r\nlong " .. string.rep("x", 200000) .. "\nlast\r"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
+  write_tmp(text)
   local whole = { "a", "", "bc", "\rd", "long " .. string.rep("x", 200000), "last\r" }
   lu.assertEquals(read_all(tmp), whole)
   lu.assertEquals(read_all(tmp, 0, math.maxinteger, 1), whole)
@@ -130,9 +132,7 @@ end
 
 function TestEnumerables:test_words()
   local text = "Hello, World! hello\r\nfoo-bar BAZ42qux\n\n  x\ncaf\xc3\xa9 na\xefve _a_ [z]@`{\nlast"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
+  write_tmp(text)
   local want = { "hello", "world", "hello", "foo", "bar", "baz", "qux", "x", "caf", "na", "ve", "a", "z", "last" }
   lu.assertEquals(lua_words(text), want)
   lu.assertEquals(collect({sluice.from_enumerable(sluice.words(tmp))}), want)
@@ -149,16 +149,9 @@ end
 -- order; a chunk ends after the line that reached k words.
 function TestEnumerables:test_words_reader_ranges()
   local text = "a bb\n\nCC dd ee\r\n12 ff\n" .. string.rep("x", 100000) .. "Y z\nw"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
+  write_tmp(text)
   local whole = lua_words(text)
-  local function read_words(from, to, k)
-    local r = sluice._lines(tmp, from, to, true)
-    local out = {}
-    while not r:read(k or 3, out) do end
-    return out
-  end
+  local function read_words(from, to, k) return read_all(tmp, from or 0, to or math.maxinteger, k, true) end
   lu.assertEquals(read_words(), whole)
   lu.assertEquals(read_words(0, math.maxinteger, 1), whole)
   for _, cut in ipairs({ 1, 2, 3, 4, 5, 6, 10, 17, 18, 19, 22, 100021, 100022, #text, #text + 5 }) do
@@ -186,9 +179,7 @@ function TestEnumerables:test_words_flow_counts()
     parts[i] = nxt(40) == 0 and "\n" or alphabet:sub(k, k)
   end
   local text = table.concat(parts)
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
+  write_tmp(text)
   local want, total = {}, 0
   for _, w in ipairs(lua_words(text)) do
     want[w] = (want[w] or 0) + 1
