@@ -57,8 +57,24 @@ int sl_bb_add(sl_batch_builder *bb, const void *p, size_t len) {
   return sl_bb_end_event(bb);
 }
 
+/* A block of cap bytes that holds used bytes, when the block is more
+ * than four times that (and the difference worth a copy): a new block of
+ * used bytes with them, the big one handed back to the cache. Returns the
+ * block to keep (p itself, or the new one), NULL when out of memory. */
+static void *fit(void *p, size_t *cap, size_t used) {
+  if (*cap <= 4 * used + 1024) return p;
+  size_t n = used ? used : 1;
+  void *q = malloc(n);
+  if (!q) return NULL;
+  memcpy(q, p, used);
+  sl_block_put(p, *cap);
+  *cap = n;
+  return q;
+}
+
 int sl_bb_finish(sl_batch_builder *bb, sl_batch *out) {
   *out = SL_BATCH_EMPTY;
+  size_t ocap = (size_t)bb->cap * sizeof *bb->off;
   if (bb->n == 0) {
     bb->bytes.len = 0;
     return 0;
@@ -66,12 +82,22 @@ int sl_bb_finish(sl_batch_builder *bb, sl_batch *out) {
   /* events that are all empty still get a byte store, so that every
    * event pointer is a real one (never NULL + 0) */
   if (!bb->bytes.data && sl_buf_reserve(&bb->bytes, 1)) return SL_ENOMEM;
+  /* a store keeps little more than it holds: a small batch that waits
+   * in a queue (a partition of many stages gets many) does not hold a
+   * block of the cache's size */
+  char *data = fit(bb->bytes.data, &bb->bytes.cap, bb->bytes.len);
+  if (!data) return SL_ENOMEM;
+  bb->bytes.data = data;
+  uint32_t *off = fit(bb->off, &ocap, ((size_t)bb->n + 1) * sizeof *bb->off);
+  if (!off) return SL_ENOMEM;
+  bb->off = off;
+  bb->cap = (uint32_t)(ocap / sizeof *bb->off);
   sl_store *s = malloc(sizeof *s);
   if (!s) return SL_ENOMEM;
   atomic_init(&s->refs, 1);
   s->n = bb->n;
   s->off = bb->off;
-  s->ocap = (size_t)bb->cap * sizeof *bb->off;
+  s->ocap = ocap;
   s->dcap = bb->bytes.cap;
   s->data = sl_buf_take(&bb->bytes, NULL);
   out->store = s;

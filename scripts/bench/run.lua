@@ -220,7 +220,8 @@ local WORKLOADS = {
     base_desc = "same as above" },
 }
 -- {shape, what the sluice side does, target with -w 2 (time against the
--- baseline; nil: shown for comparison)}
+-- baseline; nil: shown for comparison), target of the scaling (-w 1 time
+-- over -w 2 time; nil: none)}
 local WORDCOUNT_SHAPES = {
   { "words", "sluice.words (the file cut into lowercased words in C) -> partition() -> frequencies() "
     .. "(keyed combining)", 0.5 },
@@ -229,13 +230,14 @@ local WORDCOUNT_SHAPES = {
     .. "-> reduce_by_key(+) (keyed combining)", 0.5 },
   { "iter", "flat_map iterator -> partition() -> reduce without merge: every word crosses the partition", 0.7 },
   { "events", "flat_map returns an array per line and the reduce has no merge, so every word "
-    .. "crosses the partition (Flow's plain shape)", 0.8 },
+    .. "crosses the partition (Flow's plain shape)", 0.8, 1.7 },
 }
 for _, shape in ipairs(WORDCOUNT_SHAPES) do
   for _, w in ipairs({ 2, 1 }) do
     local target = w == 2 and shape[3] or nil
     WORKLOADS[#WORKLOADS + 1] = {
       name = ("wordcount %s (%s)"):format(small.label, shape[1]), workers = w, scale = shape[1],
+      scale_target = shape[4],
       cmd = sluice(w, "wordcount.lua", small, shape[1]), base = plain("wordcount_plain.lua", small),
       events = small, expect = small, measure = "time", target = target,
       base_desc = "same as above; sluice side: " .. shape[2] .. (target and "" or " (no target)") }
@@ -582,8 +584,9 @@ for _, key in ipairs(order) do
   local g = scaled[key]
   local one, two = g[1], g[2]
   if one and two and one.s and two.s then
-    scale_lines[#scale_lines + 1] = ("  %-36s %.3f s / %.3f s = %.2fx"):format(g.name, one.s.wall, two.s.wall,
-      one.s.wall / two.s.wall)
+    local x, t = one.s.wall / two.s.wall, two.scale_target
+    scale_lines[#scale_lines + 1] = ("  %-36s %.3f s / %.3f s = %.2fx%s"):format(g.name, one.s.wall, two.s.wall, x,
+      t and (" (target >= %.2fx: %s)"):format(t, x >= t and "met" or "NOT met") or "")
   end
 end
 if #scale_lines > 0 then
