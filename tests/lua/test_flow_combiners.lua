@@ -128,6 +128,25 @@ function TestFlowCombiners:test_frequencies_of_a_text()
   -- without a partition each stage counts its own words
   local got = F.from_enumerable(sluice.lines(TEXT), { stages = 3 }):flat_map(words):frequencies():to_list()
   lu.assertEquals(summed(got), plain)
+  -- the words cut in C (sluice.words): the same counts
+  for _, st in ipairs({ 1, 3 }) do
+    local w = F.from_enumerable(sluice.words(TEXT), { stages = st }):partition({ stages = st }):frequencies():to_list()
+    lu.assertEquals(sorted(w, H.by_word), plain, "sluice.words, stages " .. st)
+  end
+end
+
+function TestFlowCombiners:test_explain_frequencies_of_words()
+  local fl = F.from_enumerable(sluice.words(TEXT), { stages = 2 }):partition({ stages = 3 }):frequencies()
+  lu.assertEquals(fl:explain(), table.concat({
+    'layer 1: 2 stages',
+    '  input: sluice.words("examples/data/text.txt"), read by the stages themselves (split source)',
+    '  combining for layer 2: runs its operations and reducer here (keyed)',
+    'layer 2: 3 stages',
+    '  input: layer 1 through partition by the whole event: only partial accumulators cross',
+    '  reducer: frequencies',
+    '  combining: keyed: each stage of layer 1 reduces into one accumulator and sends it cut by key',
+    '  emit: events',
+  }, "\n"))
 end
 
 function TestFlowCombiners:test_frequencies_of_numbers_and_mixed_events()
