@@ -16,7 +16,6 @@ int sl_buf_reserve(sl_buf *b, size_t n) {
     if (!p) return SL_ENOMEM;
     b->data = p;
     b->cap = cap;
-    b->len = 0;
     return 0;
   }
   size_t cap = b->cap ? b->cap : 64;

@@ -47,6 +47,15 @@ static int get_varint(Dec *d, uint64_t *v) {
   return dec_bad(d, "truncated");
 }
 
+/* The double of 8 little-endian bytes at p (T_FLT's payload). */
+static lua_Number get_f64(const uint8_t *p) {
+  uint64_t u = 0;
+  double x;
+  for (int k = 0; k < 8; k++) u |= (uint64_t)p[k] << (8 * k);
+  memcpy(&x, &u, sizeof x);
+  return (lua_Number)x;
+}
+
 static size_t left(const Dec *d) {
   return (size_t)(d->end - d->p);
 }
@@ -428,16 +437,11 @@ static int dec_value(Dec *d) {
     lua_pushinteger(L, unzigzag(u));
     return 0;
   }
-  case T_FLT: {
-    uint64_t u = 0;
-    double x;
+  case T_FLT:
     if (left(d) < 8) return dec_bad(d, "truncated");
-    for (int k = 0; k < 8; k++) u |= (uint64_t)d->p[k] << (8 * k);
+    lua_pushnumber(L, get_f64(d->p));
     d->p += 8;
-    memcpy(&x, &u, sizeof x);
-    lua_pushnumber(L, (lua_Number)x);
     return 0;
-  }
   case T_STR: {
     const char *s;
     size_t n;
@@ -548,12 +552,8 @@ static int flat_array(lua_State *L, const uint8_t *p, size_t len) {
       }
       lua_pushinteger(L, unzigzag(u));
     } else if (tag == T_FLT) {
-      uint64_t u = 0;
-      double x;
-      for (int k = 0; k < 8; k++) u |= (uint64_t)q[k] << (8 * k);
+      lua_pushnumber(L, get_f64(q));
       q += 8;
-      memcpy(&x, &u, sizeof x);
-      lua_pushnumber(L, (lua_Number)x);
     } else if (tag == T_NIL) {
       continue;   /* a hole: nothing to set */
     } else {

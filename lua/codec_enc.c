@@ -534,6 +534,13 @@ static int put_scalar(sl_buf *b, lua_State *L, int t, int idx) {
  * order, as a sequence's come) and then the other pairs; a table whose
  * traversal is not like that (a hole in 1..#t, those keys out of order)
  * is written by flat_slow, which reads 1..#t by index. */
+
+/* Writes the key and value at -2 and -1 (a flat table's pair). */
+static int put_pair(sl_buf *b, lua_State *L) {
+  int rc = put_scalar(b, L, lua_type(L, -2), -2);
+  return rc ? rc : put_scalar(b, L, lua_type(L, -1), -1);
+}
+
 static int flat_slow(lua_State *L, int idx, lua_Unsigned narr, sl_buf *b) {
   int rc;
   if (put_tag_varint(b, T_TABLE, narr) || sl_buf_putc(b, 0)) return SL_ENOMEM;
@@ -553,8 +560,7 @@ static int flat_slow(lua_State *L, int idx, lua_Unsigned narr, sl_buf *b) {
       lua_pop(L, 1);
       continue;
     }
-    if ((rc = put_scalar(b, L, lua_type(L, -2), -2)) == 0) rc = put_scalar(b, L, lua_type(L, -1), -1);
-    if (rc) {
+    if ((rc = put_pair(b, L)) != 0) {
       lua_pop(L, 2);
       return rc;
     }
@@ -586,7 +592,7 @@ static int enc_flat(lua_State *L, int idx, int names, sl_buf *b) {
       next++;
       rc = put_scalar(b, L, lua_type(L, -1), -1);
     } else {
-      if ((rc = put_scalar(b, L, lua_type(L, -2), -2)) == 0) rc = put_scalar(b, L, lua_type(L, -1), -1);
+      rc = put_pair(b, L);
       nhash++;
     }
     lua_pop(L, 1);                                  /* stack: k */

@@ -338,8 +338,7 @@ local function splittable(f)
     if window.needed(f.opts.window) and e.step < 0 then return nil end
     return e
   end
-  local kind = e.__sluice_enum
-  if kind == "lines" or kind == "words" or kind == "jsonl" then return e end
+  if require("sluice.tools").FILE_ENUMS[e.__sluice_enum] then return e end
   return nil
 end
 

@@ -258,8 +258,7 @@ function M.from_enumerable(enum, opts)
   local arg = { enum = enum }
   if total then
     arg.done = sluice._counter()
-    local file = enum.__sluice_enum == "lines" or enum.__sluice_enum == "words" or enum.__sluice_enum == "jsonl"
-    arg.events = file and sluice._counter() or arg.done
+    arg.events = tools.FILE_ENUMS[enum.__sluice_enum] and sluice._counter() or arg.done
   end
   local ok, stage = pcall(sluice.start, EnumProducer, arg, start)
   if not ok then

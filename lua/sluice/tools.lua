@@ -73,9 +73,12 @@ local INTERVAL = 250
 M.sizes = {}
 local registered, PRUNE = 0, 64
 
+--- The enumerables that read a file (their __sluice_enum): cut in byte
+--- ranges by a split source, counted in bytes by the progress line.
+M.FILE_ENUMS = { lines = true, words = true, jsonl = true }
+
 --- The size of an enumerable when it is known: a finite range's count, an
---- array's length, a file's bytes (sluice.lines, sluice.words,
---- sluice.jsonl); else nil.
+--- array's length, a file's bytes (FILE_ENUMS); else nil.
 function M.enum_size(e)
   if type(e) ~= "table" then return nil end
   local kind = e.__sluice_enum
@@ -83,7 +86,7 @@ function M.enum_size(e)
     if math.type(e.last) ~= "integer" then return nil end
     local span = e.step > 0 and (e.last + 0.0 - e.first) / e.step or (e.first + 0.0 - e.last) / -e.step
     return span < 0 and 0 or math.floor(span) + 1
-  elseif kind == "lines" or kind == "words" or kind == "jsonl" then
+  elseif M.FILE_ENUMS[kind] then
     local f = io.open(e.path, "rb")
     if not f then return nil end
     local size = f:seek("end")

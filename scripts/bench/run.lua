@@ -342,16 +342,14 @@ WORKLOADS[#WORKLOADS + 1] =
 -- keyed combining builds a table of the words in every first-layer
 -- stage: the peak memory with 2 workers against 1 (no runs of their own:
 -- the word count rows' runs)
-for _, e in ipairs({
-  { name = "memory: keyed combining, 2 workers / 1", workers = 2,
-    cmd = sluice(2, "wordcount.lua", small), base = sluice(1, "wordcount.lua", small),
+for _, m in ipairs({ { "", "combined" }, { " (words)", "words" } }) do
+  local shape = m[2] ~= "combined" and m[2] or nil
+  WORKLOADS[#WORKLOADS + 1] = {
+    name = "memory: keyed combining" .. m[1] .. ", 2 workers / 1", workers = 2,
+    cmd = sluice(2, "wordcount.lua", small, shape), base = sluice(1, "wordcount.lua", small, shape),
     events = small, expect = small, share_base = true, measure = "rss", target = 1.3,
-    base_desc = "the " .. small.label .. " word count rows (combined shape): ratio = peak RSS -w 2 / peak RSS -w 1" },
-  { name = "memory: keyed combining (words), 2 workers / 1", workers = 2,
-    cmd = sluice(2, "wordcount.lua", small, "words"), base = sluice(1, "wordcount.lua", small, "words"),
-    events = small, expect = small, share_base = true, measure = "rss", target = 1.3,
-    base_desc = "the " .. small.label .. " word count rows (words shape): ratio = peak RSS -w 2 / peak RSS -w 1" },
-}) do WORKLOADS[#WORKLOADS + 1] = e end
+    base_desc = ("the %s word count rows (%s shape): ratio = peak RSS -w 2 / peak RSS -w 1"):format(small.label, m[2]) }
+end
 
 -- How a row's ratio is computed from the medians s (sluice) and b (baseline)
 -- ({wall = seconds, rss = KiB}); cmp says which side of the target passes.
