@@ -195,6 +195,10 @@ local function check_key(op, k, what)
     .. "(a table would be a key by identity, and every event arrives as a new copy)"):format(sluice.inspect(k)))
 end
 
+local function by_key_nil()
+  require("sluice.flow_error").op_error("reduce_by_key", "the function returned nil where a value was expected")
+end
+
 local function by_key_fns(fun)
   local reduce_reduce_by_key = fun
   local function bad_pair(e, why)
@@ -203,9 +207,7 @@ local function by_key_fns(fun)
   end
   local function combined(a, v)
     a = reduce_reduce_by_key(a, v)
-    if a == nil then
-      require("sluice.flow_error").op_error("reduce_by_key", "the function returned nil where a value was expected")
-    end
+    if a == nil then by_key_nil() end
     return a
   end
   local function reduce(e, acc)
@@ -232,6 +234,36 @@ local function by_key_fns(fun)
   return reduce, merge
 end
 
+-- The fused loop's own code for a key already counted (reducer.fast: see
+-- sluice.flow_codegen); the first event of a key, and any event that is
+-- not what the combiner takes, go through the reducer (reduce_reduce),
+-- which checks and names the error. e is the event, acc the accumulator.
+local BY_KEY_FAST = [[
+local k, v, a
+if type(e) == 'table' then
+  k, v = e[1], e[2]
+  if v ~= nil then a = acc[k] end
+end
+if a == nil then
+  acc = reduce_reduce(e, acc)
+else
+  a = reduce_reduce_by_key(a, v)
+  if a == nil then BYKEY_NIL() end
+  acc[k] = a
+end
+]]
+
+local FREQUENCIES_FAST = [[
+local c = acc[e]
+if c then acc[e] = c + 1 else acc = reduce_reduce(e, acc) end
+]]
+
+local FREQUENCIES_BY_FAST = [[
+local k = reduce_frequencies_by(e)
+local c = acc[k]
+if c then acc[k] = c + 1 else acc = FREQ_NEW(k, acc) end
+]]
+
 local function add_counts(part, acc)
   for k, n in pairs(part) do acc[k] = (acc[k] or 0) + n end
   return acc
@@ -245,7 +277,8 @@ function Flow:reduce_by_key(fun)
   check_fn("reduce_by_key", "fun", fun)
   local reduce, merge = by_key_fns(fun)
   return (with_reducer(self, "reduce_by_key", { kind = "reduce", name = "reduce_by_key", acc = new_table,
-    f = reduce, merge = merge, keyed_by = "pair", pairs = true }))
+    f = reduce, merge = merge, keyed_by = "pair", pairs = true,
+    fast = { code = BY_KEY_FAST, fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
 end
 
 -- flow:frequencies(): the count of each distinct event.
@@ -261,26 +294,28 @@ function Flow:frequencies()
     return acc
   end
   return (with_reducer(self, "frequencies", { kind = "reduce", name = "frequencies", acc = new_table,
-    f = reduce, merge = add_counts, keyed_by = "event", pairs = true }))
+    f = reduce, merge = add_counts, keyed_by = "event", pairs = true, fast = { code = FREQUENCIES_FAST } }))
 end
 
 -- flow:frequencies_by(key_fun): the count of each key_fun(event).
 function Flow:frequencies_by(key_fun)
   check_fn("frequencies_by", "the key function", key_fun)
   local reduce_frequencies_by = key_fun
+  local function new_key(k, acc)
+    check_key("frequencies_by", k, "frequencies_by returned nil where a key was expected")
+    acc[k] = 1
+    return acc
+  end
   local function reduce(e, acc)
     local k = reduce_frequencies_by(e)
     local c = acc[k]
-    if c == nil then
-      check_key("frequencies_by", k, "frequencies_by returned nil where a key was expected")
-      acc[k] = 1
-    else
-      acc[k] = c + 1
-    end
+    if c == nil then return new_key(k, acc) end
+    acc[k] = c + 1
     return acc
   end
   return (with_reducer(self, "frequencies_by", { kind = "reduce", name = "frequencies_by", acc = new_table,
-    f = reduce, merge = add_counts, keyed_by = key_fun, pairs = true }))
+    f = reduce, merge = add_counts, keyed_by = key_fun, pairs = true,
+    fast = { code = FREQUENCIES_BY_FAST, fns = { reduce_frequencies_by = key_fun, FREQ_NEW = new_key } } }))
 end
 
 function Flow:emit_and_reduce(acc_fun, fun)

@@ -134,6 +134,13 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     if red.key then w("local group_by_key_fun = F.key\n") end
     if red.value then w("local group_by_value_fun = F.value\n") end
     F.red, F.key, F.value = red.f, red.key, red.value
+    if red.fast and red.fast.fns then
+      F.fast = red.fast.fns
+      local names = {}
+      for name in pairs(red.fast.fns) do names[#names + 1] = name end
+      table.sort(names)   -- the same source on every worker (compiled once)
+      for _, name in ipairs(names) do w(("local %s = F.fast.%s\n"):format(name, name)) end
+    end
   end
   if comb then
     w("local acc_fn = F.acc\n")
@@ -228,6 +235,11 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       else
         w(ind .. "n = n + 1; out[n] = e\n")
       end
+    elseif red.kind == "reduce" and red.fast then
+      -- a combiner's own code (reducer.fast.code, over e and acc)
+      w(ind .. "do\n")
+      for line in red.fast.code:gmatch("[^\n]+") do w(ind .. "  " .. line .. "\n") end
+      w(ind .. "end\n")
     elseif red.kind == "reduce" then
       w(ind .. "acc = reduce_reduce(e, acc)\n")
       w(ind .. "if acc == nil then NILACC('reduce') end\n")

@@ -309,6 +309,33 @@ function TestFlowCombiners:test_run_errors_name_the_operation()
     "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies_by%): bad key")
 end
 
+-- The loop counts a key it has seen in its own code (no call); what is not a
+-- combiner's event there still gets the reducer's error.
+function TestFlowCombiners:test_run_errors_on_a_key_already_seen()
+  local function one(events) return F.from_enumerable(events, { stages = 1 }):partition({ stages = 1 }) end
+  lu.assertStrMatches(run_error(function() one({ { "a", 1 }, { "a" } }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): expected a {key, value} pair, got {\"a\"} %(its value is nil%)")
+  lu.assertStrMatches(run_error(function() one({ { "a", 1 }, "a" }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): expected a {key, value} pair, got \"a\"$")
+  lu.assertStrMatches(run_error(function() one({ { 1, 1 }, { 0 / 0, 1 } }):reduce_by_key(add):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): a key must be a string, a number %(not NaN%) or a boolean, got 0/0 .*")
+  lu.assertStrMatches(run_error(function()
+    one({ 1, 2, 3 }):frequencies_by(function(x) if x < 3 then return "k" end end):to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies_by%): frequencies_by returned nil where a key was expected")
+  lu.assertStrMatches(run_error(function() one({ 1, 1, 0 / 0 }):frequencies():to_list() end),
+    "sluice%.flow: flow %d+ layer %d+ stage 1 %(frequencies%): a key must be a string, a number %(not NaN%) or a boolean, got 0/0 .*")
+  -- the key function runs once per event, also for a key's first event:
+  -- here the key is the number of calls so far, on the stage's worker
+  local got = one({ "x", "y", "z" }):frequencies_by((function()
+    local calls = 0
+    return function(x) calls = calls + 1; return x .. calls end
+  end)()):to_list()
+  lu.assertEquals(sorted(got, by_inspect), { { "x1", 1 }, { "y2", 1 }, { "z3", 1 } })
+  -- 1 and 1.0 are one key, as in a Lua table
+  got = one({ { 1, 10 }, { 1.0, 5 }, { "1", 1 } }):reduce_by_key(add):to_list()
+  lu.assertEquals(sorted(got, by_inspect), { { "1", 1 }, { 1, 15 } })
+end
+
 -- explain ----------------------------------------------------------------------------
 
 function TestFlowCombiners:test_explain_keyed_reduce_by_key_on_a_split_source()
