@@ -28,12 +28,25 @@ typedef struct outbox {
   sl_batch_builder bb;
 } outbox;
 
-static outbox *check_outbox(lua_State *L, int idx) { return luaL_checkudata(L, idx, OUTBOX_MT); }
+/* The outbox at idx. The functions of this file (but a putter's put) have
+ * the outbox metatable as upvalue 1, so that checking an outbox, once per
+ * array or event the fused loop emits, is a comparison and not
+ * luaL_checkudata's lookup of the metatable by name. */
+static outbox *check_outbox(lua_State *L, int idx) {
+  outbox *o = lua_touserdata(L, idx);
+  if (o && lua_getmetatable(L, idx)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return o;
+  }
+  return luaL_checkudata(L, idx, OUTBOX_MT);   /* not an outbox: its error */
+}
 
 static int l_outbox(lua_State *L) {
   outbox *o = lua_newuserdatauv(L, sizeof *o, 2);
   sl_bb_init(&o->bb);
-  luaL_setmetatable(L, OUTBOX_MT);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_setmetatable(L, -2);
   return 1;
 }
 
@@ -89,21 +102,29 @@ static int l_putter(lua_State *L) {
 }
 
 /* sluice._put_array(ob, t): appends t[1], ..., t[#t] (as a loop over
- * them would: # and indexing respect metamethods) -- one call for a
- * flat_map's array. */
+ * them would: # and indexing respect metamethods; a table without a
+ * metatable is read raw) -- one call for a flat_map's array. */
 static int l_put_array(lua_State *L) {
   outbox *o = check_outbox(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  lua_len(L, 2);
-  int isint;
-  lua_Integer n = lua_tointegerx(L, -1, &isint);
-  if (!isint) return fail(L, "the length of an emitted array must be an integer");
-  lua_pop(L, 1);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_geti(L, 2, i);
-    put(L, 1, o, 3);
+  int raw = !lua_getmetatable(L, 2);
+  lua_Integer n;
+  if (raw) {
+    n = (lua_Integer)lua_rawlen(L, 2);
+  } else {
     lua_pop(L, 1);
+    lua_len(L, 2);
+    int isint;
+    n = lua_tointegerx(L, -1, &isint);
+    if (!isint) return fail(L, "the length of an emitted array must be an integer");
+    lua_pop(L, 1);
+  }
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (raw) lua_rawgeti(L, 2, i);
+    else lua_geti(L, 2, i);
+    put(L, 1, o, 3);
+    lua_settop(L, 2);
   }
   return 0;
 }
@@ -164,14 +185,16 @@ static int l_snap(lua_State *L) {
 void sl_outbox_open(lua_State *L) {
   static const luaL_Reg mt[] = {
     {"__newindex", l_outbox_newindex}, {"__len", l_outbox_len}, {"__gc", l_outbox_gc}, {NULL, NULL}};
-  if (luaL_newmetatable(L, OUTBOX_MT)) luaL_setfuncs(L, mt, 0);
+  if (luaL_newmetatable(L, OUTBOX_MT)) {   /* stack: sluice mt */
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, mt, 1);
+  }
+  static const luaL_Reg fns[] = {
+    {"_putter", l_putter}, {"_put_array", l_put_array}, {"_outbox", l_outbox}, {NULL, NULL}};
+  lua_pushvalue(L, -2);
+  lua_insert(L, -2);                              /* stack: sluice sluice mt */
+  luaL_setfuncs(L, fns, 1);
   lua_pop(L, 1);
-  lua_pushcfunction(L, l_putter);
-  lua_setfield(L, -2, "_putter");
-  lua_pushcfunction(L, l_put_array);
-  lua_setfield(L, -2, "_put_array");
-  lua_pushcfunction(L, l_outbox);
-  lua_setfield(L, -2, "_outbox");
   lua_pushcfunction(L, l_snap);
   lua_setfield(L, -2, "_snap");
 }

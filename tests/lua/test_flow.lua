@@ -113,6 +113,29 @@ function TestFlowOps:test_map_flat_map_filter_reject()
   lu.assertEquals(sorted(out), { 4, 8, 12, 16, 20 })
 end
 
+-- An array flat_map returns is read as a loop over it would read it: with
+-- a metatable, # and indexing go through __len and __index.
+function TestFlowOps:test_flat_map_arrays_with_metatables()
+  local proxy = { __len = function() return 3 end, __index = function(_, i) return ("p%d"):format(i) end }
+  local function fm(x)
+    if x == 1 then return setmetatable({}, proxy) end
+    if x == 2 then return setmetatable({ "a", "b" }, {}) end
+    return { "c" }
+  end
+  -- the array is the layer's output (emitted as it is) ...
+  lu.assertEquals(F.from_enumerable({ 1, 2, 3 }, { stages = 1 }):flat_map(fm):to_list(),
+    { "p1", "p2", "p3", "a", "b", "c" })
+  -- ... or goes through more operations
+  lu.assertEquals(F.from_enumerable({ 1, 2, 3 }, { stages = 1 }):flat_map(fm)
+    :map(function(x) return x .. "!" end):to_list(), { "p1!", "p2!", "p3!", "a!", "b!", "c!" })
+  local ok, err = pcall(function()
+    return F.from_enumerable({ 1 }, { stages = 1 })
+      :flat_map(function() return setmetatable({}, { __len = function() return "x" end }) end):to_list()
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "(flat_map): the length of an emitted array must be an integer")
+end
+
 function TestFlowOps:test_flat_map_takes_iterators()
   local words = F.from_enumerable({ "a bb", "", "ccc a" }, { stages = 1 })
   -- a string iterator: its values are the events
