@@ -146,18 +146,32 @@ void sl_batch_drop(sl_batch *b, uint32_t n) {
   b->count -= n;
 }
 
+/* One pass sizes the new store, one copies the events into it: no
+ * per-event growth checks (a partition dispatcher gathers every event it
+ * sends to a partition whose events are not contiguous). */
 int sl_batch_gather(const sl_batch *b, const uint32_t *idx, uint32_t n, sl_batch *out) {
+  *out = SL_BATCH_EMPTY;
+  if (n == 0) return 0;
+  const sl_store *s = b->store;
+  const uint32_t *off = s->off + b->first;
+  size_t total = 0;   /* at most the source store's bytes: fits in 32 bits */
+  for (uint32_t i = 0; i < n; i++) total += off[idx[i] + 1] - off[idx[i]];
   sl_batch_builder bb;
   sl_bb_init(&bb);
-  for (uint32_t i = 0; i < n; i++) {
-    size_t len;
-    const char *p = sl_batch_event(b, idx[i], &len);
-    if (sl_bb_add(&bb, p, len)) {
-      sl_bb_free(&bb);
-      return SL_ENOMEM;
+  int rc = SL_ENOMEM;
+  if (sl_bb_reserve(&bb, n) == 0 && sl_buf_reserve(&bb.bytes, total ? total : 1) == 0) {
+    char *dst = bb.bytes.data;
+    uint32_t pos = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      uint32_t k = idx[i], len = off[k + 1] - off[k];
+      memcpy(dst + pos, s->data + off[k], len);
+      pos += len;
+      bb.off[i + 1] = pos;
     }
+    bb.bytes.len = pos;
+    bb.n = n;
+    rc = sl_bb_finish(&bb, out);
   }
-  int rc = sl_bb_finish(&bb, out);
   sl_bb_free(&bb);
   return rc;
 }

@@ -313,8 +313,51 @@ static void test_empty_events_have_pointers(void) {
   sl_batch_release(&b);
 }
 
+/* sl_batch_gather copies the chosen events of a view (in the order
+ * asked, from a view that does not start at the store's first event) into
+ * a store of their own; empty events among them keep real pointers. */
+static void test_gather_copies_the_chosen_events(void) {
+  sl_batch all = mk("x aa b cccccccccccccccccccccccc dd e");
+  sl_batch v = sl_batch_slice(&all, 1, 5);   /* aa b ccc.. dd e */
+  uint32_t idx[] = {4, 0, 2, 2};
+  sl_batch g;
+  CHECK_INT(sl_batch_gather(&v, idx, 4, &g), 0);
+  CHECK(g.store != all.store);
+  CHECK_INT(g.first, 0);
+  CHECK_INT(g.count, 4);
+  char s[128] = "";
+  cat_events(s, sizeof s, &g);
+  CHECK_STR(s, "e aa cccccccccccccccccccccccc cccccccccccccccccccccccc");
+  sl_batch_release(&all);
+  sl_batch_release(&v);
+  s[0] = 0;
+  cat_events(s, sizeof s, &g);   /* its own bytes: the source is gone */
+  CHECK_STR(s, "e aa cccccccccccccccccccccccc cccccccccccccccccccccccc");
+  sl_batch_release(&g);
+  /* none chosen: the empty batch */
+  CHECK_INT(sl_batch_gather(&v, idx, 0, &g), 0);
+  CHECK(g.store == NULL);
+  CHECK_INT(g.count, 0);
+  /* only empty events: a store all the same */
+  sl_batch_builder bb;
+  sl_bb_init(&bb);
+  for (int i = 0; i < 3; i++) CHECK_INT(sl_bb_add(&bb, "", 0), 0);
+  sl_batch e;
+  CHECK_INT(sl_bb_finish(&bb, &e), 0);
+  sl_bb_free(&bb);
+  uint32_t two[] = {2, 0};
+  CHECK_INT(sl_batch_gather(&e, two, 2, &g), 0);
+  CHECK_INT(g.count, 2);
+  size_t len = 9;
+  CHECK(sl_batch_event(&g, 1, &len) != NULL);
+  CHECK_INT(len, 0);
+  sl_batch_release(&g);
+  sl_batch_release(&e);
+}
+
 int main(void) {
   RUN(test_new_validates);
+  RUN(test_gather_copies_the_chosen_events);
   RUN(test_fifo_take_in_views);
   RUN(test_take_batch_slices_or_gathers);
   RUN(test_overflow_keep_first);
