@@ -56,6 +56,11 @@ struct sl_stage {
   /* producer side */
   sl_dispatch *disp;
   uint32_t nparts;
+  /* The partitions of the events a dispatch left over (see dispatch_batch);
+   * memo holds a reference to their store. */
+  sl_batch memo;
+  int32_t *memo_parts;
+  uint32_t memo_cap;
   sl_buffer *buf;
   int accumulate;
   acc *acc_head, *acc_tail;
@@ -157,6 +162,8 @@ void sl_stage_free(sl_stage *s) {
     free(i);
   }
   if (s->buf) sl_buffer_free(s->buf);
+  sl_batch_release(&s->memo);
+  free(s->memo_parts);
   if (s->disp) sl_dispatch_free(s->disp);
   sl_reason_free(&s->reason);
   sl_reason_free(&s->finish_reason);
@@ -215,6 +222,37 @@ static void buffer_leftovers(sl_stage *s, sl_batch *left) {
   }
 }
 
+/* The partitions of b's events when b is (part of) the leftovers of the
+ * last partition dispatch: copied into parts, 1; else 0. The memo's
+ * reference keeps its store alive, so a store at the same address is the
+ * same events. */
+static int memo_get(const sl_stage *s, const sl_batch *b, int32_t *parts) {
+  const sl_batch *m = &s->memo;
+  if (!m->store || b->store != m->store || b->first < m->first || b->count > m->count ||
+      b->first - m->first > m->count - b->count)
+    return 0;
+  memcpy(parts, s->memo_parts + (b->first - m->first), b->count * sizeof *parts);
+  return 1;
+}
+
+/* Remembers the partitions of the leftovers left (a suffix of the batch
+ * whose partitions parts[0..n) were), so that dispatching them again, in
+ * pieces as demand comes, does not hash them (or call the partition
+ * function) again. Without leftovers the memo stays: what it covers may
+ * still be waiting in the buffer. */
+static void memo_set(sl_stage *s, const sl_batch *left, const int32_t *parts, uint32_t n) {
+  if (!left->count) return;
+  sl_batch_release(&s->memo);
+  if (left->count > s->memo_cap) {
+    int32_t *p = realloc(s->memo_parts, left->count * sizeof *p);
+    if (!p) return;   /* no memo: the next dispatch computes them */
+    s->memo_parts = p;
+    s->memo_cap = left->count;
+  }
+  memcpy(s->memo_parts, parts + (n - left->count), left->count * sizeof *parts);
+  s->memo = sl_batch_slice(left, 0, left->count);
+}
+
 /* Hands *b to the dispatcher; what the consumers cannot take yet is
  * buffered. Consumes *b. */
 static void dispatch_batch(sl_stage *s, sl_batch *b) {
@@ -223,7 +261,9 @@ static void dispatch_batch(sl_stage *s, sl_batch *b) {
   if (sl_dispatch_kind_of(s->disp) == SL_DISPATCH_PARTITION) {
     parts = b->count <= 256 ? stackparts : malloc(b->count * sizeof *parts);
     if (!parts) abort();
-    if (s->ops->partition) {
+    if (memo_get(s, b, parts)) {
+      /* leftovers of the last dispatch: their partitions are known */
+    } else if (s->ops->partition) {
       if (s->ops->partition(s, b, parts) != 0) {
         sl_batch_release(b);
         if (parts != stackparts) free(parts);
@@ -236,6 +276,7 @@ static void dispatch_batch(sl_stage *s, sl_batch *b) {
   uint32_t n = b->count, bad = 0;
   sl_batch left = SL_BATCH_EMPTY;
   int rc = sl_dispatch_dispatch(s->disp, b, parts, &left, &bad);
+  if (parts && rc != SL_ENOENT) memo_set(s, &left, parts, n);
   if (parts != stackparts) free(parts);
   if (rc == SL_ENOENT) {
     sl_batch_release(b);
