@@ -22,13 +22,20 @@
  * event. Session keys are mapped to ids (the machine's key) in a table
  * kept with the window, so any Lua value can be a key.
  *
- * An action is a table: {"run", window, events [, i, j]} with the events
- * of the batch that go to that window, in order (with i and j: the batch
- * itself, whose events i..j they are), or {"fire", window, trigger, ends}, where window = {id = <id>, key = <session key or nil>} and
- * trigger is "done", "watermark", "every", "periodically", or the name of
- * a message (a custom trigger fires in sluice.flow_window, on the window
- * whose events it saw), or {"merge", window, other}: session `other` (same
- * key) merges into `window`. Times are ms from the monotonic clock. */
+ * The actions come in one flat array, six slots per action (a slot may
+ * be nil), action k at 6k+1..6k+6, ending at the first nil op:
+ *   1, id, key, events [, i, j]  run: the events of the batch that go to
+ *                                window (id, key), in order (with i and j:
+ *                                the batch itself, its events i..j)
+ *   2, id, key, trigger, ends    fire: trigger is "done", "watermark",
+ *                                "every", "periodically", or the name of a
+ *                                message (a custom trigger fires in
+ *                                sluice.flow_window, on the window whose
+ *                                events it saw)
+ *   3, id, key, other            merge: session `other` (same key) merges
+ *                                into session id
+ * where key is the session key (nil without one). Times are ms from the
+ * monotonic clock. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,37 +226,32 @@ static uint64_t key_id(lua_State *L, int ud) {
 
 static const char *const trigger_names[] = {"done", "watermark", "every", "periodically"};
 
-/* Pushes the actions of x->out as an array; events (at index ev, or 0) are
- * the batch the RUNs index into. */
+/* Pushes the actions of x->out as one flat array, ACTION_SLOTS slots per
+ * action (see the file's opening comment); events (at index ev, or 0) are
+ * the batch the runs index into. One array, no table per action: a
+ * session window over interleaved keys has a run per event. */
+#define ACTION_SLOTS 6
 static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
-  lua_createtable(L, (int)x->out.nacts, 0);
+  size_t n = x->out.nacts;
+  lua_createtable(L, n > (size_t)INT32_MAX / ACTION_SLOTS ? 0 : (int)(n * ACTION_SLOTS), 0);
   int arr = lua_gettop(L);
-  for (size_t i = 0; i < x->out.nacts; i++) {
+  lua_getiuservalue(L, ud, UV_ID_KEY);            /* key id -> key value */
+  int keys = lua_gettop(L);
+  for (size_t i = 0; i < n; i++) {
     const sl_win_action *a = &x->out.acts[i];
-    int fire = a->op == SL_WIN_FIRE;
-    lua_createtable(L, 4, 0);
-    lua_pushstring(L, fire ? "fire" : a->op == SL_WIN_MERGE ? "merge" : "run");
-    lua_rawseti(L, -2, 1);
-    lua_createtable(L, 0, 2);                     /* the window */
+    lua_Integer b = (lua_Integer)(i * ACTION_SLOTS);
+    lua_pushinteger(L, a->op == SL_WIN_FIRE ? 2 : a->op == SL_WIN_MERGE ? 3 : 1);
+    lua_rawseti(L, arr, b + 1);
     lua_pushinteger(L, (lua_Integer)a->win.id);
-    lua_setfield(L, -2, "id");
+    lua_rawseti(L, arr, b + 2);
     if (a->win.key) {
-      lua_getiuservalue(L, ud, UV_ID_KEY);
-      lua_rawgeti(L, -1, (lua_Integer)a->win.key);
-      lua_setfield(L, -3, "key");
-      lua_pop(L, 1);
+      lua_rawgeti(L, keys, (lua_Integer)a->win.key);
+      lua_rawseti(L, arr, b + 3);
     }
-    lua_rawseti(L, -2, 2);
     if (a->op == SL_WIN_MERGE) {
-      lua_createtable(L, 0, 2);                   /* the window merged into it */
-      lua_pushinteger(L, (lua_Integer)a->other);
-      lua_setfield(L, -2, "id");
-      lua_rawgeti(L, -2, 2);                      /* the same key */
-      lua_getfield(L, -1, "key");
-      lua_setfield(L, -3, "key");
-      lua_pop(L, 1);
-      lua_rawseti(L, -2, 3);
-    } else if (fire) {
+      lua_pushinteger(L, (lua_Integer)a->other);  /* the session merged into it */
+      lua_rawseti(L, arr, b + 4);
+    } else if (a->op == SL_WIN_FIRE) {
       if (a->trigger == SL_TRIG_MESSAGE || a->trigger == SL_TRIG_CUSTOM) {
         lua_getiuservalue(L, ud, UV_ID_NAME);
         lua_rawgeti(L, -1, (lua_Integer)a->name_id);
@@ -257,28 +259,28 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
       } else {
         lua_pushstring(L, trigger_names[a->trigger]);
       }
-      lua_rawseti(L, -2, 3);
+      lua_rawseti(L, arr, b + 4);
       lua_pushboolean(L, a->ends);
-      lua_rawseti(L, -2, 4);
+      lua_rawseti(L, arr, b + 5);
     } else if (x->out.idx[a->from + a->n - 1] - x->out.idx[a->from] == a->n - 1) {
       /* consecutive events of the batch (a run's indices only grow): the
        * batch itself and the slice's first and last index */
       lua_pushvalue(L, ev);
-      lua_rawseti(L, -2, 3);
+      lua_rawseti(L, arr, b + 4);
       lua_pushinteger(L, (lua_Integer)x->out.idx[a->from] + 1);
-      lua_rawseti(L, -2, 4);
+      lua_rawseti(L, arr, b + 5);
       lua_pushinteger(L, (lua_Integer)x->out.idx[a->from + a->n - 1] + 1);
-      lua_rawseti(L, -2, 5);
+      lua_rawseti(L, arr, b + 6);
     } else {
       lua_createtable(L, (int)a->n, 0);
       for (uint32_t j = 0; j < a->n; j++) {
         lua_rawgeti(L, ev, (lua_Integer)x->out.idx[a->from + j] + 1);
         lua_rawseti(L, -2, (lua_Integer)j + 1);
       }
-      lua_rawseti(L, -2, 3);
+      lua_rawseti(L, arr, b + 4);
     }
-    lua_rawseti(L, arr, (lua_Integer)i + 1);
   }
+  lua_settop(L, arr);
 }
 
 static int finish(lua_State *L, lwin *x, int rc, int ev, const char *what) {

@@ -66,14 +66,21 @@ function M.subscribed(st, id)
   st.pidx[id] = st.np
 end
 
-local function slot(st, win)
-  if win.key == nil then return st.accs end
-  local t = st.accs[win.key]
+-- The accumulators (window id -> accumulator) of session key `key`, or
+-- of the stage when key is nil; st may also be a custom trigger's
+-- states (st.taccs).
+local function slot_of(st, key)
+  if key == nil then return st.accs end
+  local t = st.accs[key]
   if t == nil then
     t = {}
-    st.accs[win.key] = t
+    st.accs[key] = t
   end
   return t
+end
+
+local function slot(st, win)
+  return slot_of(st, win.key)
 end
 
 local function fresh(st)
@@ -165,19 +172,24 @@ local function merge_sessions(st, win, t, other)
   if st.taccs then slot(st.taccs, win)[other] = nil end
 end
 
+-- Events (slice i0..i1 when given) into the accumulator t[id].
+local function run_acc(st, id, t, events, i0, i1, run_out)
+  local acc = t[id]
+  if acc == nil then acc = fresh(st) end
+  if st.cfg.merging then   -- partials: each stands for its events (index 4)
+    for j = i0 or 1, i1 or #events do st.kept = st.kept + events[j][4] - 1 end
+  end
+  t[id] = reduce_rows(st, events, run_out, acc, i0, i1)
+end
+
 -- Events (slice i0..i1 when given) into window win's accumulator.
 local function run_into(st, win, t, events, i0, i1, run_out, side)
-  local acc = t[win.id]
-  if acc == nil then acc = fresh(st) end
   if st.cfg.join then
     if i0 then events, i0, i1 = table.move(events, i0, i1, 1, {}), nil, nil end
     join_tables(st, win)
     events = join.join_events(st, events, side)
   end
-  if st.cfg.merging then   -- partials: each stands for its events (index 4)
-    for j = i0 or 1, i1 or #events do st.kept = st.kept + events[j][4] - 1 end
-  end
-  t[win.id] = reduce_rows(st, events, run_out, acc, i0, i1)
+  run_acc(st, win.id, t, events, i0, i1, run_out)
 end
 
 -- A custom trigger over the events the machine runs into window win:
@@ -224,26 +236,37 @@ local function custom_run(st, win, t, events, i0, i1, out, run_out, side)
 end
 
 -- Applies the machine's actions (for a batch from side `side` of a join),
--- appending the output to out.
-local function apply(st, actions, out, side)
+-- appending the output to out. The actions come in one flat array, six
+-- slots an action (lua/window.c): op (1 run, 2 fire, 3 merge), window id,
+-- session key, then a run's events [, i, j], a fire's trigger and ends,
+-- or a merge's other session.
+local function apply(st, acts, out, side)
   local cfg = st.cfg
   -- a departition/take_sort downstream takes only the triggers' states
   local run_out = cfg.tag and {} or out
-  local custom = st.taccs ~= nil
-  for i = 1, #actions do
-    local a = actions[i]
-    local win = a[2]
-    local t = slot(st, win)
-    if a[1] == "run" then
-      if custom then
-        custom_run(st, win, t, a[3], a[4], a[5], out, run_out, side)
-      else
-        run_into(st, win, t, a[3], a[4], a[5], run_out, side)
-      end
-    elseif a[1] == "merge" then
-      merge_sessions(st, win, t, a[3].id)
+  local plain = st.taccs == nil and not cfg.join   -- runs need no window table
+  local b = 0
+  while true do
+    local op = acts[b + 1]
+    if op == nil then break end
+    local id, key, x, y, z = acts[b + 2], acts[b + 3], acts[b + 4], acts[b + 5], acts[b + 6]
+    b = b + 6
+    local t = slot_of(st, key)
+    if op == 1 and plain then
+      run_acc(st, id, t, x, y, z, run_out)
     else
-      fire(st, win, t, a[3], a[4], out, run_out)
+      local win = { id = id, key = key }
+      if op == 1 then
+        if st.taccs then
+          custom_run(st, win, t, x, y, z, out, run_out, side)
+        else
+          run_into(st, win, t, x, y, z, run_out, side)
+        end
+      elseif op == 3 then
+        merge_sessions(st, win, t, x)
+      else
+        fire(st, win, t, x, y, out, run_out)
+      end
     end
   end
   if cfg.tag then
