@@ -35,7 +35,7 @@ typedef struct outbox {
 static outbox *check_outbox(lua_State *L, int idx) {
   outbox *o = lua_touserdata(L, idx);
   if (o && lua_getmetatable(L, idx)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    int same = lua_topointer(L, -1) == lua_topointer(L, lua_upvalueindex(1));
     lua_pop(L, 1);
     if (same) return o;
   }

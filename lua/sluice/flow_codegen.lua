@@ -157,14 +157,19 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       F.wby = comb.win.by
     end
   end
+  -- the loop's prologue, written once the body says what it needs (a
+  -- window's run may be a single event: no work that is not used)
+  local uses, prologue = {}, nil
   if mode == "range" then   -- a split sluice.range source: no array at all
-    w("return function(first, last, step, out, acc, seen)\n  local n = #out\n")
-    if copy_out then w("  local PUT = PUTTER(out)\n") end
+    w("return function(first, last, step, out, acc, seen)\n")
+    prologue = #src + 1
+    w("")
     w("  for e0 = first, last, step do\n    local e = e0\n")
   else
     -- i0, i1: a slice of the batch (a window's run), the whole of it by default
-    w("return function(events, out, acc, seen, i0, i1)\n  local n = #out\n")
-    if copy_out then w("  local PUT = PUTTER(out)\n") end
+    w("return function(events, out, acc, seen, i0, i1)\n")
+    prologue = #src + 1
+    w("")
     w("  for i = i0 or 1, i1 or #events do\n    local e = events[i]\n")
   end
 
@@ -232,8 +237,10 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     elseif not red then
       if copy_out then
         w(ind .. "PUT(e)\n")   -- out is an outbox: e is copied (encoded) now
+        uses.put = true
       else
         w(ind .. "n = n + 1; out[n] = e\n")
+        uses.n = true
       end
     elseif red.kind == "reduce" and red.fast then
       -- a combiner's own code (reducer.fast.code, over e and acc)
@@ -250,8 +257,10 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "if acc == nil then NILACC('emit_and_reduce') end\n")
       if copy_out then
         w(ind .. "for j = 1, #evs do PUT(evs[j]) end\n")
+        uses.put = true
       else
         w(ind .. "for j = 1, #evs do n = n + 1; out[n] = evs[j] end\n")
+        uses.n = true
       end
     else -- group_by, group_by_key
       if red.kind == "group_by" then
@@ -343,6 +352,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
 
   body(1, "    ", 0, false)
   w("  end\n  return acc\nend\n")
+  src[prologue] = (uses.n and "  local n = #out\n" or "") .. (uses.put and "  local PUT = PUTTER(out)\n" or "")
   return table.concat(src), F
 end
 
