@@ -300,6 +300,20 @@ static uint32_t check_producer(lua_State *L, int idx) {
   return (uint32_t)(p - 1);
 }
 
+/* Takes the time of event i (0-based) off the stack top into x->times,
+ * or raises the error that names it. */
+static void take_time(lua_State *L, lwin *x, lua_Unsigned i) {
+  int isint = 0;
+  lua_Integer t = lua_tointegerx(L, -1, &isint);
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX) {
+    lua_pushfstring(L, "the event time (by) must be an integer of ms, got %s for event %d",
+                    luaL_tolstring(L, -1, NULL), (int)i + 1);
+    lua_error(L);
+  }
+  x->times[i] = (int64_t)t;
+  lua_pop(L, 1);
+}
+
 /* w:batch(p, events) -> actions */
 static int l_batch(lua_State *L) {
   lwin *x = check_win(L);
@@ -313,25 +327,28 @@ static int l_batch(lua_State *L) {
   lua_getiuservalue(L, 1, UV_KEY);                 /* 5 */
   part_reader by = part_reader_of(L, 4), key = part_reader_of(L, 5);   /* (field names pushed) */
   int ev = lua_gettop(L) + 1;
-  for (lua_Unsigned i = 0; i < n && (x->timed || x->keyed); i++) {
-    lua_rawgeti(L, 3, (lua_Integer)i + 1);         /* ev: the event */
-    if (x->timed) {
-      push_part(L, &by, ev);
-      int isint = 0;
-      lua_Integer t = lua_tointegerx(L, -1, &isint);
-      if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX) {
-        lua_pushfstring(L, "the event time (by) must be an integer of ms, got %s for event %d",
-                        luaL_tolstring(L, -1, NULL), (int)i + 1);
-        return lua_error(L);
+  if (x->timed && !x->keyed && by.kind == PART_FN) {
+    /* times from a function (the first layer's fixed windows): the event
+     * goes straight in as its argument */
+    for (lua_Unsigned i = 0; i < n; i++) {
+      lua_pushvalue(L, by.slot);
+      lua_rawgeti(L, 3, (lua_Integer)i + 1);
+      lua_call(L, 1, 1);
+      take_time(L, x, i);
+    }
+  } else {
+    for (lua_Unsigned i = 0; i < n && (x->timed || x->keyed); i++) {
+      lua_rawgeti(L, 3, (lua_Integer)i + 1);       /* ev: the event */
+      if (x->timed) {
+        push_part(L, &by, ev);
+        take_time(L, x, i);
       }
-      x->times[i] = (int64_t)t;
+      if (x->keyed) {
+        push_part(L, &key, ev);
+        x->keys[i] = key_id(L, 1);
+      }
       lua_pop(L, 1);
     }
-    if (x->keyed) {
-      push_part(L, &key, ev);
-      x->keys[i] = key_id(L, 1);
-    }
-    lua_pop(L, 1);
   }
   int rc = sl_window_batch(x->w, p, (uint32_t)n, x->timed ? x->times : NULL, x->keyed ? x->keys : NULL,
                            sl_now_ms(), &x->out);
