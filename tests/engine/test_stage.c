@@ -377,24 +377,41 @@ static void test_explore_broadcast(void) {
   world_reset(0, 0);
 }
 
+/* A producer partitions 1..last by e % 3 among three consumers that ask
+ * with max/min demand (burst > 0: it emits that many whatever is asked);
+ * the world runs to its end. */
+static actor *run_partition(int random, uint64_t seed, int64_t last, int64_t burst, uint64_t max,
+                            uint64_t min, actor **c) {
+  world_reset(random, seed);
+  actor *p = spawn(SL_STAGE_PRODUCER, SL_DISPATCH_PARTITION);
+  p->limit = last;
+  p->burst = burst;
+  for (int i = 0; i < 3; i++) {
+    c[i] = spawn(SL_STAGE_CONSUMER, SL_DISPATCH_DEMAND);
+    subscribe(c[i], p, max, min, SL_CANCEL_PERMANENT, i + 1);
+  }
+  run_all();
+  return p;
+}
+
+/* Consumer i got exactly the events e of 1..last with e % 3 == i - 1, in
+ * order, in chunks of at most max, and ended. */
+static int split_in_three(actor **c, int64_t last, int max) {
+  int ok = conserved(c, 3, last);
+  for (int i = 0; i < 3; i++) {
+    ok = ok && ascending(c[i]) && c[i]->ngot == last / 3 && !c[i]->alive && c[i]->max_chunk <= max;
+    for (int j = 0; j < c[i]->ngot; j++) ok = ok && c[i]->got[j] % 3 == i;
+  }
+  return ok;
+}
+
 /* Partition: consumer i gets exactly the events e with e % 3 == i - 1. */
 static void test_explore_partition(void) {
   int bad = 0;
   for (uint64_t seed = 1; seed <= 300; seed++) {
-    world_reset(1, seed);
-    actor *p = spawn(SL_STAGE_PRODUCER, SL_DISPATCH_PARTITION);
-    p->limit = 300;
     actor *c[3];
-    for (int i = 0; i < 3; i++) {
-      c[i] = spawn(SL_STAGE_CONSUMER, SL_DISPATCH_DEMAND);
-      subscribe(c[i], p, 6, 3, SL_CANCEL_PERMANENT, i + 1);
-    }
-    run_all();
-    int ok = conserved(c, 3, 300) && !p->alive;
-    for (int i = 0; i < 3; i++) {
-      ok = ok && ascending(c[i]) && c[i]->ngot == 100 && !c[i]->alive;
-      for (int j = 0; j < c[i]->ngot; j++) ok = ok && c[i]->got[j] % 3 == i;
-    }
+    actor *p = run_partition(1, seed, 300, 0, 6, 3, c);
+    int ok = split_in_three(c, 300, 6) && !p->alive;
     if (!ok && bad++ < 3) fprintf(stderr, "  explore_partition: seed %" PRIu64 " failed\n", seed);
   }
   CHECK_INT(bad, 0);
@@ -410,21 +427,9 @@ static void test_explore_partition(void) {
 static void test_leftovers_partitioned_once(void) {
   int bad = 0;
   for (uint64_t seed = 0; seed <= 50; seed++) {
-    world_reset(seed != 0, seed);
-    actor *p = spawn(SL_STAGE_PRODUCER, SL_DISPATCH_PARTITION);
-    p->limit = 90;
-    p->burst = 90;
     actor *c[3];
-    for (int i = 0; i < 3; i++) {
-      c[i] = spawn(SL_STAGE_CONSUMER, SL_DISPATCH_DEMAND);
-      subscribe(c[i], p, 4, 2, SL_CANCEL_PERMANENT, i + 1);
-    }
-    run_all();
-    int ok = conserved(c, 3, 90) && !p->alive && p->partitioned == 90;
-    for (int i = 0; i < 3; i++) {
-      ok = ok && ascending(c[i]) && c[i]->ngot == 30 && c[i]->max_chunk <= 4;
-      for (int j = 0; j < c[i]->ngot; j++) ok = ok && c[i]->got[j] % 3 == i;
-    }
+    actor *p = run_partition(seed != 0, seed, 90, 90, 4, 2, c);
+    int ok = split_in_three(c, 90, 4) && !p->alive && p->partitioned == 90;
     if (!ok && bad++ < 3)
       fprintf(stderr, "  leftovers: seed %" PRIu64 ": partitioned %" PRId64 "\n", seed, p->partitioned);
   }
