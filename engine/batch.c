@@ -159,6 +159,7 @@ int sl_batch_gather(const sl_batch *b, const uint32_t *idx, uint32_t n, sl_batch
   sl_batch_builder bb;
   sl_bb_init(&bb);
   int rc = SL_ENOMEM;
+  /* (at least a byte: empty events still point into a real store) */
   if (sl_bb_reserve(&bb, n) == 0 && sl_buf_reserve(&bb.bytes, total ? total : 1) == 0) {
     char *dst = bb.bytes.data;
     uint32_t pos = 0;

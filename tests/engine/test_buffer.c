@@ -25,6 +25,17 @@ static sl_batch mk(const char *s) {
   return b;
 }
 
+/* A batch of n empty events. */
+static sl_batch mk_empty(int n) {
+  sl_batch_builder bb;
+  sl_batch b;
+  sl_bb_init(&bb);
+  for (int i = 0; i < n; i++) CHECK_INT(sl_bb_add(&bb, "", 0), 0);
+  CHECK_INT(sl_bb_finish(&bb, &b), 0);
+  sl_bb_free(&bb);
+  return b;
+}
+
 /* Appends the events of b to out, space-separated. */
 static void cat_events(char *out, size_t cap, const sl_batch *b) {
   for (uint32_t i = 0; i < b->count; i++) {
@@ -293,12 +304,7 @@ static void test_free_releases_views(void) {
  * UBSan reports, and a NULL that sl_decode takes as its input). Every
  * event pointer is now a real one, also for empty events. */
 static void test_empty_events_have_pointers(void) {
-  sl_batch_builder bb;
-  sl_bb_init(&bb);
-  for (int i = 0; i < 3; i++) CHECK_INT(sl_bb_add(&bb, "", 0), 0);
-  sl_batch b;
-  CHECK_INT(sl_bb_finish(&bb, &b), 0);
-  sl_bb_free(&bb);
+  sl_batch b = mk_empty(3);
   CHECK_INT(b.count, 3);
   size_t len = 9;
   CHECK(sl_batch_event(&b, 1, &len) != NULL);
@@ -339,12 +345,7 @@ static void test_gather_copies_the_chosen_events(void) {
   CHECK(g.store == NULL);
   CHECK_INT(g.count, 0);
   /* only empty events: a store all the same */
-  sl_batch_builder bb;
-  sl_bb_init(&bb);
-  for (int i = 0; i < 3; i++) CHECK_INT(sl_bb_add(&bb, "", 0), 0);
-  sl_batch e;
-  CHECK_INT(sl_bb_finish(&bb, &e), 0);
-  sl_bb_free(&bb);
+  sl_batch e = mk_empty(3);
   uint32_t two[] = {2, 0};
   CHECK_INT(sl_batch_gather(&e, two, 2, &g), 0);
   CHECK_INT(g.count, 2);
