@@ -89,6 +89,7 @@ static void pool_put(sl_pool *p, void *b, int c) {
 }
 
 static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize);
+static void *alloc_slow(sl_pool *p, void *ptr, size_t osize, size_t nsize);
 
 /* The limit applies to growth only: freeing and shrinking never fail (Lua
  * needs that), and a refused allocation makes Lua collect garbage and try
@@ -98,6 +99,33 @@ static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize);
  * error, and it is bounded by the demand. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   sl_pool *p = ud;
+  /* the two calls most made, in few instructions: a small block freed,
+   * and a new small block (no limit to check) */
+  if (SL_POOL && nsize == 0 && ptr && osize <= SMALL_MAX) {
+    pool_put(p, ptr, class_of(osize));
+    p->used -= osize;
+    return NULL;
+  }
+  if (SL_POOL && !ptr && nsize <= SMALL_MAX && nsize > 0 && !p->limit) {
+    int c = class_of(nsize);
+    void *b = p->free[c];
+    size_t size = (size_t)(c + 1) * 16;
+    if (b) {
+      memcpy(&p->free[c], b, sizeof(void *));
+    } else if ((size_t)(p->end - p->cur) >= size) {
+      b = p->cur;
+      p->cur += size;
+    }
+    if (b) {
+      p->used += nsize;
+      return b;
+    }
+  }
+  return alloc_slow(p, ptr, osize, nsize);
+}
+
+/* Every other call (a limit to check, a slab to cut, a block to resize). */
+__attribute__((noinline)) static void *alloc_slow(sl_pool *p, void *ptr, size_t osize, size_t nsize) {
   size_t old = ptr ? osize : 0;   /* without ptr, osize is the kind of object */
   if (nsize > old && p->limit && p->guarded > 0 && p->used + (nsize - old) > p->limit) {
     p->refused = 1;
