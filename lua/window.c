@@ -3,6 +3,10 @@
  *
  *   sluice._window(spec) -> w        one per layer stage, on its worker
  *   w:batch(p, events) -> actions    p: 1-based producer of the batch
+ *   w:batch_range(p, first, step, k) -> actions
+ *                                    the batch first, first + step, ... (k
+ *                                    numbers: a split sluice.range source's)
+ *                                    without a table of them
  *   w:producer_done(p) -> actions
  *   w:timer() -> actions             the timer asked by w:next_due() is due
  *   w:message(name) -> actions       a {"trigger", name} message
@@ -27,6 +31,9 @@
  *   1, id, key, events [, i, j]  run: the events of the batch that go to
  *                                window (id, key), in order (with i and j:
  *                                the batch itself, its events i..j)
+ *   1, id, key, first, last, step
+ *                                (batch_range) a run of consecutive
+ *                                numbers: first, first + step, ..., last
  *   2, id, key, trigger, ends    fire: trigger is "done", "watermark",
  *                                "every", "periodically", or the name of a
  *                                message (a custom trigger fires in
@@ -224,14 +231,31 @@ static uint64_t key_id(lua_State *L, int ud) {
   return id;
 }
 
+/* The events of a batch: the table at index tbl, or (tbl == 0) the
+ * numbers first, first + step, ... of a split sluice.range source. */
+typedef struct ev_src {
+  int tbl;
+  lua_Integer first, step;
+} ev_src;
+
+static lua_Integer range_value(const ev_src *s, lua_Unsigned i) {
+  return (lua_Integer)((lua_Unsigned)s->first + i * (lua_Unsigned)s->step);
+}
+
+/* Pushes event i (0-based) of the batch. */
+static void push_event(lua_State *L, const ev_src *s, lua_Unsigned i) {
+  if (s->tbl) lua_rawgeti(L, s->tbl, (lua_Integer)i + 1);
+  else lua_pushinteger(L, range_value(s, i));
+}
+
 static const char *const trigger_names[] = {"done", "watermark", "every", "periodically"};
 
 /* Pushes the actions of x->out as one flat array, ACTION_SLOTS slots per
- * action (see the file's opening comment); events (at index ev, or 0) are
- * the batch the runs index into. One array, no table per action: a
+ * action (see the file's opening comment); src (or NULL) is the batch the
+ * runs index into. One array, no table per action: a
  * session window over interleaved keys has a run per event. */
 #define ACTION_SLOTS 6
-static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
+static void push_actions(lua_State *L, int ud, lwin *x, const ev_src *src) {
   size_t n = x->out.nacts;
   lua_createtable(L, n > (size_t)INT32_MAX / ACTION_SLOTS ? 0 : (int)(n * ACTION_SLOTS), 0);
   int arr = lua_gettop(L);
@@ -264,17 +288,27 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
       lua_rawseti(L, arr, b + 5);
     } else if (x->out.idx[a->from + a->n - 1] - x->out.idx[a->from] == a->n - 1) {
       /* consecutive events of the batch (a run's indices only grow): the
-       * batch itself and the slice's first and last index */
-      lua_pushvalue(L, ev);
-      lua_rawseti(L, arr, b + 4);
-      lua_pushinteger(L, (lua_Integer)x->out.idx[a->from] + 1);
-      lua_rawseti(L, arr, b + 5);
-      lua_pushinteger(L, (lua_Integer)x->out.idx[a->from + a->n - 1] + 1);
+       * batch itself and the slice's first and last index; of a range,
+       * the run's first and last number and the step */
+      lua_Unsigned i0 = x->out.idx[a->from], i1 = x->out.idx[a->from + a->n - 1];
+      if (src->tbl) {
+        lua_pushvalue(L, src->tbl);
+        lua_rawseti(L, arr, b + 4);
+        lua_pushinteger(L, (lua_Integer)i0 + 1);
+        lua_rawseti(L, arr, b + 5);
+        lua_pushinteger(L, (lua_Integer)i1 + 1);
+      } else {
+        lua_pushinteger(L, range_value(src, i0));
+        lua_rawseti(L, arr, b + 4);
+        lua_pushinteger(L, range_value(src, i1));
+        lua_rawseti(L, arr, b + 5);
+        lua_pushinteger(L, src->step);
+      }
       lua_rawseti(L, arr, b + 6);
     } else {
       lua_createtable(L, (int)a->n, 0);
       for (uint32_t j = 0; j < a->n; j++) {
-        lua_rawgeti(L, ev, (lua_Integer)x->out.idx[a->from + j] + 1);
+        push_event(L, src, x->out.idx[a->from + j]);
         lua_rawseti(L, -2, (lua_Integer)j + 1);
       }
       lua_rawseti(L, arr, b + 4);
@@ -283,13 +317,13 @@ static void push_actions(lua_State *L, int ud, lwin *x, int ev) {
   lua_settop(L, arr);
 }
 
-static int finish(lua_State *L, lwin *x, int rc, int ev, const char *what) {
+static int finish(lua_State *L, lwin *x, int rc, const ev_src *src, const char *what) {
   if (rc != 0) {
     sl_win_out_reset(&x->out);
     lua_pushfstring(L, "%s: %s", what, sl_strerror(rc));
     return lua_error(L);
   }
-  push_actions(L, 1, x, ev);
+  push_actions(L, 1, x, src);
   sl_win_out_reset(&x->out);
   return 1;
 }
@@ -303,6 +337,14 @@ static uint32_t check_producer(lua_State *L, int idx) {
 /* Takes the time of event i (0-based) off the stack top into x->times,
  * or raises the error that names it. */
 static void take_time(lua_State *L, lwin *x, lua_Unsigned i) {
+  if (lua_isinteger(L, -1)) {   /* the common case, in fewer calls */
+    lua_Integer t = lua_tointegerx(L, -1, NULL);
+    if (t >= SL_WIN_TIME_MIN && t <= SL_WIN_TIME_MAX) {
+      x->times[i] = (int64_t)t;
+      lua_settop(L, -2);
+      return;
+    }
+  }
   int isint = 0;
   lua_Integer t = lua_tointegerx(L, -1, &isint);
   if (!isint || lua_type(L, -1) != LUA_TNUMBER || t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX) {
@@ -314,31 +356,28 @@ static void take_time(lua_State *L, lwin *x, lua_Unsigned i) {
   lua_pop(L, 1);
 }
 
-/* w:batch(p, events) -> actions */
-static int l_batch(lua_State *L) {
-  lwin *x = check_win(L);
-  uint32_t p = check_producer(L, 2);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  lua_Unsigned n = lua_rawlen(L, 3);
+/* Runs the n events of src through the machine as producer p's batch;
+ * the window's uservalues are pushed above the stack top (top). */
+static int batch_of(lua_State *L, lwin *x, uint32_t p, const ev_src *src, lua_Unsigned n, int top) {
   if (n > UINT32_MAX) return luaL_error(L, "window: too many events in one batch");
   if (grow(x, (size_t)n) != 0) return luaL_error(L, "window: not enough memory");
-  lua_settop(L, 3);
-  lua_getiuservalue(L, 1, UV_BY);                  /* 4 */
-  lua_getiuservalue(L, 1, UV_KEY);                 /* 5 */
-  part_reader by = part_reader_of(L, 4), key = part_reader_of(L, 5);   /* (field names pushed) */
+  lua_settop(L, top);
+  lua_getiuservalue(L, 1, UV_BY);
+  lua_getiuservalue(L, 1, UV_KEY);
+  part_reader by = part_reader_of(L, top + 1), key = part_reader_of(L, top + 2);   /* (field names pushed) */
   int ev = lua_gettop(L) + 1;
   if (x->timed && !x->keyed && by.kind == PART_FN) {
     /* times from a function (the first layer's fixed windows): the event
      * goes straight in as its argument */
     for (lua_Unsigned i = 0; i < n; i++) {
       lua_pushvalue(L, by.slot);
-      lua_rawgeti(L, 3, (lua_Integer)i + 1);
+      push_event(L, src, i);
       lua_call(L, 1, 1);
       take_time(L, x, i);
     }
   } else {
     for (lua_Unsigned i = 0; i < n && (x->timed || x->keyed); i++) {
-      lua_rawgeti(L, 3, (lua_Integer)i + 1);       /* ev: the event */
+      push_event(L, src, i);                       /* ev: the event */
       if (x->timed) {
         push_part(L, &by, ev);
         take_time(L, x, i);
@@ -352,20 +391,42 @@ static int l_batch(lua_State *L) {
   }
   int rc = sl_window_batch(x->w, p, (uint32_t)n, x->timed ? x->times : NULL, x->keyed ? x->keys : NULL,
                            sl_now_ms(), &x->out);
-  return finish(L, x, rc, 3, "batch");
+  return finish(L, x, rc, src, "batch");
+}
+
+/* w:batch(p, events) -> actions */
+static int l_batch(lua_State *L) {
+  lwin *x = check_win(L);
+  uint32_t p = check_producer(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  ev_src src = {3, 0, 0};
+  return batch_of(L, x, p, &src, lua_rawlen(L, 3), 3);
+}
+
+/* w:batch_range(p, first, step, k) -> actions: the batch first, first +
+ * step, ... (k numbers) of a split sluice.range source, with no table of
+ * them; a run of consecutive numbers comes as first, last, step (numbers
+ * where a run has events, see the file's opening comment). */
+static int l_batch_range(lua_State *L) {
+  lwin *x = check_win(L);
+  uint32_t p = check_producer(L, 2);
+  ev_src src = {0, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4)};
+  lua_Integer k = luaL_checkinteger(L, 5);
+  luaL_argcheck(L, k >= 0, 5, "count out of range");
+  return batch_of(L, x, p, &src, (lua_Unsigned)k, 5);
 }
 
 /* w:producer_done(p) -> actions */
 static int l_producer_done(lua_State *L) {
   lwin *x = check_win(L);
   uint32_t p = check_producer(L, 2);
-  return finish(L, x, sl_window_producer_done(x->w, p, sl_now_ms(), &x->out), 0, "producer_done");
+  return finish(L, x, sl_window_producer_done(x->w, p, sl_now_ms(), &x->out), NULL, "producer_done");
 }
 
 /* w:timer() -> actions */
 static int l_timer(lua_State *L) {
   lwin *x = check_win(L);
-  return finish(L, x, sl_window_timer(x->w, sl_now_ms(), &x->out), 0, "timer");
+  return finish(L, x, sl_window_timer(x->w, sl_now_ms(), &x->out), NULL, "timer");
 }
 
 /* The id of trigger name at idx (any value but nil). */
@@ -378,7 +439,7 @@ static uint64_t name_id(lua_State *L, int idx) {
 static int l_message(lua_State *L) {
   lwin *x = check_win(L);
   uint64_t id = name_id(L, 2);
-  return finish(L, x, sl_window_message(x->w, id, &x->out), 0, "message");
+  return finish(L, x, sl_window_message(x->w, id, &x->out), NULL, "message");
 }
 
 /* w:next_due() -> ms from now (>= 0), or nil */
@@ -423,7 +484,7 @@ static int l_range_chunk(lua_State *L) {
 }
 
 int sl_window_open_lua(lua_State *L) {
-  static const luaL_Reg methods[] = {{"batch", l_batch}, {"producer_done", l_producer_done}, {"timer", l_timer},
+  static const luaL_Reg methods[] = {{"batch", l_batch}, {"batch_range", l_batch_range}, {"producer_done", l_producer_done}, {"timer", l_timer},
                                      {"message", l_message}, {"next_due", l_next_due},
                                      {"late", l_late}, {"frontier", l_frontier}, {NULL, NULL}};
   if (luaL_newmetatable(L, WINDOW_MT)) {

@@ -388,7 +388,8 @@ function materialize(run, f, dispatcher, extra)
     local whole = work and splittable(f)
     if whole then
       local cfgs = layer_cfgs(f, n, extra)
-      local range_src = whole.__sluice_enum == "range" and not window.needed(f.opts.window)
+      -- (with a window, the loop runs over each window's run of numbers)
+      local range_src = whole.__sluice_enum == "range"
         and (compile(f.ops, f.red, "range", extra and extra.comb, copies(extra))) or nil
       local plan = split_plan(whole, n)
       if not run.dry then   -- the progress line's counters (sluice.tools)

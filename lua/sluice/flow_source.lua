@@ -199,19 +199,26 @@ local function source_events(st, demand)
       local events = {}
       if st.plan.kind == "range" then
         local k = st.left < 4096 and st.left or 4096
-        events = sluice._range_chunk(st.next, st.plan.step, k)
-        st.next, st.left = st.next + k * st.plan.step, st.left - k
+        local first, step = st.next, st.plan.step
+        st.next, st.left = first + k * step, st.left - k
         if st.plan.done then sluice._count(st.plan.done, k) end
         if st.left == 0 then st.cur = nil end
+        if st.run_range and not cfg.batch_fn and window.takes_ranges(st) then
+          -- each window's run of numbers through the loop: no table of them
+          window.source_range(st, first, step, k, out)
+          events = nil
+        else
+          events = sluice._range_chunk(first, step, k)
+        end
       elseif read_lines(st, events) then
         st.cur, st.reader = nil, nil
       end
       local map_batch_fn = cfg.batch_fn
-      if map_batch_fn and #events > 0 then
+      if events and map_batch_fn and #events > 0 then
         events = map_batch_fn(events)
         if type(events) ~= "table" then nilerr("map_batch", events) end
       end
-      window.source_batch(st, events, out)
+      if events then window.source_batch(st, events, out) end
     elseif st.plan.kind == "range" then
       -- as many numbers as the demand still asks for (a reducing layer
       -- emits nothing until the end: large runs)

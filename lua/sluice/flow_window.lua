@@ -23,6 +23,7 @@ local join = require("sluice.flow_join")
 local new_out = require("sluice.flow_codegen").new_out
 
 local nilacc = E.nilacc
+local math_type = math.type
 local trigger_events, TAG = trigger.trigger_events, trigger.TAG
 
 local M = {}
@@ -113,6 +114,8 @@ end
 local map_batch
 
 local function reduce_rows(st, rows, run_out, acc, i0, i1)
+  -- a run of a split range's numbers (M.source_range): first, last, step
+  if math_type(rows) == "integer" then return st.run_range(rows, i0, i1, run_out, acc, st.seen) end
   if st.cfg.join then rows = map_batch(st, rows) end
   if st.run then return st.run(rows, run_out, acc, st.seen, i0, i1) end
   for j = i0 or 1, i1 or #rows do run_out[#run_out + 1] = rows[j] end
@@ -338,6 +341,21 @@ end
 -- map_batch; the output is appended to out.
 function M.source_batch(st, events, out)
   apply(st, call(st, "batch", 1, events), out)
+  arm(st)
+end
+
+-- Whether the machine's runs of a split range source can go through the
+-- layer's loop as ranges of numbers (M.source_range): not when a custom
+-- trigger (which sees each run's events) or a join takes them.
+function M.takes_ranges(st)
+  return st.taccs == nil and not st.cfg.join
+end
+
+-- A split range source's numbers first, first + step, ... (k of them),
+-- with no table of them: each window's run goes through the layer's loop
+-- as a range (st.run_range); the output is appended to out.
+function M.source_range(st, first, step, k, out)
+  apply(st, call(st, "batch_range", 1, first, step, k), out)
   arm(st)
 end
 

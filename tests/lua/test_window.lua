@@ -107,6 +107,47 @@ function TestWindow:test_split_source_windows()
   lu.assertEquals(per, want)
 end
 
+-- A split sluice.range source with windows: each window's run of numbers
+-- goes through the layer's loop as a range, with no table of them. A
+-- window's run has gaps where the times interleave (every 4th number's
+-- time goes back to window 0); the same flow with map_batch (which sees a
+-- table of each chunk) gives the same output; a step other than 1; a bad
+-- time names the number.
+function TestWindow:test_range_runs()
+  local function t(i) return i % 4 == 0 and 0 or i * 100 end
+  local function run(src, opts, batch)
+    local f = F.from_enumerable(src, opts)
+    if batch then f = f:map_batch(function(b) return b end) end
+    return f:map(function(i) return i * 2 end)
+      :reduce(function() return {} end, function(x, a) a[#a + 1] = x; return a end)
+      :on_trigger(function(a, _, w) return { { w.id, table.concat(a, " ") } } end):to_list()
+  end
+  local want = { { 0, "2 4 6 8 10 12 14 16 18 24 32 40 48 56" }, { 1000, "20 22 26 28 30 34 36 38" },
+                 { 2000, "42 44 46 50 52 54 58" }, { 3000, "60" } }
+  local opts = { stages = 1, window = W.fixed(1, "second", t) }
+  lu.assertEquals(run(sluice.range(1, 30), opts), want)
+  lu.assertEquals(run(sluice.range(1, 30), opts, true), want)
+  -- counting down by 3: 40, 37, ..., 1 at times (41 - i) * 100
+  local down = { stages = 1, window = W.fixed(1, "second", function(i) return (41 - i) * 100 end) }
+  lu.assertEquals(run(sluice.range(40, 1, -3), down),
+    { { 0, "80 74 68" }, { 1000, "62 56 50 44" }, { 2000, "38 32 26" }, { 3000, "20 14 8" }, { 4000, "2" } })
+  -- two and three stages over 1..10000 (chunks of 4096 numbers): each
+  -- holds its part of the range; per window the counts add up
+  for _, stages in ipairs({ 2, 3 }) do
+    local r = F.from_enumerable(sluice.range(1, 10000), { stages = stages,
+                                window = W.fixed(1, "second", function(i) return i end) })
+      :reduce(zero, count):on_trigger(function(n, _, w) return { { w.id, n } } end):to_list()
+    local per = {}
+    for _, x in ipairs(r) do per[x[1]] = (per[x[1]] or 0) + x[2] end
+    local want = { [0] = 999, [10000] = 1 }
+    for id = 1000, 9000, 1000 do want[id] = 1000 end
+    lu.assertEquals(per, want, "stages " .. stages)
+  end
+  local ok, e = pcall(run, sluice.range(1, 3), { stages = 1, window = W.fixed(1, "second", { index = 1 }) })
+  lu.assertFalse(ok)
+  lu.assertStrContains(e, " (window): the event time (by) must be an integer of ms, got nil for event 1")
+end
+
 -- An event whose window has already closed is dropped and counted late.
 function TestWindow:test_late_events()
   local ev = { { 5000 }, { 6100 }, { 1000 }, { 6200 } }
