@@ -47,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include "codec.h"
+#include "hash.h"
 #include "rt.h"
 #include "sched.h"
 #include "status.h"
@@ -483,6 +485,94 @@ static int l_range_chunk(lua_State *L) {
   return 1;
 }
 
+/* A combining layer's reading of its events for the next layer's fixed
+ * window and partition (sluice.flow_codegen): what that layer's window and
+ * dispatcher will compute, in one call per event. */
+typedef struct wpart {
+  lua_Integer size;       /* the window's size, ms */
+  lua_Integer tidx, kidx; /* {index = i} of the time / the key */
+  int tfield, kfield;     /* or {field = name}: the name is upvalue 2 / 3 */
+  int same;               /* the key is the time */
+  uint32_t n;             /* partitions; 1: no key read */
+} wpart;
+
+/* Pushes e[i], or e[name] for the name at upvalue up (e at index 1). */
+static void wpart_get(lua_State *L, int field, lua_Integer i, int up) {
+  if (field) {
+    lua_pushvalue(L, lua_upvalueindex(up));
+    lua_gettable(L, 1);
+  } else {
+    lua_geti(L, 1, i);
+  }
+}
+
+/* f(e) -> p, wid: e's partition (1..n) and its window's start. Returns
+ * nothing where the loop's own code decides (and names the error): e is
+ * not a table, its time is not an integer in range, its key not a scalar. */
+static int l_wpart_of(lua_State *L) {
+  const wpart *c = lua_touserdata(L, lua_upvalueindex(1));
+  if (lua_type(L, 1) != LUA_TTABLE) return 0;
+  wpart_get(L, c->tfield, c->tidx, 2);
+  if (!lua_isinteger(L, -1)) return 0;
+  lua_Integer t = lua_tointegerx(L, -1, NULL);
+  if (t < SL_WIN_TIME_MIN || t > SL_WIN_TIME_MAX) return 0;
+  lua_Integer q = t / c->size;
+  if (t % c->size != 0 && t < 0) q--;   /* floor division, as Lua's // (size > 0) */
+  lua_Integer p = 1;
+  if (c->n > 1) {
+    if (c->same) lua_pushvalue(L, -1);
+    else wpart_get(L, c->kfield, c->kidx, 3);
+    char small[256];
+    size_t len = sl_encode_scalar(L, -1, small, sizeof small);
+    if (!len) return 0;
+    p = (lua_Integer)sl_hash_partition(sl_hash_bytes(small, len), c->n) + 1;
+  }
+  lua_pushinteger(L, p);
+  lua_pushinteger(L, q * c->size);
+  return 2;
+}
+
+/* Reads a spec {index = i} (into *i) or {field = name} (pushed, *field
+ * set); with none (the key only), pushes nil. */
+static void wpart_spec(lua_State *L, int idx, lua_Integer *i, int *field) {
+  *i = 0;
+  *field = 0;
+  if (lua_istable(L, idx)) {
+    if (lua_getfield(L, idx, "index") == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      *i = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      lua_pushnil(L);
+      return;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "field") == LUA_TSTRING) {
+      *field = 1;
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  luaL_argcheck(L, lua_isnil(L, idx) && idx == 3, idx, "must be {index = i} or {field = name}");
+  lua_pushnil(L);
+}
+
+/* sluice._window_part(by, size_ms, key, n) -> f (l_wpart_of): by and key
+ * are {index = i} or {field = name}; key is nil when n is 1. */
+static int l_window_part(lua_State *L) {
+  lua_Integer size = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, size > 0, 2, "must be > 0");
+  luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 4, "must be a partition count >= 1");
+  luaL_argcheck(L, n == 1 || !lua_isnil(L, 3), 3, "a key is needed for more than one partition");
+  lua_settop(L, 4);
+  wpart *c = lua_newuserdatauv(L, sizeof *c, 0);   /* 5 */
+  c->size = size;
+  c->n = (uint32_t)n;
+  wpart_spec(L, 1, &c->tidx, &c->tfield);          /* 6: the time's field name, or nil */
+  wpart_spec(L, 3, &c->kidx, &c->kfield);          /* 7: the key's */
+  c->same = c->tfield == c->kfield && (c->tfield ? lua_rawequal(L, 6, 7) : c->tidx == c->kidx);
+  lua_pushcclosure(L, l_wpart_of, 3);
+  return 1;
+}
+
 int sl_window_open_lua(lua_State *L) {
   static const luaL_Reg methods[] = {{"batch", l_batch}, {"batch_range", l_batch_range}, {"producer_done", l_producer_done}, {"timer", l_timer},
                                      {"message", l_message}, {"next_due", l_next_due},
@@ -496,6 +586,8 @@ int sl_window_open_lua(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_range_chunk);
   lua_setfield(L, -2, "_range_chunk");            /* into the sluice table below the function */
+  lua_pushcfunction(L, l_window_part);
+  lua_setfield(L, -2, "_window_part");
   lua_pushcfunction(L, l_window);
   return 1;
 }

@@ -157,6 +157,18 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       F.wby = comb.win.by
     end
   end
+  -- a window by a field and a partition by a field (or only one): both in
+  -- one C call per event (sluice._window_part), where it can decide
+  local function spec(x)
+    if x == nil then return "nil" end
+    return x.index and ("{index = %d}"):format(x.index) or ("{field = %q}"):format(x.field)
+  end
+  local wpart = comb and comb.win and type(comb.win.by) == "table" and not comb.hash
+    and (comb.n == 1 or type(comb.key) == "table")
+  if wpart then
+    w(("local WPART = require('sluice')._window_part(%s, %d, %s, %d)\n")
+      :format(spec(comb.win.by), comb.win.size, comb.n == 1 and "nil" or spec(comb.key), comb.n))
+  end
   -- the loop's prologue, written once the body says what it needs (a
   -- window's run may be a single event: no work that is not used)
   local uses, prologue = {}, nil
@@ -174,8 +186,8 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   end
 
   -- the fixed window of e in the next layer (as its window computes it):
-  -- wid, the window's start
-  local function window_of(ind)
+  -- wid, the window's start (decl: "local " or "" where wid is declared)
+  local function window_of(ind, decl)
     local by = comb.win.by
     if type(by) == "function" then
       w(ind .. "local t = window_by_fn(e)\n")
@@ -186,27 +198,36 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     -- an integral float is its integer, as the window reads it
     w(ind .. "if math_type(t) ~= 'integer' then t = BADTIME(t) end\n")
     w(ind .. ("if t < %d or t > %d then BADTIME(t) end\n"):format(-(1 << 62), 1 << 62))
-    w(ind .. ("local wid = t // %d * %d\n"):format(comb.win.size, comb.win.size))
+    w(ind .. ("%swid = t // %d * %d\n"):format(decl, comb.win.size, comb.win.size))
   end
 
   -- the partition of e in the next layer (as its dispatcher computes it)
   local function part(ind)
+    local decl = "local "
+    if wpart then
+      -- WPART gives nothing where the code below must decide (and name
+      -- the error): e not a table, a time not an integer, a key not a scalar
+      w(ind .. "local p, wid = WPART(e)\n")
+      w(ind .. "if not p then\n")
+      ind, decl = ind .. "  ", ""
+    end
     w(ind .. "local istable = type(e) == 'table'\n")
-    if comb.win then window_of(ind) end
+    if comb.win then window_of(ind, decl) end
     local n = comb.n
     if comb.hash then
       w(ind .. "local p, e2 = partition_hash_fn(e)\n")
       w(ind .. "if e2 ~= nil then e = e2 end\n")
     elseif n == 1 then
-      w(ind .. "local p = 1\n")
+      w(ind .. decl .. "p = 1\n")
     elseif comb.key == nil then
-      w(ind .. ("local p = HASH(e, %d)\n"):format(n))
+      w(ind .. decl .. ("p = HASH(e, %d)\n"):format(n))
     elseif type(comb.key) == "function" then
-      w(ind .. ("local p = HASH(partition_key_fn(e), %d)\n"):format(n))
+      w(ind .. decl .. ("p = HASH(partition_key_fn(e), %d)\n"):format(n))
     else
       local field = comb.key.index or ("%q"):format(comb.key.field)
-      w(ind .. ("local p = HASH(istable and e[%s] or nil, %d)\n"):format(field, n))
+      w(ind .. decl .. ("p = HASH(istable and e[%s] or nil, %d)\n"):format(field, n))
     end
+    if wpart then w(ind:sub(3) .. "end\n") end
   end
 
   -- what happens to an event that went through every step; made: a
@@ -215,9 +236,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     if comb and comb.win then
       -- acc[p]: {wid, partial, events} per run of events of one window
       w(ind .. "local recs = acc[p]\n")
-      w(ind .. "if recs == nil then recs = {}; acc[p] = recs end\n")
+      w(ind .. "if not recs then recs = {}; acc[p] = recs end\n")
       w(ind .. "local r = recs[#recs]\n")
-      w(ind .. "if r == nil or r[1] ~= wid then\n")
+      w(ind .. "if not r or r[1] ~= wid then\n")
       w(ind .. "  local a = acc_fn()\n")
       w(ind .. "  if a == nil then NILACC('accumulator', 'acc_fun') end\n")
       w(ind .. "  r = {wid, a, 0}; recs[#recs + 1] = r\n")

@@ -164,18 +164,71 @@ function TestWindowCombine:test_explain()
   end
 end
 
+-- The combining layer reads the window's time and the partition key in
+-- one C call where both are {index}/{field} specs: per partition and
+-- window the same counts as without merge, for index and field specs, a
+-- key that is the time, negative times (the window's start rounds down),
+-- and the values the call leaves to the loop's own code: an integral
+-- float time, a table key, a missing key.
+function TestWindowCombine:test_time_and_key_specs()
+  local ev, want = {}, {}
+  for i = 1, 240 do
+    local ts = (i - 120) * 37
+    local k = ({ "a", 7, 2.5, true })[i % 4 + 1]
+    if i % 17 == 0 then k = { i % 3 } end
+    if i % 19 == 0 then k = nil end
+    local id = ts // 100 * 100
+    want[id] = (want[id] or 0) + 1
+    if i % 23 == 0 then ts = ts + 0.0 end
+    ev[i] = { ts, k, ts = ts, k = k }
+  end
+  local specs = { { { index = 2 }, { index = 1 } }, { { field = "k" }, { field = "ts" } },
+                  { { index = 1 }, { index = 1 } }, { { field = "ts" }, { index = 1 } } }
+  for n, sp in ipairs(specs) do
+    for _, down in ipairs({ 1, 2, 3 }) do
+      local function flow(opts)
+        return F.from_enumerable(ev, { stages = 1, max_demand = 9 })
+          :map(identity)
+          :partition({ stages = down, key = sp[1], window = W.fixed(100, "millisecond", sp[2]) })
+          :reduce(zero, count, opts)
+      end
+      local combined = rows(flow({ merge = add }))
+      lu.assertEquals(combined, rows(flow()), ("specs %d, %d stages"):format(n, down))
+      local got = {}
+      for _, r in ipairs(combined) do
+        if r[4] > 0 then got[r[2]] = (got[r[2]] or 0) + r[4] end
+      end
+      lu.assertEquals(got, want)
+    end
+  end
+end
+
 -- An event time that is not an integer is the window's error, raised
 -- where the combining layer reads it; an integral float is its integer.
 function TestWindowCombine:test_bad_times()
+  for _, key in ipairs({ false, { index = 1 } }) do
+    for _, bad in ipairs({ { "x", '"x"' }, { 1.5, "1.5" } }) do
+      local ok, err = pcall(function()
+        return F.from_enumerable({ { 1 }, { bad[1] } }, { stages = 1 })
+          :map(identity)
+          :partition({ stages = 2, key = key or nil, window = W.fixed(1, "second", { index = 1 }) })
+          :reduce(zero, count, { merge = add })
+          :to_list()
+      end)
+      lu.assertFalse(ok)
+      lu.assertStrContains(err, " layer 1 stage 1 (window): the event time (by) must be an integer of ms, got "
+        .. bad[2])
+    end
+  end
   local ok, err = pcall(function()
-    return F.from_enumerable({ { 1 }, { "x" } }, { stages = 1 })
+    return F.from_enumerable({ { 1 }, "x" }, { stages = 1 })
       :map(identity)
-      :partition({ stages = 2, window = W.fixed(1, "second", { index = 1 }) })
+      :partition({ stages = 2, key = { index = 1 }, window = W.fixed(1, "second", { index = 1 }) })
       :reduce(zero, count, { merge = add })
       :to_list()
   end)
   lu.assertFalse(ok)
-  lu.assertStrContains(err, "flow 1 layer 1 stage 1 (window): the event time (by) must be an integer of ms, got \"x\"")
+  lu.assertStrContains(err, " layer 1 stage 1 (window): the event time (by) must be an integer of ms, got nil")
   local r = rows(F.from_enumerable({ { 1500.0 }, { 2500 } }, { stages = 1 })
     :map(identity)
     :partition({ stages = 1, window = W.fixed(1, "second", { index = 1 }) })
