@@ -44,6 +44,7 @@ void sl_pool_guard(sl_pool *p, int delta) { p->guarded += delta; }
 
 void sl_pool_set_limit(sl_pool *p, size_t bytes) { p->limit = bytes; }
 size_t sl_pool_limit(const sl_pool *p) { return p->limit; }
+size_t sl_pool_used(const sl_pool *p) { return p->used; }
 int sl_pool_refused(sl_pool *p, int reset) {
   int r = p->refused;
   if (reset) p->refused = 0;

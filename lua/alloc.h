@@ -17,6 +17,8 @@ size_t sl_pool_limit(const sl_pool *p);
 void sl_pool_guard(sl_pool *p, int delta);
 /* 1 if an allocation was refused for the limit (since the last reset). */
 int sl_pool_refused(sl_pool *p, int reset);
+/* The bytes the state holds now (Lua's own count of its blocks). */
+size_t sl_pool_used(const sl_pool *p);
 /* A lua_Alloc over the pool given as ud. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 #endif
