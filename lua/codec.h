@@ -46,6 +46,10 @@ int sl_encode_named(lua_State *L, int idx, int names, sl_buf *out, const char *r
 /* Appends the encoding of the nil, boolean, number or string at idx to
  * out: 0, SL_ENOMEM, or 1 (nothing written) for any other type. */
 int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out);
+/* Appends the encoding of the table {k, v} for the scalars at k and v
+ * (byte for byte what sl_encode writes for it): 0, SL_ENOMEM, or 1
+ * (nothing written) when either is not a scalar. */
+int sl_encode_pair_to(lua_State *L, int k, int v, sl_buf *out);
 
 /* Writes the encoding of the nil, boolean, number or string at idx to
  * dst[0..cap) -- the same bytes sl_encode appends -- and returns its

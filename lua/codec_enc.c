@@ -616,6 +616,22 @@ int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out) {
   return put_scalar(out, L, lua_type(L, idx), idx);
 }
 
+static int is_scalar(int t) {
+  return t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING;
+}
+
+int sl_encode_pair_to(lua_State *L, int k, int v, sl_buf *out) {
+  int tk = lua_type(L, k), tv = lua_type(L, v);
+  if (!is_scalar(tk) || !is_scalar(tv)) return 1;
+  size_t len0 = out->len;
+  /* as enc_flat writes the table {k, v}: two array values, no pairs */
+  int rc = put_tag_varint(out, T_TABLE, 2) || sl_buf_putc(out, 0) ? SL_ENOMEM : 0;
+  if (rc == 0) rc = put_scalar(out, L, tk, k);
+  if (rc == 0) rc = put_scalar(out, L, tv, v);
+  if (rc) out->len = len0;
+  return rc;
+}
+
 static int encode(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen) {
   size_t len0 = out->len;
   int top = lua_gettop(L), rc;

@@ -10,7 +10,8 @@
  *   (code written for arrays works unchanged) and #ob counts them;
  *   sluice._putter(ob) returns a function put(e) that appends e to ob,
  *   which the fused loop calls; sluice._put_array(ob, t) appends t's
- *   elements (a flat_map's array). A stage callback returns the outbox in
+ *   elements (a flat_map's array), sluice._put_pairs(ob, t) a table's
+ *   pairs as {k, v} events. A stage callback returns the outbox in
  *   place of an events array, and the stage emits its batch without
  *   encoding it again.
  * - sluice._snap(t) copies a flat table (scalar keys and values) in C, for
@@ -160,6 +161,31 @@ int sl_outbox_take(lua_State *L, int idx, sl_batch *out, char *err, size_t errle
   return 1;
 }
 
+/* sluice._put_pairs(ob, t): appends {k, v} for each pair of t, in next's
+ * order (what pairs(t) gives for a table without a metatable): a reduce's
+ * accumulator going out as pairs, with no table made per pair where k and
+ * v are scalars. */
+static int l_put_pairs(lua_State *L) {
+  outbox *o = check_outbox(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {                          /* stack: ob t k v */
+    int rc = sl_encode_pair_to(L, 3, 4, &o->bb.bytes);
+    if (rc < 0 || (rc == 0 && sl_bb_end_event(&o->bb) != 0)) return fail(L, "not enough memory");
+    if (rc > 0) {   /* a table or function inside: the pair as a table */
+      lua_createtable(L, 2, 0);
+      lua_pushvalue(L, 3);
+      lua_rawseti(L, 5, 1);
+      lua_pushvalue(L, 4);
+      lua_rawseti(L, 5, 2);
+      put(L, 1, o, 5);
+    }
+    lua_settop(L, 3);
+  }
+  return 0;
+}
+
 /* sluice._snap(t) -> a copy of the flat table t, or nothing when t holds
  * a table or a function (as a key or value); any other value is returned
  * as it is. */
@@ -190,7 +216,8 @@ void sl_outbox_open(lua_State *L) {
     luaL_setfuncs(L, mt, 1);
   }
   static const luaL_Reg fns[] = {
-    {"_putter", l_putter}, {"_put_array", l_put_array}, {"_outbox", l_outbox}, {NULL, NULL}};
+    {"_putter", l_putter}, {"_put_array", l_put_array}, {"_put_pairs", l_put_pairs}, {"_outbox", l_outbox},
+    {NULL, NULL}};
   lua_pushvalue(L, -2);
   lua_insert(L, -2);                              /* stack: sluice sluice mt */
   luaL_setfuncs(L, fns, 1);

@@ -38,8 +38,10 @@ local function is_sequence(t)
 end
 
 -- What a trigger emits from an accumulator without on_trigger (API.md §4
--- emit rules).
-local function acc_events(cfg, acc)
+-- emit rules). With into (an outbox), a table's pairs go straight into
+-- it, with no {k, v} table made per pair, and nothing is returned.
+local PUT_PAIRS = sluice._put_pairs
+local function acc_events(cfg, acc, into)
   local mode = cfg.emit_mode or "events"
   if mode == "state" then return { acc } end
   if mode == "nothing" then return {} end
@@ -51,6 +53,10 @@ local function acc_events(cfg, acc)
     for i = 1, #acc do out[i] = acc[i] end
     return out
   end
+  if into and getmetatable(acc) == nil then
+    PUT_PAIRS(into, acc)
+    return out
+  end
   for k, v in pairs(acc) do out[#out + 1] = { k, v } end
   return out
 end
@@ -60,8 +66,9 @@ local function default_less(a, b) return a < b end
 local GLOBAL_DONE = { type = "global", id = "global", trigger = "done" }
 
 -- What a trigger emits: on_trigger's events or the accumulator's, tagged
--- for a departition/take_sort downstream.
-local function trigger_events(st, window)
+-- for a departition/take_sort downstream. into: the outbox the events go
+-- to, where the accumulator's pairs may go straight (acc_events).
+local function trigger_events(st, window, into)
   local cfg, acc = st.cfg, st.acc
   local on_trigger_fn = cfg.trig
   local events, new_acc
@@ -74,7 +81,7 @@ local function trigger_events(st, window)
     if cfg.emit_mode == "nothing" then return {} end
     return { { TAG, cfg.index, window.id, acc } }
   else
-    events = acc_events(cfg, acc)
+    events = acc_events(cfg, acc, not cfg.tag and into or nil)
   end
   if cfg.tag == "departition" then
     local out = {}
@@ -153,7 +160,7 @@ local function layer_done(st, out)
       acc[p] = nil
     end
   elseif cfg.red then
-    local events = (trigger_events(st, GLOBAL_DONE))
+    local events = (trigger_events(st, GLOBAL_DONE, type(out) == "userdata" and out or nil))
     st.acc = nil
     for i = 1, #events do
       out[#out + 1] = events[i]

@@ -131,6 +131,17 @@ function TestFlowReduce:test_emit_modes_and_the_array_rule()
   lu.assertEquals(sorted(emitted({ a = 1, b = 2 }), by_inspect), { { "a", 1 }, { "b", 2 } })
   lu.assertEquals(sorted(emitted({ 10, 20, x = 30 }), by_inspect), { { "x", 30 }, { 1, 10 }, { 2, 20 } })
   lu.assertEquals(sorted(emitted({ [2] = "b", [3] = "c" }), by_inspect), { { 2, "b" }, { 3, "c" } })
+  -- pairs of scalars go out straight from the table, others as {k, v}
+  -- tables: the same events either way
+  lu.assertEquals(sorted(emitted({ a = { 1, 2 }, [{ "k" }] = true, b = "x", [1.5] = false, [-7] = 2 ^ 70 }), by_inspect),
+    { { "a", { 1, 2 } }, { "b", "x" }, { -7, 2 ^ 70 }, { 1.5, false }, { { "k" }, true } })
+  -- an accumulator with __pairs emits what its __pairs gives
+  local custom = F.from_enumerable({ 1 }, { stages = 1 })
+    :reduce(function()
+      return setmetatable({ a = 1 }, { __pairs = function() return next, { z = 26 }, nil end })
+    end, function(_, a) return a end)
+    :to_list()
+  lu.assertEquals(custom, { { "z", 26 } })
   -- a non-table is one event
   lu.assertEquals(emitted(42), { 42 })
   lu.assertEquals(emitted("s"), { "s" })
