@@ -1,4 +1,7 @@
-/* alloc: the allocator of worker Lua states. A worker state is touched by
+/* alloc: the memory of worker Lua states: their allocator, and the
+ * multipliers of their collector (sl_pool_tune_gc, at the end).
+ *
+ * A worker state is touched by
  * one thread only, so its small blocks can be recycled through free lists
  * of its own, without the locking and bookkeeping of the C library's
  * malloc (which showed as ~19 % of a word count's profile). Blocks of up
@@ -9,6 +12,7 @@
  * A pool may have a limit (SLUICE_MEMORY): past it, growing fails. */
 #include <stdlib.h>
 #include <string.h>
+#include <lua.h>
 #include "alloc.h"
 
 #define SMALL_MAX 256
@@ -38,13 +42,13 @@ struct sl_pool {
   size_t limit;         /* 0: none */
   int refused;          /* an allocation was refused for the limit */
   int guarded;          /* > 0: inside a protected call, where the limit holds */
+  int gc_minor, gc_major;   /* the state's collector multipliers (sl_pool_tune_gc) */
 };
 
 void sl_pool_guard(sl_pool *p, int delta) { p->guarded += delta; }
 
 void sl_pool_set_limit(sl_pool *p, size_t bytes) { p->limit = bytes; }
 size_t sl_pool_limit(const sl_pool *p) { return p->limit; }
-size_t sl_pool_used(const sl_pool *p) { return p->used; }
 int sl_pool_refused(sl_pool *p, int reset) {
   int r = p->refused;
   if (reset) p->refused = 0;
@@ -170,4 +174,32 @@ static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize) {
   memcpy(b, ptr, osize);
   pool_put(p, ptr, class_of(osize));
   return b;
+}
+
+/* The collector of a worker state is generational (lua/binding.c), with
+ * multipliers that keep a floor under the young generation and under the
+ * growth that calls for a major collection. Lua's multipliers are
+ * relative to the heap, and a stage's heap may be a few hundred KB while
+ * the batch it works on (its events decoded, the tables its loop makes)
+ * is as large: 10 % of the heap meant a minor collection every few
+ * hundred events, and the batch, promoted while in use, a major one every
+ * few batches (windows on a partition, 1 M events: 4.55 G instructions,
+ * 4.16 G with the floors). A heap past the floors (a word count's
+ * vocabulary) keeps 10 % and 100 %. */
+#define GC_YOUNG_FLOOR (512 * 1024)
+#define GC_MAJOR_FLOOR (2 * 1024 * 1024)
+static int gc_mul(size_t floor, size_t used, int lo, int hi, int step) {
+  size_t m = floor * 100 / (used ? used : 1);
+  int v = m < (size_t)lo ? lo : m > (size_t)hi ? hi : (int)m;
+  return v / step * step;
+}
+
+void sl_pool_tune_gc(sl_pool *p, lua_State *L) {
+  int minor = gc_mul(GC_YOUNG_FLOOR, p->used, 10, 200, 10);
+  int major = gc_mul(GC_MAJOR_FLOOR, p->used, 100, 1000, 50);
+  if (minor != p->gc_minor || major != p->gc_major) {
+    p->gc_minor = minor;
+    p->gc_major = major;
+    lua_gc(L, LUA_GCGEN, minor, major);
+  }
 }

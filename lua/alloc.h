@@ -1,4 +1,5 @@
-/* alloc: a single-thread pool allocator for worker Lua states (alloc.c). */
+/* alloc: a single-thread pool allocator for worker Lua states, and their
+ * collector's multipliers (alloc.c). */
 #ifndef SLUICE_ALLOC_H
 #define SLUICE_ALLOC_H
 #include <stddef.h>
@@ -17,8 +18,10 @@ size_t sl_pool_limit(const sl_pool *p);
 void sl_pool_guard(sl_pool *p, int delta);
 /* 1 if an allocation was refused for the limit (since the last reset). */
 int sl_pool_refused(sl_pool *p, int reset);
-/* The bytes the state holds now (Lua's own count of its blocks). */
-size_t sl_pool_used(const sl_pool *p);
+/* Sets the generational collector's multipliers of L (whose allocator p
+ * is) for the heap it holds now; called after each message. */
+struct lua_State;
+void sl_pool_tune_gc(sl_pool *p, struct lua_State *L);
 /* A lua_Alloc over the pool given as ud. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 #endif

@@ -143,7 +143,6 @@ typedef struct wctx {
   atomic_uint_fast64_t interrupt_seq;   /* handler asked to stop (sl_sched_seq), 0: none */
   atomic_uint_fast64_t running;         /* the stage or task the handler serves now, 0: none */
   atomic_uint_fast64_t raised_seq;      /* the handler "interrupted" was last raised in */
-  int gc_minor, gc_major;               /* the collector's multipliers now (gc_tune) */
 } wctx;
 
 /* Set once the runtime closes: an interruption then holds until the
@@ -194,8 +193,8 @@ lua_State *sl_rt_newstate(sl_pool **pool) {
    * A minor collection once the heap grew by 10 % (Lua's default: 20 %)
    * keeps less garbage in each worker's heap: a 2-worker combining word
    * count (50 MB) peaked at 36.9 MB instead of 38.7 MB, for about the same
-   * work. A small heap gets larger multipliers (gc_tune, after each
-   * message). */
+   * work. A small heap gets larger multipliers (sl_pool_tune_gc, after
+   * each message). */
   lua_gc(L, LUA_GCGEN, 10, 0);
   return L;
 }
@@ -413,35 +412,6 @@ static void run_task(wctx *c, sl_msg *m) {
   sl_inbox_post(sl_sched_main(sl_rt_g.sched), r);
 }
 
-/* The collector of a worker state is generational (new_state), with
- * multipliers that keep a floor under the young generation and under the
- * growth that calls for a major collection. Lua's multipliers are
- * relative to the heap, and a stage's heap may be a few hundred KB while
- * the batch it works on (its events decoded, the tables its loop makes)
- * is as large: 10 % of the heap meant a minor collection every few
- * hundred events, and the batch, promoted while in use, a major one every
- * few batches (windows on a partition, 1 M events: 4.55 G instructions,
- * 4.16 G with the floors). Set after each message; a heap past the floors
- * (a word count's vocabulary) keeps 10 % and 100 %. */
-#define GC_YOUNG_FLOOR (512 * 1024)
-#define GC_MAJOR_FLOOR (2 * 1024 * 1024)
-static int gc_mul(size_t floor, size_t used, int lo, int hi, int step) {
-  size_t m = floor * 100 / (used ? used : 1);
-  int v = m < (size_t)lo ? lo : m > (size_t)hi ? hi : (int)m;
-  return v / step * step;
-}
-
-static void gc_tune(wctx *c) {
-  size_t used = sl_pool_used(c->pool);
-  int minor = gc_mul(GC_YOUNG_FLOOR, used, 10, 200, 10);
-  int major = gc_mul(GC_MAJOR_FLOOR, used, 100, 1000, 50);
-  if (minor != c->gc_minor || major != c->gc_major) {
-    c->gc_minor = minor;
-    c->gc_major = major;
-    lua_gc(c->L, LUA_GCGEN, minor, major);
-  }
-}
-
 static void worker_handle(void *ctx, sl_msg *m) {
   wctx *c = ctx;
   sl_rt_install_snapshot(c->L, m);
@@ -456,7 +426,7 @@ static void worker_handle(void *ctx, sl_msg *m) {
     sl_msg_free(m);   /* a handler that takes m frees it: m is not read after */
   }
   atomic_store(&c->running, 0);
-  gc_tune(c);
+  sl_pool_tune_gc(c->pool, c->L);
 }
 
 /* ---- main thread waits ------------------------------------------------------ */

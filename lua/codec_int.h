@@ -1,5 +1,6 @@
 /* codec_int: what the codec's files share (codec.c: handles and the
- * name index; codec_enc.c: the encoder; codec_dec.c: the decoder): the
+ * name index; codec_enc.c: the encoder; codec_flat.c: its fast paths for
+ * scalars and flat tables; codec_dec.c: the decoder): the
  * tags of the wire format and the varint and number helpers, inline so
  * that the per-value paths stay as fast as in one file. */
 #ifndef SLUICE_CODEC_INT_H
@@ -136,4 +137,7 @@ static inline int put_number(sl_buf *b, lua_State *L, int idx) {
 /* codec.c: the name index (see there) */
 void cd_names_get(lua_State *L);
 void cd_names_build(lua_State *L);
+/* codec_flat.c: writes the table at idx if it is flat (see there): 1
+ * when written, 0 when not (nothing written), or SL_ENOMEM. */
+int cd_enc_flat(lua_State *L, int idx, int names, sl_buf *b);
 #endif

@@ -1,0 +1,155 @@
+/* codec_flat: the encoder's fast paths (see codec.c and codec.h): a
+ * scalar, and a flat table -- scalar keys and values, the common event --
+ * written byte for byte as the general encoder (codec_enc.c) writes them,
+ * without its seen map and recursion. */
+#include <stdio.h>
+#include <string.h>
+#include <lua.h>
+#include "codec.h"
+#include "codec_int.h"
+#include "status.h"
+
+size_t sl_encode_scalar(lua_State *L, int idx, char *dst, size_t cap) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    if (cap < 1) return 0;
+    *dst = (char)T_NIL;
+    return 1;
+  case LUA_TBOOLEAN:
+    if (cap < 1) return 0;
+    *dst = (char)(lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    return 1;
+  case LUA_TNUMBER:
+    return cap < 1 + MAXVARINT ? 0 : number_put(dst, L, idx);
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return cap < 1 + MAXVARINT || n > cap - 1 - MAXVARINT ? 0 : string_put(dst, s, n);
+  }
+  default:
+    return 0;
+  }
+}
+
+/* Appends the nil, boolean, number or string at idx (of type t); 1 for
+ * any other type (nothing written), or SL_ENOMEM. */
+static int put_scalar(sl_buf *b, lua_State *L, int t, int idx) {
+  switch (t) {
+  case LUA_TNIL: return sl_buf_putc(b, T_NIL) ? SL_ENOMEM : 0;
+  case LUA_TBOOLEAN: return sl_buf_putc(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE) ? SL_ENOMEM : 0;
+  case LUA_TNUMBER: return put_number(b, L, idx);
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return put_string(b, s, n);
+  }
+  default: return 1;
+  }
+}
+
+/* A flat table (every key and value nil, boolean, number or string; not
+ * a module that crosses by name; names is the names index) is written as
+ * enc_table writes it, byte for byte, without the seen map and the
+ * recursion: the common event. Returns 1 when written, 0 when the table
+ * is not flat (nothing written), or SL_ENOMEM. Needs 3 free stack slots.
+ * One traversal with lua_next writes the array part (keys 1..#t in
+ * order, as a sequence's come) and then the other pairs; a table whose
+ * traversal is not like that (a hole in 1..#t, those keys out of order)
+ * is written by flat_slow, which reads 1..#t by index (cd_enc_flat). */
+
+/* Writes the key and value at -2 and -1 (a flat table's pair). */
+static int put_pair(sl_buf *b, lua_State *L) {
+  int rc = put_scalar(b, L, lua_type(L, -2), -2);
+  return rc ? rc : put_scalar(b, L, lua_type(L, -1), -1);
+}
+
+static int flat_slow(lua_State *L, int idx, lua_Unsigned narr, sl_buf *b) {
+  int rc;
+  if (put_tag_varint(b, T_TABLE, narr) || sl_buf_putc(b, 0)) return SL_ENOMEM;
+  size_t hpos = b->len - 1;
+  for (lua_Unsigned i = 1; i <= narr; i++) {
+    int t = lua_rawgeti(L, idx, (lua_Integer)i);
+    rc = put_scalar(b, L, t, -1);
+    lua_pop(L, 1);
+    if (rc) return rc;
+  }
+  uint64_t nhash = 0;
+  lua_pushnil(L);                                   /* stack: nil */
+  while (lua_next(L, idx)) {                        /* stack: k v */
+    int isint;
+    lua_Integer k = lua_tointegerx(L, -2, &isint);
+    if (isint && lua_isinteger(L, -2) && k >= 1 && (lua_Unsigned)k <= narr) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if ((rc = put_pair(b, L)) != 0) {
+      lua_pop(L, 2);
+      return rc;
+    }
+    lua_pop(L, 1);                                  /* stack: k */
+    nhash++;
+  }
+  return patch_varint(b, hpos, nhash) ? SL_ENOMEM : 0;
+}
+
+int cd_enc_flat(lua_State *L, int idx, int names, sl_buf *b) {
+  size_t len0 = b->len;
+  int rc;
+  lua_pushvalue(L, idx);
+  int named = lua_rawget(L, names) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (named) return 0;
+  lua_Unsigned narr = lua_rawlen(L, idx);
+  if (put_tag_varint(b, T_TABLE, narr) || sl_buf_putc(b, 0)) return SL_ENOMEM;
+  size_t hpos = b->len - 1;
+  lua_Unsigned next = 1;                            /* the array key expected */
+  uint64_t nhash = 0;
+  lua_pushnil(L);                                   /* stack: nil */
+  while (lua_next(L, idx)) {                        /* stack: k v */
+    if (next <= narr) {
+      if (!lua_isinteger(L, -2) || (lua_Unsigned)lua_tointeger(L, -2) != next) {
+        lua_pop(L, 2);
+        goto slow;
+      }
+      next++;
+      rc = put_scalar(b, L, lua_type(L, -1), -1);
+    } else {
+      rc = put_pair(b, L);
+      nhash++;
+    }
+    lua_pop(L, 1);                                  /* stack: k */
+    if (rc) {
+      lua_pop(L, 1);
+      goto not_flat;
+    }
+  }
+  if (next != narr + 1) goto slow;                  /* a hole in 1..#t */
+  if (patch_varint(b, hpos, nhash)) return SL_ENOMEM;
+  return 1;
+slow:
+  b->len = len0;
+  if ((rc = flat_slow(L, idx, narr, b)) == 0) return 1;
+not_flat:
+  b->len = len0;
+  return rc < 0 ? rc : 0;
+}
+
+int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out) {
+  return put_scalar(out, L, lua_type(L, idx), idx);
+}
+
+static int is_scalar(int t) {
+  return t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING;
+}
+
+int sl_encode_pair_to(lua_State *L, int k, int v, sl_buf *out) {
+  int tk = lua_type(L, k), tv = lua_type(L, v);
+  if (!is_scalar(tk) || !is_scalar(tv)) return 1;
+  size_t len0 = out->len;
+  /* as enc_flat writes the table {k, v}: two array values, no pairs */
+  int rc = put_tag_varint(out, T_TABLE, 2) || sl_buf_putc(out, 0) ? SL_ENOMEM : 0;
+  if (rc == 0) rc = put_scalar(out, L, tk, k);
+  if (rc == 0) rc = put_scalar(out, L, tv, v);
+  if (rc) out->len = len0;
+  return rc;
+}
