@@ -50,6 +50,12 @@ int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out);
  * (byte for byte what sl_encode writes for it): 0, SL_ENOMEM, or 1
  * (nothing written) when either is not a scalar. */
 int sl_encode_pair_to(lua_State *L, int k, int v, sl_buf *out);
+/* Appends to bb, for each p in 1..n that gets a pair of the table at t,
+ * the event {p, part}: part holds the pairs of t whose key the engine's
+ * partition hash of its encoding sends to p (as sluice._hash(k, n) does).
+ * 0, SL_ENOMEM, or 1 (nothing appended) when a key or value is not a
+ * scalar. */
+int sl_encode_split_to(lua_State *L, int t, uint32_t n, sl_batch_builder *bb);
 
 /* Writes the encoding of the nil, boolean, number or string at idx to
  * dst[0..cap) -- the same bytes sl_encode appends -- and returns its

@@ -3,9 +3,11 @@
  * written byte for byte as the general encoder (codec_enc.c) writes them,
  * without its seen map and recursion. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <lua.h>
 #include "codec.h"
+#include "hash.h"
 #include "codec_int.h"
 #include "status.h"
 
@@ -151,5 +153,60 @@ int sl_encode_pair_to(lua_State *L, int k, int v, sl_buf *out) {
   if (rc == 0) rc = put_scalar(out, L, tk, k);
   if (rc == 0) rc = put_scalar(out, L, tv, v);
   if (rc) out->len = len0;
+  return rc;
+}
+
+/* A varint with no tag. */
+static int put_varint(sl_buf *b, uint64_t v) {
+  char *p = room(b, MAXVARINT);
+  if (!p) return SL_ENOMEM;
+  b->len += varint_put(p, v);
+  return 0;
+}
+
+/* The integer i >= 0, as number_put writes it. */
+static int put_count(sl_buf *b, uint64_t i) {
+  if (i < 64) return sl_buf_putc(b, (uint8_t)(T_FIXINT + i)) ? SL_ENOMEM : 0;
+  return put_tag_varint(b, T_INT, zigzag((lua_Integer)i));
+}
+
+int sl_encode_split_to(lua_State *L, int t, uint32_t n, sl_batch_builder *bb) {
+  sl_buf *parts = calloc(n, sizeof *parts), key = SL_BUF_INIT;
+  uint64_t *count = calloc(n, sizeof *count);
+  int rc = parts && count ? 0 : SL_ENOMEM;
+  t = lua_absindex(L, t);
+  if (rc == 0) {
+    lua_pushnil(L);
+    while (lua_next(L, t)) {                        /* stack: k v */
+      key.len = 0;
+      rc = put_scalar(&key, L, lua_type(L, -2), -2);
+      uint32_t p = 0;
+      if (rc == 0) {
+        p = n == 1 ? 0 : sl_hash_partition(sl_hash_bytes(key.data, key.len), n);
+        rc = sl_buf_append(&parts[p], key.data, key.len) ? SL_ENOMEM : 0;
+      }
+      if (rc == 0) rc = put_scalar(&parts[p], L, lua_type(L, -1), -1);
+      if (rc != 0) {
+        lua_pop(L, 2);
+        break;
+      }
+      count[p]++;
+      lua_pop(L, 1);
+    }
+  }
+  /* {p, part}: two array values and no pairs; part: no array values and
+   * count[p] pairs (as the decoder reads a table) */
+  for (uint32_t p = 0; rc == 0 && p < n; p++) {
+    sl_buf *b = &bb->bytes;
+    if (count[p] == 0) continue;
+    if (put_tag_varint(b, T_TABLE, 2) || sl_buf_putc(b, 0) || put_count(b, (uint64_t)p + 1) ||
+        put_tag_varint(b, T_TABLE, 0) || put_varint(b, count[p]) || sl_buf_append(b, parts[p].data, parts[p].len) ||
+        sl_bb_end_event(bb))
+      rc = SL_ENOMEM;
+  }
+  for (uint32_t p = 0; parts && p < n; p++) sl_buf_free(&parts[p]);
+  free(parts);
+  free(count);
+  sl_buf_free(&key);
   return rc;
 }

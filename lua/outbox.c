@@ -11,7 +11,8 @@
  *   sluice._putter(ob) returns a function put(e) that appends e to ob,
  *   which the fused loop calls; sluice._put_array(ob, t) appends t's
  *   elements (a flat_map's array), sluice._put_pairs(ob, t) a table's
- *   pairs as {k, v} events. A stage callback returns the outbox in
+ *   pairs as {k, v} events, sluice._put_split(ob, t, n) a keyed
+ *   accumulator cut by partition. A stage callback returns the outbox in
  *   place of an events array, and the stage emits its batch without
  *   encoding it again.
  * - sluice._snap(t) copies a flat table (scalar keys and values) in C, for
@@ -186,6 +187,22 @@ static int l_put_pairs(lua_State *L) {
   return 0;
 }
 
+/* sluice._put_split(ob, t, n) -> true, or false (nothing appended): a
+ * keyed combining layer's accumulator t cut by partition and put into ob
+ * as the events {p, part} for p in 1..n (sl_encode_split_to), with no
+ * table made per partition; false when a key or value is not a scalar. */
+static int l_put_split(lua_State *L) {
+  outbox *o = check_outbox(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 3, "must be a partition count >= 1");
+  lua_settop(L, 2);
+  int rc = sl_encode_split_to(L, 2, (uint32_t)n, &o->bb);
+  if (rc < 0) return fail(L, "not enough memory");
+  lua_pushboolean(L, rc == 0);
+  return 1;
+}
+
 /* sluice._snap(t) -> a copy of the flat table t, or nothing when t holds
  * a table or a function (as a key or value); any other value is returned
  * as it is. */
@@ -216,7 +233,8 @@ void sl_outbox_open(lua_State *L) {
     luaL_setfuncs(L, mt, 1);
   }
   static const luaL_Reg fns[] = {
-    {"_putter", l_putter}, {"_put_array", l_put_array}, {"_put_pairs", l_put_pairs}, {"_outbox", l_outbox},
+    {"_putter", l_putter}, {"_put_array", l_put_array}, {"_put_pairs", l_put_pairs}, {"_put_split", l_put_split},
+    {"_outbox", l_outbox},
     {NULL, NULL}};
   lua_pushvalue(L, -2);
   lua_insert(L, -2);                              /* stack: sluice sluice mt */

@@ -40,7 +40,7 @@ end
 -- What a trigger emits from an accumulator without on_trigger (API.md §4
 -- emit rules). With into (an outbox), a table's pairs go straight into
 -- it, with no {k, v} table made per pair, and nothing is returned.
-local PUT_PAIRS = sluice._put_pairs
+local PUT_PAIRS, PUT_SPLIT = sluice._put_pairs, sluice._put_split
 local function acc_events(cfg, acc, into)
   local mode = cfg.emit_mode or "events"
   if mode == "state" then return { acc } end
@@ -146,11 +146,18 @@ local function layer_done(st, out)
   if cfg.comb_win then
     flush_runs(st, out)
   elseif cfg.comb_acc then
-    local parts = split_by_key(st.acc, cfg.comb)
+    local acc = st.acc
     st.acc = nil
-    for p = 1, cfg.comb do
-      if parts[p] then out[#out + 1] = { p, parts[p] } end
-      parts[p] = nil
+    -- into an outbox, a table of scalars is cut and encoded in one pass
+    -- (no table per partition); anything else is cut here
+    if not (type(out) == "userdata" and type(acc) == "table" and getmetatable(acc) == nil
+            and PUT_SPLIT(out, acc, cfg.comb)) then
+      local parts = split_by_key(acc, cfg.comb)
+      acc = nil
+      for p = 1, cfg.comb do
+        if parts[p] then out[#out + 1] = { p, parts[p] } end
+        parts[p] = nil
+      end
     end
   elseif cfg.comb then
     local acc = st.acc

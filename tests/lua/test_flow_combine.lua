@@ -238,6 +238,36 @@ function TestFlowCombine:test_keyed_accumulators_are_cut_by_key()
   end
 end
 
+-- A keyed accumulator of scalars is cut and encoded in one pass: each
+-- partition gets the keys the engine's hash sends it, as without merge
+-- (70 partitions: numbers past 63 take more than one byte).
+function TestFlowCombine:test_keyed_scalars_land_where_their_keys_hash()
+  local fl = F.from_enumerable(sluice.range(1, 3000), { stages = 3 })
+    :map(function(x) return "w" .. x % 500 end):partition({ stages = 70 })
+  local function rows(opts)
+    local out = fl:reduce(function() return {} end, count, opts)
+      :on_trigger(function(acc, p)
+        local r = {}
+        for k, n in pairs(acc) do r[#r + 1] = k .. "=" .. n end
+        table.sort(r)
+        return { { p.index, table.concat(r, " ") } }
+      end):to_list()
+    return sorted(out, function(a, b) return a[1] < b[1] end)
+  end
+  local plain = rows()
+  lu.assertEquals(#plain, 70)
+  lu.assertEquals(rows({ merge = sum, keyed = true }), plain)
+  local keys = 0
+  for _, r in ipairs(plain) do
+    for k, n in r[2]:gmatch("(w%d+)=(%d+)") do
+      lu.assertEquals(sluice._hash(k, 70), r[1])
+      lu.assertEquals(n, "6")
+      keys = keys + 1
+    end
+  end
+  lu.assertEquals(keys, 500)
+end
+
 function TestFlowCombine:test_keyed_cuts_what_the_accumulator_holds()
   -- an accumulator that breaks the keyed promise shows where it was cut:
   -- its "total" entry lands in one partition only, the one "total" hashes to
@@ -277,7 +307,9 @@ function TestFlowCombine:test_keyed_word_count_and_where_keyed_does_not_apply()
   local want = H.plain_word_count(text)
   local words = F.from_enumerable(sluice.lines(text), { stages = 2 })
     :flat_map(function(line) return line:lower():gmatch("%a+") end)
-  for _, stages in ipairs({ 1, 2, 4 }) do
+  -- (70: partition numbers past 63 take more than one byte where the
+  -- accumulator is cut and encoded in one pass)
+  for _, stages in ipairs({ 1, 2, 4, 70 }) do
     local got = words:partition({ stages = stages })
       :reduce(function() return {} end, count, { merge = sum, keyed = true }):to_list()
     lu.assertEquals(sorted(got, H.by_word), want, "stages = " .. stages)
