@@ -200,6 +200,7 @@ void sl_pool_tune_gc(sl_pool *p, lua_State *L) {
   if (minor != p->gc_minor || major != p->gc_major) {
     p->gc_minor = minor;
     p->gc_major = major;
-    lua_gc(L, LUA_GCGEN, minor, major);
+    /* (a stage that chose the incremental collector keeps it) */
+    if (lua_gc(L, LUA_GCGEN, minor, major) == LUA_GCINC) lua_gc(L, LUA_GCINC, 0, 0, 0);
   }
 }

@@ -101,6 +101,23 @@ function TestRuntime:test_bad_arguments()
 end
 
 -- Values that cross between states (lua/README.md §2), one test per row
+-- A worker's collector is generational, its multipliers set after each
+-- message for the heap it holds; a stage that switched it to incremental
+-- keeps incremental while the heap grows past those settings.
+function TestRuntime:test_a_stage_keeps_the_collector_it_chose()
+  local r = sluice.flow.from_enumerable(sluice.range(1, 600000), { stages = 1 })
+    :reduce(function() return { n = 0, seen = {}, modes = {}, first = collectgarbage("incremental") } end,
+      function(i, acc)
+        acc.n = acc.n + 1
+        if i <= 150000 then acc.seen[i] = "v" .. i end
+        if acc.n % 10000 == 0 then acc.modes[collectgarbage("incremental")] = true end
+        return acc
+      end)
+    :on_trigger(function(acc) return { { acc.n, acc.first, acc.modes.generational or false } } end)
+    :to_list()
+  lu.assertEquals(r, { { 600000, "generational", false } })
+end
+
 TestValues = {}
 
 function TestValues:test_scalars_keep_subtype()
