@@ -39,7 +39,7 @@ end
 
 -- What a trigger emits from an accumulator without on_trigger (API.md §4
 -- emit rules). With into (an outbox), a table's pairs go straight into
--- it, with no {k, v} table made per pair, and nothing is returned.
+-- it, with no {k, v} table made per pair, and the list returned is empty.
 local PUT_PAIRS, PUT_SPLIT = sluice._put_pairs, sluice._put_split
 local function acc_events(cfg, acc, into)
   local mode = cfg.emit_mode or "events"
