@@ -234,15 +234,21 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   -- user function made e (it may hold on to it and change it later)
   local function sink(ind, made)
     if comb and comb.win then
-      -- acc[p]: {wid, partial, events} per run of events of one window
-      w(ind .. "local recs = acc[p]\n")
-      w(ind .. "if not recs then recs = {}; acc[p] = recs end\n")
-      w(ind .. "local r = recs[#recs]\n")
+      -- acc[p]: {wid, partial, events} per run of events of one window;
+      -- newest[p]: the newest of them, for this call of the loop
+      w(ind .. "local r = newest[p]\n")
       w(ind .. "if not r or r[1] ~= wid then\n")
-      w(ind .. "  local a = acc_fn()\n")
-      w(ind .. "  if a == nil then NILACC('accumulator', 'acc_fun') end\n")
-      w(ind .. "  r = {wid, a, 0}; recs[#recs + 1] = r\n")
+      w(ind .. "  local recs = acc[p]\n")
+      w(ind .. "  if not recs then recs = {}; acc[p] = recs end\n")
+      w(ind .. "  r = recs[#recs]\n")
+      w(ind .. "  if not r or r[1] ~= wid then\n")
+      w(ind .. "    local a = acc_fn()\n")
+      w(ind .. "    if a == nil then NILACC('accumulator', 'acc_fun') end\n")
+      w(ind .. "    r = {wid, a, 0}; recs[#recs + 1] = r\n")
+      w(ind .. "  end\n")
+      w(ind .. "  newest[p] = r\n")
       w(ind .. "end\n")
+      uses.newest = true
       w(ind .. "local a = reduce_reduce(e, r[2])\n")
       w(ind .. "if a == nil then NILACC('reduce') end\n")
       w(ind .. "r[2] = a; r[3] = r[3] + 1\n")
@@ -374,6 +380,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   body(1, "    ", 0, false)
   w("  end\n  return acc\nend\n")
   src[prologue] = (uses.n and "  local n = #out\n" or "") .. (uses.put and "  local PUT = PUTTER(out)\n" or "")
+    .. (uses.newest and "  local newest = {}\n" or "")
   return table.concat(src), F
 end
 
