@@ -68,24 +68,32 @@ void sl_pool_free(sl_pool *p) {
 
 static int class_of(size_t n) { return (int)((n + 15) / 16) - 1; }
 
-static void *pool_get(sl_pool *p, int c) {
+/* A block of class c from its free list or the newest slab's tail; NULL
+ * when neither has one (no slab is cut here). */
+static inline void *pool_take(sl_pool *p, int c) {
   void *b = p->free[c];
   if (b) {
     memcpy(&p->free[c], b, sizeof(void *));
     return b;
   }
   size_t size = (size_t)(c + 1) * 16;
-  if ((size_t)(p->end - p->cur) < size) {
-    slab *s = malloc(SLAB);
-    if (!s) return NULL;
-    s->next = p->slabs;
-    p->slabs = s;
-    p->cur = (char *)s + 16;   /* keeps blocks 16-byte aligned */
-    p->end = (char *)s + SLAB;
-  }
+  if ((size_t)(p->end - p->cur) < size) return NULL;
   b = p->cur;
   p->cur += size;
   return b;
+}
+
+/* A block of class c, cutting a new slab when pool_take has none. */
+static void *pool_get(sl_pool *p, int c) {
+  void *b = pool_take(p, c);
+  if (b) return b;
+  slab *s = malloc(SLAB);
+  if (!s) return NULL;
+  s->next = p->slabs;
+  p->slabs = s;
+  p->cur = (char *)s + 16;   /* keeps blocks 16-byte aligned */
+  p->end = (char *)s + SLAB;
+  return pool_take(p, c);
 }
 
 static void pool_put(sl_pool *p, void *b, int c) {
@@ -112,15 +120,7 @@ void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (SL_POOL && !ptr && nsize <= SMALL_MAX && nsize > 0 && !p->limit) {
-    int c = class_of(nsize);
-    void *b = p->free[c];
-    size_t size = (size_t)(c + 1) * 16;
-    if (b) {
-      memcpy(&p->free[c], b, sizeof(void *));
-    } else if ((size_t)(p->end - p->cur) >= size) {
-      b = p->cur;
-      p->cur += size;
-    }
+    void *b = pool_take(p, class_of(nsize));
     if (b) {
       p->used += nsize;
       return b;

@@ -164,10 +164,12 @@ static int put_varint(sl_buf *b, uint64_t v) {
   return 0;
 }
 
-/* The integer i >= 0, as number_put writes it. */
-static int put_count(sl_buf *b, uint64_t i) {
-  if (i < 64) return sl_buf_putc(b, (uint8_t)(T_FIXINT + i)) ? SL_ENOMEM : 0;
-  return put_tag_varint(b, T_INT, zigzag((lua_Integer)i));
+/* The integer i, as number_put writes it. */
+static int put_int(sl_buf *b, lua_Integer i) {
+  char *p = room(b, 1 + MAXVARINT);
+  if (!p) return SL_ENOMEM;
+  b->len += int_put(p, i);
+  return 0;
 }
 
 int sl_encode_split_to(lua_State *L, int t, uint32_t n, sl_batch_builder *bb) {
@@ -199,7 +201,7 @@ int sl_encode_split_to(lua_State *L, int t, uint32_t n, sl_batch_builder *bb) {
   for (uint32_t p = 0; rc == 0 && p < n; p++) {
     sl_buf *b = &bb->bytes;
     if (count[p] == 0) continue;
-    if (put_tag_varint(b, T_TABLE, 2) || sl_buf_putc(b, 0) || put_count(b, (uint64_t)p + 1) ||
+    if (put_tag_varint(b, T_TABLE, 2) || sl_buf_putc(b, 0) || put_int(b, (lua_Integer)p + 1) ||
         put_tag_varint(b, T_TABLE, 0) || put_varint(b, count[p]) || sl_buf_append(b, parts[p].data, parts[p].len) ||
         sl_bb_end_event(bb))
       rc = SL_ENOMEM;

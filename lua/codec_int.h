@@ -104,18 +104,21 @@ static inline int put_string(sl_buf *b, const char *s, size_t n) {
   return 0;
 }
 
+/* Writes the integer i at p (room for 1 + MAXVARINT bytes); returns the
+ * bytes written. */
+static inline size_t int_put(char *p, lua_Integer i) {
+  if ((lua_Unsigned)i < 64) {
+    *p = (char)(T_FIXINT + (int)i);
+    return 1;
+  }
+  *p = (char)T_INT;
+  return 1 + varint_put(p + 1, zigzag(i));
+}
+
 /* Writes the number at idx, keeping its subtype, at p (room for
  * 1 + MAXVARINT bytes); returns the bytes written. */
 static inline size_t number_put(char *p, lua_State *L, int idx) {
-  if (lua_isinteger(L, idx)) {
-    lua_Integer i = lua_tointeger(L, idx);
-    if ((lua_Unsigned)i < 64) {
-      *p = (char)(T_FIXINT + (int)i);
-      return 1;
-    }
-    *p = (char)T_INT;
-    return 1 + varint_put(p + 1, zigzag(i));
-  }
+  if (lua_isinteger(L, idx)) return int_put(p, lua_tointeger(L, idx));
   double d = (double)lua_tonumber(L, idx);
   uint64_t u;
   memcpy(&u, &d, sizeof u);

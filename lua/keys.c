@@ -14,16 +14,21 @@
 #include "hash.h"
 #include "keys.h"
 
+uint32_t sl_key_partition(lua_State *L, int idx, uint32_t n) {
+  char small[256];   /* scalar keys (most of them) need no buffer */
+  size_t len = sl_encode_scalar(L, idx, small, sizeof small);
+  return len ? sl_hash_partition(sl_hash_bytes(small, len), n) + 1 : 0;
+}
+
 /* sluice._hash(value, n) -> 1..n: the engine's hash of the encoded value,
  * the same on every state (partitioning by key). */
 static int l_hash(lua_State *L) {
   luaL_checkany(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 2, "must be a partition count >= 1");
-  char small[256];   /* scalar keys (most of them) need no buffer */
-  size_t len = sl_encode_scalar(L, 1, small, sizeof small);
-  if (len) {
-    lua_pushinteger(L, (lua_Integer)sl_hash_partition(sl_hash_bytes(small, len), (uint32_t)n) + 1);
+  uint32_t p = sl_key_partition(L, 1, (uint32_t)n);
+  if (p) {
+    lua_pushinteger(L, (lua_Integer)p);
     return 1;
   }
   sl_buf b = SL_BUF_INIT;

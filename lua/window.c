@@ -47,8 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
-#include "codec.h"
-#include "hash.h"
+#include "keys.h"
 #include "rt.h"
 #include "sched.h"
 #include "status.h"
@@ -522,37 +521,24 @@ static int l_wpart_of(lua_State *L) {
   if (c->n > 1) {
     if (c->same) lua_pushvalue(L, -1);
     else wpart_get(L, c->kfield, c->kidx, 3);
-    char small[256];
-    size_t len = sl_encode_scalar(L, -1, small, sizeof small);
-    if (!len) return 0;
-    p = (lua_Integer)sl_hash_partition(sl_hash_bytes(small, len), c->n) + 1;
+    p = (lua_Integer)sl_key_partition(L, -1, c->n);
+    if (!p) return 0;
   }
   lua_pushinteger(L, p);
   lua_pushinteger(L, q * c->size);
   return 2;
 }
 
-/* Reads a spec {index = i} (into *i) or {field = name} (pushed, *field
- * set); with none (the key only), pushes nil. */
+/* Reads a spec {index = i} (into *i) or {field = name} (the name pushed,
+ * *field set) as part_reader_of does; with none (the key only), pushes
+ * nil. */
 static void wpart_spec(lua_State *L, int idx, lua_Integer *i, int *field) {
-  *i = 0;
-  *field = 0;
-  if (lua_istable(L, idx)) {
-    if (lua_getfield(L, idx, "index") == LUA_TNUMBER && lua_isinteger(L, -1)) {
-      *i = lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      lua_pushnil(L);
-      return;
-    }
-    lua_pop(L, 1);
-    if (lua_getfield(L, idx, "field") == LUA_TSTRING) {
-      *field = 1;
-      return;
-    }
-    lua_pop(L, 1);
-  }
-  luaL_argcheck(L, lua_isnil(L, idx) && idx == 3, idx, "must be {index = i} or {field = name}");
-  lua_pushnil(L);
+  part_reader r = part_reader_of(L, idx);
+  int none = r.kind == PART_NONE && lua_isnil(L, idx) && idx == 3;
+  luaL_argcheck(L, r.kind == PART_INDEX || r.kind == PART_FIELD || none, idx, "must be {index = i} or {field = name}");
+  *i = r.index;
+  *field = r.kind == PART_FIELD;
+  if (!*field) lua_pushnil(L);
 }
 
 /* sluice._window_part(by, size_ms, key, n) -> f (l_wpart_of): by and key
