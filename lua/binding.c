@@ -28,6 +28,7 @@
 #include "outbox.h"
 #include "redis.h"
 #include "snapshot.h"
+#include "strfast.h"
 #include "keys.h"
 #include "argcheck.h"
 
@@ -253,10 +254,12 @@ static int l_global_index(lua_State *L) {
 
 static int open_module(lua_State *L);
 
-/* Sets up a new state (main or worker): libraries, embedded modules,
+/* Sets up a new state (main or worker): libraries (gmatch and lower with
+ * their fast paths), embedded modules,
  * line-atomic print, the sluice module as a global. */
 static void setup_state(lua_State *L) {
   luaL_openlibs(L);
+  sl_strfast_open(L);
   preload_embedded(L);
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");

@@ -1,0 +1,11 @@
+/* strfast: string.gmatch and string.lower with fast paths (strfast.c). */
+#ifndef SL_STRFAST_H
+#define SL_STRFAST_H
+#include <lua.h>
+
+/* Replaces string.gmatch and string.lower in L's string table (the one
+ * its strings' methods come from) with versions that keep Lua's results
+ * and fall back to Lua's own functions. */
+void sl_strfast_open(lua_State *L);
+
+#endif
