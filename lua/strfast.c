@@ -28,6 +28,15 @@ static int c_locale(void) {
   return name && ((name[0] == 'C' && name[1] == 0) || strcmp(name, "POSIX") == 0);
 }
 
+/* Calls Lua's own function (upvalue 1) with the arguments as they are
+ * and returns its result. */
+static int call_lua_own(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
 /* ---- the classes ----------------------------------------------------------- */
 
 typedef struct {
@@ -184,10 +193,7 @@ static int l_gmatch(lua_State *L) {
       return 1;
     }
   }
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
+  return call_lua_own(L);
 }
 
 /* ---- lower ----------------------------------------------------------------- */
@@ -196,12 +202,7 @@ static int l_gmatch(lua_State *L) {
 static int l_lower(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  if (!c_locale()) {
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    return 1;
-  }
+  if (!c_locale()) return call_lua_own(L);
   luaL_Buffer b;
   char *d = luaL_buffinitsize(L, &b, n);
   for (size_t i = 0; i < n; i++) {
