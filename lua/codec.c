@@ -4,7 +4,9 @@
  * against its input before using it. This file holds the handles and the
  * name index; the encoder is codec_enc.c, the decoder codec_dec.c. */
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -13,7 +15,7 @@
 #include "status.h"
 
 /* Registry and index keys: addresses, cheaper to look up than strings. */
-static const char NAMES_KEY = 'n', NAMES_SIG = 's';
+static const char NAMES_KEY = 'n', NAMES_SIG = 's', NAMES_MODS = 'm';
 
 static const char *const handle_mt[SL_H_NKINDS] = {
   NULL, "sluice.handle.1", "sluice.handle.2", "sluice.handle.3",
@@ -76,7 +78,56 @@ sl_handle *sl_handle_test(lua_State *L, int idx, int kind) {
 ** field. The globals table is always "_G". The index also keeps a
 ** signature of package.loaded under &NAMES_SIG; when package.loaded has
 ** changed since, or when a C function is not found, it is rebuilt.
+** Under &NAMES_MODS it keeps the set of its tables (sl_modset), sorted
+** addresses, so that a path that encodes one table at a time can tell a
+** module from an event without a lookup in the index.
 ** ===================================================================== */
+
+struct sl_modset {
+  size_t n;
+  const void *p[];
+};
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)*(const void *const *)a, y = (uintptr_t)*(const void *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Stores in the index at index the sorted set of its table keys. */
+static void mods_build(lua_State *L, int index) {
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, index)) {                      /* stack: k v */
+    n += lua_type(L, -2) == LUA_TTABLE;
+    lua_pop(L, 1);
+  }
+  sl_modset *m = lua_newuserdatauv(L, sizeof *m + n * sizeof m->p[0], 0);  /* stack: set */
+  m->n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, index)) {                      /* stack: set k v */
+    if (lua_type(L, -2) == LUA_TTABLE) m->p[m->n++] = lua_topointer(L, -2);
+    lua_pop(L, 1);
+  }
+  qsort(m->p, m->n, sizeof m->p[0], cmp_ptr);
+  lua_rawsetp(L, index, &NAMES_MODS);
+}
+
+const sl_modset *sl_encode_modset(lua_State *L, int names) {
+  lua_rawgetp(L, names, &NAMES_MODS);
+  const sl_modset *m = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return m;
+}
+
+int sl_modset_has(const sl_modset *m, const void *p) {
+  size_t lo = 0, hi = m->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if ((uintptr_t)m->p[mid] < (uintptr_t)p) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < m->n && m->p[lo] == p;
+}
 
 /* A cheap fingerprint of package.loaded: its size and the identity of its
  * keys and values. Computed once per encode call that needs the index. */
@@ -170,6 +221,7 @@ void cd_names_build(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);  /* stack: index _G */
   push_name(L, "_G", 2, NULL, 0);                  /* stack: index _G name */
   lua_rawset(L, index);
+  mods_build(L, index);
   lua_pushvalue(L, index);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
 }

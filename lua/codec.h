@@ -43,6 +43,19 @@ void sl_encode_names(lua_State *L);
 /* sl_encode with the names index that sl_encode_names pushed, at names. */
 int sl_encode_named(lua_State *L, int idx, int names, sl_buf *out, const char *root, char *err, size_t errlen);
 
+/* The tables of the names index at names (the modules, which cross by
+ * name), kept alive by the index; NULL when it has none recorded. */
+typedef struct sl_modset sl_modset;
+const sl_modset *sl_encode_modset(lua_State *L, int names);
+int sl_modset_has(const sl_modset *m, const void *p);
+/* Appends the encoding of the table at idx when it is a short array of
+ * scalars -- keys 1..n for some n from 1 to 127, every value a boolean,
+ * number or string, no other key, not a table of mods -- byte for byte
+ * what sl_encode writes: 0; 1 (nothing written) for any other table;
+ * SL_ENOMEM. The common event ({ts, i}, {word, 1}) without the general
+ * path's traversal. Needs 2 free stack slots. */
+int sl_encode_array_to(lua_State *L, int idx, const sl_modset *mods, sl_buf *out);
+
 /* Appends the encoding of the nil, boolean, number or string at idx to
  * out: 0, SL_ENOMEM, or 1 (nothing written) for any other type. */
 int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out);

@@ -136,6 +136,34 @@ not_flat:
   return rc < 0 ? rc : 0;
 }
 
+int sl_encode_array_to(lua_State *L, int idx, const sl_modset *mods, sl_buf *b) {
+  if (!mods || sl_modset_has(mods, lua_topointer(L, idx))) return 1;
+  lua_Unsigned narr = lua_rawlen(L, idx);
+  if (narr == 0 || narr >= 0x80) return 1;
+  size_t len0 = b->len;
+  char *p = room(b, 3);
+  if (!p) return SL_ENOMEM;
+  p[0] = (char)T_TABLE;
+  p[1] = (char)narr;                                /* one varint byte */
+  p[2] = 0;                                         /* no pairs */
+  b->len += 3;
+  int rc = 0;
+  for (lua_Unsigned i = 1; rc == 0 && i <= narr; i++) {
+    int t = lua_rawgeti(L, idx, (lua_Integer)i);
+    rc = t == LUA_TNIL ? 1 : put_scalar(b, L, t, -1);   /* a hole or a table inside: not ours */
+    lua_pop(L, 1);
+  }
+  if (rc == 0) {                                    /* no key after narr */
+    lua_pushinteger(L, (lua_Integer)narr);
+    if (lua_next(L, idx)) {
+      lua_pop(L, 2);
+      rc = 1;
+    }
+  }
+  if (rc) b->len = len0;
+  return rc;
+}
+
 int sl_encode_scalar_to(lua_State *L, int idx, sl_buf *out) {
   return put_scalar(out, L, lua_type(L, idx), idx);
 }

@@ -28,6 +28,7 @@ enum { UV_NAMES = 1, UV_PUTTER = 2 };   /* the outbox's user values */
 
 typedef struct outbox {
   sl_batch_builder bb;
+  const sl_modset *mods;   /* of the names index in UV_NAMES, once fetched */
 } outbox;
 
 /* The outbox at idx. The functions of this file (but a putter's put) have
@@ -47,6 +48,7 @@ static outbox *check_outbox(lua_State *L, int idx) {
 static int l_outbox(lua_State *L) {
   outbox *o = lua_newuserdatauv(L, sizeof *o, 2);
   sl_bb_init(&o->bb);
+  o->mods = NULL;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setmetatable(L, -2);
   return 1;
@@ -59,24 +61,40 @@ static int fail(lua_State *L, const char *msg) {
   return lua_error(L);
 }
 
+/* Pushes the names index the outbox at ob encodes with, fetching it (and
+ * its set of module tables) the first time. */
+static void push_names(lua_State *L, int ob, outbox *o) {
+  if (lua_getiuservalue(L, ob, UV_NAMES) == LUA_TNIL) {   /* stack: ... names */
+    lua_pop(L, 1);
+    sl_encode_names(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ob, UV_NAMES);
+    o->mods = sl_encode_modset(L, lua_gettop(L));
+  }
+}
+
 /* Appends the encoding of the value at idx to the outbox at ob (a stack
  * or upvalue index). */
 static int put(lua_State *L, int ob, outbox *o, int idx) {
   char err[256];
-  if (lua_type(L, idx) == LUA_TNIL) return fail(L, "an emitted event is nil");
-  int rc = sl_encode_scalar_to(L, idx, &o->bb.bytes);   /* strings, numbers, booleans */
+  int t = lua_type(L, idx), rc;
+  if (t == LUA_TNIL) return fail(L, "an emitted event is nil");
+  if (t == LUA_TTABLE) {   /* a short array of scalars first: the common table event */
+    if (!o->mods) {
+      push_names(L, ob, o);
+      lua_pop(L, 1);
+    }
+    rc = sl_encode_array_to(L, idx, o->mods, &o->bb.bytes);
+  } else {
+    rc = sl_encode_scalar_to(L, idx, &o->bb.bytes);   /* strings, numbers, booleans */
+  }
   if (rc == 0) {
     if (sl_bb_end_event(&o->bb) != 0) return fail(L, "not enough memory");
     return 0;
   }
   if (rc < 0) return fail(L, "not enough memory");
   idx = lua_absindex(L, idx);
-  if (lua_getiuservalue(L, ob, UV_NAMES) == LUA_TNIL) {   /* stack: ... names */
-    lua_pop(L, 1);
-    sl_encode_names(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, ob, UV_NAMES);
-  }
+  push_names(L, ob, o);
   rc = sl_encode_named(L, idx, -1, &o->bb.bytes, "event", err, sizeof err);
   lua_pop(L, 1);
   if (rc == 0) rc = sl_bb_end_event(&o->bb);

@@ -124,6 +124,70 @@ static void test_flat_tables_same_bytes(void) {
   close2(A, B);
 }
 
+/* sl_encode_array_to (an outbox's path for a table event) writes a short
+ * array of scalars byte for byte as the general path does, and declines
+ * (1, the buffer as it was) every other table: holes, other keys, tables
+ * inside, the empty table, 128 elements, and a module, which crosses by
+ * name. */
+static void test_short_arrays_same_bytes(void) {
+  lua_State *A = newstate();
+  static const char *const taken[] = {
+    "return {1, 2}", "return {1700000000000, -5, 'ts'}", "return {0/0, -0.0, 1.5, math.huge, 2.0}",
+    "return {math.mininteger, math.maxinteger, 63, 64, -1, 0}", "return {true, false, ''}",
+    "return {string.rep('w', 127), string.rep('v', 128), string.rep('u', 70000)}",
+    "local t = {} for i = 1, 127 do t[i] = i * 7 end return t",
+    "local t = {} t[2] = 'b' t[1] = 'a' return t",             /* array keys in the hash part */
+    "local t = {1, 2, 3, 4} t[4] = nil t[3] = nil return t",   /* array part past the border */
+    "return setmetatable({5, 6}, {__len = function() return 9 end, __index = {7}})",
+  };
+  static const char *const declined[] = {
+    "return {}", "return {1, nil, 3}", "return {1, 2, x = 3}", "return {1, 2, [4] = 4}",
+    "return {1, {2}}", "return {print}", "return {x = 1}",
+    "local t = {} for i = 1, 128 do t[i] = i end return t",
+    "package.loaded.arrmod = {1, 2} return package.loaded.arrmod",
+  };
+  for (int pass = 0; pass < 2; pass++) {
+    const char *const *vals = pass ? declined : taken;
+    size_t nv = pass ? sizeof declined / sizeof *declined : sizeof taken / sizeof *taken;
+    for (size_t i = 0; i < nv; i++) {
+      size_t n1;
+      int failed_before = check_failed_in_test;
+      CHECK(eval(A, vals[i]));                        /* stack: v */
+      sl_encode_names(A);                             /* stack: v names */
+      const sl_modset *mods = sl_encode_modset(A, 2);
+      CHECK(mods != NULL);
+      sl_buf b = SL_BUF_INIT;
+      CHECK_INT(sl_buf_append(&b, "pre", 3), 0);      /* what is already there stays */
+      int rc = sl_encode_array_to(A, 1, mods, &b);
+      CHECK_INT(lua_gettop(A), 2);
+      if (pass) {
+        CHECK_INT(rc, 1);
+        CHECK(b.len == 3 && memcmp(b.data, "pre", 3) == 0);
+      } else {
+        CHECK_INT(rc, 0);
+        sl_buf general = SL_BUF_INIT;
+        CHECK_INT(sl_encode_named(A, 1, 2, &general, "x", err, sizeof err), 0);
+        n1 = general.len;
+        CHECK(b.len == 3 + n1 && memcmp(b.data, "pre", 3) == 0 && memcmp(b.data + 3, general.data, n1) == 0);
+        sl_buf_free(&general);
+      }
+      if (check_failed_in_test && !failed_before) fprintf(stderr, "  (value: %s)\n", vals[i]);
+      sl_buf_free(&b);
+      lua_settop(A, 0);
+    }
+  }
+  /* the set holds the modules and _G, and nothing else */
+  sl_encode_names(A);
+  const sl_modset *mods = sl_encode_modset(A, 1);
+  lua_getglobal(A, "string");
+  CHECK(sl_modset_has(mods, lua_topointer(A, -1)));
+  lua_rawgeti(A, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  CHECK(sl_modset_has(mods, lua_topointer(A, -1)));
+  lua_newtable(A);
+  CHECK(!sl_modset_has(mods, lua_topointer(A, -1)));
+  lua_close(A);
+}
+
 /* Short arrays of scalars take a shorter path in sl_decode_batch; each
  * event decodes to what sl_decode makes of its bytes, for every kind of
  * scalar, holes, the length limit of that path (127) and arrays just past
@@ -387,6 +451,7 @@ static void test_malformed(void) {
 
 int main(void) {
   RUN(test_flat_tables_same_bytes);
+  RUN(test_short_arrays_same_bytes);
   RUN(test_batch_flat_arrays);
   RUN(test_encoded_field);
   RUN(test_truncations);
