@@ -66,6 +66,7 @@ struct sl_dispatch {
   uint64_t vacant;     /* partition: events queued for vacant partitions without using demand */
   uint64_t vacant_limit;
   uint64_t requested;  /* broadcast */
+  uint64_t emit_left;  /* demand: during emit, the consumer's demand after the batch */
   /* partition */
   part *parts;
   uint32_t nparts;
@@ -225,6 +226,7 @@ static void demand_dispatch(sl_dispatch *d, sl_batch *batch, sl_batch *leftovers
   while (left > 0 && x < d->ndems && d->dems[x].counter > 0) {
     dem *e = &d->dems[x];
     uint32_t t = e->counter < left ? (uint32_t)e->counter : left;
+    d->emit_left = e->counter - t;
     if (from == 0 && t == batch->count) {
       d->emit(d->ud, e->consumer, *batch);   /* the whole batch: hand the view over */
       *batch = SL_BATCH_EMPTY;
@@ -241,6 +243,7 @@ static void demand_dispatch(sl_dispatch *d, sl_batch *batch, sl_batch *leftovers
     }
     x++;
   }
+  d->emit_left = 0;
   if (x > 0 || partial) {
     size_t n = d->ndems;
     memcpy(d->scratch, d->dems, x * sizeof *d->dems);
@@ -705,6 +708,8 @@ int sl_dispatch_dispatch(sl_dispatch *d, sl_batch *batch, const int32_t *parts,
     return partition_dispatch(d, batch, parts, leftovers, bad);
   }
 }
+
+uint64_t sl_dispatch_emit_left(const sl_dispatch *d) { return d->emit_left; }
 
 uint64_t sl_dispatch_take_vacant(sl_dispatch *d) {
   uint64_t v = d->vacant;

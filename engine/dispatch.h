@@ -67,6 +67,12 @@ typedef struct sl_dispatch_opts {
  * "expects a maximum demand of N" warning. */
 #define SL_DISPATCH_OVER_MAX 1
 
+/* Inside an emit callback: the demand the batch's consumer has left
+ * after it (demand kind; 0 for the other kinds, where it is not kept per
+ * consumer). A consumer with demand left is not holding its producer up,
+ * so the batch may reach it a little late (sl_msg.lazy). */
+uint64_t sl_dispatch_emit_left(const sl_dispatch *d);
+
 /* Creates a dispatcher of the given kind. SL_EINVAL for a missing emit
  * callback or a partition count out of range. */
 int sl_dispatch_new(sl_dispatch_kind kind, const sl_dispatch_opts *opts, sl_dispatch **out);

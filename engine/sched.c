@@ -46,7 +46,9 @@ struct sl_inbox {
   timer *heap;
   size_t nheap, capheap;
   uint64_t next_timer;
-  int parked;     /* owner is waiting on cv */
+  int parked;     /* owner is waiting on cv: PARK_PLAIN or PARK_LAZY */
+  int lazy_run;   /* main: the last message taken was lazy */
+  uint64_t post_wakes;  /* posts that signalled the parked owner */
   int woken;      /* sl_inbox_wake was called */
   int closing;    /* worker: exit once the list is drained */
   int spin;       /* owner spins before parking (workers, when CPUs allow) */
@@ -142,6 +144,10 @@ static void push_locked(sl_inbox *in, sl_msg *m) {
 #define cpu_relax() ((void)0)
 #endif
 
+/* How an owner is parked: PARK_LAZY, for at most SL_LAZY_MS, lets lazy
+ * posts leave it asleep. */
+enum { PARK_NO = 0, PARK_PLAIN = 1, PARK_LAZY = 2 };
+
 /* How long an owner spins before it parks. */
 #define SPIN_NS 50000
 
@@ -161,8 +167,9 @@ static void spin_wait(sl_inbox *in, unsigned seen) {
 
 void sl_inbox_post(sl_inbox *in, sl_msg *m) {
   pthread_mutex_lock(&in->mu);
+  int wake = in->parked == PARK_PLAIN || (in->parked == PARK_LAZY && !m->lazy);
+  in->post_wakes += (uint64_t)wake;
   push_locked(in, m);
-  int wake = in->parked;
   pthread_mutex_unlock(&in->mu);
   if (wake) pthread_cond_signal(&in->cv);
 }
@@ -263,8 +270,10 @@ static void abs_deadline(struct timespec *ts, int64_t ms) {
 }
 
 /* Waits until the list is non-empty, a wake, closing, or timeout_ms
- * passes (<0: no limit). Returns with in->mu held. */
-static void wait_locked(sl_inbox *in, int64_t timeout_ms) {
+ * passes (<0: no limit). With lazy (main, after a lazy message) it parks
+ * for at most SL_LAZY_MS at a time while lazy posts come; a lazy park
+ * that finds nothing ends the lazy run. Returns with in->mu held. */
+static void wait_locked(sl_inbox *in, int64_t timeout_ms, int lazy) {
   int64_t deadline = timeout_ms >= 0 ? sl_now_ms() + timeout_ms : -1;
   int spun = !in->spin;
   pthread_mutex_lock(&in->mu);
@@ -285,7 +294,9 @@ static void wait_locked(sl_inbox *in, int64_t timeout_ms) {
       pthread_mutex_lock(&in->mu);
       continue;
     }
-    in->parked = 1;
+    int lazy_park = lazy && in->lazy_run;
+    if (lazy_park && (wait < 0 || wait > SL_LAZY_MS)) wait = SL_LAZY_MS;
+    in->parked = lazy_park ? PARK_LAZY : PARK_PLAIN;
     if (wait < 0) {
       pthread_cond_wait(&in->cv, &in->mu);
     } else {
@@ -293,14 +304,15 @@ static void wait_locked(sl_inbox *in, int64_t timeout_ms) {
       abs_deadline(&ts, wait);
       pthread_cond_timedwait(&in->cv, &in->mu, &ts);
     }
-    in->parked = 0;
+    in->parked = PARK_NO;
+    if (lazy_park && !in->head) in->lazy_run = 0;
   }
 }
 
 /* Worker use: waits as wait_locked does and returns the whole list
  * (caller owns it). */
 static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
-  wait_locked(in, timeout_ms);
+  wait_locked(in, timeout_ms, 0);
   sl_msg *list = in->head;
   in->head = in->tail = NULL;
   in->woken = 0;
@@ -312,16 +324,24 @@ static sl_msg *take_all(sl_inbox *in, int64_t timeout_ms, int *closing) {
 sl_msg *sl_inbox_wait(sl_inbox *in, int64_t timeout_ms) {
   /* The main thread takes one message at a time: it pops the head, so
    * draining k queued messages costs O(k), not O(k^2). */
-  wait_locked(in, timeout_ms);
+  wait_locked(in, timeout_ms, 1);
   sl_msg *m = in->head;
   if (m) {
     in->head = m->next;
     if (!in->head) in->tail = NULL;
     m->next = NULL;
+    in->lazy_run = m->lazy;
   }
   in->woken = 0;
   pthread_mutex_unlock(&in->mu);
   return m;
+}
+
+void sl_inbox_state(sl_inbox *in, sl_inbox_stats *st) {
+  pthread_mutex_lock(&in->mu);
+  st->parked = in->parked == PARK_LAZY ? SL_PARKED_LAZY : in->parked ? SL_PARKED : SL_NOT_PARKED;
+  st->post_wakes = in->post_wakes;
+  pthread_mutex_unlock(&in->mu);
 }
 
 void sl_inbox_wake(sl_inbox *in) {

@@ -24,6 +24,9 @@ typedef struct sl_msg {
   size_t len;
   void *obj;        /* host object; obj_free(obj) runs when the message is freed */
   void (*obj_free)(void *obj);
+  int lazy;         /* the receiver may take it a little late: its sender
+                       does not wait for it (events to a consumer that
+                       still has demand); see sl_inbox_wait */
 } sl_msg;
 
 sl_msg *sl_msg_new(uint32_t kind);
@@ -82,15 +85,30 @@ sl_inbox *sl_sched_main(sl_sched *s);
 int sl_sched_current(void);
 
 /* Queues m (ownership moves to the inbox). FIFO per sender. Wakes the
- * owner only when it is parked. */
+ * owner only when it is parked, and not for a lazy message while the
+ * owner is parked for at most SL_LAZY_MS (sl_inbox_wait). */
 void sl_inbox_post(sl_inbox *in, sl_msg *m);
 /* Queues m to be delivered after delay_ms; returns a timer id > 0. */
 uint64_t sl_inbox_after(sl_inbox *in, int64_t delay_ms, sl_msg *m);
 /* Cancels a pending timer; returns 1 if it was still pending. */
 int sl_inbox_cancel(sl_inbox *in, uint64_t timer);
 /* Main-thread use: waits up to timeout_ms (<0: forever) for a message.
- * Returns it, or NULL on timeout or when sl_inbox_wake was called. */
+ * Returns it, or NULL on timeout or when sl_inbox_wake was called. After
+ * it returned a lazy message, the next wait that parks wakes at least
+ * every SL_LAZY_MS and lazy posts do not signal it: a stream of small
+ * batches to the main thread (a window's results as each window ends)
+ * is taken a few at a time instead of one wake-up each, which on a
+ * virtual machine costs tens of microseconds of the sender's time. A
+ * park that finds nothing ends that: the next one waits as before. */
+#define SL_LAZY_MS 2
 sl_msg *sl_inbox_wait(sl_inbox *in, int64_t timeout_ms);
+/* What an inbox's owner is doing and how often posts woke it. */
+enum { SL_NOT_PARKED = 0, SL_PARKED = 1, SL_PARKED_LAZY = 2 };
+typedef struct sl_inbox_stats {
+  int parked;            /* SL_NOT_PARKED, SL_PARKED, or SL_PARKED_LAZY (for at most SL_LAZY_MS) */
+  uint64_t post_wakes;   /* posts that signalled the parked owner */
+} sl_inbox_stats;
+void sl_inbox_state(sl_inbox *in, sl_inbox_stats *st);
 /* Makes a pending or the next sl_inbox_wait return NULL at once (signal-safe
  * enough for a Ctrl-C path: only sets a flag and signals). */
 void sl_inbox_wake(sl_inbox *in);

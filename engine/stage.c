@@ -203,6 +203,7 @@ static void send_events(void *ud, uint64_t sub_id, sl_batch b) {
   s->events_out += b.count;
   sl_msg *m = sl_stage_msg(SL_SM_EVENTS, c->peer, sub_id, 0);
   m->batch = b;
+  m->lazy = sl_dispatch_emit_left(s->disp) > 0;
   post(s, c->peer, m);
 }
 

@@ -104,6 +104,42 @@ static void test_demand_splits_batches(void) {
   sl_dispatch_free(d);
 }
 
+/* During each emit the demand dispatcher tells the demand the consumer
+ * has left after the batch (what makes a message to it lazy); the other
+ * kinds say 0, as does the dispatcher between emits. */
+static sl_dispatch *left_disp;
+static char lefts[256];
+
+static void emit_left(void *ud, uint64_t consumer, sl_batch b) {
+  (void)ud;
+  size_t o = strlen(lefts);
+  snprintf(lefts + o, sizeof lefts - o, "%s%llu:%u/%llu", o ? " " : "", (unsigned long long)consumer,
+           (unsigned)b.count, (unsigned long long)sl_dispatch_emit_left(left_disp));
+  sl_batch_release(&b);
+}
+
+static void test_emit_left(void) {
+  for (int kind = 0; kind < 2; kind++) {
+    sl_dispatch_opts o = {0};
+    o.emit = emit_left;
+    CHECK_INT(sl_dispatch_new(kind ? SL_DISPATCH_BROADCAST : SL_DISPATCH_DEMAND, &o, &left_disp), 0);
+    CHECK_INT(sl_dispatch_subscribe(left_disp, 1, 0), 0);
+    CHECK_INT(sl_dispatch_subscribe(left_disp, 2, 0), 0);
+    CHECK_INT(ask(left_disp, 1, 5), kind ? 0 : 5);
+    CHECK_INT(ask(left_disp, 2, 3), kind ? 3 : 3);
+    lefts[0] = 0;
+    CHECK_STR(dispatch(left_disp, "a b c d e f", NULL), kind ? "d e f" : "");
+    CHECK_STR(lefts, kind ? "1:3/0 2:3/0" : "1:5/0 2:1/2");
+    lefts[0] = 0;
+    if (!kind) {
+      CHECK_STR(dispatch(left_disp, "g", NULL), "");
+      CHECK_STR(lefts, "2:1/1");
+    }
+    CHECK_INT(sl_dispatch_emit_left(left_disp), 0);
+    sl_dispatch_free(left_disp);
+  }
+}
+
 /* Exhausted consumers go to the back in the order they were served; the
  * one served in part returns to its sorted place among the others. */
 static void test_demand_reorders_after_dispatch(void) {
@@ -616,6 +652,7 @@ int main(void) {
   RUN(test_demand_ask_and_dispatch);
   RUN(test_demand_orders_by_highest_demand);
   RUN(test_demand_splits_batches);
+  RUN(test_emit_left);
   RUN(test_demand_reorders_after_dispatch);
   RUN(test_demand_pending_reduced_by_leftovers);
   RUN(test_demand_shares_storage);

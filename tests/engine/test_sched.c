@@ -120,6 +120,110 @@ static void test_wait_timeout_and_wake(void) {
   sl_sched_stop(s);
 }
 
+/* ---- lazy messages to the main thread ----------------------------------- */
+
+/* A thread that waits (up to 2 s) until the main inbox is parked the way
+ * it wants, then posts one message, lazy or not; it reports the wakes the
+ * post made (-1: the inbox was never parked so). */
+typedef struct {
+  sl_inbox *in;
+  int want;         /* SL_PARKED or SL_PARKED_LAZY */
+  int lazy;
+  int64_t n;
+  int64_t woke;
+} lazy_poster;
+
+static void *post_when_parked(void *ud) {
+  lazy_poster *p = ud;
+  sl_inbox_stats st;
+  int64_t t0 = sl_now_ms();
+  p->woke = -1;
+  for (;;) {
+    sl_inbox_state(p->in, &st);
+    if (st.parked == p->want) break;
+    if (sl_now_ms() - t0 > 2000) {
+      sl_inbox_post(p->in, num(-1));   /* let the waiter go */
+      return NULL;
+    }
+  }
+  uint64_t before = st.post_wakes;
+  sl_msg *m = num(p->n);
+  m->lazy = p->lazy;
+  sl_inbox_post(p->in, m);
+  sl_inbox_state(p->in, &st);
+  p->woke = (int64_t)(st.post_wakes - before);
+  return NULL;
+}
+
+/* Runs one poster against the main thread's wait (timeout 5 s); returns
+ * what the post did to the waiter (wakes, -1: never parked so) and checks
+ * that the message arrived. */
+static int64_t post_to_waiting_main(sl_inbox *in, int want, int lazy, int64_t n) {
+  lazy_poster p = {in, want, lazy, n, 0};
+  pthread_t t;
+  CHECK_INT(pthread_create(&t, NULL, post_when_parked, &p), 0);
+  sl_msg *m = sl_inbox_wait(in, 5000);
+  pthread_join(t, NULL);
+  CHECK(m != NULL);
+  if (m) CHECK_INT(m->n, p.woke < 0 ? -1 : n);
+  sl_msg_free(m);
+  return p.woke;
+}
+
+/* After the main thread took a lazy message, its next park lasts at most
+ * SL_LAZY_MS and a lazy post does not signal it (it finds the message
+ * when the park ends); a message that is not lazy does. A lazy park that
+ * finds nothing ends the lazy run: the next park is plain and a lazy
+ * post signals it. (A poster can be slow enough that a 2 ms park ends
+ * before it posts, so each case gets a few tries.) */
+static void test_lazy_posts_to_main(void) {
+  sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
+  sl_sched *s;
+  CHECK_INT(sl_sched_start(1, &hooks, &s), 0);
+  sl_inbox *in = sl_sched_main(s);
+  int64_t lazy_quiet = -2, plain_wakes = -2, after_run = -2;
+  for (int try = 0; try < 5 && lazy_quiet != 0; try++) {
+    sl_msg *m = num(1);
+    m->lazy = 1;
+    sl_inbox_post(in, m);
+    sl_msg_free(sl_inbox_wait(in, 0));            /* a lazy message taken */
+    lazy_quiet = post_to_waiting_main(in, SL_PARKED_LAZY, 1, 2);
+  }
+  CHECK_INT(lazy_quiet, 0);
+  for (int try = 0; try < 5 && plain_wakes != 1; try++) {
+    sl_msg *m = num(1);
+    m->lazy = 1;
+    sl_inbox_post(in, m);
+    sl_msg_free(sl_inbox_wait(in, 0));
+    plain_wakes = post_to_waiting_main(in, SL_PARKED_LAZY, 0, 3);
+  }
+  CHECK_INT(plain_wakes, 1);
+  /* the lazy run ends with a park that finds nothing */
+  sl_msg *m = num(1);
+  m->lazy = 1;
+  sl_inbox_post(in, m);
+  sl_msg_free(sl_inbox_wait(in, 0));
+  CHECK(sl_inbox_wait(in, 20) == NULL);
+  after_run = post_to_waiting_main(in, SL_PARKED, 1, 4);
+  CHECK_INT(after_run, 1);
+  /* a worker's inbox never parks lazily: a lazy post signals it */
+  sl_inbox_stats st;
+  sl_inbox *w = sl_sched_inbox(s, 0);
+  atomic_store(&handled, 0);
+  int64_t t0 = sl_now_ms();
+  do sl_inbox_state(w, &st); while (st.parked != SL_PARKED && sl_now_ms() - t0 < 2000);
+  CHECK_INT(st.parked, SL_PARKED);
+  uint64_t before = st.post_wakes;
+  m = num(5);
+  m->lazy = 1;
+  sl_inbox_post(w, m);
+  sl_inbox_state(w, &st);
+  CHECK_INT(st.post_wakes - before, 1);
+  while (atomic_load(&handled) < 1 && sl_now_ms() - t0 < 5000) {}
+  CHECK_INT(atomic_load(&handled), 1);
+  sl_sched_stop(s);
+}
+
 static void test_timers_fire_in_due_order(void) {
   sl_sched_hooks hooks = {h_start, h_handle, h_stop, NULL, NULL};
   sl_sched *s;
@@ -369,6 +473,7 @@ int main(void) {
   RUN(test_inbox_fifo);
   RUN(test_main_inbox_drain_is_linear);
   RUN(test_wait_timeout_and_wake);
+  RUN(test_lazy_posts_to_main);
   RUN(test_timers_fire_in_due_order);
   RUN(test_many_timers_heap);
   RUN(test_workers_fifo_per_sender);
