@@ -98,6 +98,16 @@ int sl_encode_batch(lua_State *L, int idx, sl_batch *out, const char *root, char
 int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
                      const char **vp, size_t *vlen);
 
+/* A combining layer's partial: when the event's bytes encode {p, part}
+ * with p a scalar and part a table of pairs of scalars (no array part,
+ * no nil), returns the number of pairs and sets *pairs to the first
+ * byte of the first key; the pairs follow key, value, key, value ... to
+ * the event's end. -1 for anything else. */
+int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs);
+/* Pushes the scalar encoded at p (a key or value of a partial that
+ * sl_encoded_partial checked) and returns where the next value starts. */
+const char *sl_push_scalar(lua_State *L, const char *p);
+
 /* Pushes a new array with the batch's events decoded in order. */
 int sl_decode_batch(lua_State *L, const sl_batch *b, char *err, size_t errlen);
 #endif

@@ -1,10 +1,12 @@
-/* codec_key: one field of an encoded event, read from its bytes. A
+/* codec_key: reading an encoded event from its bytes. One field: a
  * partition keyed by {index = i} or {field = name} hashes the encoding of
  * the event's field; when that field is a scalar, its bytes inside the
  * event's encoding are exactly its own encoding, so the key can be hashed
  * without decoding the event into a Lua state. Anything else (a table or
  * function key, a back-reference, bytes that do not parse) is left to the
- * caller, which decodes. */
+ * caller, which decodes. And a combining layer's partial {p, part} whose
+ * part holds only pairs of scalars, merged pair by pair without a table
+ * of the part (sl_encoded_partial, sl_push_scalar). */
 #include <string.h>
 #include "codec.h"
 #include "codec_int.h"
@@ -135,4 +137,64 @@ int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const cha
     }
   }
   return nil_key(vp, vlen);
+}
+
+int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs) {
+  Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};
+  uint64_t narr, nhash;
+  if (len < 3 || *r.p++ != T_TABLE || rd_varint(&r, &narr) || rd_varint(&r, &nhash) || narr != 2 || nhash != 0)
+    return -1;
+  if (r.p == r.end || !scalar_at(r.p) || skip_value(&r, 1)) return -1;   /* p */
+  if (r.p == r.end || *r.p++ != T_TABLE || rd_varint(&r, &narr) || rd_varint(&r, &nhash) || narr != 0 ||
+      nhash > (uint64_t)(r.end - r.p) / 2)
+    return -1;
+  const uint8_t *first = r.p;
+  for (uint64_t i = 0; i < 2 * nhash; i++)
+    if (r.p == r.end || !scalar_at(r.p) || *r.p == T_NIL || skip_value(&r, 1)) return -1;
+  if (r.p != r.end) return -1;
+  *pairs = (const char *)first;
+  return (int64_t)nhash;
+}
+
+/* An 8-byte little-endian double. */
+static lua_Number rd_f64(const uint8_t *p) {
+  uint64_t u = 0;
+  double d;
+  for (int k = 0; k < 8; k++) u |= (uint64_t)p[k] << (8 * k);
+  memcpy(&d, &u, sizeof d);
+  return (lua_Number)d;
+}
+
+const char *sl_push_scalar(lua_State *L, const char *at) {
+  const uint8_t *p = (const uint8_t *)at;
+  uint8_t tag = *p++;
+  uint64_t n = 0;
+  if (tag >= T_FIXSTR) {
+    lua_pushlstring(L, (const char *)p, (size_t)(tag - T_FIXSTR));
+    return (const char *)p + (tag - T_FIXSTR);
+  }
+  if (tag >= T_FIXINT) {
+    lua_pushinteger(L, tag - T_FIXINT);
+    return (const char *)p;
+  }
+  switch (tag) {
+  case T_FALSE: case T_TRUE:
+    lua_pushboolean(L, tag == T_TRUE);
+    return (const char *)p;
+  case T_FLT:
+    lua_pushnumber(L, rd_f64(p));
+    return (const char *)p + 8;
+  default: break;   /* T_INT, T_STR */
+  }
+  for (int shift = 0;; shift += 7) {
+    uint8_t c = *p++;
+    n |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) break;
+  }
+  if (tag == T_INT) {
+    lua_pushinteger(L, unzigzag(n));
+    return (const char *)p;
+  }
+  lua_pushlstring(L, (const char *)p, (size_t)n);
+  return (const char *)p + n;
 }

@@ -37,6 +37,7 @@
 #include "redis.h"
 #include "hash.h"
 #include "outbox.h"
+#include "rawbatch.h"
 #include "stage_int.h"
 #include "argcheck.h"
 #include "status.h"
@@ -349,16 +350,20 @@ static void op_handle_events(sl_stage *st, uint64_t sub_id, uint64_t peer, const
   stage *s = ls(st);
   lua_State *L = s->L;
   char err[256];
-  if (sl_decode_batch(L, chunk, err, sizeof err) != 0) {
+  /* events of a Redis source are acknowledged once handle_events returned */
+  const sl_redis_source *src = sl_redis_source_of(peer);
+  int raw = s->raw_ref != LUA_NOREF && !src;
+  if (raw) {
+    sl_rawbatch_push(L, s->raw_ref, chunk);
+  } else if (sl_decode_batch(L, chunk, err, sizeof err) != 0) {
     set_errorf(s, "handle_events: %s", err);
     return;
   }
-  /* events of a Redis source are acknowledged once handle_events returned */
-  const sl_redis_source *src = sl_redis_source_of(peer);
   if (src) sl_redis_take_ids(L, -1);
   push_from(L, sub_id, peer);
   atomic_fetch_add_explicit(&st_consumed_total, chunk->count, memory_order_relaxed);
   st_run_emitting(s, "handle_events", 2);
+  if (raw) sl_rawbatch_end(L, s->raw_ref);
   if (src) sl_redis_ack(L, src, !sl_stage_stopping(st) || (sl_stage_reason(st)->flags & SL_REASON_NORMAL));
 }
 
@@ -653,6 +658,7 @@ void st_free_lstage(stage *s) {
   if (s->part_hash != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_hash);
   free(s->key_field);
   if (s->part_names != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->part_names);
+  if (s->raw_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->raw_ref);
   if (s->lref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->lref);
   free(s->name);
   free(s);

@@ -62,6 +62,7 @@ typedef struct stage {
   selsub *sels;
   int sub_opts;           /* stack index of the options while a consumer subscribes */
   uint64_t late;          /* events a window dropped as late (stats().late) */
+  int raw_ref;            /* registry ref of its raw batch (rawbatch.c), or LUA_NOREF */
   struct stage *hnext;
 } stage;
 

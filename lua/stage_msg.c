@@ -120,7 +120,7 @@ static void start_stage(lua_State *L, int p, sl_msg *m) {
   s->ref = m->to;
   s->place = p;
   s->L = L;
-  s->part_hash = s->part_names = LUA_NOREF;
+  s->part_hash = s->part_names = s->raw_ref = LUA_NOREF;
   lua_getfield(L, t, "spec");
   lua_getfield(L, -1, "type");
   s->type = luaL_checkoption(L, -1, NULL, type_names);

@@ -277,7 +277,7 @@ function Flow:reduce_by_key(fun)
   check_fn("reduce_by_key", "fun", fun)
   local reduce, merge = by_key_fns(fun)
   return (with_reducer(self, "reduce_by_key", { kind = "reduce", name = "reduce_by_key", acc = new_table,
-    f = reduce, merge = merge, keyed_by = "pair", pairs = true,
+    f = reduce, merge = merge, merge_pairs = { fun = fun, nilfn = by_key_nil }, keyed_by = "pair", pairs = true,
     fast = { code = BY_KEY_FAST, fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
 end
 
@@ -294,7 +294,7 @@ function Flow:frequencies()
     return acc
   end
   return (with_reducer(self, "frequencies", { kind = "reduce", name = "frequencies", acc = new_table,
-    f = reduce, merge = add_counts, keyed_by = "event", pairs = true, fast = { code = FREQUENCIES_FAST } }))
+    f = reduce, merge = add_counts, merge_pairs = {}, keyed_by = "event", pairs = true, fast = { code = FREQUENCIES_FAST } }))
 end
 
 -- flow:frequencies_by(key_fun): the count of each key_fun(event).
@@ -314,7 +314,7 @@ function Flow:frequencies_by(key_fun)
     return acc
   end
   return (with_reducer(self, "frequencies_by", { kind = "reduce", name = "frequencies_by", acc = new_table,
-    f = reduce, merge = add_counts, keyed_by = key_fun, pairs = true,
+    f = reduce, merge = add_counts, merge_pairs = {}, keyed_by = key_fun, pairs = true,
     fast = { code = FREQUENCIES_BY_FAST, fns = { reduce_frequencies_by = key_fun, FREQ_NEW = new_key } } }))
 end
 

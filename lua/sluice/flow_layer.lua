@@ -39,6 +39,26 @@ local function merge_run(reduce_merge_fn, at)
   end
 end
 
+-- The same for a reducer whose merge adds a partial's pairs into the
+-- accumulator one by one (red.merge_pairs: frequencies, frequencies_by,
+-- reduce_by_key): the stage takes its events as a raw batch
+-- (sluice._raw_events) and each partial's pairs go into acc straight
+-- from their bytes, with no table of the partial; one that is not pairs
+-- of scalars is decoded and merged as above.
+local function raw_merge_run(red)
+  local merge, fun, nilfn = red.merge, red.merge_pairs.fun, red.merge_pairs.nilfn
+  local MERGE_RAW, RAW_GET = sluice._merge_raw, sluice._raw_get
+  return function(events, _, acc)
+    for i = 1, #events do
+      if not MERGE_RAW(events, i, acc, fun, nilfn) then
+        acc = merge(RAW_GET(events, i)[2], acc)
+        if acc == nil then nilacc("reduce merge", "the merge function") end
+      end
+    end
+    return acc
+  end
+end
+
 local function layer_init(cfg)
   local st = { cfg = cfg, left = cfg.producers, ups = {}, seen = {} }
   if cfg.ops_src then st.run = load_run(cfg, cfg.ops_src) end
@@ -57,7 +77,14 @@ local function layer_init(cfg)
       st.acc = {}
     end
   end
-  if cfg.merging then st.run = merge_run(red.merge, window.needed(cfg.window) and 3 or 2) end
+  if cfg.merging then
+    if red.merge_pairs and not window.needed(cfg.window) and not (cfg.unwrap or cfg.join or cfg.batch_fn) then
+      sluice._raw_events()
+      st.run = raw_merge_run(red)
+    else
+      st.run = merge_run(red.merge, window.needed(cfg.window) and 3 or 2)
+    end
+  end
   if cfg.join then st.lt, st.rt = {}, {} end
   if window.needed(cfg.window) then window.init(st, cfg) end
   return st

@@ -133,6 +133,23 @@ local function flush_runs(st, out)
   st.acc = {}
 end
 
+-- A reduce's end drops its accumulator, often the most its worker holds
+-- (a word count's vocabulary); the collector runs only as a state
+-- allocates, so at the end of a flow, when the worker allocates no more,
+-- that memory stayed taken while the main thread built the results. A
+-- full collection after the end frees it (the large blocks go back to
+-- the system), when the heap has grown by half since the last one (and
+-- by 1 MB): a worker with many stages does not collect once per stage
+-- for little.
+local collected_kb = 0
+local function collect_after_end()
+  local kb = collectgarbage("count")
+  if kb - collected_kb > math.max(1024, collected_kb / 2) then
+    collectgarbage()
+    collected_kb = collectgarbage("count")
+  end
+end
+
 -- The global window's "done": what the layer emits once its upstream
 -- ended, appended to out when given.
 local function layer_done(st, out)
@@ -159,6 +176,8 @@ local function layer_done(st, out)
         parts[p] = nil
       end
     end
+    acc = nil
+    collect_after_end()
   elseif cfg.comb then
     local acc = st.acc
     st.acc = nil
@@ -173,6 +192,7 @@ local function layer_done(st, out)
       out[#out + 1] = events[i]
       events[i] = nil
     end
+    collect_after_end()
   end
   -- (the accumulators are dropped as they go out: an outbox holds their
   -- bytes, and the collector can free the tables while the end of the

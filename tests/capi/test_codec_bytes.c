@@ -29,6 +29,15 @@ static uint64_t next_rand(void) {
  * result, the stack must be balanced. Returns the status of sl_decode. */
 static int decode_any(lua_State *L, const char *p, size_t n) {
   int top = lua_gettop(L);
+  /* read as a partial, the pairs end exactly at the end */
+  const char *pairs;
+  int64_t np = sl_encoded_partial(p, n, &pairs);
+  for (int64_t k = 0; k < 2 * np; k++) {
+    pairs = sl_push_scalar(L, pairs);
+    lua_pop(L, 1);
+  }
+  if (np >= 0) CHECK(pairs == p + n);
+  lua_settop(L, top);
   int rc = sl_decode(L, p, n, err, sizeof err);
   if (rc == 0) {
     CHECK_INT(lua_gettop(L), top + 1);
@@ -186,6 +195,46 @@ static void test_short_arrays_same_bytes(void) {
   lua_newtable(A);
   CHECK(!sl_modset_has(mods, lua_topointer(A, -1)));
   lua_close(A);
+}
+
+/* sl_encoded_partial reads {p, part} with a part of scalar pairs, whose
+ * keys and values sl_push_scalar pushes as decoding would; it declines
+ * anything else, and no prefix of a partial's bytes reads as one. */
+static void test_encoded_partials(void) {
+  lua_State *A = newstate(), *B = newstate();
+  size_t n;
+  char *bytes = encode_chunk(A, "return {3, {a = 1, [''] = -2.5, [7] = true, [-1] = 'v',"
+                                " [string.rep('k', 300)] = math.mininteger, [false] = 0}}", &n);
+  CHECK(bytes != NULL);
+  const char *pairs = NULL;
+  CHECK_INT(sl_encoded_partial(bytes, n, &pairs), 6);
+  lua_newtable(B);                                  /* the pairs, pushed */
+  for (int k = 0; pairs && k < 6; k++) {
+    pairs = sl_push_scalar(B, pairs);
+    pairs = sl_push_scalar(B, pairs);
+    lua_rawset(B, 1);
+  }
+  CHECK(pairs == bytes + n);
+  lua_setglobal(B, "got");
+  CHECK_LUA(B, "got.a == 1 and math.type(got.a) == 'integer' and got[''] == -2.5 and got[7] == true"
+               " and got[-1] == 'v' and got[string.rep('k', 300)] == math.mininteger and got[false] == 0");
+  for (size_t len = 0; len < n; len++) CHECK_INT(sl_encoded_partial(bytes, len, &pairs), -1);
+  free(bytes);
+  static const char *const declined[] = {
+    "return {3, {1, 2}}", "return {3, {a = {}}}", "return {3, {a = print}}", "return {1, 2, 3}",
+    "return {3}", "return {{}, {a = 1}}", "return {3, {a = 1}, x = 1}", "return 'str'", "return {3, 'x'}",
+  };
+  for (size_t i = 0; i < sizeof declined / sizeof *declined; i++) {
+    bytes = encode_chunk(A, declined[i], &n);
+    CHECK(bytes != NULL);
+    if (bytes) CHECK_INT(sl_encoded_partial(bytes, n, &pairs), -1);
+    free(bytes);
+  }
+  bytes = encode_chunk(A, "return {1, {}}", &n);   /* an empty part: no pairs */
+  CHECK(bytes != NULL);
+  if (bytes) CHECK_INT(sl_encoded_partial(bytes, n, &pairs), 0);
+  free(bytes);
+  close2(A, B);
 }
 
 /* Short arrays of scalars take a shorter path in sl_decode_batch; each
@@ -452,6 +501,7 @@ static void test_malformed(void) {
 int main(void) {
   RUN(test_flat_tables_same_bytes);
   RUN(test_short_arrays_same_bytes);
+  RUN(test_encoded_partials);
   RUN(test_batch_flat_arrays);
   RUN(test_encoded_field);
   RUN(test_truncations);

@@ -336,6 +336,59 @@ function TestFlowCombiners:test_run_errors_on_a_key_already_seen()
   lu.assertEquals(sorted(got, by_inspect), { { "1", 1 }, { 1, 15 } })
 end
 
+-- merging from bytes --------------------------------------------------------------
+
+-- The merging layer of reduce_by_key, frequencies and frequencies_by adds
+-- each partial's pairs into its accumulator straight from their bytes; a
+-- partial that is not pairs of scalars is decoded and merged as before.
+-- The split range gives each first-layer stage its share, so a key's
+-- partials meet in the merge.
+function TestFlowCombiners:test_merging_layer_takes_partials_from_their_bytes()
+  local long = string.rep("k", 200)
+  local keys = { "a", "", long, 7, -3, 0, 2 ^ 40, math.mininteger, 1.5, -0.25, true, false }
+  local function key_of(x) return keys[x % #keys + 1] end
+  local function value_of(x) return x % 3 == 0 and x + 0.5 or x end
+  local plain, plain_n = {}, {}
+  for x = 1, 30000 do
+    local k = key_of(x)
+    plain[k] = (plain[k] or 0) + value_of(x)
+    plain_n[k] = (plain_n[k] or 0) + 1
+  end
+  for _, st in ipairs({ 2, 3 }) do
+    local by_key = F.from_enumerable(sluice.range(1, 30000), { stages = st })
+      :map(function(x) return { key_of(x), value_of(x) } end)
+      :partition({ stages = 2, key = { index = 1 } }):reduce_by_key(add):to_list()
+    lu.assertEquals(sorted(by_key, by_inspect), pairs_of(plain), "reduce_by_key, stages " .. st)
+    local freq = F.from_enumerable(sluice.range(1, 30000), { stages = st }):map(key_of)
+      :partition({ stages = 2 }):frequencies():to_list()
+    lu.assertEquals(sorted(freq, by_inspect), pairs_of(plain_n), "frequencies, stages " .. st)
+    local freq_by = F.from_enumerable(sluice.range(1, 30000), { stages = st })
+      :partition({ stages = 2, key = key_of }):frequencies_by(key_of):to_list()
+    lu.assertEquals(sorted(freq_by, by_inspect), pairs_of(plain_n), "frequencies_by, stages " .. st)
+  end
+  -- table values: the partial is decoded and merged by the same function
+  local tables = F.from_enumerable(sluice.range(1, 3000), { stages = 2 })
+    :map(function(x) return { x % 5, { x } } end)
+    :partition({ stages = 2, key = { index = 1 } })
+    :reduce_by_key(function(a, b) return { a[1] + b[1] } end):to_list()
+  local want = {}
+  for x = 1, 3000 do want[x % 5] = (want[x % 5] or 0) + x end
+  local got = {}
+  for _, kv in ipairs(tables) do got[kv[1]] = kv[2][1] end
+  lu.assertEquals(got, want)
+  -- the function's nil in the merge is its error: a partition by letter
+  -- gives both stages of the combining layer letters, so their partials
+  -- (two letters or more) meet in the merge, where the function fails
+  local letters = {}
+  for i = 1, 40 do letters[i] = string.char(64 + i) end
+  lu.assertStrMatches(run_error(function()
+    F.from_enumerable(letters, { stages = 1 }):partition({ stages = 2 })
+      :map(function(c) return { "k", c } end)
+      :partition({ stages = 2, key = { index = 1 } })
+      :reduce_by_key(function(a, b) if #b == 1 then return a .. b end end):to_list()
+  end), "sluice%.flow: flow %d+ layer 2 stage %d %(reduce_by_key%): the function returned nil where a value was expected")
+end
+
 -- explain ----------------------------------------------------------------------------
 
 function TestFlowCombiners:test_explain_keyed_reduce_by_key_on_a_split_source()

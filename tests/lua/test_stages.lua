@@ -160,6 +160,42 @@ function TestCallbacks:test_handle_info_in_send_order()
                                   {"info", {k = "v"}}})
 end
 
+-- A stage that calls sluice._raw_events() in init (a flow's merging
+-- layer does) gets its events still encoded: #events counts them and
+-- sluice._raw_get decodes one; kept past its callback, the batch raises
+-- an error instead of reading bytes that are gone.
+function TestCallbacks:test_raw_events_batch()
+  local c = sluice.start({
+    type = "consumer",
+    init = function(want)
+      sluice._raw_events()
+      return {want = want, got = {}, sizes = {}}
+    end,
+    handle_events = function(events, from, st)
+      st.kind = type(events)
+      st.sizes[#st.sizes + 1] = #events
+      for i = 1, #events do st.got[#st.got + 1] = sluice._raw_get(events, i) end
+      local ok, err = pcall(sluice._raw_get, events, #events + 1)
+      st.range_err = not ok and err or nil
+      st.kept = events
+      if #st.got >= st.want then sluice.self():send("check") end
+      return {}, st
+    end,
+    handle_info = function(msg, st)
+      local ok1, err1 = pcall(sluice._raw_get, st.kept, 1)
+      local ok2, err2 = pcall(function() return #st.kept end)
+      sluice.self():stop({"done", st.kind, st.got, st.sizes, st.range_err, ok1, err1, ok2, err2})
+      return {}, st
+    end,
+  }, 6, {subscribe_to = {{sluice.start(Counter, {}), max_demand = 4, min_demand = 0}}})
+  local r = c:await()
+  lu.assertEquals({r[1], r[2], r[3], r[4]}, {"done", "userdata", {0, 1, 2, 3, 4, 5, 6, 7}, {4, 4}})
+  lu.assertStrContains(r[5], "event index out of range")
+  lu.assertEquals({r[6], r[8]}, {false, false})
+  lu.assertStrContains(r[7], "a raw batch is valid only inside the callback it was given to")
+  lu.assertStrContains(r[9], "a raw batch is valid only inside the callback it was given to")
+end
+
 function TestCallbacks:test_handle_cast()
   local s = sluice.start({type = "consumer", init = function() return {} end,
                           handle_events = function(e, f, st) return {}, st end,
