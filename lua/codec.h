@@ -98,6 +98,10 @@ int sl_encode_batch(lua_State *L, int idx, sl_batch *out, const char *root, char
 int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
                      const char **vp, size_t *vlen);
 
+/* The integer encoded in bytes[0..len) (a scalar sl_encoded_field gave):
+ * 0 with *out set, or -1 when the bytes are not exactly an integer. */
+int sl_encoded_int(const char *bytes, size_t len, lua_Integer *out);
+
 /* A combining layer's partial: when the event's bytes encode {p, part}
  * with p a scalar and part a table of pairs of scalars (no array part,
  * no nil), returns the number of pairs and sets *pairs to the first

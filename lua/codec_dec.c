@@ -1,11 +1,12 @@
-/* codec_dec: the decoder and the bytecode pre-check (see codec.c and
- * codec.h). */
+/* codec_dec: the decoder (see codec.c and codec.h); functions' bytecode
+ * is pre-checked by bytecode.c before it reaches lua_load. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include "codec.h"
+#include "bytecode.h"
 #include "codec_int.h"
 #include "status.h"
 
@@ -153,118 +154,6 @@ static const char *bytes_reader(lua_State *L, void *ud, size_t *size) {
   return *size ? p : NULL;
 }
 
-/* {--------------------------------------------------------------------
-** Bytecode pre-check. lua_load trusts the counts in a binary chunk: it
-** allocates (and for some vectors clears) as many items as a count says
-** before reading them, and it recurses once per nested function without
-** a limit. So before handing bytes to it, walk the chunk the way lundump
-** reads it (Lua 5.4 layout, ldump.c) and check that every count fits in
-** the bytes that are left, that the counts lundump takes on trust agree
-** (upvalue names, line info, the closure's upvalues), and that functions
-** nest at most BYTECODE_MAXNEST deep. The instructions themselves are not verified:
-** the bytes come from our own encoder in this process.
-** --------------------------------------------------------------------- */
-
-#define BYTECODE_MAXNEST 256
-#if LUA_VERSION_NUM != 504
-#error "codec.c walks the Lua 5.4 bytecode layout (bytecode_ok)"
-#endif
-
-typedef struct Scan {
-  const uint8_t *p, *end;
-  size_t isize, nsize;  /* sizes of an instruction and of a number */
-} Scan;
-
-/* ldump's dumpSize: 7-bit groups, most significant first, 0x80 on the last. */
-static int sc_size(Scan *s, uint64_t *v) {
-  uint64_t x = 0;
-  for (int i = 0; i < MAXVARINT; i++) {
-    if (s->p == s->end) return -1;
-    uint8_t b = *s->p++;
-    x = (x << 7) | (b & 0x7f);
-    if (b & 0x80) {
-      *v = x;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-static int sc_skip(Scan *s, uint64_t n) {
-  if (n > (uint64_t)(s->end - s->p)) return -1;
-  s->p += n;
-  return 0;
-}
-
-/* A count of items of at least min bytes each. */
-static int sc_count(Scan *s, uint64_t *n, size_t min) {
-  return sc_size(s, n) || *n > (uint64_t)(s->end - s->p) / min ? -1 : 0;
-}
-
-static int sc_string(Scan *s) {
-  uint64_t n;
-  return sc_size(s, &n) || (n && sc_skip(s, n - 1)) ? -1 : 0;
-}
-
-/* Walks one function; *nups gets its number of upvalues. */
-static int sc_function(Scan *s, int nest, uint64_t *nups) {
-  uint64_t n, x, ncode;
-  if (nest > BYTECODE_MAXNEST) return -1;
-  /* source, linedefined, lastlinedefined, numparams, is_vararg, maxstack */
-  if (sc_string(s) || sc_size(s, &x) || sc_size(s, &x) || sc_skip(s, 3)) return -1;
-  if (sc_count(s, &ncode, s->isize) || sc_skip(s, ncode * s->isize)) return -1;  /* code */
-  if (sc_count(s, &n, 1)) return -1;                                   /* constants */
-  for (uint64_t i = 0; i < n; i++) {
-    if (s->p == s->end) return -1;
-    switch (*s->p++) {
-    case 0x00: case 0x01: case 0x11: break;        /* nil, false, true */
-    case 0x03:                                     /* integer */
-      if (sc_skip(s, sizeof(lua_Integer))) return -1;
-      break;
-    case 0x13:                                     /* float */
-      if (sc_skip(s, s->nsize)) return -1;
-      break;
-    case 0x04: case 0x14:                          /* short, long string */
-      if (sc_string(s)) return -1;
-      break;
-    default: return -1;
-    }
-  }
-  if (sc_count(s, nups, 3) || sc_skip(s, 3 * *nups)) return -1;       /* upvalues */
-  if (sc_count(s, &n, 1)) return -1;                                   /* protos */
-  for (uint64_t i = 0; i < n; i++)
-    if (sc_function(s, nest + 1, &x)) return -1;
-  if (sc_count(s, &n, 1) || (n && n != ncode) || sc_skip(s, n)) return -1;  /* lineinfo */
-  if (sc_count(s, &n, 2)) return -1;                                   /* abslineinfo */
-  for (uint64_t i = 0; i < n; i++)
-    if (sc_size(s, &x) || sc_size(s, &x)) return -1;
-  if (sc_count(s, &n, 3)) return -1;                                   /* locvars */
-  for (uint64_t i = 0; i < n; i++)
-    if (sc_string(s) || sc_size(s, &x) || sc_size(s, &x)) return -1;
-  /* upvalue names: lundump 5.4.0-5.4.5 stores as many as the count says
-   * into the upvalue vector, without comparing with its size */
-  if (sc_count(s, &n, 1) || (n && n != *nups)) return -1;
-  for (uint64_t i = 0; i < n; i++)
-    if (sc_string(s)) return -1;
-  return 0;
-}
-
-/* Whether the binary chunk p[0..n) passes the pre-check. Its header is
- * left to lua_load to verify, except for the sizes the walk needs. The
- * byte after the header is the closure's upvalue count, which lundump
- * does not compare with the function's own count (only asserts it). */
-static int bytecode_ok(const char *p, size_t n) {
-  const uint8_t *u = (const uint8_t *)p;
-  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
-  uint64_t nups;
-  if (n < hdr + 1 || u[12] < 1 || u[12] > 8 || u[13] != sizeof(lua_Integer) ||
-      u[14] != sizeof(lua_Number))
-    return 0;
-  Scan s = {u + hdr + 1, u + n, u[12], sizeof(lua_Number)};
-  return sc_function(&s, 0, &nups) == 0 && s.p == s.end && nups == u[hdr];
-}
-
-/* }-------------------------------------------------------------------- */
 
 /* Decodes upvalue i of the function at f: T_ENV, T_UPREF or a value. An
  * upvalue named _ENV is always sent as T_ENV (the encoder does so), so any
@@ -308,7 +197,7 @@ static int dec_function(Dec *d) {
   int rc;
   if (get_bytes(d, &code, &len)) return SL_ECORRUPT;
   if ((rc = dec_enter(d)) != 0) return rc;
-  if (!bytecode_ok(code, len)) return dec_bad(d, "bad function bytecode");
+  if (!sl_bytecode_ok(code, len)) return dec_bad(d, "bad function bytecode");
   Reader r = {code, len};
   rc = lua_load(L, bytes_reader, &r, "=(sluice)", "b");  /* stack: f | msg */
   if (rc != LUA_OK) {

@@ -198,3 +198,15 @@ const char *sl_push_scalar(lua_State *L, const char *at) {
   lua_pushlstring(L, (const char *)p, (size_t)n);
   return (const char *)p + n;
 }
+
+int sl_encoded_int(const char *bytes, size_t len, lua_Integer *out) {
+  Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};
+  uint64_t u;
+  if (len == 1 && r.p[0] >= T_FIXINT && r.p[0] < T_FIXSTR) {
+    *out = r.p[0] - T_FIXINT;
+    return 0;
+  }
+  if (len < 2 || *r.p++ != T_INT || rd_varint(&r, &u) || r.p != r.end) return -1;
+  *out = unzigzag(u);
+  return 0;
+}

@@ -11,9 +11,12 @@
  * of event i's part into acc straight from the bytes. The raw batch is
  * one userdata per stage, kept in the registry; it holds the batch only
  * while the callback runs. Events of a Redis source are always decoded
- * (their ids are taken for the acknowledgement). */
+ * (their ids are taken for the acknowledgement). A window on a partition
+ * takes raw batches too (w:batch_raw in window.c): it reads the times
+ * from the bytes. */
 #include <stdio.h>
 #include <lauxlib.h>
+#include "bytecode.h"
 #include "codec.h"
 #include "rawbatch.h"
 #include "stage_int.h"
@@ -111,6 +114,8 @@ static int l_raw_events(lua_State *L) {
   return 0;
 }
 
+const sl_batch *sl_rawbatch_check(lua_State *L, int idx) { return check_rb(L, idx); }
+
 void sl_rawbatch_push(lua_State *L, int rref, const sl_batch *b) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rref);
   ((rawbatch *)lua_touserdata(L, -1))->b = b;
@@ -122,6 +127,16 @@ void sl_rawbatch_end(lua_State *L, int rref) {
   lua_pop(L, 1);
 }
 
+/* sluice._reads_param(fn, q) -> whether fn may read its parameter q
+ * (1-based; see bytecode.c): a layer whose reducer never reads its event
+ * skips decoding its events. */
+static int l_reads_param(lua_State *L) {
+  lua_Integer q = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, q >= 1 && q <= 255, 2, "parameter out of range");
+  lua_pushboolean(L, sl_reads_param(L, 1, (int)q - 1));
+  return 1;
+}
+
 void sl_rawbatch_open(lua_State *L) {
   if (luaL_newmetatable(L, RAWBATCH_MT)) {
     lua_pushcfunction(L, l_len);
@@ -129,6 +144,7 @@ void sl_rawbatch_open(lua_State *L) {
   }
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
-    {"_raw_events", l_raw_events}, {"_raw_get", l_raw_get}, {"_merge_raw", l_merge_raw}, {NULL, NULL}};
+    {"_raw_events", l_raw_events}, {"_raw_get", l_raw_get}, {"_merge_raw", l_merge_raw},
+    {"_reads_param", l_reads_param}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

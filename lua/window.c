@@ -3,6 +3,11 @@
  *
  *   sluice._window(spec) -> w        one per layer stage, on its worker
  *   w:batch(p, events) -> actions    p: 1-based producer of the batch
+ *   w:batch_raw(p, rb) -> actions    a raw batch (rawbatch.c): times read
+ *                                    from the events' bytes, each run decoded
+ *   w:skip_events()                  runs of raw batches come as counts (an
+ *                                    empty array and 1, n): the layer reads
+ *                                    no event
  *   w:batch_range(p, first, step, k) -> actions
  *                                    the batch first, first + step, ... (k
  *                                    numbers: a split sluice.range source's)
@@ -47,7 +52,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include "codec.h"
 #include "keys.h"
+#include "rawbatch.h"
 #include "rt.h"
 #include "sched.h"
 #include "status.h"
@@ -64,6 +71,7 @@ typedef struct lwin {
   size_t cap;
   int timed;      /* the kind has event times */
   int keyed;      /* sessions per key */
+  int skip;       /* w:skip_events(): runs of a raw batch come as counts */
 } lwin;
 
 /* uservalue slots: 1 spec.by, 2 spec.key, 3 key value -> id, 4 id -> key value, 5 name -> id, 6 id -> name */
@@ -233,10 +241,12 @@ static uint64_t key_id(lua_State *L, int ud) {
 }
 
 /* The events of a batch: the table at index tbl, or (tbl == 0) the
- * numbers first, first + step, ... of a split sluice.range source. */
+ * numbers first, first + step, ... of a split sluice.range source, or
+ * (raw != NULL) a raw batch's events, still encoded. */
 typedef struct ev_src {
   int tbl;
   lua_Integer first, step;
+  const sl_batch *raw;
 } ev_src;
 
 static lua_Integer range_value(const ev_src *s, lua_Unsigned i) {
@@ -245,8 +255,65 @@ static lua_Integer range_value(const ev_src *s, lua_Unsigned i) {
 
 /* Pushes event i (0-based) of the batch. */
 static void push_event(lua_State *L, const ev_src *s, lua_Unsigned i) {
-  if (s->tbl) lua_rawgeti(L, s->tbl, (lua_Integer)i + 1);
-  else lua_pushinteger(L, range_value(s, i));
+  if (s->raw) {
+    size_t len;
+    const char *p = sl_batch_event(s->raw, (uint32_t)i, &len);
+    char err[256];
+    if (sl_decode(L, p, len, err, sizeof err) != 0) luaL_error(L, "%s", err);
+  } else if (s->tbl) {
+    lua_rawgeti(L, s->tbl, (lua_Integer)i + 1);
+  } else {
+    lua_pushinteger(L, range_value(s, i));
+  }
+}
+
+/* Pushes events from .. from + n - 1 (0-based) of a raw batch as a new
+ * array, decoded as a batch is. */
+static void push_raw_slice(lua_State *L, const sl_batch *b, uint32_t from, uint32_t n) {
+  sl_batch slice = sl_batch_slice(b, from, n);
+  char err[256];
+  int rc = sl_decode_batch(L, &slice, err, sizeof err);
+  sl_batch_release(&slice);
+  if (rc != 0) luaL_error(L, "%s", err);
+}
+
+/* The integer time of event i of a raw batch read from its bytes, by the
+ * reader r ({index} or {field}): 1 with *t set, or 0 when the bytes do
+ * not say it plainly (not a table, a time that is not an integer in the
+ * window's range): the event is then decoded and read as a table is. */
+static int raw_time(lua_State *L, const sl_batch *b, uint32_t i, const part_reader *r, int64_t *t) {
+  size_t len, flen = 0, vlen;
+  const char *p = sl_batch_event(b, i, &len), *field = NULL, *v;
+  const uint8_t *u = (const uint8_t *)p;
+  if (r->kind == PART_INDEX && r->index == 1 && len >= 4 && u[0] == 0x06 && u[1] >= 1 && u[1] < 0x80 &&
+      u[2] == 0) {
+    /* the common event, {ts, ...}: a table with an array part and no
+     * pairs (tag 0x06, one-byte count, 0), whose first value is an
+     * integer (fixint 0x40-0x7f, or 0x03 and a zigzag varint) */
+    if (u[3] >= 0x40 && u[3] < 0x80) {
+      *t = u[3] - 0x40;
+      return 1;
+    }
+    if (u[3] == 0x03) {
+      uint64_t z = 0;
+      for (size_t k = 4, shift = 0; k < len && shift < 63; k++, shift += 7) {
+        z |= (uint64_t)(u[k] & 0x7f) << shift;
+        if (!(u[k] & 0x80)) {
+          lua_Integer x = (lua_Integer)((z & 1) ? ~(z >> 1) : (z >> 1));
+          if (x < SL_WIN_TIME_MIN || x > SL_WIN_TIME_MAX) return 0;
+          *t = (int64_t)x;
+          return 1;
+        }
+      }
+      return 0;
+    }
+  }
+  if (r->kind == PART_FIELD) field = lua_tolstring(L, r->slot, &flen);
+  if (sl_encoded_field(p, len, r->index, field, flen, &v, &vlen) != 1) return 0;
+  lua_Integer x;
+  if (sl_encoded_int(v, vlen, &x) != 0 || x < SL_WIN_TIME_MIN || x > SL_WIN_TIME_MAX) return 0;
+  *t = (int64_t)x;
+  return 1;
 }
 
 static const char *const trigger_names[] = {"done", "watermark", "every", "periodically"};
@@ -287,11 +354,25 @@ static void push_actions(lua_State *L, int ud, lwin *x, const ev_src *src) {
       lua_rawseti(L, arr, b + 4);
       lua_pushboolean(L, a->ends);
       lua_rawseti(L, arr, b + 5);
+    } else if (src->raw && x->skip) {
+      /* the layer reads no event: an empty array and 1..n, so the loop
+       * runs n times with a nil event */
+      lua_createtable(L, 0, 0);
+      lua_rawseti(L, arr, b + 4);
+      lua_pushinteger(L, 1);
+      lua_rawseti(L, arr, b + 5);
+      lua_pushinteger(L, (lua_Integer)a->n);
+      lua_rawseti(L, arr, b + 6);
     } else if (x->out.idx[a->from + a->n - 1] - x->out.idx[a->from] == a->n - 1) {
       /* consecutive events of the batch (a run's indices only grow): the
        * batch itself and the slice's first and last index; of a range,
        * the run's first and last number and the step */
       lua_Unsigned i0 = x->out.idx[a->from], i1 = x->out.idx[a->from + a->n - 1];
+      if (src->raw) {   /* the run decoded into an array of its own */
+        push_raw_slice(L, src->raw, (uint32_t)i0, a->n);
+        lua_rawseti(L, arr, b + 4);
+        continue;
+      }
       if (src->tbl) {
         lua_pushvalue(L, src->tbl);
         lua_rawseti(L, arr, b + 4);
@@ -367,7 +448,18 @@ static int batch_of(lua_State *L, lwin *x, uint32_t p, const ev_src *src, lua_Un
   lua_getiuservalue(L, 1, UV_KEY);
   part_reader by = part_reader_of(L, top + 1), key = part_reader_of(L, top + 2);   /* (field names pushed) */
   int ev = lua_gettop(L) + 1;
-  if (x->timed && !x->keyed && by.kind == PART_FN) {
+  if (src->raw && x->timed && !x->keyed && (by.kind == PART_INDEX || by.kind == PART_FIELD)) {
+    /* times read from the events' bytes; an event they do not give a
+     * plain time for is decoded, and read (or named in the error) as a
+     * table's is */
+    for (lua_Unsigned i = 0; i < n; i++) {
+      if (raw_time(L, src->raw, (uint32_t)i, &by, &x->times[i])) continue;
+      push_event(L, src, i);
+      push_part(L, &by, ev);
+      take_time(L, x, i);
+      lua_pop(L, 1);
+    }
+  } else if (x->timed && !x->keyed && by.kind == PART_FN) {
     /* times from a function (the first layer's fixed windows): the event
      * goes straight in as its argument */
     for (lua_Unsigned i = 0; i < n; i++) {
@@ -400,8 +492,26 @@ static int l_batch(lua_State *L) {
   lwin *x = check_win(L);
   uint32_t p = check_producer(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
-  ev_src src = {3, 0, 0};
+  ev_src src = {3, 0, 0, NULL};
   return batch_of(L, x, p, &src, lua_rawlen(L, 3), 3);
+}
+
+/* w:batch_raw(p, rb) -> actions: the events of a raw batch (rawbatch.c),
+ * read from their bytes where they can be; each run comes as an array of
+ * its events, decoded. */
+static int l_batch_raw(lua_State *L) {
+  lwin *x = check_win(L);
+  uint32_t p = check_producer(L, 2);
+  ev_src src = {0, 0, 0, sl_rawbatch_check(L, 3)};
+  return batch_of(L, x, p, &src, src.raw->count, 3);
+}
+
+/* w:skip_events(): from now on a run of a raw batch's events comes as an
+ * empty array and 1, n instead of its events decoded (the layer's loop
+ * passes its reducer a nil event: it reads none). */
+static int l_skip_events(lua_State *L) {
+  check_win(L)->skip = 1;
+  return 0;
 }
 
 /* w:batch_range(p, first, step, k) -> actions: the batch first, first +
@@ -411,7 +521,7 @@ static int l_batch(lua_State *L) {
 static int l_batch_range(lua_State *L) {
   lwin *x = check_win(L);
   uint32_t p = check_producer(L, 2);
-  ev_src src = {0, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4)};
+  ev_src src = {0, luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), NULL};
   lua_Integer k = luaL_checkinteger(L, 5);
   luaL_argcheck(L, k >= 0, 5, "count out of range");
   return batch_of(L, x, p, &src, (lua_Unsigned)k, 5);
@@ -560,7 +670,7 @@ static int l_window_part(lua_State *L) {
 }
 
 int sl_window_open_lua(lua_State *L) {
-  static const luaL_Reg methods[] = {{"batch", l_batch}, {"batch_range", l_batch_range}, {"producer_done", l_producer_done}, {"timer", l_timer},
+  static const luaL_Reg methods[] = {{"batch", l_batch}, {"batch_raw", l_batch_raw}, {"skip_events", l_skip_events}, {"batch_range", l_batch_range}, {"producer_done", l_producer_done}, {"timer", l_timer},
                                      {"message", l_message}, {"next_due", l_next_due},
                                      {"late", l_late}, {"frontier", l_frontier}, {NULL, NULL}};
   if (luaL_newmetatable(L, WINDOW_MT)) {

@@ -175,7 +175,14 @@ local function layer_lines(out, entry, downstream, notes)
   else
     w(("input: %s (by demand)"):format(from_text(entry.ups)))
   end
-  if window.needed(cfg.window) then w("window: " .. window_text(cfg.window)) end
+  if window.needed(cfg.window) then
+    w("window: " .. window_text(cfg.window))
+    if window.events_unread(cfg) then
+      w("events: the window reads their times from their bytes; the reducer reads no event, so they are not decoded")
+    elseif window.raw_input(cfg) then
+      w("events: the window reads their times from their bytes, then decodes each window's run")
+    end
+  end
   if entry.spec ~= MergeStage then
     local ops = ops_text(f)
     if ops ~= "" then

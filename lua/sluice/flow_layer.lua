@@ -86,7 +86,14 @@ local function layer_init(cfg)
     end
   end
   if cfg.join then st.lt, st.rt = {}, {} end
-  if window.needed(cfg.window) then window.init(st, cfg) end
+  if window.needed(cfg.window) then
+    window.init(st, cfg)
+    if window.raw_input(cfg) then
+      sluice._raw_events()
+      st.raw = true
+      if window.events_unread(cfg) then st.win:skip_events() end
+    end
+  end
   return st
 end
 

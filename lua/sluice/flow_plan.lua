@@ -168,7 +168,7 @@ local function layer_cfgs(f, n, extra, merging)
   for i = 1, n do
     local cfg = { ops_src = src, F = F, red = f.red, trig = f.trig, emit_mode = f.emit_mode, window = f.opts.window,
                   batch_fn = f.batch_fn, on_init = f.opts.on_init, buffer_size = f.opts.buffer_size,
-                  buffer_keep = f.opts.buffer_keep, merging = merging or nil }
+                  buffer_keep = f.opts.buffer_keep, merging = merging or nil, nops = #f.ops }
     for k, v in pairs(extra or {}) do cfg[k] = v end
     if comb then   -- the stages need only the partition count (and a keyed one, acc_fun)
       cfg.comb, cfg.comb_acc = comb.n, comb.keyed and comb.red.acc or nil

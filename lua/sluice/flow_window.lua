@@ -61,6 +61,28 @@ function M.init(st, cfg)
   st.timed = w.type == "periodic" or w.periodically_ms ~= nil or (w.lateness_ms ~= nil and w.lateness_ms >= 0)
 end
 
+-- Whether the layer's events can reach its window still encoded (a raw
+-- batch, sluice._raw_events): the window reads their times from their
+-- bytes and decodes each run of events as it goes into the loop. For
+-- times from an {index} or {field} spec, with no session key, merging,
+-- join, map_batch or stream entries to unwrap before the window.
+function M.raw_input(cfg)
+  local w = cfg.window
+  return (w.type == "fixed" or w.type == "sliding" or (w.type == "session" and w.key == nil))
+    and type(w.by) == "table" and not (cfg.merging or cfg.join or cfg.batch_fn or cfg.unwrap or cfg.comb)
+end
+
+-- Whether such a layer need not decode its events at all: its only work
+-- on them is a reduce (no operations, no custom trigger, no combiner's
+-- own code) whose function never reads its event (sluice._reads_param:
+-- from its instructions) -- a count per window. The loop then calls it
+-- with nil for each event.
+function M.events_unread(cfg)
+  local red = cfg.red
+  return M.raw_input(cfg) and red ~= nil and red.kind == "reduce" and red.name == nil and red.fast == nil
+    and cfg.nops == 0 and not cfg.window.custom and not sluice._reads_param(red.f, 1)
+end
+
 -- A producer subscribed: it gets the next index.
 function M.subscribed(st, id)
   st.np = st.np + 1
@@ -331,7 +353,7 @@ function M.events(st, events, id)
     apply(st, call(st, "batch", st.pidx[id], events), out)
     st.late_extra = st.late_extra - st.kept
   else
-    apply(st, call(st, "batch", st.pidx[id], events), out, st.sides and st.sides[id])
+    apply(st, call(st, st.raw and "batch_raw" or "batch", st.pidx[id], events), out, st.sides and st.sides[id])
   end
   arm(st)
   return out

@@ -1,0 +1,17 @@
+/* bytecode: reading a Lua 5.4 function's binary chunk without loading
+ * it (bytecode.c). */
+#ifndef SLUICE_BYTECODE_H
+#define SLUICE_BYTECODE_H
+#include <stddef.h>
+#include <lua.h>
+
+/* Whether the binary chunk p[0..n) passes the decoder's pre-check: every
+ * count fits in the bytes left, the counts lua_load takes on trust agree,
+ * functions nest at most 256 deep. */
+int sl_bytecode_ok(const char *p, size_t n);
+/* Whether the function at idx may read its parameter q (0-based): 0 only
+ * when its instructions never name that register (see bytecode.c); 1 for
+ * a C function, a vararg function, one that makes closures, or anything
+ * the walk does not know. */
+int sl_reads_param(lua_State *L, int idx, int q);
+#endif
