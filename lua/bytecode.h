@@ -14,4 +14,9 @@ int sl_bytecode_ok(const char *p, size_t n);
  * a C function, a vararg function, one that makes closures, or anything
  * the walk does not know. */
 int sl_reads_param(lua_State *L, int idx, int q);
+/* Whether the function at idx is exactly function(x) return {x, K} end
+ * for a literal K (a boolean or a small number: {word, 1}); pushes K and
+ * returns 1, else returns 0 and pushes nothing. Such a map followed by
+ * reduce_by_key needs no table per event. */
+int sl_pair_ctor(lua_State *L, int idx);
 #endif

@@ -137,6 +137,18 @@ static int l_reads_param(lua_State *L) {
   return 1;
 }
 
+/* sluice._pair_ctor(fn) -> true, K when fn is function(x) return {x, K}
+ * end (bytecode.c), else false. */
+static int l_pair_ctor(lua_State *L) {
+  if (!sl_pair_ctor(L, 1)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -2);
+  return 2;
+}
+
 void sl_rawbatch_open(lua_State *L) {
   if (luaL_newmetatable(L, RAWBATCH_MT)) {
     lua_pushcfunction(L, l_len);
@@ -145,6 +157,6 @@ void sl_rawbatch_open(lua_State *L) {
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"_raw_events", l_raw_events}, {"_raw_get", l_raw_get}, {"_merge_raw", l_merge_raw},
-    {"_reads_param", l_reads_param}, {NULL, NULL}};
+    {"_reads_param", l_reads_param}, {"_pair_ctor", l_pair_ctor}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -253,6 +253,23 @@ else
 end
 ]]
 
+-- The same after a map that is exactly function(x) return {x, K} end
+-- (sluice._pair_ctor reads that from its instructions: {word, 1}): the
+-- key is the map's argument and the value K, so no table is made for a
+-- key already seen; a new key (or nil, NaN...) goes through the map and
+-- the reducer as above, with their checks and errors. MAP is the map's
+-- local.
+local BY_KEY_PAIR = [[
+local a = acc[e]
+if a == nil then
+  acc = reduce_reduce(MAP(e), acc)
+else
+  a = reduce_reduce_by_key(a, PAIRK)
+  if a == nil then BYKEY_NIL() end
+  acc[e] = a
+end
+]]
+
 local FREQUENCIES_FAST = [[
 local c = acc[e]
 if c then acc[e] = c + 1 else acc = reduce_reduce(e, acc) end
@@ -278,7 +295,7 @@ function Flow:reduce_by_key(fun)
   local reduce, merge = by_key_fns(fun)
   return (with_reducer(self, "reduce_by_key", { kind = "reduce", name = "reduce_by_key", acc = new_table,
     f = reduce, merge = merge, merge_pairs = { fun = fun, nilfn = by_key_nil }, keyed_by = "pair", pairs = true,
-    fast = { code = BY_KEY_FAST, fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
+    fast = { code = BY_KEY_FAST, pair_code = BY_KEY_PAIR, fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
 end
 
 -- flow:frequencies(): the count of each distinct event.

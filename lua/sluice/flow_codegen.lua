@@ -129,6 +129,17 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       F[i] = st.f
     end
   end
+  -- a last map that builds {x, K} for a combiner with code for that
+  -- (reduce_by_key's pair_code): fused, no table per event
+  local last = steps[#steps]
+  if red and not comb and red.kind == "reduce" and red.fast and red.fast.pair_code and last and last.op == "map" then
+    local is_pair, k = sluice._pair_ctor(last.f)
+    if is_pair then
+      last.pair = true
+      F.pairk = k
+      w("local PAIRK = F.pairk\n")
+    end
+  end
   if red then
     if red.f then w("local reduce_" .. red.kind .. " = F.red\n") end
     if red.key then w("local group_by_key_fun = F.key\n") end
@@ -323,6 +334,12 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       else
         body(k + 1, ind, flat_maps, made)
       end
+    elseif op == "map" and st.pair then
+      w(ind .. "do\n")
+      for line in red.fast.pair_code:gmatch("[^\n]+") do
+        w(ind .. "  " .. line:gsub("MAP%(", f .. "(") .. "\n")
+      end
+      w(ind .. "end\n")
     elseif op == "map" then
       w(ind .. ("e = %s(e)\n"):format(f))
       w(ind .. "if e == nil then NILERR('map') end\n")

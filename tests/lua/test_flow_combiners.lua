@@ -336,6 +336,52 @@ function TestFlowCombiners:test_run_errors_on_a_key_already_seen()
   lu.assertEquals(sorted(got, by_inspect), { { "1", 1 }, { 1, 15 } })
 end
 
+-- A map that is exactly function(x) return {x, K} end before
+-- reduce_by_key is fused: no table per event for a key already seen. The
+-- results, and the errors, are those of the map and reducer run as
+-- written (the same flow with a map that is not such a constructor).
+function TestFlowCombiners:test_reduce_by_key_after_a_pair_constructor()
+  local P = sluice._pair_ctor
+  local k = 2
+  lu.assertEquals({ P(function(w) return { w, 1 } end) }, { true, 1 })
+  lu.assertEquals({ P(function(w) return { w, -7 } end) }, { true, -7 })
+  lu.assertEquals({ P(function(w) return { w, true } end) }, { true, true })
+  lu.assertEquals({ P(function(w) return { w, 2.5 } end) }, { false })       -- a constant, not in the instruction
+  lu.assertEquals({ P(function(w) return { w, k } end) }, { false })         -- an upvalue
+  lu.assertEquals({ P(function(w) return { 1, w } end) }, { false })
+  lu.assertEquals({ P(function(w) return { w, 1, 2 } end) }, { false })
+  lu.assertEquals({ P(function(w, x) return { w, 1 } end) }, { false })
+  lu.assertEquals({ P(print) }, { false })
+  local words = {}
+  for i = 1, 20000 do words[i] = ({ "a", "b", "c", 1, 2, 2.0, true, 1.5 })[i % 8 + 1] end
+  local function run(map, fun, stages)
+    return sorted(F.from_enumerable(words, { stages = stages }):map(map)
+      :partition({ stages = 2, key = { index = 1 } }):reduce_by_key(fun):to_list(), by_inspect)
+  end
+  local one = 1
+  for _, stages in ipairs({ 1, 3 }) do
+    local fused = run(function(w) return { w, 1 } end, add, stages)
+    lu.assertEquals(fused, run(function(w) return { w, one } end, add, stages), "stages " .. stages)
+    local want = {}
+    for _, w in ipairs(words) do want[w] = (want[w] or 0) + 1 end
+    lu.assertEquals(fused, pairs_of(want))
+    lu.assertEquals(run(function(w) return { w, true } end, function(a, b) return a and b end, stages),
+      run(function(w) local t = true; return { w, t and one == 1 } end, function(a, b) return a and b end, stages))
+  end
+  -- errors: a key the reducer refuses, and the function's nil
+  local function err_of(events, fun)
+    return run_error(function()
+      F.from_enumerable(events, { stages = 1 }):map(function(w) return { w, 1 } end)
+        :partition({ stages = 1, key = { index = 1 } }):reduce_by_key(fun):to_list()
+    end)
+  end
+  lu.assertStrMatches(err_of({ "a", 0 / 0 }, add), "sluice%.flow: flow %d+ layer %d+ stage 1 %(reduce_by_key%): "
+    .. "a key must be a string, a number %(not NaN%) or a boolean, got 0/0 .*")
+  lu.assertStrMatches(err_of({ "a", {} }, add), ".*%(reduce_by_key%): a key must be a string, a number %(not NaN%) or a boolean, got {} .*")
+  lu.assertStrMatches(err_of({ "a", "a" }, function() end),
+    ".*%(reduce_by_key%): the function returned nil where a value was expected")
+end
+
 -- merging from bytes --------------------------------------------------------------
 
 -- The merging layer of reduce_by_key, frequencies and frequencies_by adds
