@@ -48,15 +48,6 @@ static int get_varint(Dec *d, uint64_t *v) {
   return dec_bad(d, "truncated");
 }
 
-/* The double of 8 little-endian bytes at p (T_FLT's payload). */
-static lua_Number get_f64(const uint8_t *p) {
-  uint64_t u = 0;
-  double x;
-  for (int k = 0; k < 8; k++) u |= (uint64_t)p[k] << (8 * k);
-  memcpy(&x, &u, sizeof x);
-  return (lua_Number)x;
-}
-
 static size_t left(const Dec *d) {
   return (size_t)(d->end - d->p);
 }

@@ -56,6 +56,15 @@ static inline lua_Integer unzigzag(uint64_t u) {
   return (lua_Integer)(lua_Unsigned)((u & 1) ? ~(u >> 1) : (u >> 1));
 }
 
+/* The double of 8 little-endian bytes at p (T_FLT's payload). */
+static inline lua_Number get_f64(const uint8_t *p) {
+  uint64_t u = 0;
+  double x;
+  for (int k = 0; k < 8; k++) u |= (uint64_t)p[k] << (8 * k);
+  memcpy(&x, &u, sizeof x);
+  return (lua_Number)x;
+}
+
 /* Room for n more bytes at the end of b, or NULL. */
 static inline char *room(sl_buf *b, size_t n) {
   if (b->cap - b->len < n && sl_buf_reserve(b, n)) return NULL;

@@ -156,15 +156,6 @@ int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs) {
   return (int64_t)nhash;
 }
 
-/* An 8-byte little-endian double. */
-static lua_Number rd_f64(const uint8_t *p) {
-  uint64_t u = 0;
-  double d;
-  for (int k = 0; k < 8; k++) u |= (uint64_t)p[k] << (8 * k);
-  memcpy(&d, &u, sizeof d);
-  return (lua_Number)d;
-}
-
 const char *sl_push_scalar(lua_State *L, const char *at) {
   const uint8_t *p = (const uint8_t *)at;
   uint8_t tag = *p++;
@@ -182,7 +173,7 @@ const char *sl_push_scalar(lua_State *L, const char *at) {
     lua_pushboolean(L, tag == T_TRUE);
     return (const char *)p;
   case T_FLT:
-    lua_pushnumber(L, rd_f64(p));
+    lua_pushnumber(L, get_f64(p));
     return (const char *)p + 8;
   default: break;   /* T_INT, T_STR */
   }
