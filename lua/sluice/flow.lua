@@ -231,7 +231,7 @@ local function by_key_fns(fun)
     end
     return acc
   end
-  return reduce, merge
+  return reduce, merge, combined
 end
 
 -- The fused loop's own code for a key already counted (reducer.fast: see
@@ -292,9 +292,9 @@ local function new_table() return {} end
 -- then fun(acc_value, value).
 function Flow:reduce_by_key(fun)
   check_fn("reduce_by_key", "fun", fun)
-  local reduce, merge = by_key_fns(fun)
+  local reduce, merge, combined = by_key_fns(fun)
   return (with_reducer(self, "reduce_by_key", { kind = "reduce", name = "reduce_by_key", acc = new_table,
-    f = reduce, merge = merge, merge_pairs = { fun = fun, nilfn = by_key_nil }, keyed_by = "pair", pairs = true,
+    f = reduce, merge = merge, merge_pairs = { fun = combined, nilfn = by_key_nil }, keyed_by = "pair", pairs = true,
     fast = { code = BY_KEY_FAST, pair_code = BY_KEY_PAIR, fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
 end
 

@@ -380,6 +380,8 @@ function TestFlowCombiners:test_reduce_by_key_after_a_pair_constructor()
   lu.assertStrMatches(err_of({ "a", {} }, add), ".*%(reduce_by_key%): a key must be a string, a number %(not NaN%) or a boolean, got {} .*")
   lu.assertStrMatches(err_of({ "a", "a" }, function() end),
     ".*%(reduce_by_key%): the function returned nil where a value was expected")
+  lu.assertStrMatches(err_of({ "a", "a" }, function() error("no sum", 0) end),
+    "sluice%.flow: flow %d+ layer 1 stage 1 %(reduce_by_key%): no sum$")
 end
 
 -- merging from bytes --------------------------------------------------------------
@@ -433,6 +435,13 @@ function TestFlowCombiners:test_merging_layer_takes_partials_from_their_bytes()
       :partition({ stages = 2, key = { index = 1 } })
       :reduce_by_key(function(a, b) if #b == 1 then return a .. b end end):to_list()
   end), "sluice%.flow: flow %d+ layer 2 stage %d %(reduce_by_key%): the function returned nil where a value was expected")
+  -- and its error is named as the function's
+  lu.assertStrMatches(run_error(function()
+    F.from_enumerable(letters, { stages = 1 }):partition({ stages = 2 })
+      :map(function(c) return { "k", c } end)
+      :partition({ stages = 2, key = { index = 1 } })
+      :reduce_by_key(function(a, b) if #b > 1 then error("boom", 0) end; return a .. b end):to_list()
+  end), "sluice%.flow: flow %d+ layer 2 stage %d %(reduce_by_key%): boom$")
 end
 
 -- explain ----------------------------------------------------------------------------

@@ -142,6 +142,14 @@ function TestWindowRaw:test_times_the_bytes_do_not_give()
   lu.assertStrContains(err_of({ { 1, 1 }, "str" }), "the event time (by) must be an integer of ms, got nil for event 2")
   lu.assertStrContains(err_of({ { 1.5, 1 } }), "the event time (by) must be an integer of ms, got 1.5 for event 1")
   lu.assertStrContains(err_of({ { "x", 1 } }), "the event time (by) must be an integer of ms, got x for event 1")
+  -- the reducer's own error, where nothing is decoded, is named as ever
+  local ok, err = pcall(function()
+    F.from_enumerable({ { 1, 1 }, { 2, 2 } }, { stages = 1 })
+      :partition({ stages = 1, window = W.fixed(1, "second", { index = 1 }) })
+      :reduce(zero, function(_, acc) error("bad", 0) end):to_list()
+  end)
+  lu.assertFalse(ok)
+  lu.assertStrMatches(tostring(err):match("^[^\n]*"), "sluice%.flow: flow %d+ layer 1 stage 1 %(reduce%): bad$")
 end
 
 function TestWindowRaw:test_explain_says_how_events_reach_the_window()
