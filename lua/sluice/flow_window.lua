@@ -353,7 +353,9 @@ function M.events(st, events, id)
     apply(st, call(st, "batch", st.pidx[id], events), out)
     st.late_extra = st.late_extra - st.kept
   else
-    apply(st, call(st, st.raw and "batch_raw" or "batch", st.pidx[id], events), out, st.sides and st.sides[id])
+    -- (a Redis source's events come decoded even to a raw stage)
+    local raw = st.raw and type(events) == "userdata"
+    apply(st, call(st, raw and "batch_raw" or "batch", st.pidx[id], events), out, st.sides and st.sides[id])
   end
   arm(st)
   return out
