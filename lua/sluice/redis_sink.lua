@@ -1,8 +1,8 @@
 -- sluice.redis_sink: the spec of a sluice.redis.sink stage, as a module
 -- (it crosses to its worker by name), and `write`, which the sink and a
 -- flow's into_redis share: one pipelined XADD per event of a batch
--- (redis.c's conn:add). A lost connection or a Redis loading its data is
--- retried for up to retry_ms (100 ms doubling to 5 s between tries, said
+-- (redis.c's conn:add). A lost connection (or none yet: the first
+-- connect), or a Redis loading its data, is retried for up to retry_ms (100 ms doubling to 5 s between tries, said
 -- once on stderr); a retry sends the whole batch again, so entries written
 -- before the failure may be written twice (at-least-once). handle_events
 -- returns only once the batch is written: the events' source entries are
@@ -20,10 +20,22 @@ local function write(cfg, events, label, stream)
   stream = stream or cfg.stream
   if #events == 0 then return 0 end
   events = R.events(events)   -- a flow's outbox, taken once: each try writes the same events
-  if not cfg.conn then cfg.conn = R.connect(cfg.url, label) end
   local waited, delay, said = 0, 100, false
   while true do
-    local ok, n, err, kind = pcall(cfg.conn.add, cfg.conn, stream, events, cfg.maxlen, cfg.whole)
+    local ok, n, err, kind
+    if not cfg.conn then
+      -- the first connection (a stage's first write) is retried as a lost
+      -- one: Redis may be restarting just then
+      local c_ok, conn = pcall(R.connect, cfg.url, label)
+      if c_ok then
+        cfg.conn = conn
+      elseif not tostring(conn):find(": cannot connect to ", 1, true) or waited >= cfg.retry_ms then
+        error(conn, 0)
+      else
+        ok, n, err, kind = true, nil, tostring(conn):match(": cannot connect to .-: (.*)$") or tostring(conn), "io"
+      end
+    end
+    if cfg.conn then ok, n, err, kind = pcall(cfg.conn.add, cfg.conn, stream, events, cfg.maxlen, cfg.whole) end
     if not ok then error(("%s: %s"):format(label, tostring(n):gsub("^[^:]*:%d+: ", "")), 0) end
     if n then
       if said then io.stderr:write(("%s %s: connected again to %s\n"):format(label, stream, cfg.url)) end

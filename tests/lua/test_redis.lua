@@ -219,6 +219,25 @@ function TestRedis:test_flow_into_redis()
   lu.assertEquals(sum, 2 * (10000 * 10001 // 2))
 end
 
+-- A writer's first connection is retried like a lost one: Redis may be
+-- restarting when a stage writes for the first time. Here the map stops
+-- the server on the first event (and starts it again 0.5 s later), so
+-- the stage's first write finds it gone.
+function TestRedis:test_into_redis_first_write_waits_for_a_restarting_server()
+  local own = RH.start()
+  local restart = ("kill -9 %d; while kill -0 %d 2>/dev/null; do sleep 0.01; done; rm -f %s/r.sock %s/pid; "
+    .. "(sleep 0.5; %s) >/dev/null 2>&1 &"):format(own.pid, own.pid, own.dir, own.dir, own:command())
+  local n = flow.from_enumerable(sluice.range(1, 100), { stages = 1 })
+    :map(function(x) if x == 1 then os.execute(restart) end; return x end)
+    :into_redis({ url = own.url, stream = "late", retry_ms = 20000 })
+  lu.assertEquals(n, 100)
+  own:pid_now()
+  local c = sluice.redis.connect(own.url)
+  lu.assertEquals(c:call("XLEN", "late"), 100)
+  c:close()
+  own:stop()
+end
+
 function TestRedis:test_flow_reduce_into_redis()
   local ev = {}
   for i = 1, 3000 do ev[i] = { fields = { word = ({ "a", "b", "c" })[i % 3 + 1] } } end
