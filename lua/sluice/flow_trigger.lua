@@ -140,10 +140,12 @@ end
 -- full collection after the end frees it (the large blocks go back to
 -- the system), when the heap has grown by half since the last one (and
 -- by 1 MB): a worker with many stages does not collect once per stage
--- for little.
+-- for little. The mark follows the heap down (the collector's own cycles
+-- shrink it), so a big flow does not keep later ones from collecting.
 local collected_kb = 0
 local function collect_after_end()
   local kb = collectgarbage("count")
+  if kb < collected_kb then collected_kb = kb end
   if kb - collected_kb > math.max(1024, collected_kb / 2) then
     collectgarbage()
     collected_kb = collectgarbage("count")
