@@ -6,8 +6,10 @@
  * - sl_reads_param: whether a function may read one of its parameters,
  *   from its instructions: a layer whose reducer never reads its event
  *   need not decode the events at all (a count per window).
- * - sl_pair_ctor: whether a function is exactly function(x) return {x, K}
- *   end: such a map before reduce_by_key is fused with it. */
+ * - sl_tuple_ctor: whether a function is exactly function(x) return {E1,
+ *   ..., Ek} end (each E x or a literal): such a map before reduce_by_key
+ *   ({x, K}) is fused with it, and one whose events leave the stage is
+ *   encoded with no table made. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -272,11 +274,14 @@ static int probes_pass(lua_State *L) {
   return ok;
 }
 
-/* Whether the chunk u[0..n) is exactly function(x) return {x, K} end
- * with K a literal boolean or number that fits an instruction (NEWTABLE
- * 1 0 2, EXTRAARG, MOVE 2 0, LOADI/LOADF/LOADTRUE/LOADFALSE 3, SETLIST
- * 1 2 0, RETURN1 1, RETURN0); pushes K and returns 1, else 0. */
-static int chunk_pair_ctor(lua_State *L, const uint8_t *u, size_t n) {
+/* Whether the chunk u[0..n) is exactly function(x) return {E1, ..., Ek}
+ * end, each E the parameter x or a literal boolean or number that fits
+ * an instruction: NEWTABLE 1 0 k, EXTRAARG, for each E an instruction
+ * into register 1 + j (MOVE from 0, LOADI, LOADF, LOADTRUE, LOADFALSE),
+ * SETLIST 1 k 0, RETURN1 1, RETURN0. Writes k kinds ('p' the parameter,
+ * 'c' a literal) into kinds (room for SL_TUPLE_MAX + 1), pushes the
+ * literals in order and returns k; 0 (nothing pushed) for anything else. */
+static int chunk_tuple_ctor(lua_State *L, const uint8_t *u, size_t n, char *kinds) {
   size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
   uint64_t x, ncode;
   if (n < hdr + 1 || u[12] != 4) return 0;
@@ -284,43 +289,50 @@ static int chunk_pair_ctor(lua_State *L, const uint8_t *u, size_t n) {
   if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x) || s.end - s.p < 3) return 0;
   if (s.p[0] != 1 || s.p[1] != 0) return 0;         /* one parameter, not vararg */
   s.p += 3;
-  if (sc_count(&s, &ncode, 4) || ncode != 7) return 0;
-  uint32_t c[7];
-  memcpy(c, s.p, sizeof c);
+  if (sc_count(&s, &ncode, 4) || ncode < 6 || ncode > 5 + SL_TUPLE_MAX) return 0;
+  unsigned k = (unsigned)ncode - 5;
+  uint32_t c[5 + SL_TUPLE_MAX];
+  memcpy(c, s.p, 4 * ncode);
   /* op | A << 7 | k << 15 | B << 16 | C << 24; Bx = i >> 15 */
-  static const uint32_t want[7] = {
-    19u | 1u << 7 | 0u << 16 | 2u << 24,            /* NEWTABLE 1 0 2 */
-    82u,                                            /* EXTRAARG 0 */
-    0u | 2u << 7 | 0u << 16,                        /* MOVE 2 0 */
-    0, 78u | 1u << 7 | 2u << 16 | 0u << 24,         /* (the load), SETLIST 1 2 0 */
-    72u | 1u << 7,                                  /* RETURN1 1 */
-    71u,                                            /* RETURN0 (its A and B as the compiler sets them) */
-  };
-  for (int j = 0; j < 6; j++)
-    if (j != 3 && (j == 5 || j == 6 ? (c[j] & 0x7fff) != want[j] : c[j] != want[j])) return 0;
-  if ((c[6] & 0x7f) != 71) return 0;
-  uint32_t load = c[3], op = load & 0x7f;
-  if (((load >> 7) & 0xff) != 3) return 0;          /* into register 3 */
-  int sbx = (int)(load >> 15) - 65535;              /* (2^17 - 1) >> 1 */
-  switch (op) {
-  case 1: lua_pushinteger(L, sbx); return 1;        /* LOADI */
-  case 2: lua_pushnumber(L, (lua_Number)sbx); return 1;   /* LOADF */
-  case 5: lua_pushboolean(L, 0); return 1;          /* LOADFALSE */
-  case 7: lua_pushboolean(L, 1); return 1;          /* LOADTRUE */
-  default: return 0;
+  if (c[0] != (19u | 1u << 7 | k << 24) || c[1] != 82u) return 0;                /* NEWTABLE 1 0 k; EXTRAARG 0 */
+  if (c[2 + k] != (78u | 1u << 7 | k << 16) || (c[3 + k] & 0x7fff) != (72u | 1u << 7) ||
+      (c[4 + k] & 0x7f) != 71u)                                                   /* SETLIST 1 k 0; RETURN1 1; RETURN0 */
+    return 0;
+  int top = lua_gettop(L);
+  for (unsigned j = 0; j < k; j++) {
+    uint32_t i = c[2 + j], op = i & 0x7f;
+    int sbx = (int)(i >> 15) - 65535;               /* (2^17 - 1) >> 1 */
+    kinds[j] = 'c';
+    if (((i >> 7) & 0xff) != 2 + j) op = 0xff;      /* into register 2 + j */
+    switch (op) {
+    case 0:                                         /* MOVE from the parameter */
+      if (((i >> 16) & 0xff) != 0 || (i >> 15 & 1)) goto no;
+      kinds[j] = 'p';
+      break;
+    case 1: lua_pushinteger(L, sbx); break;         /* LOADI */
+    case 2: lua_pushnumber(L, (lua_Number)sbx); break;   /* LOADF */
+    case 5: lua_pushboolean(L, 0); break;           /* LOADFALSE */
+    case 7: lua_pushboolean(L, 1); break;           /* LOADTRUE */
+    default: goto no;
+    }
   }
+  kinds[k] = 0;
+  return (int)k;
+no:
+  lua_settop(L, top);
+  return 0;
 }
 
-int sl_pair_ctor(lua_State *L, int idx) {
+int sl_tuple_ctor(lua_State *L, int idx, char *kinds) {
   idx = lua_absindex(L, idx);
   if (!probes_pass(L) || lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx)) return 0;
   sl_buf b = SL_BUF_INIT;
   lua_pushvalue(L, idx);
   int rc = lua_dump(L, dump_writer, &b, 0);
   lua_pop(L, 1);
-  int found = rc == 0 && chunk_pair_ctor(L, (const uint8_t *)b.data, b.len);
+  int k = rc == 0 ? chunk_tuple_ctor(L, (const uint8_t *)b.data, b.len, kinds) : 0;
   sl_buf_free(&b);
-  return found;
+  return k;
 }
 
 int sl_reads_param(lua_State *L, int idx, int q) {

@@ -14,9 +14,11 @@ int sl_bytecode_ok(const char *p, size_t n);
  * a C function, a vararg function, one that makes closures, or anything
  * the walk does not know. */
 int sl_reads_param(lua_State *L, int idx, int q);
-/* Whether the function at idx is exactly function(x) return {x, K} end
- * for a literal K (a boolean or a small number: {word, 1}); pushes K and
- * returns 1, else returns 0 and pushes nothing. Such a map followed by
- * reduce_by_key needs no table per event. */
-int sl_pair_ctor(lua_State *L, int idx);
+/* Whether the function at idx is exactly function(x) return {E1, ...,
+ * Ek} end, 1 <= k <= SL_TUPLE_MAX, each E the parameter x or a literal
+ * boolean or small number ({word, 1}, {ts, ts}): writes k kinds ('p' for
+ * x, 'c' for a literal) and a NUL into kinds, pushes the literals in
+ * order and returns k; else returns 0 and pushes nothing. */
+#define SL_TUPLE_MAX 8
+int sl_tuple_ctor(lua_State *L, int idx, char *kinds);
 #endif

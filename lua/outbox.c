@@ -9,7 +9,9 @@
  *   encoding) into a batch builder. `ob[#ob + 1] = e` appends one event
  *   (code written for arrays works unchanged) and #ob counts them;
  *   sluice._putter(ob) returns a function put(e) that appends e to ob,
- *   which the fused loop calls; sluice._put_array(ob, t) appends t's
+ *   which the fused loop calls; sluice._tuple_putter(ob, map, kinds,
+ *   ...) one that appends map(x) for a map that only builds a tuple of x
+ *   and literals, writing its bytes from x with no table; sluice._put_array(ob, t) appends t's
  *   elements (a flat_map's array), sluice._put_pairs(ob, t) a table's
  *   pairs as {k, v} events, sluice._put_split(ob, t, n) a keyed
  *   accumulator cut by partition. A stage callback returns the outbox in
@@ -118,6 +120,55 @@ static int l_putter(lua_State *L) {
   lua_pushcclosure(L, l_putter_put, 1);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 1, UV_PUTTER);
+  return 1;
+}
+
+/* put(x) of sluice._tuple_putter: upvalues the outbox, the map, the
+ * kinds ('p' x, 'c' a literal) and the literals. A scalar x makes the
+ * event {E1, ..., Ek} written as the encoder writes that table (its
+ * values are scalars: an array and no pairs); any other x goes through
+ * the map, and its table is put as any event is. */
+static int l_tuple_put(lua_State *L) {
+  outbox *o = lua_touserdata(L, lua_upvalueindex(1));
+  int t = lua_type(L, 1);
+  if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN) {
+    size_t klen;
+    const char *kinds = lua_tolstring(L, lua_upvalueindex(3), &klen);
+    sl_buf *b = &o->bb.bytes;
+    size_t len0 = b->len;
+    char head[3] = {0x06, (char)klen, 0};     /* T_TABLE, k values, no pairs */
+    int rc = sl_buf_append(b, head, 3) ? -1 : 0;
+    for (size_t j = 0, c = 0; rc == 0 && j < klen; j++)
+      rc = sl_encode_scalar_to(L, kinds[j] == 'p' ? 1 : lua_upvalueindex(4 + (int)c++), b);
+    if (rc == 0 && sl_bb_end_event(&o->bb) == 0) return 0;
+    b->len = len0;
+    return fail(L, "not enough memory");
+  }
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);                                /* stack: the map's table */
+  return put(L, lua_upvalueindex(1), o, 1);
+}
+
+/* sluice._tuple_putter(ob, map, kinds, literals...) -> put: put(x)
+ * appends map(x) to ob, where map is exactly function(x) return {E1,
+ * ..., Ek} end (sluice._tuple_ctor gave kinds and the literals): for a
+ * scalar x the tuple is encoded from x and the literals, with no table;
+ * the bytes are those of the table map(x). */
+static int l_tuple_putter(lua_State *L) {
+  check_outbox(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  size_t klen;
+  const char *kinds = luaL_checklstring(L, 3, &klen);
+  int nconst = 0;
+  for (size_t j = 0; j < klen; j++) nconst += kinds[j] == 'c';
+  luaL_argcheck(L, klen >= 1 && klen < 128 && lua_gettop(L) == 3 + nconst, 3, "kinds and literals do not agree");
+  for (int c = 0; c < nconst; c++) {
+    int tc = lua_type(L, 4 + c);
+    luaL_argcheck(L, tc == LUA_TNUMBER || tc == LUA_TBOOLEAN || tc == LUA_TSTRING, 4 + c, "a literal must be a scalar");
+  }
+  lua_pushcclosure(L, l_tuple_put, 3 + nconst);
   return 1;
 }
 
@@ -251,7 +302,7 @@ void sl_outbox_open(lua_State *L) {
     luaL_setfuncs(L, mt, 1);
   }
   static const luaL_Reg fns[] = {
-    {"_putter", l_putter}, {"_put_array", l_put_array}, {"_put_pairs", l_put_pairs}, {"_put_split", l_put_split},
+    {"_putter", l_putter}, {"_tuple_putter", l_tuple_putter}, {"_put_array", l_put_array}, {"_put_pairs", l_put_pairs}, {"_put_split", l_put_split},
     {"_outbox", l_outbox},
     {NULL, NULL}};
   lua_pushvalue(L, -2);

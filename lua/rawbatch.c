@@ -137,16 +137,21 @@ static int l_reads_param(lua_State *L) {
   return 1;
 }
 
-/* sluice._pair_ctor(fn) -> true, K when fn is function(x) return {x, K}
- * end (bytecode.c), else false. */
-static int l_pair_ctor(lua_State *L) {
-  if (!sl_pair_ctor(L, 1)) {
+/* sluice._tuple_ctor(fn) -> kinds, literals... when fn is exactly
+ * function(x) return {E1, ..., Ek} end (bytecode.c: kinds is a string of
+ * 'p' for x and 'c' for a literal), else false. */
+static int l_tuple_ctor(lua_State *L) {
+  char kinds[SL_TUPLE_MAX + 1];
+  lua_settop(L, 1);
+  int k = sl_tuple_ctor(L, 1, kinds);
+  if (k == 0) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  lua_pushboolean(L, 1);
-  lua_insert(L, -2);
-  return 2;
+  int nconst = lua_gettop(L) - 1;
+  lua_pushstring(L, kinds);
+  lua_insert(L, 2);
+  return 1 + nconst;
 }
 
 void sl_rawbatch_open(lua_State *L) {
@@ -157,6 +162,6 @@ void sl_rawbatch_open(lua_State *L) {
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"_raw_events", l_raw_events}, {"_raw_get", l_raw_get}, {"_merge_raw", l_merge_raw},
-    {"_reads_param", l_reads_param}, {"_pair_ctor", l_pair_ctor}, {NULL, NULL}};
+    {"_reads_param", l_reads_param}, {"_tuple_ctor", l_tuple_ctor}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

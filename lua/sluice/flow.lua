@@ -254,7 +254,7 @@ end
 ]]
 
 -- The same after a map that is exactly function(x) return {x, K} end
--- (sluice._pair_ctor reads that from its instructions: {word, 1}): the
+-- (sluice._tuple_ctor reads that from its instructions: {word, 1}): the
 -- key is the map's argument and the value K, so no table is made for a
 -- key already seen; a new key (or nil, NaN...) goes through the map and
 -- the reducer as above, with their checks and errors. MAP is the map's

@@ -133,11 +133,22 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   -- (reduce_by_key's pair_code): fused, no table per event
   local last = steps[#steps]
   if red and not comb and red.kind == "reduce" and red.fast and red.fast.pair_code and last and last.op == "map" then
-    local is_pair, k = sluice._pair_ctor(last.f)
-    if is_pair then
+    local kinds, k = sluice._tuple_ctor(last.f)
+    if kinds == "pc" then
       last.pair = true
       F.pairk = k
       w("local PAIRK = F.pairk\n")
+    end
+  end
+  -- a last map that builds a tuple of its argument and literals
+  -- ({ts, ts}) whose events leave the stage: encoded from the argument
+  -- with no table made (sluice._tuple_putter)
+  if not red and not comb and copy_out and last and last.op == "map" then
+    local t = table.pack(sluice._tuple_ctor(last.f))
+    if t[1] then
+      last.tuple = true
+      F.tuple = t
+      w("local TUPLE_PUTTER, TUPLE = require('sluice')._tuple_putter, F.tuple\n")
     end
   end
   if red then
@@ -334,6 +345,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       else
         body(k + 1, ind, flat_maps, made)
       end
+    elseif op == "map" and st.tuple then
+      w(ind .. "PUTT(e)\n")   -- e's tuple, encoded into out (or the map's table, put)
+      uses.putt = st.name
     elseif op == "map" and st.pair then
       w(ind .. "do\n")
       for line in red.fast.pair_code:gmatch("[^\n]+") do
@@ -398,6 +412,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   w("  end\n  return acc\nend\n")
   src[prologue] = (uses.n and "  local n = #out\n" or "") .. (uses.put and "  local PUT = PUTTER(out)\n" or "")
     .. (uses.newest and "  local newest = {}\n" or "")
+    .. (uses.putt and ("  local PUTT = TUPLE_PUTTER(out, %s, table.unpack(TUPLE, 1, TUPLE.n))\n"):format(uses.putt) or "")
   return table.concat(src), F
 end
 

@@ -341,17 +341,22 @@ end
 -- results, and the errors, are those of the map and reducer run as
 -- written (the same flow with a map that is not such a constructor).
 function TestFlowCombiners:test_reduce_by_key_after_a_pair_constructor()
-  local P = sluice._pair_ctor
+  local T = sluice._tuple_ctor
   local k = 2
-  lu.assertEquals({ P(function(w) return { w, 1 } end) }, { true, 1 })
-  lu.assertEquals({ P(function(w) return { w, -7 } end) }, { true, -7 })
-  lu.assertEquals({ P(function(w) return { w, true } end) }, { true, true })
-  lu.assertEquals({ P(function(w) return { w, 2.5 } end) }, { false })       -- a constant, not in the instruction
-  lu.assertEquals({ P(function(w) return { w, k } end) }, { false })         -- an upvalue
-  lu.assertEquals({ P(function(w) return { 1, w } end) }, { false })
-  lu.assertEquals({ P(function(w) return { w, 1, 2 } end) }, { false })
-  lu.assertEquals({ P(function(w, x) return { w, 1 } end) }, { false })
-  lu.assertEquals({ P(print) }, { false })
+  lu.assertEquals({ T(function(w) return { w, 1 } end) }, { "pc", 1 })
+  lu.assertEquals({ T(function(w) return { w, -7 } end) }, { "pc", -7 })
+  lu.assertEquals({ T(function(w) return { w, true } end) }, { "pc", true })
+  lu.assertEquals({ T(function(w) return { w, w } end) }, { "pp" })
+  lu.assertEquals({ T(function(w) return { false, w, 2.0 } end) }, { "cpc", false, 2.0 })
+  lu.assertEquals(math.type(select(3, T(function(w) return { false, w, 2.0 } end))), "float")
+  lu.assertEquals({ T(function(w) return { w, 2.5 } end) }, { false })       -- a constant, not in the instruction
+  lu.assertEquals({ T(function(w) return { w, k } end) }, { false })         -- an upvalue
+  lu.assertEquals({ T(function(w) return { w, nil } end) }, { false })
+  lu.assertEquals({ T(function(w) return { w.x, 1 } end) }, { false })
+  lu.assertEquals({ T(function(w) return {} end) }, { false })
+  lu.assertEquals({ T(function(w, x) return { w, 1 } end) }, { false })
+  lu.assertEquals({ T(function(...) return { ..., 1 } end) }, { false })
+  lu.assertEquals({ T(print) }, { false })
   local words = {}
   for i = 1, 20000 do words[i] = ({ "a", "b", "c", 1, 2, 2.0, true, 1.5 })[i % 8 + 1] end
   local function run(map, fun, stages)
@@ -382,6 +387,35 @@ function TestFlowCombiners:test_reduce_by_key_after_a_pair_constructor()
     ".*%(reduce_by_key%): the function returned nil where a value was expected")
   lu.assertStrMatches(err_of({ "a", "a" }, function() error("no sum", 0) end),
     "sluice%.flow: flow %d+ layer 1 stage 1 %(reduce_by_key%): no sum$")
+end
+
+-- A map that is exactly function(x) return {E1, ..., Ek} end (x or
+-- literals) whose events leave the layer is encoded from x with no table
+-- made; an x that is not a scalar goes through the map. The events that
+-- cross are those of the same flow with a map that is not such a
+-- constructor, subtypes and all.
+function TestFlowCombiners:test_a_tuple_map_before_a_hop()
+  local xs = { 1, -5, 0, 2 ^ 40, math.mininteger, math.maxinteger, 2.0, 1.5, -0.0, "", "s", string.rep("L", 300),
+               true, false, { 1, 2 }, { a = "t" } }
+  local one = 1
+  local function crossing(map)
+    local got = F.from_enumerable(xs, { stages = 2 }):map(map):partition({ stages = 2 })
+      :map(function(t) return sluice.inspect(t) .. " " .. tostring(math.type(t[2])) .. " " .. tostring(math.type(t[3])) end)
+      :to_list()
+    table.sort(got)
+    return got
+  end
+  lu.assertEquals(crossing(function(x) return { 7, x, x } end), crossing(function(x) return { 7 * one, x, x } end))
+  lu.assertEquals(crossing(function(x) return { x, 2.0, true } end), crossing(function(x) return { x, 2.0 * one, true } end))
+  lu.assertEquals(#crossing(function(x) return { x, 2.0, true } end), #xs)
+  -- the time of a window on a partition, read from the tuple's bytes
+  local counts = F.from_enumerable(sluice.range(0, 2999), { stages = 2 }):map(function(i) return { i, i } end)
+    :partition({ stages = 2, window = sluice.window.fixed(1, "second", { index = 1 }) })
+    :reduce(function() return 0 end, function(_, n) return n + 1 end)
+    :on_trigger(function(n, _, w) return { { w.id, n } } end):to_list()
+  local per = {}   -- each partition counts its share of a window
+  for _, c in ipairs(counts) do per[c[1]] = (per[c[1]] or 0) + c[2] end
+  lu.assertEquals(per, { [0] = 1000, [1000] = 1000, [2000] = 1000 })
 end
 
 -- merging from bytes --------------------------------------------------------------
