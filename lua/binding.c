@@ -26,6 +26,7 @@
 #include "lines.h"
 #include "lwindow.h"
 #include "outbox.h"
+#include "bytecode.h"
 #include "rawbatch.h"
 #include "redis.h"
 #include "snapshot.h"
@@ -719,6 +720,7 @@ static int open_module(lua_State *L) {
   lua_setfield(L, -2, "_window");
   sl_outbox_open(L);
   sl_rawbatch_open(L);
+  sl_bytecode_open(L);
   sl_redis_open_lua(L);
   lua_setfield(L, -2, "_redis");
   return 1;

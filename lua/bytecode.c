@@ -144,6 +144,14 @@ int sl_bytecode_ok(const char *p, size_t n) {
 
 enum { F_A = 1, F_B = 2, F_C = 4, F_KC = 8, F_RANGE = 16, F_NO = 32 };
 
+/* The opcodes the tuple walk names (lopcodes.h's numbers). */
+enum { OP_MOVE = 0, OP_LOADI = 1, OP_LOADF = 2, OP_LOADFALSE = 5, OP_LOADTRUE = 7, OP_NEWTABLE = 19,
+       OP_RETURN0 = 71, OP_RETURN1 = 72, OP_SETLIST = 78, OP_EXTRAARG = 82 };
+
+/* Instruction fields: op | A << 7 | k << 15 | B << 16 | C << 24; Bx and
+ * sBx are the 17 bits from 15 (sBx offset by 2^16 - 1). */
+#define INS(op, a, b, c) ((uint32_t)(op) | (uint32_t)(a) << 7 | (uint32_t)(b) << 16 | (uint32_t)(c) << 24)
+
 /* Register fields of the 83 opcodes of Lua 5.4, in lopcodes.h's order:
  * F_A/F_B/F_C a register, F_KC C a register when k is 0, F_RANGE the
  * registers from A up, F_NO an opcode this walk refuses (CLOSURE,
@@ -200,34 +208,53 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
   return sl_buf_append(ud, p, n) ? 1 : 0;
 }
 
-/* The walk itself: 1 (may read), 0 (never reads) for the chunk p[0..n). */
-static int chunk_reads_param(const uint8_t *u, size_t n, unsigned q) {
+/* The binary chunk of the Lua function at idx into b (empty for a C
+ * function or on failure; free b after). */
+static void dump_fn(lua_State *L, int idx, sl_buf *b) {
+  if (lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx)) return;
+  lua_pushvalue(L, idx);
+  if (lua_dump(L, dump_writer, b, 0) != 0) b->len = 0;
+  lua_pop(L, 1);
+}
+
+/* A chunk's main function: its parameter count, vararg flag and code. */
+typedef struct MainFn {
+  unsigned nparams, vararg;
+  const uint8_t *code;
+  uint64_t ncode;
+} MainFn;
+
+/* Reads the main function of the chunk u[0..n) up to its code; -1 when
+ * it is not the layout walked here (4-byte instructions). */
+static int main_fn(const uint8_t *u, size_t n, MainFn *f) {
   size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
-  uint64_t x, ncode;
-  if (n < hdr + 1 || u[12] != 4) return 1;
+  uint64_t x;
+  if (n < hdr + 1 || u[12] != 4) return -1;
   Scan s = {u + hdr + 1, u + n, 4, sizeof(lua_Number)};
-  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x) || s.end - s.p < 3) return 1;
-  unsigned nparams = s.p[0], vararg = s.p[1];
+  /* source, linedefined, lastlinedefined, numparams, is_vararg, maxstack */
+  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x) || s.end - s.p < 3) return -1;
+  f->nparams = s.p[0];
+  f->vararg = s.p[1];
   s.p += 3;
-  if (vararg) return 1;
-  if (q >= nparams) return 0;                       /* no such parameter: its argument is dropped */
-  if (sc_count(&s, &ncode, 4)) return 1;
-  for (uint64_t j = 0; j < ncode; j++) {
-    uint32_t i;
-    memcpy(&i, s.p + 4 * j, 4);
-    if (names_register(i, q)) return 1;
-  }
+  if (sc_count(&s, &f->ncode, 4)) return -1;
+  f->code = s.p;
   return 0;
 }
 
-/* The function at idx through the walk; 1 for a C function. */
+static uint32_t ins_at(const MainFn *f, uint64_t j) {
+  uint32_t i;
+  memcpy(&i, f->code + 4 * j, 4);
+  return i;
+}
+
+/* The walk itself: 1 (may read), 0 (never reads). */
 static int reads_param_raw(lua_State *L, int idx, unsigned q) {
-  if (lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx)) return 1;
   sl_buf b = SL_BUF_INIT;
-  lua_pushvalue(L, idx);
-  int rc = lua_dump(L, dump_writer, &b, 0);
-  lua_pop(L, 1);
-  int reads = rc != 0 || chunk_reads_param((const uint8_t *)b.data, b.len, q);
+  MainFn f;
+  dump_fn(L, idx, &b);
+  int reads = b.len == 0 || main_fn((const uint8_t *)b.data, b.len, &f) != 0 || f.vararg;
+  if (!reads && q < f.nparams)                      /* (no such parameter: its argument is dropped) */
+    for (uint64_t j = 0; !reads && j < f.ncode; j++) reads = names_register(ins_at(&f, j), q);
   sl_buf_free(&b);
   return reads;
 }
@@ -274,71 +301,87 @@ static int probes_pass(lua_State *L) {
   return ok;
 }
 
-/* Whether the chunk u[0..n) is exactly function(x) return {E1, ..., Ek}
- * end, each E the parameter x or a literal boolean or number that fits
- * an instruction: NEWTABLE 1 0 k, EXTRAARG, for each E an instruction
+/* Whether the function at idx is exactly function(x) return {E1, ...,
+ * Ek} end, each E the parameter x or a literal boolean or number that
+ * fits an instruction: NEWTABLE 1 0 k, EXTRAARG, for each E an instruction
  * into register 1 + j (MOVE from 0, LOADI, LOADF, LOADTRUE, LOADFALSE),
  * SETLIST 1 k 0, RETURN1 1, RETURN0. Writes k kinds ('p' the parameter,
  * 'c' a literal) into kinds (room for SL_TUPLE_MAX + 1), pushes the
  * literals in order and returns k; 0 (nothing pushed) for anything else. */
-static int chunk_tuple_ctor(lua_State *L, const uint8_t *u, size_t n, char *kinds) {
-  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
-  uint64_t x, ncode;
-  if (n < hdr + 1 || u[12] != 4) return 0;
-  Scan s = {u + hdr + 1, u + n, 4, sizeof(lua_Number)};
-  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x) || s.end - s.p < 3) return 0;
-  if (s.p[0] != 1 || s.p[1] != 0) return 0;         /* one parameter, not vararg */
-  s.p += 3;
-  if (sc_count(&s, &ncode, 4) || ncode < 6 || ncode > 5 + SL_TUPLE_MAX) return 0;
-  unsigned k = (unsigned)ncode - 5;
-  uint32_t c[5 + SL_TUPLE_MAX];
-  memcpy(c, s.p, 4 * ncode);
-  /* op | A << 7 | k << 15 | B << 16 | C << 24; Bx = i >> 15 */
-  if (c[0] != (19u | 1u << 7 | k << 24) || c[1] != 82u) return 0;                /* NEWTABLE 1 0 k; EXTRAARG 0 */
-  if (c[2 + k] != (78u | 1u << 7 | k << 16) || (c[3 + k] & 0x7fff) != (72u | 1u << 7) ||
-      (c[4 + k] & 0x7f) != 71u)                                                   /* SETLIST 1 k 0; RETURN1 1; RETURN0 */
-    return 0;
+static int tuple_ctor_raw(lua_State *L, int idx, char *kinds) {
+  sl_buf b = SL_BUF_INIT;
+  MainFn f;
+  dump_fn(L, idx, &b);
+  int k = b.len && main_fn((const uint8_t *)b.data, b.len, &f) == 0 && f.nparams == 1 && !f.vararg &&
+          f.ncode >= 6 && f.ncode <= 5 + SL_TUPLE_MAX ? (int)f.ncode - 5 : 0;
+  if (k && (ins_at(&f, 0) != INS(OP_NEWTABLE, 1, 0, k) || ins_at(&f, 1) != OP_EXTRAARG ||
+            ins_at(&f, 2 + k) != INS(OP_SETLIST, 1, k, 0) ||
+            (ins_at(&f, 3 + k) & 0x7fff) != INS(OP_RETURN1, 1, 0, 0) || (ins_at(&f, 4 + k) & 0x7f) != OP_RETURN0))
+    k = 0;
   int top = lua_gettop(L);
-  for (unsigned j = 0; j < k; j++) {
-    uint32_t i = c[2 + j], op = i & 0x7f;
+  for (int j = 0; j < k; j++) {
+    uint32_t i = ins_at(&f, 2 + j), op = ((i >> 7) & 0xff) == (uint32_t)(2 + j) ? i & 0x7f : 0xff;
     int sbx = (int)(i >> 15) - 65535;               /* (2^17 - 1) >> 1 */
     kinds[j] = 'c';
-    if (((i >> 7) & 0xff) != 2 + j) op = 0xff;      /* into register 2 + j */
     switch (op) {
-    case 0:                                         /* MOVE from the parameter */
-      if (((i >> 16) & 0xff) != 0 || (i >> 15 & 1)) goto no;
+    case OP_MOVE:                                   /* from the parameter (B 0, k 0) */
+      if ((i >> 15) != 0) k = 0;
       kinds[j] = 'p';
       break;
-    case 1: lua_pushinteger(L, sbx); break;         /* LOADI */
-    case 2: lua_pushnumber(L, (lua_Number)sbx); break;   /* LOADF */
-    case 5: lua_pushboolean(L, 0); break;           /* LOADFALSE */
-    case 7: lua_pushboolean(L, 1); break;           /* LOADTRUE */
-    default: goto no;
+    case OP_LOADI: lua_pushinteger(L, sbx); break;
+    case OP_LOADF: lua_pushnumber(L, (lua_Number)sbx); break;
+    case OP_LOADFALSE: lua_pushboolean(L, 0); break;
+    case OP_LOADTRUE: lua_pushboolean(L, 1); break;
+    default: k = 0;
     }
   }
-  kinds[k] = 0;
-  return (int)k;
-no:
-  lua_settop(L, top);
-  return 0;
+  if (k) kinds[k] = 0;
+  else lua_settop(L, top);
+  sl_buf_free(&b);
+  return k;
 }
 
 int sl_tuple_ctor(lua_State *L, int idx, char *kinds) {
   idx = lua_absindex(L, idx);
-  if (!probes_pass(L) || lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx)) return 0;
-  sl_buf b = SL_BUF_INIT;
-  lua_pushvalue(L, idx);
-  int rc = lua_dump(L, dump_writer, &b, 0);
-  lua_pop(L, 1);
-  int k = rc == 0 ? chunk_tuple_ctor(L, (const uint8_t *)b.data, b.len, kinds) : 0;
-  sl_buf_free(&b);
-  return k;
+  return probes_pass(L) ? tuple_ctor_raw(L, idx, kinds) : 0;
 }
 
 int sl_reads_param(lua_State *L, int idx, int q) {
   idx = lua_absindex(L, idx);
   if (q < 0 || !probes_pass(L)) return 1;
   return reads_param_raw(L, idx, (unsigned)q);
+}
+
+/* sluice._reads_param(fn, q) -> whether fn may read its parameter q
+ * (1-based; see bytecode.c): a layer whose reducer never reads its event
+ * skips decoding its events. */
+static int l_reads_param(lua_State *L) {
+  lua_Integer q = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, q >= 1 && q <= 255, 2, "parameter out of range");
+  lua_pushboolean(L, sl_reads_param(L, 1, (int)q - 1));
+  return 1;
+}
+
+/* sluice._tuple_ctor(fn) -> kinds, literals... when fn is exactly
+ * function(x) return {E1, ..., Ek} end (bytecode.c: kinds is a string of
+ * 'p' for x and 'c' for a literal), else false. */
+static int l_tuple_ctor(lua_State *L) {
+  char kinds[SL_TUPLE_MAX + 1];
+  lua_settop(L, 1);
+  int k = sl_tuple_ctor(L, 1, kinds);
+  if (k == 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int nconst = lua_gettop(L) - 1;
+  lua_pushstring(L, kinds);
+  lua_insert(L, 2);
+  return 1 + nconst;
+}
+
+void sl_bytecode_open(lua_State *L) {
+  static const luaL_Reg fns[] = {{"_reads_param", l_reads_param}, {"_tuple_ctor", l_tuple_ctor}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
 }
 
 /* }-------------------------------------------------------------------- */

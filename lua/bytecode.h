@@ -21,4 +21,7 @@ int sl_reads_param(lua_State *L, int idx, int q);
  * order and returns k; else returns 0 and pushes nothing. */
 #define SL_TUPLE_MAX 8
 int sl_tuple_ctor(lua_State *L, int idx, char *kinds);
+/* Adds sluice._reads_param and sluice._tuple_ctor to the sluice table at
+ * the stack top. */
+void sl_bytecode_open(lua_State *L);
 #endif

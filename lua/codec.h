@@ -55,6 +55,12 @@ int sl_modset_has(const sl_modset *m, const void *p);
  * SL_ENOMEM. The common event ({ts, i}, {word, 1}) without the general
  * path's traversal. Needs 2 free stack slots. */
 int sl_encode_array_to(lua_State *L, int idx, const sl_modset *mods, sl_buf *out);
+/* Appends the encoding of the table {E1, ..., Ek}, k = #kinds (1..127),
+ * from a C closure: E j is the value at x where kinds[j] is 'p', else the
+ * next of the closure's upvalues lit_up, lit_up + 1, ...; byte for byte
+ * what sl_encode writes for that table when every E is a scalar: 0; 1
+ * (nothing written) when one is not; SL_ENOMEM. */
+int sl_encode_tuple_to(lua_State *L, const char *kinds, int x, int lit_up, sl_buf *out);
 
 /* Appends the encoding of the nil, boolean, number or string at idx to
  * out: 0, SL_ENOMEM, or 1 (nothing written) for any other type. */
@@ -98,9 +104,12 @@ int sl_encode_batch(lua_State *L, int idx, sl_batch *out, const char *root, char
 int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
                      const char **vp, size_t *vlen);
 
-/* The integer encoded in bytes[0..len) (a scalar sl_encoded_field gave):
- * 0 with *out set, or -1 when the bytes are not exactly an integer. */
-int sl_encoded_int(const char *bytes, size_t len, lua_Integer *out);
+/* The integer field of an encoded event, read as sl_encoded_field reads
+ * it (field NULL: t[index]): 0 with *out set, or -1 when the bytes do not
+ * hold a plain integer there (decode then). {ts, ...}, index 1, takes a
+ * few instructions. */
+int sl_encoded_int_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
+                         lua_Integer *out);
 
 /* A combining layer's partial: when the event's bytes encode {p, part}
  * with p a scalar and part a table of pairs of scalars (no array part,

@@ -136,17 +136,24 @@ not_flat:
   return rc < 0 ? rc : 0;
 }
 
+/* The head of a table of n (< 128) array values and no pairs, as
+ * enc_table writes it: T_TABLE, n, 0. */
+static int put_array_head(sl_buf *b, unsigned n) {
+  char *p = room(b, 3);
+  if (!p) return SL_ENOMEM;
+  p[0] = (char)T_TABLE;
+  p[1] = (char)n;                                   /* one varint byte */
+  p[2] = 0;                                         /* no pairs */
+  b->len += 3;
+  return 0;
+}
+
 int sl_encode_array_to(lua_State *L, int idx, const sl_modset *mods, sl_buf *b) {
   if (!mods || sl_modset_has(mods, lua_topointer(L, idx))) return 1;
   lua_Unsigned narr = lua_rawlen(L, idx);
   if (narr == 0 || narr >= 0x80) return 1;
   size_t len0 = b->len;
-  char *p = room(b, 3);
-  if (!p) return SL_ENOMEM;
-  p[0] = (char)T_TABLE;
-  p[1] = (char)narr;                                /* one varint byte */
-  p[2] = 0;                                         /* no pairs */
-  b->len += 3;
+  if (put_array_head(b, (unsigned)narr)) return SL_ENOMEM;
   int rc = 0;
   for (lua_Unsigned i = 1; rc == 0 && i <= narr; i++) {
     int t = lua_rawgeti(L, idx, (lua_Integer)i);
@@ -177,9 +184,20 @@ int sl_encode_pair_to(lua_State *L, int k, int v, sl_buf *out) {
   if (!is_scalar(tk) || !is_scalar(tv)) return 1;
   size_t len0 = out->len;
   /* as enc_flat writes the table {k, v}: two array values, no pairs */
-  int rc = put_tag_varint(out, T_TABLE, 2) || sl_buf_putc(out, 0) ? SL_ENOMEM : 0;
+  int rc = put_array_head(out, 2);
   if (rc == 0) rc = put_scalar(out, L, tk, k);
   if (rc == 0) rc = put_scalar(out, L, tv, v);
+  if (rc) out->len = len0;
+  return rc;
+}
+
+int sl_encode_tuple_to(lua_State *L, const char *kinds, int x, int lit_up, sl_buf *out) {
+  size_t k = strlen(kinds), len0 = out->len;
+  int rc = k >= 1 && k < 0x80 ? put_array_head(out, (unsigned)k) : 1;
+  for (size_t j = 0; rc == 0 && j < k; j++) {
+    int idx = kinds[j] == 'p' ? x : lua_upvalueindex(lit_up++);
+    rc = put_scalar(out, L, lua_type(L, idx), idx);
+  }
   if (rc) out->len = len0;
   return rc;
 }

@@ -190,7 +190,9 @@ const char *sl_push_scalar(lua_State *L, const char *at) {
   return (const char *)p + n;
 }
 
-int sl_encoded_int(const char *bytes, size_t len, lua_Integer *out) {
+/* The integer encoded in bytes[0..len): 0, or -1 when they are not
+ * exactly an integer. */
+static int encoded_int(const char *bytes, size_t len, lua_Integer *out) {
   Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};
   uint64_t u;
   if (len == 1 && r.p[0] >= T_FIXINT && r.p[0] < T_FIXSTR) {
@@ -200,4 +202,28 @@ int sl_encoded_int(const char *bytes, size_t len, lua_Integer *out) {
   if (len < 2 || *r.p++ != T_INT || rd_varint(&r, &u) || r.p != r.end) return -1;
   *out = unzigzag(u);
   return 0;
+}
+
+int sl_encoded_int_field(const char *bytes, size_t len, lua_Integer index, const char *field, size_t flen,
+                         lua_Integer *out) {
+  const uint8_t *u = (const uint8_t *)bytes;
+  if (!field && index == 1 && len >= 4 && u[0] == T_TABLE && u[1] >= 1 && u[1] < 0x80 && u[2] == 0) {
+    /* the common event {ts, ...}: an array part (one-byte count) and no
+     * pairs, its first value an integer */
+    if (u[3] >= T_FIXINT && u[3] < T_FIXSTR) {
+      *out = u[3] - T_FIXINT;
+      return 0;
+    }
+    if (u[3] == T_INT) {
+      Rd r = {u + 4, u + len};
+      uint64_t z;
+      if (rd_varint(&r, &z)) return -1;
+      *out = unzigzag(z);
+      return 0;
+    }
+  }
+  const char *v;
+  size_t vlen;
+  if (sl_encoded_field(bytes, len, index, field, flen, &v, &vlen) != 1) return -1;
+  return encoded_int(v, vlen, out);
 }

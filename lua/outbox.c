@@ -132,17 +132,9 @@ static int l_tuple_put(lua_State *L) {
   outbox *o = lua_touserdata(L, lua_upvalueindex(1));
   int t = lua_type(L, 1);
   if (t == LUA_TNUMBER || t == LUA_TSTRING || t == LUA_TBOOLEAN) {
-    size_t klen;
-    const char *kinds = lua_tolstring(L, lua_upvalueindex(3), &klen);
-    sl_buf *b = &o->bb.bytes;
-    size_t len0 = b->len;
-    char head[3] = {0x06, (char)klen, 0};     /* T_TABLE, k values, no pairs */
-    int rc = sl_buf_append(b, head, 3) ? -1 : 0;
-    for (size_t j = 0, c = 0; rc == 0 && j < klen; j++)
-      rc = sl_encode_scalar_to(L, kinds[j] == 'p' ? 1 : lua_upvalueindex(4 + (int)c++), b);
+    int rc = sl_encode_tuple_to(L, lua_tostring(L, lua_upvalueindex(3)), 1, 4, &o->bb.bytes);
     if (rc == 0 && sl_bb_end_event(&o->bb) == 0) return 0;
-    b->len = len0;
-    return fail(L, "not enough memory");
+    return fail(L, "not enough memory");   /* (the literals are scalars: only memory fails) */
   }
   lua_settop(L, 1);
   lua_pushvalue(L, lua_upvalueindex(2));

@@ -16,7 +16,6 @@
  * from the bytes. */
 #include <stdio.h>
 #include <lauxlib.h>
-#include "bytecode.h"
 #include "codec.h"
 #include "rawbatch.h"
 #include "stage_int.h"
@@ -127,33 +126,6 @@ void sl_rawbatch_end(lua_State *L, int rref) {
   lua_pop(L, 1);
 }
 
-/* sluice._reads_param(fn, q) -> whether fn may read its parameter q
- * (1-based; see bytecode.c): a layer whose reducer never reads its event
- * skips decoding its events. */
-static int l_reads_param(lua_State *L) {
-  lua_Integer q = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, q >= 1 && q <= 255, 2, "parameter out of range");
-  lua_pushboolean(L, sl_reads_param(L, 1, (int)q - 1));
-  return 1;
-}
-
-/* sluice._tuple_ctor(fn) -> kinds, literals... when fn is exactly
- * function(x) return {E1, ..., Ek} end (bytecode.c: kinds is a string of
- * 'p' for x and 'c' for a literal), else false. */
-static int l_tuple_ctor(lua_State *L) {
-  char kinds[SL_TUPLE_MAX + 1];
-  lua_settop(L, 1);
-  int k = sl_tuple_ctor(L, 1, kinds);
-  if (k == 0) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  int nconst = lua_gettop(L) - 1;
-  lua_pushstring(L, kinds);
-  lua_insert(L, 2);
-  return 1 + nconst;
-}
-
 void sl_rawbatch_open(lua_State *L) {
   if (luaL_newmetatable(L, RAWBATCH_MT)) {
     lua_pushcfunction(L, l_len);
@@ -161,7 +133,6 @@ void sl_rawbatch_open(lua_State *L) {
   }
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
-    {"_raw_events", l_raw_events}, {"_raw_get", l_raw_get}, {"_merge_raw", l_merge_raw},
-    {"_reads_param", l_reads_param}, {"_tuple_ctor", l_tuple_ctor}, {NULL, NULL}};
+    {"_raw_events", l_raw_events}, {"_raw_get", l_raw_get}, {"_merge_raw", l_merge_raw}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -282,36 +282,12 @@ static void push_raw_slice(lua_State *L, const sl_batch *b, uint32_t from, uint3
  * not say it plainly (not a table, a time that is not an integer in the
  * window's range): the event is then decoded and read as a table is. */
 static int raw_time(lua_State *L, const sl_batch *b, uint32_t i, const part_reader *r, int64_t *t) {
-  size_t len, flen = 0, vlen;
-  const char *p = sl_batch_event(b, i, &len), *field = NULL, *v;
-  const uint8_t *u = (const uint8_t *)p;
-  if (r->kind == PART_INDEX && r->index == 1 && len >= 4 && u[0] == 0x06 && u[1] >= 1 && u[1] < 0x80 &&
-      u[2] == 0) {
-    /* the common event, {ts, ...}: a table with an array part and no
-     * pairs (tag 0x06, one-byte count, 0), whose first value is an
-     * integer (fixint 0x40-0x7f, or 0x03 and a zigzag varint) */
-    if (u[3] >= 0x40 && u[3] < 0x80) {
-      *t = u[3] - 0x40;
-      return 1;
-    }
-    if (u[3] == 0x03) {
-      uint64_t z = 0;
-      for (size_t k = 4, shift = 0; k < len && shift < 63; k++, shift += 7) {
-        z |= (uint64_t)(u[k] & 0x7f) << shift;
-        if (!(u[k] & 0x80)) {
-          lua_Integer x = (lua_Integer)((z & 1) ? ~(z >> 1) : (z >> 1));
-          if (x < SL_WIN_TIME_MIN || x > SL_WIN_TIME_MAX) return 0;
-          *t = (int64_t)x;
-          return 1;
-        }
-      }
-      return 0;
-    }
-  }
+  size_t len, flen = 0;
+  const char *p = sl_batch_event(b, i, &len), *field = NULL;
   if (r->kind == PART_FIELD) field = lua_tolstring(L, r->slot, &flen);
-  if (sl_encoded_field(p, len, r->index, field, flen, &v, &vlen) != 1) return 0;
   lua_Integer x;
-  if (sl_encoded_int(v, vlen, &x) != 0 || x < SL_WIN_TIME_MIN || x > SL_WIN_TIME_MAX) return 0;
+  if (sl_encoded_int_field(p, len, r->index, field, flen, &x) != 0 || x < SL_WIN_TIME_MIN || x > SL_WIN_TIME_MAX)
+    return 0;
   *t = (int64_t)x;
   return 1;
 }

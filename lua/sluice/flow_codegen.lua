@@ -129,27 +129,21 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       F[i] = st.f
     end
   end
-  -- a last map that builds {x, K} for a combiner with code for that
-  -- (reduce_by_key's pair_code): fused, no table per event
+  -- a last map that only builds a tuple of its argument and literals
+  -- (sluice._tuple_ctor) makes no table: {x, K} before a combiner with
+  -- code for that (reduce_by_key's pair_code) is fused with it; a tuple
+  -- whose events leave the stage ({ts, ts}) is encoded from x
+  -- (sluice._tuple_putter)
   local last = steps[#steps]
-  if red and not comb and red.kind == "reduce" and red.fast and red.fast.pair_code and last and last.op == "map" then
-    local kinds, k = sluice._tuple_ctor(last.f)
-    if kinds == "pc" then
-      last.pair = true
-      F.pairk = k
-      w("local PAIRK = F.pairk\n")
-    end
-  end
-  -- a last map that builds a tuple of its argument and literals
-  -- ({ts, ts}) whose events leave the stage: encoded from the argument
-  -- with no table made (sluice._tuple_putter)
-  if not red and not comb and copy_out and last and last.op == "map" then
-    local t = table.pack(sluice._tuple_ctor(last.f))
-    if t[1] then
-      last.tuple = true
-      F.tuple = t
-      w("local TUPLE_PUTTER, TUPLE = require('sluice')._tuple_putter, F.tuple\n")
-    end
+  local tuple = not comb and last and last.op == "map" and table.pack(sluice._tuple_ctor(last.f))
+  if tuple and tuple[1] == "pc" and red and red.kind == "reduce" and red.fast and red.fast.pair_code then
+    last.pair = true
+    F.pairk = tuple[2]
+    w("local PAIRK = F.pairk\n")
+  elseif tuple and tuple[1] and not red and copy_out then
+    last.tuple = true
+    F.tuple = tuple
+    w("local TUPLE_PUTTER, TUPLE = require('sluice')._tuple_putter, F.tuple\n")
   end
   if red then
     if red.f then w("local reduce_" .. red.kind .. " = F.red\n") end
