@@ -117,6 +117,11 @@ int sl_encoded_int_field(const char *bytes, size_t len, lua_Integer index, const
  * byte of the first key; the pairs follow key, value, key, value ... to
  * the event's end. -1 for anything else. */
 int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs);
+/* The partition hash of an encoded key: the engine's hash of its bytes,
+ * except that a float with an integer value hashes as that integer (1.0
+ * as 1, -0.0 as 0), as a Lua table keeps it: keys equal in Lua go to one
+ * partition. */
+uint64_t sl_key_hash(const char *bytes, size_t len);
 /* Pushes the scalar encoded at p (a key or value of a partial that
  * sl_encoded_partial checked) and returns where the next value starts. */
 const char *sl_push_scalar(lua_State *L, const char *p);

@@ -230,7 +230,7 @@ int sl_encode_split_to(lua_State *L, int t, uint32_t n, sl_batch_builder *bb) {
       rc = put_scalar(&key, L, lua_type(L, -2), -2);
       uint32_t p = 0;
       if (rc == 0) {
-        p = n == 1 ? 0 : sl_hash_partition(sl_hash_bytes(key.data, key.len), n);
+        p = n == 1 ? 0 : sl_hash_partition(sl_key_hash(key.data, key.len), n);
         rc = sl_buf_append(&parts[p], key.data, key.len) ? SL_ENOMEM : 0;
       }
       if (rc == 0) rc = put_scalar(&parts[p], L, lua_type(L, -1), -1);

@@ -7,9 +7,11 @@
  * caller, which decodes. And a combining layer's partial {p, part} whose
  * part holds only pairs of scalars, merged pair by pair without a table
  * of the part (sl_encoded_partial, sl_push_scalar). */
+#include <math.h>
 #include <string.h>
 #include "codec.h"
 #include "codec_int.h"
+#include "hash.h"
 
 typedef struct Rd {
   const uint8_t *p, *end;
@@ -137,6 +139,18 @@ int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const cha
     }
   }
   return nil_key(vp, vlen);
+}
+
+uint64_t sl_key_hash(const char *bytes, size_t len) {
+  if (len == 9 && (uint8_t)bytes[0] == T_FLT) {
+    lua_Number d = get_f64((const uint8_t *)bytes + 1);
+    /* [-2^63, 2^63): the doubles that convert to a lua_Integer */
+    if (d == floor(d) && d >= -0x1p63 && d < 0x1p63) {
+      char tmp[1 + MAXVARINT];
+      return sl_hash_bytes(tmp, int_put(tmp, (lua_Integer)d));
+    }
+  }
+  return sl_hash_bytes(bytes, len);
 }
 
 int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs) {

@@ -17,7 +17,7 @@
 uint32_t sl_key_partition(lua_State *L, int idx, uint32_t n) {
   char small[256];   /* scalar keys (most of them) need no buffer */
   size_t len = sl_encode_scalar(L, idx, small, sizeof small);
-  return len ? sl_hash_partition(sl_hash_bytes(small, len), n) + 1 : 0;
+  return len ? sl_hash_partition(sl_key_hash(small, len), n) + 1 : 0;
 }
 
 /* sluice._hash(value, n) -> 1..n: the engine's hash of the encoded value,
@@ -37,7 +37,7 @@ static int l_hash(lua_State *L) {
     sl_buf_free(&b);
     return luaL_error(L, "partition key: %s", err);
   }
-  uint64_t h = sl_hash_bytes(b.data, b.len);
+  uint64_t h = sl_key_hash(b.data, b.len);
   sl_buf_free(&b);
   lua_pushinteger(L, (lua_Integer)sl_hash_partition(h, (uint32_t)n) + 1);
   return 1;

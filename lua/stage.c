@@ -534,7 +534,7 @@ static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
     size_t len, klen;
     const char *p = sl_batch_event(b, i, &len), *k;
     if (sl_encoded_field(p, len, s->key_index, s->key_field, flen, &k, &klen) == 1) {
-      parts[i] = (int32_t)sl_hash_partition(sl_hash_bytes(k, klen), s->nparts);
+      parts[i] = (int32_t)sl_hash_partition(sl_key_hash(k, klen), s->nparts);
       continue;
     }
     if (!events && !(events = decode_for_partition(s, b))) {  /* stack: events */
@@ -554,7 +554,7 @@ static int key_partitions(stage *s, const sl_batch *b, int32_t *parts) {
       lua_settop(L, top);
       return -1;
     }
-    parts[i] = (int32_t)sl_hash_partition(sl_hash_bytes(key.data, key.len), s->nparts);
+    parts[i] = (int32_t)sl_hash_partition(sl_key_hash(key.data, key.len), s->nparts);
     lua_pop(L, 2);
   }
   sl_buf_free(&key);
@@ -566,7 +566,11 @@ static int op_partition(sl_stage *st, sl_batch *b, int32_t *parts) {
   stage *s = ls(st);
   if (s->part_hash != LUA_NOREF) return lua_partitions(s, b, parts);
   if (s->key_index || s->key_field) return key_partitions(s, b, parts);
-  sl_dispatch_hash_partitions(b, s->nparts, parts);
+  for (uint32_t i = 0; i < b->count; i++) {     /* the whole event is the key */
+    size_t len;
+    const char *p = sl_batch_event(b, i, &len);
+    parts[i] = (int32_t)sl_hash_partition(sl_key_hash(p, len), s->nparts);
+  }
   return 0;
 }
 

@@ -4,6 +4,7 @@
  * never trusts its input (truncations, random bytes, mutated encodings,
  * malformed values). The helpers are codec_check.h's. */
 #include "codec_check.h"
+#include "hash.h"
 
 /* {====================================================================
 ** Garbage: decoding never trusts its input
@@ -235,6 +236,43 @@ static void test_encoded_partials(void) {
   if (bytes) CHECK_INT(sl_encoded_partial(bytes, n, &pairs), 0);
   free(bytes);
   close2(A, B);
+}
+
+/* A key's partition hash: a float with an integer value hashes as that
+ * integer (keys equal in Lua go to one partition); any other encoding
+ * hashes as its bytes. */
+static void test_key_hash(void) {
+  lua_State *A = newstate();
+  static const char *const same[][2] = {
+    {"return 3", "return 3.0"}, {"return 0", "return -0.0"}, {"return 0", "return 0.0"},
+    {"return -70", "return -70.0"}, {"return 2^53", "return math.tointeger(2^53)"},
+    {"return math.mininteger", "return -2^63"}, {"return 1e15", "return 1000000000000000"},
+  };
+  for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+    size_t n, m;
+    char *a = encode_chunk(A, same[i][0], &n), *b = encode_chunk(A, same[i][1], &m);
+    CHECK(a != NULL && b != NULL);
+    if (a && b) {
+      CHECK(n != m || memcmp(a, b, n) != 0);        /* an integer and a float */
+      CHECK(sl_key_hash(a, n) == sl_key_hash(b, m));
+      const char *i_bytes = a[0] == 0x04 ? b : a;     /* the integer's hash is its bytes' */
+      CHECK(sl_key_hash(i_bytes, i_bytes == a ? n : m) == sl_hash_bytes(i_bytes, i_bytes == a ? n : m));
+    }
+    free(a);
+    free(b);
+  }
+  static const char *const own[] = {
+    "return 0.5", "return 2^63", "return -2^64", "return 1/0", "return -1/0", "return 0/0",
+    "return 'x'", "return {3.0}", "return true",
+  };
+  for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+    size_t n;
+    char *a = encode_chunk(A, own[i], &n);
+    CHECK(a != NULL);
+    if (a) CHECK(sl_key_hash(a, n) == sl_hash_bytes(a, n));
+    free(a);
+  }
+  lua_close(A);
 }
 
 /* Short arrays of scalars take a shorter path in sl_decode_batch; each
@@ -502,6 +540,7 @@ int main(void) {
   RUN(test_flat_tables_same_bytes);
   RUN(test_short_arrays_same_bytes);
   RUN(test_encoded_partials);
+  RUN(test_key_hash);
   RUN(test_batch_flat_arrays);
   RUN(test_encoded_field);
   RUN(test_truncations);
