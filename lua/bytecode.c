@@ -9,7 +9,9 @@
  * - sl_tuple_ctor: whether a function is exactly function(x) return {E1,
  *   ..., Ek} end (each E x or a literal): such a map before reduce_by_key
  *   ({x, K}) is fused with it, and one whose events leave the stage is
- *   encoded with no table made. */
+ *   encoded with no table made.
+ * - sl_same_code: whether two functions are the same code (a reduce whose
+ *   reducer is exactly a count combines as frequencies does). */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -209,11 +211,12 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
 }
 
 /* The binary chunk of the Lua function at idx into b (empty for a C
- * function or on failure; free b after). */
-static void dump_fn(lua_State *L, int idx, sl_buf *b) {
+ * function or on failure; free b after); strip leaves out the debug
+ * information. */
+static void dump_fn(lua_State *L, int idx, sl_buf *b, int strip) {
   if (lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx)) return;
   lua_pushvalue(L, idx);
-  if (lua_dump(L, dump_writer, b, 0) != 0) b->len = 0;
+  if (lua_dump(L, dump_writer, b, strip) != 0) b->len = 0;
   lua_pop(L, 1);
 }
 
@@ -251,7 +254,7 @@ static uint32_t ins_at(const MainFn *f, uint64_t j) {
 static int reads_param_raw(lua_State *L, int idx, unsigned q) {
   sl_buf b = SL_BUF_INIT;
   MainFn f;
-  dump_fn(L, idx, &b);
+  dump_fn(L, idx, &b, 0);
   int reads = b.len == 0 || main_fn((const uint8_t *)b.data, b.len, &f) != 0 || f.vararg;
   if (!reads && q < f.nparams)                      /* (no such parameter: its argument is dropped) */
     for (uint64_t j = 0; !reads && j < f.ncode; j++) reads = names_register(ins_at(&f, j), q);
@@ -311,7 +314,7 @@ static int probes_pass(lua_State *L) {
 static int tuple_ctor_raw(lua_State *L, int idx, char *kinds) {
   sl_buf b = SL_BUF_INIT;
   MainFn f;
-  dump_fn(L, idx, &b);
+  dump_fn(L, idx, &b, 0);
   int k = b.len && main_fn((const uint8_t *)b.data, b.len, &f) == 0 && f.nparams == 1 && !f.vararg &&
           f.ncode >= 6 && f.ncode <= 5 + SL_TUPLE_MAX ? (int)f.ncode - 5 : 0;
   if (k && (ins_at(&f, 0) != INS(OP_NEWTABLE, 1, 0, k) || ins_at(&f, 1) != OP_EXTRAARG ||
@@ -339,6 +342,41 @@ static int tuple_ctor_raw(lua_State *L, int idx, char *kinds) {
   else lua_settop(L, top);
   sl_buf_free(&b);
   return k;
+}
+
+/* Where the stripped chunk u[0..n) goes on after its main function's
+ * line numbers (the only bytes that differ between two copies of the
+ * same code written in different places); 0 when it is not the layout
+ * walked here. */
+static size_t after_lines(const uint8_t *u, size_t n) {
+  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
+  uint64_t x;
+  if (n < hdr + 1 || u[12] != 4) return 0;
+  Scan s = {u + hdr + 1, u + n, 4, sizeof(lua_Number)};
+  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x)) return 0;
+  return (size_t)(s.p - u);
+}
+
+/* Whether the Lua functions at a and b have the same parameters, code,
+ * constants, upvalues and nested functions: stripped chunks equal but for
+ * where each was written. Functions with upvalues answer 0 (what they
+ * read is not in their code). */
+static int same_code(lua_State *L, int a, int b) {
+  sl_buf x = SL_BUF_INIT, y = SL_BUF_INIT;
+  dump_fn(L, a, &x, 1);
+  dump_fn(L, b, &y, 1);
+  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
+  size_t i = x.len ? after_lines((const uint8_t *)x.data, x.len) : 0;
+  size_t j = y.len ? after_lines((const uint8_t *)y.data, y.len) : 0;
+  int same = i && j && x.data[hdr] == 0 && y.data[hdr] == 0 && memcmp(x.data, y.data, hdr + 1) == 0 &&
+             x.len - i == y.len - j && memcmp(x.data + i, y.data + j, x.len - i) == 0;
+  sl_buf_free(&x);
+  sl_buf_free(&y);
+  return same;
+}
+
+int sl_same_code(lua_State *L, int a, int b) {
+  return same_code(L, lua_absindex(L, a), lua_absindex(L, b));
 }
 
 int sl_tuple_ctor(lua_State *L, int idx, char *kinds) {
@@ -379,8 +417,16 @@ static int l_tuple_ctor(lua_State *L) {
   return 1 + nconst;
 }
 
+/* sluice._same_code(f, g) -> whether f and g are the same code with no
+ * upvalues (bytecode.c): how a reduce knows its reducer is a count. */
+static int l_same_code(lua_State *L) {
+  lua_pushboolean(L, sl_same_code(L, 1, 2));
+  return 1;
+}
+
 void sl_bytecode_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"_reads_param", l_reads_param}, {"_tuple_ctor", l_tuple_ctor}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"_reads_param", l_reads_param}, {"_tuple_ctor", l_tuple_ctor},
+                                 {"_same_code", l_same_code}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }
 

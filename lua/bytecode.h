@@ -21,7 +21,11 @@ int sl_reads_param(lua_State *L, int idx, int q);
  * order and returns k; else returns 0 and pushes nothing. */
 #define SL_TUPLE_MAX 8
 int sl_tuple_ctor(lua_State *L, int idx, char *kinds);
-/* Adds sluice._reads_param and sluice._tuple_ctor to the sluice table at
+/* Whether the Lua functions at a and b are the same code (parameters,
+ * instructions, constants, nested functions) and have no upvalues: 0 for
+ * a C function or anything else. */
+int sl_same_code(lua_State *L, int a, int b);
+/* Adds sluice._reads_param, sluice._tuple_ctor and sluice._same_code to the sluice table at
  * the stack top. */
 void sl_bytecode_open(lua_State *L);
 #endif

@@ -3,6 +3,7 @@
  * and get their methods here; sluice._hash(k, n) is the engine's partition
  * hash of a key's encoding (what the dispatcher computes in C),
  * sluice._key(v) a value's encoding as a string (uniq on tables),
+ * sluice._copy(v) a value as it arrives after crossing a partition,
  * sluice._handle_id(h) the id a handle refers to; tickets
  * (sluice._ticket/_take) are counters every state shares, which a split
  * source hands out its parts with. */
@@ -98,6 +99,21 @@ static int l_key(lua_State *L) {
   return 1;
 }
 
+/* sluice._copy(v) -> v sent and received in this state (encoded and
+ * decoded): a new table or function, as an event that crosses a
+ * partition arrives (a counting reduce's combining keeps each table
+ * event as its own key, as its partition would). */
+static int l_copy(lua_State *L) {
+  luaL_checkany(L, 1);
+  sl_buf b = SL_BUF_INIT;
+  char err[256];
+  int rc = sl_encode(L, 1, &b, "event", err, sizeof err);
+  if (rc == 0) rc = sl_decode(L, b.data ? b.data : "", b.len, err, sizeof err);
+  sl_buf_free(&b);
+  if (rc != 0) return luaL_error(L, "%s", err);
+  return 1;
+}
+
 /* sluice._handle_id(h) -> the id a handle refers to (a subscription's id
  * is shared by its subscription handle and its "from" handles). */
 static int l_handle_id(lua_State *L) {
@@ -144,7 +160,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 
 void sl_keys_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"_hash", l_hash}, {"_key", l_key}, {"_handle_id", l_handle_id}, {"_ticket", l_ticket}, {"_take", l_take},
+    {"_hash", l_hash}, {"_key", l_key}, {"_copy", l_copy}, {"_handle_id", l_handle_id}, {"_ticket", l_ticket}, {"_take", l_take},
     {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

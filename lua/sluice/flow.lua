@@ -150,6 +150,8 @@ local function with_reducer(f, fn, red)
   return derive(f, { red = red })
 end
 
+local counting   -- (below, with the combiners)
+
 -- opts.merge(partial, acc) -> acc declares the reducer's accumulators
 -- mergeable, which lets the layer before the partition reduce too;
 -- opts.keyed declares the accumulator a table indexed by the partition key
@@ -169,6 +171,10 @@ function Flow:reduce(acc_fun, fun, opts)
       fail("reduce", "keyed must be a boolean, got " .. type(keyed))
     end
     if keyed and not merge then fail("reduce", "keyed needs merge") end
+  end
+  if merge == nil then
+    local count = counting(acc_fun, fun)
+    if count then return (with_reducer(self, "reduce", count)) end
   end
   return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun, merge = merge,
                                          keyed = keyed or nil }))
@@ -333,6 +339,53 @@ function Flow:frequencies_by(key_fun)
   return (with_reducer(self, "frequencies_by", { kind = "reduce", name = "frequencies_by", acc = new_table,
     f = reduce, merge = add_counts, merge_pairs = {}, keyed_by = key_fun, pairs = true,
     fast = { code = FREQUENCIES_BY_FAST, fns = { reduce_frequencies_by = key_fun, FREQ_NEW = new_key } } }))
+end
+
+-- A reduce that is a count: its accumulator function exactly
+-- function() return {} end and its reducer exactly one of COUNT_SRC
+-- (sluice._same_code: the same instructions and constants, no upvalues;
+-- names and layout are free). Such a reduce combines as frequencies does
+-- (its merge adds the counts, keyed by the event), and the loop counts a
+-- key already seen itself; what it returns is the reduce's own: the same
+-- accumulator, the same events at the end (an array of counts when the
+-- keys are 1..n), errors named (reduce). In the stages before the
+-- partition an event that is not a string, number or boolean is counted
+-- as a copy (sluice._copy), as the partition would send it: a table is a
+-- key by identity, and each one that crosses a partition is a new copy.
+local COUNT_SRC = {
+  "return function(x, acc) acc[x] = (acc[x] or 0) + 1 return acc end",
+  "return function(x, acc) acc[x] = 1 + (acc[x] or 0) return acc end",
+  "return function(x, acc) local n = acc[x] or 0 acc[x] = n + 1 return acc end",
+  "return function(x, acc) if acc[x] then acc[x] = acc[x] + 1 else acc[x] = 1 end return acc end",
+}
+local NEW_TABLE_SRC = "return function() return {} end"
+local count_refs
+
+local COUNT_FAST = [[
+local c = acc[e]
+if c then acc[e] = c + 1 else acc = reduce_reduce(e, acc) end
+]]
+
+counting = function(acc_fun, fun)
+  local same = sluice._same_code
+  if not count_refs then
+    count_refs = {}
+    for i, src in ipairs(COUNT_SRC) do count_refs[i] = load(src, "=count", "t")() end
+    count_refs.new_table = load(NEW_TABLE_SRC, "=count", "t")()
+  end
+  if not same(acc_fun, count_refs.new_table) then return nil end
+  local is_count = false
+  for _, ref in ipairs(count_refs) do is_count = is_count or same(fun, ref) end
+  if not is_count then return nil end
+  local reduce_reduce, COPY = fun, sluice._copy
+  local function comb_f(e, acc)
+    local t = type(e)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" then e = COPY(e) end
+    local a = reduce_reduce(e, acc)
+    return a
+  end
+  return { kind = "reduce", acc = acc_fun, f = fun, comb_f = comb_f, count = true, merge = add_counts,
+           merge_pairs = {}, keyed_by = "event", fast = { code = COUNT_FAST } }
 end
 
 function Flow:emit_and_reduce(acc_fun, fun)

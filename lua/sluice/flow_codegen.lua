@@ -99,6 +99,9 @@ local MAX_ITER_FLAT_MAPS = 3
 -- as the loop emits it; likewise (copy_groups) a table a user function
 -- made is copied (snapshot) as group_by keeps it in its accumulator.
 local function compile(ops, red, mode, comb, copy_out, copy_groups)
+  -- a reducer may have its own function for the stages before the
+  -- partition (red.comb_f: a counting reduce counts copies of tables)
+  local combining = comb ~= nil
   if comb and comb.keyed then   -- one plain accumulator, split by key at the end
     red, comb = comb.red, nil
   end
@@ -149,7 +152,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     if red.f then w("local reduce_" .. red.kind .. " = F.red\n") end
     if red.key then w("local group_by_key_fun = F.key\n") end
     if red.value then w("local group_by_value_fun = F.value\n") end
-    F.red, F.key, F.value = red.f, red.key, red.value
+    F.red, F.key, F.value = combining and red.comb_f or red.f, red.key, red.value
     if red.fast and red.fast.fns then
       F.fast = red.fast.fns
       local names = {}

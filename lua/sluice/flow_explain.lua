@@ -105,6 +105,7 @@ end
 
 local function reducer_name(red)
   if red.name then return red.name end
+  if red.count then return "reduce (a count: merges its counts, as frequencies)" end
   if red.kind == "reduce" and red.merge then return red.keyed and "reduce (merge, keyed)" or "reduce (merge)" end
   return red.kind
 end

@@ -228,9 +228,12 @@ local WORDCOUNT_SHAPES = {
   { "frequencies", "flat_map iterator -> partition() -> frequencies() (keyed combining)", 0.5 },
   { "reduce_by_key", "flat_map iterator -> map to {word, 1} -> partition({key = {index = 1}}) "
     .. "-> reduce_by_key(+) (keyed combining)", 0.5 },
-  { "iter", "flat_map iterator -> partition() -> reduce without merge: every word crosses the partition", 0.7 },
-  { "events", "flat_map returns an array per line and the reduce has no merge, so every word "
-    .. "crosses the partition (Flow's plain shape)", 0.8, 1.7 },
+  { "iter", "flat_map iterator -> partition() -> reduce(new table, count) with no merge (a count: keyed "
+    .. "combining)", 0.7 },
+  { "events", "flat_map returns an array per line -> partition() -> reduce(new table, count) with no merge "
+    .. "(Flow's plain shape, the README's; a count: keyed combining)", 0.8, 1.7 },
+  { "hop", "the same with a count that reads an upvalue (+ one), not taken for a count: every word crosses "
+    .. "the partition" },
 }
 for _, shape in ipairs(WORDCOUNT_SHAPES) do
   for _, w in ipairs({ 2, 1 }) do
@@ -342,7 +345,7 @@ WORKLOADS[#WORKLOADS + 1] =
 -- keyed combining builds a table of the words in every first-layer
 -- stage: the peak memory with 2 workers against 1 (no runs of their own:
 -- the word count rows' runs)
-for _, m in ipairs({ { "", "combined" }, { " (words)", "words" } }) do
+for _, m in ipairs({ { "", "combined" }, { " (words)", "words" }, { " (README shape)", "events" } }) do
   local shape = m[2] ~= "combined" and m[2] or nil
   WORKLOADS[#WORKLOADS + 1] = {
     name = "memory: keyed combining" .. m[1] .. ", 2 workers / 1", workers = 2,

@@ -5,10 +5,12 @@
 --   first-layer stage counts its own words in one table, cuts it by
 --   partition at the end, and only the partial counts cross the partition
 --   (lua/README.md §8.4, combining).
--- shape "events": flat_map returns an array per line and the reduce has no
---   merge, so every word crosses the partition as an event.
--- shape "iter": flat_map returns the iterator, the reduce has no merge:
---   no array per line, but every word crosses the partition.
+-- shape "events" (the README's): flat_map returns an array per line and
+--   the reduce has no merge; its reducer is a plain count, which combines
+--   as frequencies does (lua/README.md §8.4, a reduce that counts).
+-- shape "iter": flat_map returns the iterator, the same reduce.
+-- shape "hop": as "events" with a count that reads an upvalue, which is
+--   not taken for a count: every word crosses the partition as an event.
 -- shape "frequencies": the iterator, partition(), frequencies() (keyed
 --   combining, with no merge to write).
 -- shape "reduce_by_key": the iterator, map to {word, 1},
@@ -18,7 +20,7 @@
 -- Prints "RESULT <summary>" (see words.lua).
 local dir = arg[0]:match("^(.*)/") or "."
 local W = dofile(dir .. "/words.lua")
-local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events|iter|frequencies|reduce_by_key|words]")
+local path = assert(arg[1], "usage: wordcount.lua CORPUS [combined|events|hop|iter|frequencies|reduce_by_key|words]")
 local shape = arg[2] or "combined"
 local flow = sluice.flow
 
@@ -49,6 +51,23 @@ elseif shape == "events" then
     end)
     :partition()
     :reduce(function() return {} end, count)
+    :to_list()
+elseif shape == "hop" then
+  local one = 1
+  counts = flow.from_enumerable(sluice.lines(path))
+    :flat_map(function(line)
+      local words, n = {}, 0
+      for w in line:lower():gmatch("%a+") do
+        n = n + 1
+        words[n] = w
+      end
+      return words
+    end)
+    :partition()
+    :reduce(function() return {} end, function(word, acc)
+      acc[word] = (acc[word] or 0) + one
+      return acc
+    end)
     :to_list()
 elseif shape == "iter" then
   counts = flow.from_enumerable(sluice.lines(path))
