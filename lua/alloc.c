@@ -6,12 +6,18 @@
  * of its own, without the locking and bookkeeping of the C library's
  * malloc (which showed as ~19 % of a word count's profile). Blocks of up
  * to SMALL_MAX bytes come from 64 KiB slabs, one free list per 16-byte
- * size class; larger blocks go to realloc/free. Memory of freed small
- * blocks stays with the state until it is closed. Under AddressSanitizer
+ * size class; larger blocks go to realloc/free. A freed small block goes
+ * back on its free list; sl_pool_trim (after a full collection) gives
+ * the slabs with no block in use back to the system, so a state that
+ * held a large accumulator does not keep its memory after the flow. Each
+ * slab is mapped on its own, aligned to its size, and counts its blocks
+ * in use in its header. Under AddressSanitizer
  * every block goes to malloc, so that the sanitizer still sees Lua's heap.
  * A pool may have a limit (SLUICE_MEMORY): past it, growing fails. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <lua.h>
 #include "alloc.h"
 
@@ -30,15 +36,21 @@
 #define SL_POOL 1
 #endif
 
+/* A slab's first 16 bytes; its blocks follow. */
 typedef struct slab {
   struct slab *next;
+  uint32_t live;        /* blocks in use */
 } slab;
+_Static_assert(sizeof(slab) <= 16, "a slab header fits before the first block");
+
+static inline slab *slab_of(void *b) { return (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1)); }
 
 struct sl_pool {
   void *free[NCLASS];   /* per class: freed blocks, linked through their first word */
   char *cur, *end;      /* the unused tail of the newest slab */
   slab *slabs;
   size_t used;          /* bytes the state holds (Lua's own count of its blocks) */
+  size_t nslabs;
   size_t limit;         /* 0: none */
   int refused;          /* an allocation was refused for the limit */
   int guarded;          /* > 0: inside a protected call, where the limit holds */
@@ -57,13 +69,60 @@ int sl_pool_refused(sl_pool *p, int reset) {
 
 sl_pool *sl_pool_new(void) { return calloc(1, sizeof(sl_pool)); }
 
+/* A new slab of SLAB bytes aligned to SLAB (so that slab_of finds it
+ * from any of its blocks), mapped on its own so that it can go back. */
+static slab *slab_map(void) {
+  char *m = mmap(NULL, 2 * SLAB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+  char *s = (char *)(((uintptr_t)m + SLAB - 1) & ~(uintptr_t)(SLAB - 1));
+  if (s > m) munmap(m, (size_t)(s - m));
+  if (s + SLAB < m + 2 * SLAB) munmap(s + SLAB, (size_t)(m + 2 * SLAB - (s + SLAB)));
+  return (slab *)s;
+}
+
 void sl_pool_free(sl_pool *p) {
   if (!p) return;
   for (slab *s = p->slabs, *n; s; s = n) {
     n = s->next;
-    free(s);
+    munmap(s, SLAB);
   }
   free(p);
+}
+
+size_t sl_pool_slabs(const sl_pool *p) { return p->nslabs; }
+
+/* Slabs with no block in use go back to the system: their blocks leave
+ * the free lists first. The slab being cut (p->cur) stays. Costs a walk
+ * of the slabs, and of the free lists when some slab is empty. */
+size_t sl_pool_trim(sl_pool *p) {
+  if (!SL_POOL || !p) return 0;
+  slab *current = p->cur ? slab_of(p->cur - 1) : NULL;
+  size_t empty = 0;
+  for (slab *s = p->slabs; s; s = s->next) empty += s->live == 0 && s != current;
+  if (!empty) return 0;
+  for (int c = 0; c < NCLASS; c++) {
+    void **link = &p->free[c];
+    while (*link) {
+      void *b = *link, *next;
+      memcpy(&next, b, sizeof next);
+      slab *s = slab_of(b);
+      if (s->live == 0 && s != current) *link = next;
+      else link = (void **)b;
+    }
+  }
+  size_t freed = 0;
+  for (slab **link = &p->slabs; *link;) {
+    slab *s = *link;
+    if (s->live == 0 && s != current) {
+      *link = s->next;
+      munmap(s, SLAB);
+      freed++;
+    } else {
+      link = &s->next;
+    }
+  }
+  p->nslabs -= freed;
+  return freed;
 }
 
 static int class_of(size_t n) { return (int)((n + 15) / 16) - 1; }
@@ -74,12 +133,14 @@ static inline void *pool_take(sl_pool *p, int c) {
   void *b = p->free[c];
   if (b) {
     memcpy(&p->free[c], b, sizeof(void *));
+    slab_of(b)->live++;
     return b;
   }
   size_t size = (size_t)(c + 1) * 16;
   if ((size_t)(p->end - p->cur) < size) return NULL;
   b = p->cur;
   p->cur += size;
+  slab_of(b)->live++;
   return b;
 }
 
@@ -87,10 +148,12 @@ static inline void *pool_take(sl_pool *p, int c) {
 static void *pool_get(sl_pool *p, int c) {
   void *b = pool_take(p, c);
   if (b) return b;
-  slab *s = malloc(SLAB);
+  slab *s = slab_map();
   if (!s) return NULL;
   s->next = p->slabs;
+  s->live = 0;
   p->slabs = s;
+  p->nslabs++;
   p->cur = (char *)s + 16;   /* keeps blocks 16-byte aligned */
   p->end = (char *)s + SLAB;
   return pool_take(p, c);
@@ -99,6 +162,7 @@ static void *pool_get(sl_pool *p, int c) {
 static void pool_put(sl_pool *p, void *b, int c) {
   memcpy(b, &p->free[c], sizeof(void *));
   p->free[c] = b;
+  slab_of(b)->live--;
 }
 
 static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize);

@@ -22,6 +22,12 @@ int sl_pool_refused(sl_pool *p, int reset);
  * is) for the heap it holds now; called after each message. */
 struct lua_State;
 void sl_pool_tune_gc(sl_pool *p, struct lua_State *L);
+/* Gives the slabs that hold no block in use back to the system (after a
+ * full collection, most of a dropped accumulator's); returns how many.
+ * The state must not be allocating meanwhile (its own thread calls it). */
+size_t sl_pool_trim(sl_pool *p);
+/* The slabs the pool holds (of 64 KiB each). */
+size_t sl_pool_slabs(const sl_pool *p);
 /* A lua_Alloc over the pool given as ud. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 #endif

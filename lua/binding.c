@@ -700,11 +700,22 @@ static int l_task_done(lua_State *L) {
   return 1;
 }
 
+/* sluice._trim_heap() -> the 64 KiB slabs of this state's allocator
+ * given back to the system (alloc.c; 0 for a state with another
+ * allocator): a reduce's end calls it after its full collection. */
+static int l_trim_heap(lua_State *L) {
+  void *ud;
+  sl_pool *pool = lua_getallocf(L, &ud) == sl_pool_alloc ? ud : NULL;
+  lua_pushinteger(L, pool ? (lua_Integer)sl_pool_trim(pool) : 0);
+  return 1;
+}
+
 /* The sluice table (C part); sluice.stages adds the Lua part. */
 static int open_module(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"workers", l_workers}, {"sleep", l_sleep}, {"inspect", l_inspect},
-    {"task", l_task}, {"_pump", l_pump}, {"_pin_globals", sl_snap_pin}, {NULL, NULL}};
+    {"task", l_task}, {"_pump", l_pump}, {"_pin_globals", sl_snap_pin}, {"_trim_heap", l_trim_heap},
+    {NULL, NULL}};
   static const luaL_Reg task_methods[] = {{"await", l_task_await}, {"done", l_task_done}, {NULL, NULL}};
   for (int k = 1; k < SL_H_NKINDS; k++) sl_rt_handle_methods(L, k, (luaL_Reg[]){{NULL, NULL}});
   sl_rt_handle_methods(L, SL_H_TASK, task_methods);

@@ -142,12 +142,17 @@ end
 -- by 1 MB): a worker with many stages does not collect once per stage
 -- for little. The mark follows the heap down (the collector's own cycles
 -- shrink it), so a big flow does not keep later ones from collecting.
+-- The slabs the collection emptied then go back to the system
+-- (sluice._trim_heap), so the worker's memory shrinks while the main
+-- thread builds the results.
 local collected_kb = 0
+local TRIM = sluice._trim_heap
 local function collect_after_end()
   local kb = collectgarbage("count")
   if kb < collected_kb then collected_kb = kb end
   if kb - collected_kb > math.max(1024, collected_kb / 2) then
     collectgarbage()
+    TRIM()
     collected_kb = collectgarbage("count")
   end
 end
