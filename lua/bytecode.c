@@ -358,9 +358,9 @@ static size_t after_lines(const uint8_t *u, size_t n) {
 }
 
 /* Whether the Lua functions at a and b have the same parameters, code,
- * constants, upvalues and nested functions: stripped chunks equal but for
- * where each was written. Functions with upvalues answer 0 (what they
- * read is not in their code). */
+ * constants, upvalue descriptors and nested functions: stripped chunks
+ * equal but for where each was written. What their upvalues hold is not
+ * in their code: the caller checks it. */
 static int same_code(lua_State *L, int a, int b) {
   sl_buf x = SL_BUF_INIT, y = SL_BUF_INIT;
   dump_fn(L, a, &x, 1);
@@ -368,7 +368,7 @@ static int same_code(lua_State *L, int a, int b) {
   size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
   size_t i = x.len ? after_lines((const uint8_t *)x.data, x.len) : 0;
   size_t j = y.len ? after_lines((const uint8_t *)y.data, y.len) : 0;
-  int same = i && j && x.data[hdr] == 0 && y.data[hdr] == 0 && memcmp(x.data, y.data, hdr + 1) == 0 &&
+  int same = i && j && memcmp(x.data, y.data, hdr + 1) == 0 &&
              x.len - i == y.len - j && memcmp(x.data + i, y.data + j, x.len - i) == 0;
   sl_buf_free(&x);
   sl_buf_free(&y);
@@ -417,8 +417,9 @@ static int l_tuple_ctor(lua_State *L) {
   return 1 + nconst;
 }
 
-/* sluice._same_code(f, g) -> whether f and g are the same code with no
- * upvalues (bytecode.c): how a reduce knows its reducer is a count. */
+/* sluice._same_code(f, g) -> whether f and g are the same code with the
+ * same upvalue descriptors (bytecode.c): how a reduce knows its reducer
+ * is a count. */
 static int l_same_code(lua_State *L) {
   lua_pushboolean(L, sl_same_code(L, 1, 2));
   return 1;

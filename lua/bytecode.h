@@ -22,8 +22,9 @@ int sl_reads_param(lua_State *L, int idx, int q);
 #define SL_TUPLE_MAX 8
 int sl_tuple_ctor(lua_State *L, int idx, char *kinds);
 /* Whether the Lua functions at a and b are the same code (parameters,
- * instructions, constants, nested functions) and have no upvalues: 0 for
- * a C function or anything else. */
+ * instructions, constants, nested functions) with the same upvalue
+ * descriptors (what the upvalues hold is the caller's to check): 0 for a
+ * C function or anything else. */
 int sl_same_code(lua_State *L, int a, int b);
 /* Adds sluice._reads_param, sluice._tuple_ctor and sluice._same_code to the sluice table at
  * the stack top. */

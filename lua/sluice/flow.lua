@@ -172,10 +172,8 @@ function Flow:reduce(acc_fun, fun, opts)
     end
     if keyed and not merge then fail("reduce", "keyed needs merge") end
   end
-  if merge == nil then
-    local count = counting(acc_fun, fun)
-    if count then return (with_reducer(self, "reduce", count)) end
-  end
+  local count = counting(acc_fun, fun, merge, keyed)
+  if count then return (with_reducer(self, "reduce", count)) end
   return (with_reducer(self, "reduce", { kind = "reduce", acc = acc_fun, f = fun, merge = merge,
                                          keyed = keyed or nil }))
 end
@@ -352,31 +350,59 @@ end
 -- partition an event that is not a string, number or boolean is counted
 -- as a copy (sluice._copy), as the partition would send it: a table is a
 -- key by identity, and each one that crosses a partition is a new copy.
+-- A count given a merge of its own keeps it, and the loop's count; when
+-- that merge is exactly one of ADD_COUNTS_SRC (its one upvalue the
+-- globals, with the real pairs) the reducing stages add each partial
+-- from its bytes, as frequencies' do.
 local COUNT_SRC = {
   "return function(x, acc) acc[x] = (acc[x] or 0) + 1 return acc end",
   "return function(x, acc) acc[x] = 1 + (acc[x] or 0) return acc end",
   "return function(x, acc) local n = acc[x] or 0 acc[x] = n + 1 return acc end",
   "return function(x, acc) if acc[x] then acc[x] = acc[x] + 1 else acc[x] = 1 end return acc end",
 }
+local ADD_COUNTS_SRC = {
+  "return function(part, acc) for k, n in pairs(part) do acc[k] = (acc[k] or 0) + n end return acc end",
+  "return function(part, acc) for k, n in pairs(part) do acc[k] = n + (acc[k] or 0) end return acc end",
+}
 local NEW_TABLE_SRC = "return function() return {} end"
-local count_refs
+local refs
 
 local COUNT_FAST = [[
 local c = acc[e]
 if c then acc[e] = c + 1 else acc = reduce_reduce(e, acc) end
 ]]
 
-counting = function(acc_fun, fun)
-  local same = sluice._same_code
-  if not count_refs then
-    count_refs = {}
-    for i, src in ipairs(COUNT_SRC) do count_refs[i] = load(src, "=count", "t")() end
-    count_refs.new_table = load(NEW_TABLE_SRC, "=count", "t")()
+local function same_as_one_of(f, list)
+  for _, ref in ipairs(list) do
+    if sluice._same_code(f, ref) then return true end
   end
-  if not same(acc_fun, count_refs.new_table) then return nil end
-  local is_count = false
-  for _, ref in ipairs(count_refs) do is_count = is_count or same(fun, ref) end
-  if not is_count then return nil end
+  return false
+end
+
+local function is_count(acc_fun, fun)
+  if not refs then
+    local function compile(list)
+      local out = {}
+      for i, src in ipairs(list) do out[i] = load(src, "=count", "t")() end
+      return out
+    end
+    refs = { count = compile(COUNT_SRC), add = compile(ADD_COUNTS_SRC), new_table = compile({ NEW_TABLE_SRC })[1] }
+  end
+  return sluice._same_code(acc_fun, refs.new_table) and same_as_one_of(fun, refs.count)
+end
+
+local function adds_counts(merge)
+  if not same_as_one_of(merge, refs.add) then return false end
+  local name, env = debug.getupvalue(merge, 1)
+  return name == "_ENV" and type(env) == "table" and rawget(env, "pairs") == pairs
+end
+
+counting = function(acc_fun, fun, merge, keyed)
+  if not is_count(acc_fun, fun) then return nil end
+  if merge ~= nil then
+    return { kind = "reduce", acc = acc_fun, f = fun, merge = merge, keyed = keyed or nil,
+             merge_pairs = adds_counts(merge) and {} or nil, fast = { code = COUNT_FAST } }
+  end
   local reduce_reduce, COPY = fun, sluice._copy
   local function comb_f(e, acc)
     local t = type(e)

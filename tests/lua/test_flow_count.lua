@@ -179,6 +179,34 @@ function TestFlowCount:test_errors_are_the_reduce_s()
   lu.assertStrContains(err, "cannot send a thread value")
 end
 
+-- merges at the top of the file, as users write them
+local function add_counts(part, acc)
+  for k, n in pairs(part) do acc[k] = (acc[k] or 0) + n end
+  return acc
+end
+local function add_twice(part, acc)
+  for k, n in pairs(part) do acc[k] = (acc[k] or 0) + 2 * n end
+  return acc
+end
+
+function TestFlowCount:test_a_count_with_its_own_merge()
+  -- the merge is the user's: a count given add_counts ends as frequencies
+  -- (its partials added from their bytes), one given another merge ends
+  -- as that merge says
+  local want = H.plain_word_count(TEXT)
+  local function flow_with(merge, st)
+    return F.from_enumerable(sluice.lines(TEXT), { stages = st }):flat_map(words_of)
+      :partition({ stages = st }):reduce(new_table, count, { merge = merge, keyed = true })
+  end
+  for _, st in ipairs({ 1, 2, 4 }) do
+    lu.assertEquals(sorted(flow_with(add_counts, st):to_list(), H.by_word), want, "stages " .. st)
+    local twice = {}
+    for i, wc in ipairs(want) do twice[i] = { wc[1], 2 * wc[2] } end
+    lu.assertEquals(sorted(flow_with(add_twice, st):to_list(), H.by_word), twice, "stages " .. st)
+    lu.assertEquals(reducer_line(flow_with(add_counts, st)), "reduce (merge, keyed)")
+  end
+end
+
 function TestFlowCount:test_fixed_windows()
   -- keys k0, k1, ... 50 events each, in order; key k's time is 10 * k:
   -- windows of 100 ms hold ten keys each (one source stage: none is late)
