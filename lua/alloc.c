@@ -8,10 +8,13 @@
  * to SMALL_MAX bytes come from 64 KiB slabs, one free list per 16-byte
  * size class; larger blocks go to realloc/free. A freed small block goes
  * back on its free list; sl_pool_trim (after a full collection) gives
- * the slabs with no block in use back to the system, so a state that
- * held a large accumulator does not keep its memory after the flow. Each
- * slab is mapped on its own, aligned to its size, and counts its blocks
- * in use in its header. Under AddressSanitizer
+ * the pages of the slabs with no block in use back to the system, so a
+ * state that held a large accumulator does not keep its memory after the
+ * flow. Slabs are aligned to their size and count their blocks in use in
+ * their header; they are cut from 2 MiB mappings (one mmap per 32 slabs:
+ * a mapping per slab cost a fifth of a word count's system time), and a
+ * slab given back stays mapped, with no pages, until it is used again.
+ * Under AddressSanitizer
  * every block goes to malloc, so that the sanitizer still sees Lua's heap.
  * A pool may have a limit (SLUICE_MEMORY): past it, growing fails. */
 #include <stdint.h>
@@ -45,12 +48,19 @@ _Static_assert(sizeof(slab) <= 16, "a slab header fits before the first block");
 
 static inline slab *slab_of(void *b) { return (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB - 1)); }
 
+#define CHUNK_SLABS 32
+
 struct sl_pool {
   void *free[NCLASS];   /* per class: freed blocks, linked through their first word */
   char *cur, *end;      /* the unused tail of the newest slab */
-  slab *slabs;
+  slab *slabs;          /* the slabs in use */
   size_t used;          /* bytes the state holds (Lua's own count of its blocks) */
   size_t nslabs;
+  char *next_slab, *chunks_end;   /* the slabs of the newest mapping not cut yet */
+  char **chunks;        /* the mappings, CHUNK_SLABS slabs each */
+  size_t nchunks;
+  slab **spare;         /* slabs given back (no pages), to use again first */
+  size_t nspare, capspare;
   size_t limit;         /* 0: none */
   int refused;          /* an allocation was refused for the limit */
   int guarded;          /* > 0: inside a protected call, where the limit holds */
@@ -69,37 +79,63 @@ int sl_pool_refused(sl_pool *p, int reset) {
 
 sl_pool *sl_pool_new(void) { return calloc(1, sizeof(sl_pool)); }
 
-/* A new slab of SLAB bytes aligned to SLAB (so that slab_of finds it
- * from any of its blocks), mapped on its own so that it can go back. */
-static slab *slab_map(void) {
-  char *m = mmap(NULL, 2 * SLAB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return NULL;
-  char *s = (char *)(((uintptr_t)m + SLAB - 1) & ~(uintptr_t)(SLAB - 1));
-  if (s > m) munmap(m, (size_t)(s - m));
-  if (s + SLAB < m + 2 * SLAB) munmap(s + SLAB, (size_t)(m + 2 * SLAB - (s + SLAB)));
-  return (slab *)s;
+/* A new slab: a spare one, the next of the newest mapping, or the first
+ * of a new mapping of CHUNK_SLABS slabs aligned to SLAB (so that slab_of
+ * finds a slab from any of its blocks). */
+static slab *slab_new(sl_pool *p) {
+  if (p->nspare) return p->spare[--p->nspare];
+  if (p->next_slab == p->chunks_end) {
+    char **chunks = realloc(p->chunks, (p->nchunks + 1) * sizeof *chunks);
+    if (!chunks) return NULL;
+    p->chunks = chunks;
+    size_t len = (CHUNK_SLABS + 1) * (size_t)SLAB;
+    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    char *c = (char *)(((uintptr_t)m + SLAB - 1) & ~(uintptr_t)(SLAB - 1));
+    char *end = c + CHUNK_SLABS * (size_t)SLAB;
+    if (c > m) munmap(m, (size_t)(c - m));
+    if (end < m + len) munmap(end, (size_t)(m + len - end));
+    p->chunks[p->nchunks++] = c;
+    p->next_slab = c;
+    p->chunks_end = end;
+  }
+  slab *sl = (slab *)p->next_slab;
+  p->next_slab += SLAB;
+  return sl;
 }
 
 void sl_pool_free(sl_pool *p) {
   if (!p) return;
-  for (slab *s = p->slabs, *n; s; s = n) {
-    n = s->next;
-    munmap(s, SLAB);
-  }
+  for (size_t i = 0; i < p->nchunks; i++) munmap(p->chunks[i], CHUNK_SLABS * (size_t)SLAB);
+  free(p->chunks);
+  free(p->spare);
   free(p);
 }
 
 size_t sl_pool_slabs(const sl_pool *p) { return p->nslabs; }
 
-/* Slabs with no block in use go back to the system: their blocks leave
- * the free lists first. The slab being cut (p->cur) stays. Costs a walk
- * of the slabs, and of the free lists when some slab is empty. */
+static int by_address(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (slab *const *)a, y = (uintptr_t) * (slab *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Slabs with no block in use give their pages back to the system: their
+ * blocks leave the free lists, and the slabs become spares (one madvise
+ * per run of adjacent ones). The slab being cut (p->cur) stays. Costs a
+ * walk of the slabs, and of the free lists when some slab is empty. */
 size_t sl_pool_trim(sl_pool *p) {
   if (!SL_POOL || !p) return 0;
   slab *current = p->cur ? slab_of(p->cur - 1) : NULL;
   size_t empty = 0;
   for (slab *s = p->slabs; s; s = s->next) empty += s->live == 0 && s != current;
   if (!empty) return 0;
+  if (p->capspare - p->nspare < empty) {
+    size_t cap = p->nspare + empty;
+    slab **spare = realloc(p->spare, cap * sizeof *spare);
+    if (!spare) return 0;
+    p->spare = spare;
+    p->capspare = cap;
+  }
   for (int c = 0; c < NCLASS; c++) {
     void **link = &p->free[c];
     while (*link) {
@@ -110,19 +146,25 @@ size_t sl_pool_trim(sl_pool *p) {
       else link = (void **)b;
     }
   }
-  size_t freed = 0;
+  slab **gone = p->spare + p->nspare;
+  size_t n = 0;
   for (slab **link = &p->slabs; *link;) {
     slab *s = *link;
     if (s->live == 0 && s != current) {
       *link = s->next;
-      munmap(s, SLAB);
-      freed++;
+      gone[n++] = s;
     } else {
       link = &s->next;
     }
   }
-  p->nslabs -= freed;
-  return freed;
+  qsort(gone, n, sizeof *gone, by_address);
+  for (size_t i = 0, j; i < n; i = j) {
+    for (j = i + 1; j < n && (char *)gone[j] == (char *)gone[j - 1] + SLAB; j++) {}
+    madvise(gone[i], (j - i) * (size_t)SLAB, MADV_DONTNEED);
+  }
+  p->nspare += n;
+  p->nslabs -= n;
+  return n;
 }
 
 static int class_of(size_t n) { return (int)((n + 15) / 16) - 1; }
@@ -148,7 +190,7 @@ static inline void *pool_take(sl_pool *p, int c) {
 static void *pool_get(sl_pool *p, int c) {
   void *b = pool_take(p, c);
   if (b) return b;
-  slab *s = slab_map();
+  slab *s = slab_new(p);
   if (!s) return NULL;
   s->next = p->slabs;
   s->live = 0;

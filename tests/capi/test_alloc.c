@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -80,8 +81,19 @@ static void test_trim_gives_back_empty_slabs(void) {
   sl_pool_free(p);
 }
 
+/* Resident pages of this process (/proc/self/statm), or -1. */
+static long resident_pages(void) {
+  long size = -1, res = -1;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  if (fscanf(f, "%ld %ld", &size, &res) != 2) res = -1;
+  fclose(f);
+  return res;
+}
+
 /* A Lua state on the pool: a large table dropped, a full collection and
- * a trim give most of its slabs back, and the state goes on. */
+ * a trim give most of its slabs' pages back (the process's resident
+ * memory shrinks by them), and the state goes on, reusing them. */
 static void test_trim_after_a_collection(void) {
   sl_pool *p = sl_pool_new();
   lua_State *L = p ? lua_newstate(sl_pool_alloc, p) : NULL;
@@ -91,14 +103,20 @@ static void test_trim_after_a_collection(void) {
   CHECK(luaL_dostring(L, "t = {} for i = 1, 100000 do t['k' .. i] = {i} end") == LUA_OK);
   size_t held = sl_pool_slabs(p);
   CHECK(luaL_dostring(L, "t = nil collectgarbage()") == LUA_OK);
+  long before = resident_pages();
   size_t freed = sl_pool_trim(p);
+  long after = resident_pages();
   if (held) {
     CHECK(held >= 100);                             /* 100 000 strings and tables: > 6 MB */
     CHECK(freed >= held * 9 / 10);
     CHECK_INT(sl_pool_slabs(p), held - freed);
+    long page = sysconf(_SC_PAGESIZE);
+    CHECK(before > 0 && after > 0 && (before - after) * page >= (long)(freed * 64 * 1024) * 9 / 10);
   }
   CHECK(luaL_dostring(L, "local u = {} for i = 1, 50000 do u[i] = 'v' .. i end "
-                         "assert(u[49999] == 'v49999' and #u == 50000)") == LUA_OK);
+                         "assert(u[49999] == 'v49999' and #u == 50000) v = u") == LUA_OK);
+  if (held) CHECK(sl_pool_slabs(p) > held - freed);   /* the spare slabs in use again */
+  CHECK(luaL_dostring(L, "assert(v[12345] == 'v12345')") == LUA_OK);
   lua_close(L);
   sl_pool_free(p);
 }
