@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <lua.h>
 #include "alloc.h"
 
@@ -113,6 +114,7 @@ void sl_pool_free(sl_pool *p) {
 }
 
 size_t sl_pool_slabs(const sl_pool *p) { return p->nslabs; }
+size_t sl_pool_spares(const sl_pool *p) { return p->nspare; }
 
 static int by_address(const void *a, const void *b) {
   uintptr_t x = (uintptr_t) * (slab *const *)a, y = (uintptr_t) * (slab *const *)b;
@@ -168,6 +170,12 @@ size_t sl_pool_trim(sl_pool *p) {
 }
 
 static int class_of(size_t n) { return (int)((n + 15) / 16) - 1; }
+
+__attribute__((noreturn, cold)) static void oom_abort(void) {
+  static const char msg[] = "sluice: out of memory (no slab for a block that shrinks)\n";
+  if (write(2, msg, sizeof msg - 1) < 0) abort();
+  abort();
+}
 
 /* A block of class c from its free list or the newest slab's tail; NULL
  * when neither has one (no slab is cut here). */
@@ -265,8 +273,13 @@ static void *pool_alloc(sl_pool *p, void *ptr, size_t osize, size_t nsize) {
   if (nsize <= SMALL_MAX) {
     if (small_old && class_of(osize) == class_of(nsize)) return ptr;
     void *b = pool_get(p, class_of(nsize));
-    /* Lua expects a shrink never to fail: keep the bigger block then */
-    if (!b) return ptr && nsize <= osize ? ptr : NULL;
+    if (!b) {
+      /* Lua expects a shrink never to fail: a small block keeps its
+       * bigger one; a large one cannot become small (a small block is
+       * freed into its slab), and no slab can be had: out of memory */
+      if (ptr && nsize <= osize && !small_old) oom_abort();
+      return ptr && nsize <= osize ? ptr : NULL;
+    }
     if (ptr) {
       memcpy(b, ptr, osize < nsize ? osize : nsize);
       if (small_old) pool_put(p, ptr, class_of(osize));

@@ -26,8 +26,10 @@ void sl_pool_tune_gc(sl_pool *p, struct lua_State *L);
  * full collection, most of a dropped accumulator's); returns how many.
  * The state must not be allocating meanwhile (its own thread calls it). */
 size_t sl_pool_trim(sl_pool *p);
-/* The slabs the pool holds (of 64 KiB each). */
+/* The slabs the pool has in use (of 64 KiB each), and those it gave
+ * back and keeps mapped, with no pages, to use again first. */
 size_t sl_pool_slabs(const sl_pool *p);
+size_t sl_pool_spares(const sl_pool *p);
 /* A lua_Alloc over the pool given as ud. */
 void *sl_pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 #endif

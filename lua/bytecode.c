@@ -345,9 +345,10 @@ static int tuple_ctor_raw(lua_State *L, int idx, char *kinds) {
 }
 
 /* Where the stripped chunk u[0..n) goes on after its main function's
- * line numbers (the only bytes that differ between two copies of the
- * same code written in different places); 0 when it is not the layout
- * walked here. */
+ * line numbers (which differ between two copies of the same code written
+ * in different places; a nested function's line numbers are compared,
+ * so copies with nested functions never match); 0 when it is not the
+ * layout walked here. */
 static size_t after_lines(const uint8_t *u, size_t n) {
   size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
   uint64_t x;

@@ -100,17 +100,33 @@ static int l_key(lua_State *L) {
 }
 
 /* sluice._copy(v) -> v sent and received in this state (encoded and
- * decoded): a new table or function, as an event that crosses a
- * partition arrives (a counting reduce's combining keeps each table
- * event as its own key, as its partition would). */
+ * decoded), and v's encoding: a new table or function, as an event that
+ * crosses a partition arrives (a counting reduce's combining keeps each
+ * table event as its own key, as its partition would, and places it by
+ * the original's encoding). */
 static int l_copy(lua_State *L) {
   luaL_checkany(L, 1);
   sl_buf b = SL_BUF_INIT;
   char err[256];
   int rc = sl_encode(L, 1, &b, "event", err, sizeof err);
   if (rc == 0) rc = sl_decode(L, b.data ? b.data : "", b.len, err, sizeof err);
+  if (rc == 0) lua_pushlstring(L, b.data ? b.data : "", b.len);
   sl_buf_free(&b);
-  if (rc != 0) return luaL_error(L, "%s", err);
+  if (rc != 0) {
+    lua_pushstring(L, err);   /* no position: the caller names the operation */
+    return lua_error(L);
+  }
+  return 2;
+}
+
+/* sluice._hash_encoded(bytes, n) -> 1..n: sluice._hash of the value whose
+ * encoding bytes are (as sluice._copy gives it). */
+static int l_hash_encoded(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 2, "must be a partition count >= 1");
+  lua_pushinteger(L, (lua_Integer)sl_hash_partition(sl_key_hash(p, len), (uint32_t)n) + 1);
   return 1;
 }
 
@@ -160,7 +176,7 @@ void sl_rt_handle_methods(lua_State *L, int kind, const luaL_Reg *methods) {
 
 void sl_keys_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"_hash", l_hash}, {"_key", l_key}, {"_copy", l_copy}, {"_handle_id", l_handle_id}, {"_ticket", l_ticket}, {"_take", l_take},
+    {"_hash", l_hash}, {"_key", l_key}, {"_copy", l_copy}, {"_hash_encoded", l_hash_encoded}, {"_handle_id", l_handle_id}, {"_ticket", l_ticket}, {"_take", l_take},
     {NULL, NULL}};
   luaL_setfuncs(L, funcs, 0);
 }

@@ -349,7 +349,9 @@ end
 -- keys are 1..n), errors named (reduce). In the stages before the
 -- partition an event that is not a string, number or boolean is counted
 -- as a copy (sluice._copy), as the partition would send it: a table is a
--- key by identity, and each one that crosses a partition is a new copy.
+-- key by identity, and each one that crosses a partition is a new copy
+-- (sluice.flow_codegen copies where the partition is computed; a keyed
+-- combining has no such place, and counts through comb_f).
 -- A count given a merge of its own keeps it, and the loop's count; when
 -- that merge is exactly one of ADD_COUNTS_SRC (its one upvalue the
 -- globals, with the real pairs) the reducing stages add each partial
@@ -403,10 +405,16 @@ counting = function(acc_fun, fun, merge, keyed)
     return { kind = "reduce", acc = acc_fun, f = fun, merge = merge, keyed = keyed or nil,
              merge_pairs = adds_counts(merge) and {} or nil, fast = { code = COUNT_FAST } }
   end
-  local reduce_reduce, COPY = fun, sluice._copy
+  -- (a keyed combining's reducer: the copy's own encoding may list its
+  -- fields in another order, so the cut places it by the original's)
+  local reduce_reduce = fun
   local function comb_f(e, acc)
     local t = type(e)
-    if t ~= "string" and t ~= "number" and t ~= "boolean" then e = COPY(e) end
+    if t ~= "string" and t ~= "number" and t ~= "boolean" then
+      local bytes
+      e, bytes = require("sluice.flow_error").copy_event(e)
+      require("sluice.flow_trigger").copied[e] = bytes
+    end
     local a = reduce_reduce(e, acc)
     return a
   end

@@ -99,9 +99,11 @@ local MAX_ITER_FLAT_MAPS = 3
 -- as the loop emits it; likewise (copy_groups) a table a user function
 -- made is copied (snapshot) as group_by keeps it in its accumulator.
 local function compile(ops, red, mode, comb, copy_out, copy_groups)
-  -- a reducer may have its own function for the stages before the
-  -- partition (red.comb_f: a counting reduce counts copies of tables)
-  local combining = comb ~= nil
+  -- a plain count (red.count) counts, before the partition, a table or
+  -- function event as the copy the partition would send: in a keyed
+  -- combining through its own reducer (red.comb_f), else copied where the
+  -- partition is computed, before the operations that follow it
+  local keyed_comb = comb ~= nil and comb.keyed
   if comb and comb.keyed then   -- one plain accumulator, split by key at the end
     red, comb = comb.red, nil
   end
@@ -125,6 +127,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   -- PUTTER (sluice._putter) gives the function that appends an event to
   -- the outbox `out` (new_out)
   w("local SNAPC, PUTTER, PUTARRAY = require('sluice')._snap, require('sluice')._putter, require('sluice')._put_array\n")
+  w("local COPYEV = require('sluice.flow_error').copy_event\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -152,7 +155,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     if red.f then w("local reduce_" .. red.kind .. " = F.red\n") end
     if red.key then w("local group_by_key_fun = F.key\n") end
     if red.value then w("local group_by_value_fun = F.value\n") end
-    F.red, F.key, F.value = combining and red.comb_f or red.f, red.key, red.value
+    F.red, F.key, F.value = keyed_comb and red.comb_f or red.f, red.key, red.value
     if red.fast and red.fast.fns then
       F.fast = red.fast.fns
       local names = {}
@@ -332,6 +335,9 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     local op, f = st.op, st.name
     if op == "part" then
       part(ind)
+      if red.count then
+        w(ind .. "do local t = type(e); if t ~= 'string' and t ~= 'number' and t ~= 'boolean' then e = COPYEV(e) end end\n")
+      end
       if comb.hash then   -- nil drops the event; 2.0 is partition 2
         w(ind .. "if p ~= nil then\n")
         w(ind .. "  local q = type(p) == 'number' and tointeger(p) or nil\n")

@@ -66,7 +66,7 @@ end
 -- The traceback from the error to the stage's protected call, without
 -- the frames of the flow's own checks.
 -- (a traceback names a function of this module sluice.flow_error.name)
-local INTERNAL = { error = true, op_error = true, NILERR = true, nilerr = true, NILACC = true, nilacc = true }
+local INTERNAL = { error = true, op_error = true, copy_event = true, COPYEV = true, NILERR = true, nilerr = true, NILACC = true, nilacc = true }
 
 local function internal(line)
   local name = line:match("'([%w_.]+)'$")
@@ -139,7 +139,17 @@ M.Drain = {
   end,
 }
 
-M.op_error, M.nilerr, M.nilacc = op_error, nilerr, nilacc
+-- An event copied as crossing the partition would copy it (a plain
+-- count's combining, sluice.flow), and the copy's encoding; one that
+-- cannot cross is an error of the partition, as it would be there.
+local COPY = sluice._copy
+local function copy_event(e)
+  local ok, c, bytes = pcall(COPY, e)
+  if not ok then op_error("partition", c) end
+  return c, bytes
+end
+
+M.op_error, M.nilerr, M.nilacc, M.copy_event = op_error, nilerr, nilacc, copy_event
 M.on_error, M.stop_with = on_error, stop_with
 M.protected_init, M.ends_with_upstream = protected_init, ends_with_upstream
 

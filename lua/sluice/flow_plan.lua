@@ -274,6 +274,12 @@ local function combining(f, n)
   if src.redis then return nil, "the partition is across processes (redis): each process reduces its partitions" end
   if red.kind ~= "reduce" then return nil, "only a reduce with a merge combines" end
   if not red.merge then return nil, "the reduce has no merge" end
+  -- a plain count's events must be what crossed the partition: what an
+  -- operation after it returns (a table it keeps, say) is a key by
+  -- identity in the stage that runs it
+  if red.count and #f.ops > 0 then
+    return nil, "a plain count combines only with nothing between the partition and the reduce"
+  end
   if src.dispatch ~= "partition" then
     return nil, src.dispatch and "it follows a shuffle or merge, not a partition" or "it does not follow a partition"
   end

@@ -99,16 +99,21 @@ local function trigger_events(st, window, into)
   return events, new_acc
 end
 
+-- Copies of events a plain count's keyed combining counted (flow.lua's
+-- comb_f), with the encoding of the event each was copied from.
+M.copied = setmetatable({}, { __mode = "k" })
+
 -- A keyed combining layer's accumulator cut into one table per partition:
 -- each key goes where the engine's hash of it sends it (as the key of an
--- event would be sent).
+-- event would be sent); a copy goes where its original would have.
 local function split_by_key(acc, n)
   if type(acc) ~= "table" then
     op_error("reduce", "a keyed accumulator must be a table, got " .. type(acc))
   end
-  local parts, hash = {}, sluice._hash
+  local parts, hash, copied, hash_encoded = {}, sluice._hash, M.copied, sluice._hash_encoded
   for k, v in pairs(acc) do
-    local p = n == 1 and 1 or hash(k, n)
+    local orig = copied[k]
+    local p = n == 1 and 1 or orig and hash_encoded(orig, n) or hash(k, n)
     local part = parts[p]
     if part == nil then part = {}; parts[p] = part end
     part[k] = v

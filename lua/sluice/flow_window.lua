@@ -45,8 +45,11 @@ function M.init(st, cfg)
     -- after a combining layer the events are {partition, window start,
     -- partial, events}: the window start is the time
     by = cfg.merging and { index = 2 } or w.by, key = w.key,
-    -- sessions an event bridges merge when the reducer can merge accumulators
-    merge_sessions = w.type == "session" and cfg.red ~= nil and cfg.red.merge ~= nil and not cfg.join,
+    -- sessions an event bridges merge when the reducer can merge
+    -- accumulators (a merge the user or the combiner declared; a plain
+    -- count's merge is only for combining: sessions stay as without it)
+    merge_sessions = w.type == "session" and cfg.red ~= nil and cfg.red.merge ~= nil and not cfg.red.count
+      and not cfg.join,
   })
   st.wtype = w.type
   st.accs = {}     -- window id -> accumulator (sessions: key -> id -> accumulator)

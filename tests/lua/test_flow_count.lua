@@ -54,7 +54,7 @@ function TestFlowCount:test_same_code()
   lu.assertFalse(S(a, function(x, t) t[x] = (t[x] or 0) + 1; return t, x end))
   lu.assertFalse(S(a, function(x, t, _) t[x] = (t[x] or 0) + 1; return t end))
   lu.assertFalse(S(a, function(...) local x, t = ...; t[x] = (t[x] or 0) + 1; return t end))
-  lu.assertFalse(S(count, count_up))             -- an upvalue: what it reads is not in the code
+  lu.assertFalse(S(count, count_up))             -- + ONE (an upvalue) is not + 1
   lu.assertFalse(S(new_table, function() return { n = 0 } end))
   lu.assertFalse(S(a, print))
   lu.assertFalse(S(a, 1))
@@ -142,6 +142,59 @@ function TestFlowCount:test_tables_and_floats_count_as_after_a_partition()
   end
 end
 
+function TestFlowCount:test_tables_with_fields_go_where_they_would()
+  -- tables of two fields: a copy may list its fields in another order
+  -- than its original, and still goes to the original's partition (one
+  -- first-layer stage: a table's encoding lists its fields in the order
+  -- of the state that made it, and states hash strings each their own way)
+  local function events(i)
+    local t = { k = "a" .. i, v = i }
+    local u = {}   -- grown and cut: its copy (made at its size) often lists its fields in another order
+    for j = 1, 9 do u["f" .. i * j] = j end
+    u["f" .. i * 2], u.x = nil, i
+    return { t, t, { k = "a" .. i, v = i }, { v = i, k = "a" .. i, w = true }, u, u }
+  end
+  for _, st in ipairs({ 2, 3, 5 }) do
+    local function part()
+      return F.from_enumerable(sluice.range(1, 300), { stages = 1 }):flat_map(events):partition({ stages = st })
+    end
+    lu.assertEquals(per_partition(part():reduce(new_table, count)), per_partition(part():reduce(new_table, count_up)),
+      "stages " .. st)
+  end
+end
+
+function TestFlowCount:test_operations_after_the_partition()
+  -- what a map after the partition returns is counted where the map runs,
+  -- as written: a count with operations between does not combine
+  local function part()
+    local kept = { { "even" }, { "odd" } }
+    return F.from_enumerable(sluice.range(1, 100), { stages = 2 }):partition({ stages = 2 })
+      :map(function(x) return kept[x % 2 + 1] end)
+  end
+  local got = part():reduce(new_table, count):to_list()
+  lu.assertEquals(sorted(got, by_inspect), sorted(part():reduce(new_table, count_up):to_list(), by_inspect))
+  lu.assertEquals(#got, 4)   -- each stage has its own two tables
+  lu.assertStrContains(part():reduce(new_table, count):explain(),
+    "combining: none (a plain count combines only with nothing between the partition and the reduce)")
+end
+
+function TestFlowCount:test_session_windows()
+  -- a plain count's merge is only for combining: sessions that an event
+  -- bridges stay apart, as without it
+  local clicks = {}
+  for i = 1, 200 do clicks[i] = { i % 5, (i * 37) % 1000 } end
+  local function flow_with(f)
+    return F.from_enumerable(clicks, { stages = 1 })
+      :partition({ stages = 2, window = W.session(60, "millisecond", { index = 2 }) })
+      :map(function(e) return e[1] end)
+      :reduce(new_table, f)
+      :on_trigger(function(acc, p, w) return { { p.index, w.id, pairs_of(acc) } } end)
+  end
+  local got = sorted(flow_with(count):to_list(), by_inspect)
+  lu.assertEquals(got, sorted(flow_with(count_up):to_list(), by_inspect))
+  lu.assertTrue(#got > 2)
+end
+
 function TestFlowCount:test_equal_numbers_share_a_partition()
   for n = 2, 7 do
     lu.assertEquals(sluice._hash(3.0, n), sluice._hash(3, n))
@@ -171,12 +224,17 @@ function TestFlowCount:test_errors_are_the_reduce_s()
     lu.assertStrContains(err, "(reduce): ")
     lu.assertStrContains(err, "table index is NaN")
   end
-  local ok, err = pcall(function()
-    return F.from_enumerable({ coroutine.create(print) }, { stages = 1 }):map(function(x) return x end)
-      :partition({ stages = 2 }):reduce(new_table, count):to_list()
-  end)
-  lu.assertFalse(ok)
-  lu.assertStrContains(err, "cannot send a thread value")
+  -- an event that cannot cross the partition is the partition's error
+  -- (keyed, and through a key function)
+  for _, opts in ipairs({ { stages = 2 }, { stages = 2, key = function() return 1 end } }) do
+    local ok, err = pcall(function()
+      return F.from_enumerable({ 1 }, { stages = 1 }):flat_map(function() return { "a", coroutine.create(print) } end)
+        :partition(opts):reduce(new_table, count):to_list()
+    end)
+    lu.assertFalse(ok)
+    lu.assertStrContains(err, "layer 1 stage 1 (partition): cannot send a thread value (at event)")
+    lu.assertNotStrContains(err:match("^[^\n]*"), "[sluice.")
+  end
 end
 
 -- merges at the top of the file, as users write them
