@@ -37,6 +37,11 @@
 #error "bytecode.c walks the Lua 5.4 bytecode layout"
 #endif
 
+/* A binary chunk's header: signature, version, format, LUAC_DATA,
+ * sizes of an instruction, a lua_Integer and a lua_Number, LUAC_INT,
+ * LUAC_NUM; the closure's upvalue count follows it. */
+#define CHUNK_HDR (4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number))
+
 typedef struct Scan {
   const uint8_t *p, *end;
   size_t isize, nsize;  /* sizes of an instruction and of a number */
@@ -122,7 +127,7 @@ static int sc_function(Scan *s, int nest, uint64_t *nups) {
  * does not compare with the function's own count (only asserts it). */
 int sl_bytecode_ok(const char *p, size_t n) {
   const uint8_t *u = (const uint8_t *)p;
-  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
+  size_t hdr = CHUNK_HDR;
   uint64_t nups;
   if (n < hdr + 1 || u[12] < 1 || u[12] > 8 || u[13] != sizeof(lua_Integer) ||
       u[14] != sizeof(lua_Number))
@@ -227,15 +232,27 @@ typedef struct MainFn {
   uint64_t ncode;
 } MainFn;
 
+/* Where the stripped chunk u[0..n) goes on after its main function's
+ * line numbers (which differ between two copies of the same code written
+ * in different places; a nested function's line numbers are compared,
+ * so copies with nested functions never match); 0 when it is not the
+ * layout walked here (4-byte instructions). */
+static size_t after_lines(const uint8_t *u, size_t n) {
+  uint64_t x;
+  if (n < CHUNK_HDR + 1 || u[12] != 4) return 0;
+  Scan s = {u + CHUNK_HDR + 1, u + n, 4, sizeof(lua_Number)};
+  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x)) return 0;
+  return (size_t)(s.p - u);
+}
+
 /* Reads the main function of the chunk u[0..n) up to its code; -1 when
  * it is not the layout walked here (4-byte instructions). */
 static int main_fn(const uint8_t *u, size_t n, MainFn *f) {
-  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
-  uint64_t x;
-  if (n < hdr + 1 || u[12] != 4) return -1;
-  Scan s = {u + hdr + 1, u + n, 4, sizeof(lua_Number)};
-  /* source, linedefined, lastlinedefined, numparams, is_vararg, maxstack */
-  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x) || s.end - s.p < 3) return -1;
+  size_t at = after_lines(u, n);
+  if (at == 0) return -1;
+  Scan s = {u + at, u + n, 4, sizeof(lua_Number)};
+  /* numparams, is_vararg, maxstack */
+  if (s.end - s.p < 3) return -1;
   f->nparams = s.p[0];
   f->vararg = s.p[1];
   s.p += 3;
@@ -344,20 +361,6 @@ static int tuple_ctor_raw(lua_State *L, int idx, char *kinds) {
   return k;
 }
 
-/* Where the stripped chunk u[0..n) goes on after its main function's
- * line numbers (which differ between two copies of the same code written
- * in different places; a nested function's line numbers are compared,
- * so copies with nested functions never match); 0 when it is not the
- * layout walked here. */
-static size_t after_lines(const uint8_t *u, size_t n) {
-  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
-  uint64_t x;
-  if (n < hdr + 1 || u[12] != 4) return 0;
-  Scan s = {u + hdr + 1, u + n, 4, sizeof(lua_Number)};
-  if (sc_string(&s) || sc_size(&s, &x) || sc_size(&s, &x)) return 0;
-  return (size_t)(s.p - u);
-}
-
 /* Whether the Lua functions at a and b have the same parameters, code,
  * constants, upvalue descriptors and nested functions: stripped chunks
  * equal but for where each was written. What their upvalues hold is not
@@ -366,10 +369,9 @@ static int same_code(lua_State *L, int a, int b) {
   sl_buf x = SL_BUF_INIT, y = SL_BUF_INIT;
   dump_fn(L, a, &x, 1);
   dump_fn(L, b, &y, 1);
-  size_t hdr = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number);
   size_t i = x.len ? after_lines((const uint8_t *)x.data, x.len) : 0;
   size_t j = y.len ? after_lines((const uint8_t *)y.data, y.len) : 0;
-  int same = i && j && memcmp(x.data, y.data, hdr + 1) == 0 &&
+  int same = i && j && memcmp(x.data, y.data, CHUNK_HDR + 1) == 0 &&
              x.len - i == y.len - j && memcmp(x.data + i, y.data + j, x.len - i) == 0;
   sl_buf_free(&x);
   sl_buf_free(&y);

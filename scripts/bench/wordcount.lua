@@ -29,6 +29,16 @@ local function count(word, acc)
   return acc
 end
 
+-- the array of a line's words (Flow's own shape)
+local function words_array(line)
+  local words, n = {}, 0
+  for w in line:lower():gmatch("%a+") do
+    n = n + 1
+    words[n] = w
+  end
+  return words
+end
+
 local counts
 if shape == "combined" then
   counts = flow.from_enumerable(sluice.lines(path))
@@ -41,28 +51,14 @@ if shape == "combined" then
     :to_list()
 elseif shape == "events" then
   counts = flow.from_enumerable(sluice.lines(path))
-    :flat_map(function(line)
-      local words, n = {}, 0
-      for w in line:lower():gmatch("%a+") do
-        n = n + 1
-        words[n] = w
-      end
-      return words
-    end)
+    :flat_map(words_array)
     :partition()
     :reduce(function() return {} end, count)
     :to_list()
 elseif shape == "hop" then
   local one = 1
   counts = flow.from_enumerable(sluice.lines(path))
-    :flat_map(function(line)
-      local words, n = {}, 0
-      for w in line:lower():gmatch("%a+") do
-        n = n + 1
-        words[n] = w
-      end
-      return words
-    end)
+    :flat_map(words_array)
     :partition()
     :reduce(function() return {} end, function(word, acc)
       acc[word] = (acc[word] or 0) + one

@@ -10,6 +10,22 @@ end
 -- Orders any mix of values by their printed form.
 function H.by_inspect(a, b) return sluice.inspect(a) < sluice.inspect(b) end
 
+-- {key, value} pairs of a table, sorted (by printed form).
+local sorted, by_inspect = H.sorted, H.by_inspect
+function H.pairs_of(t)
+  local out = {}
+  for k, v in pairs(t) do out[#out + 1] = { k, v } end
+  return sorted(out, by_inspect)
+end
+
+-- What each partition of a reducing flow ends with, as {index, sorted
+-- pairs of its accumulator}, sorted.
+function H.per_partition(fl)
+  local pairs_of = H.pairs_of
+  local out = fl:on_trigger(function(acc, p) return { { p.index, pairs_of(acc) } } end):to_list()
+  return sorted(out, by_inspect)
+end
+
 -- A consumer that logs what is cast to it; call it with a field name.
 H.Recorder = {
   type = "consumer",

@@ -11,12 +11,7 @@ local TEXT = "examples/data/text.txt"
 local function add(a, b) return a + b end
 local function words(line) return line:lower():gmatch("%a+") end
 
--- {key, value} pairs of a table, sorted.
-local function pairs_of(t)
-  local out = {}
-  for k, v in pairs(t) do out[#out + 1] = { k, v } end
-  return sorted(out, by_inspect)
-end
+local pairs_of, per_partition = H.pairs_of, H.per_partition
 
 -- Pairs that may hold a key more than once, added up per key.
 local function summed(list)
@@ -33,11 +28,6 @@ local function plain_mod_sums(n, m)
   return pairs_of(t)
 end
 
--- What each partition ends with, as {index, sorted pairs}.
-local function per_partition(fl)
-  local out = fl:on_trigger(function(acc, p) return { { p.index, pairs_of(acc) } } end):to_list()
-  return sorted(out, by_inspect)
-end
 
 TestFlowCombiners = {}
 

@@ -24,17 +24,8 @@ local function words_of(line)
   return words
 end
 
-local function pairs_of(t)
-  local out = {}
-  for k, v in pairs(t) do out[#out + 1] = { k, v } end
-  return sorted(out, by_inspect)
-end
+local pairs_of, per_partition = H.pairs_of, H.per_partition
 
--- What each partition ends with, as {index, sorted pairs}.
-local function per_partition(fl)
-  local out = fl:on_trigger(function(acc, p) return { { p.index, pairs_of(acc) } } end):to_list()
-  return sorted(out, by_inspect)
-end
 
 local function reducer_line(fl)
   return fl:explain():match("reducer: ([^\n]*)")
