@@ -23,11 +23,17 @@ return function()
   end
   function srv:stop()
     local f = io.open(dir .. "/pid")
-    if f then
-      os.execute("kill " .. f:read("n"))
-      f:close()
+    local pid = f and f:read("n")
+    if f then f:close() end
+    if pid then
+      os.execute("kill " .. pid)
+      -- up to 5 s for it to exit: it writes its log and removes its
+      -- socket on the way out, which must not race the rm below
+      for _ = 1, 500 do
+        if not os.execute(("kill -0 %d 2>/dev/null"):format(pid)) then break end
+        sluice.sleep(10)
+      end
     end
-    sluice.sleep(50)
     os.execute(("rm -rf '%s'"):format(dir))
   end
   return srv
