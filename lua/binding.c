@@ -732,6 +732,7 @@ static int open_module(lua_State *L) {
   sl_outbox_open(L);
   sl_rawbatch_open(L);
   sl_bytecode_open(L);
+  sl_strfast_funcs(L);
   sl_redis_open_lua(L);
   lua_setfield(L, -2, "_redis");
   return 1;

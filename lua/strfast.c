@@ -155,6 +155,56 @@ static int runs_next(lua_State *L) {
   return 1;
 }
 
+/* sluice._count_runs(iter, acc, k) -> whether it counted: where iter is
+ * an iterator this file's gmatch made, adds k (an integer) to acc[match]
+ * for each match it has left, as a fused loop running
+ *   for w in iter do local c = acc[w]; acc[w] = (c or 0) + k end
+ * would (integers wrap as Lua's do), without a call per match. acc is a
+ * plain table (a combiner's own accumulator: raw access is its access).
+ * At a count that is not an integer it stops before that match and
+ * returns false, as it does for any other iterator: the caller's loop
+ * then runs the rest. */
+static int l_count_runs(lua_State *L) {
+  if (lua_tocfunction(L, 1) != runs_next || !lua_istable(L, 2) || !lua_isinteger(L, 3)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_Unsigned k = (lua_Unsigned)lua_tointeger(L, 3);
+  lua_settop(L, 3);
+  lua_getupvalue(L, 1, 1);   /* 4: the subject */
+  lua_getupvalue(L, 1, 2);   /* 5: the compiled pattern */
+  lua_getupvalue(L, 1, 3);   /* 6: where the next search starts */
+  size_t len;
+  const unsigned char *s = (const unsigned char *)lua_tolstring(L, 4, &len);
+  const unsigned char *in = ((const compiled *)lua_touserdata(L, 5))->set.in;
+  size_t *pos = lua_touserdata(L, 6);
+  size_t i = *pos;
+  for (;;) {
+    while (i < len && !in[s[i]]) i++;
+    if (i >= len) break;
+    size_t j = i + 1;
+    while (j < len && in[s[j]]) j++;
+    lua_pushlstring(L, (const char *)s + i, j - i);   /* 7: the match */
+    lua_pushvalue(L, 7);
+    int t = lua_rawget(L, 2);
+    lua_Unsigned c = 0;
+    if (t != LUA_TNIL) {
+      if (!lua_isinteger(L, 8)) {   /* (*pos is still before this match) */
+        lua_pushboolean(L, 0);
+        return 1;
+      }
+      c = (lua_Unsigned)lua_tointeger(L, 8);
+    }
+    lua_pop(L, 1);
+    lua_pushinteger(L, (lua_Integer)(c + k));
+    lua_rawset(L, 2);
+    *pos = i = j;
+  }
+  *pos = len;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* Lua's start of a search: init 1-based, negative from the end, past the
  * end: no match. */
 static size_t start_of(lua_Integer init, size_t len) {
@@ -228,4 +278,9 @@ void sl_strfast_open(lua_State *L) {
   lua_pushcclosure(L, l_lower, 1);
   lua_setfield(L, -2, "lower");
   lua_pop(L, 1);
+}
+
+void sl_strfast_funcs(lua_State *L) {
+  lua_pushcfunction(L, l_count_runs);
+  lua_setfield(L, -2, "_count_runs");
 }

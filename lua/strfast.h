@@ -8,4 +8,8 @@
  * and fall back to Lua's own functions. */
 void sl_strfast_open(lua_State *L);
 
+/* Adds sluice._count_runs to the table on top of L's stack (the sluice
+ * module): a combiner's count of what a gmatch iterator has left. */
+void sl_strfast_funcs(lua_State *L);
+
 #endif

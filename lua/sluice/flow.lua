@@ -150,7 +150,7 @@ local function with_reducer(f, fn, red)
   return derive(f, { red = red })
 end
 
-local counting   -- (below, with the combiners)
+local counting, is_sum   -- (below, with the combiners)
 
 -- opts.merge(partial, acc) -> acc declares the reducer's accumulators
 -- mergeable, which lets the layer before the partition reduce too;
@@ -299,7 +299,8 @@ function Flow:reduce_by_key(fun)
   local reduce, merge, combined = by_key_fns(fun)
   return (with_reducer(self, "reduce_by_key", { kind = "reduce", name = "reduce_by_key", acc = new_table,
     f = reduce, merge = merge, merge_pairs = { fun = combined, nilfn = by_key_nil }, keyed_by = "pair", pairs = true,
-    fast = { code = BY_KEY_FAST, pair_code = BY_KEY_PAIR, fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
+    fast = { code = BY_KEY_FAST, pair_code = BY_KEY_PAIR, pair_runs = is_sum(fun),
+             fns = { reduce_reduce_by_key = fun, BYKEY_NIL = by_key_nil } } }))
 end
 
 -- flow:frequencies(): the count of each distinct event.
@@ -315,7 +316,7 @@ function Flow:frequencies()
     return acc
   end
   return (with_reducer(self, "frequencies", { kind = "reduce", name = "frequencies", acc = new_table,
-    f = reduce, merge = add_counts, merge_pairs = {}, keyed_by = "event", pairs = true, fast = { code = FREQUENCIES_FAST } }))
+    f = reduce, merge = add_counts, merge_pairs = {}, keyed_by = "event", pairs = true, fast = { code = FREQUENCIES_FAST, runs = true } }))
 end
 
 -- flow:frequencies_by(key_fun): the count of each key_fun(event).
@@ -367,6 +368,12 @@ local ADD_COUNTS_SRC = {
   "return function(part, acc) for k, n in pairs(part) do acc[k] = n + (acc[k] or 0) end return acc end",
 }
 local NEW_TABLE_SRC = "return function() return {} end"
+-- reduce_by_key's function that is an addition (a count in C, see
+-- sluice.flow_codegen)
+local SUM_SRC = {
+  "return function(a, b) return a + b end",
+  "return function(a, b) return b + a end",
+}
 local refs
 
 local COUNT_FAST = [[
@@ -381,16 +388,26 @@ local function same_as_one_of(f, list)
   return false
 end
 
-local function is_count(acc_fun, fun)
+local function load_refs()
   if not refs then
     local function compile(list)
       local out = {}
       for i, src in ipairs(list) do out[i] = load(src, "=count", "t")() end
       return out
     end
-    refs = { count = compile(COUNT_SRC), add = compile(ADD_COUNTS_SRC), new_table = compile({ NEW_TABLE_SRC })[1] }
+    refs = { count = compile(COUNT_SRC), add = compile(ADD_COUNTS_SRC), new_table = compile({ NEW_TABLE_SRC })[1],
+             sum = compile(SUM_SRC) }
   end
+  return refs
+end
+
+local function is_count(acc_fun, fun)
+  load_refs()
   return sluice._same_code(acc_fun, refs.new_table) and same_as_one_of(fun, refs.count)
+end
+
+is_sum = function(fun)
+  return same_as_one_of(fun, load_refs().sum)
 end
 
 local function adds_counts(merge)
@@ -403,7 +420,7 @@ counting = function(acc_fun, fun, merge, keyed)
   if not is_count(acc_fun, fun) then return nil end
   if merge ~= nil then
     return { kind = "reduce", acc = acc_fun, f = fun, merge = merge, keyed = keyed or nil,
-             merge_pairs = adds_counts(merge) and {} or nil, fast = { code = COUNT_FAST } }
+             merge_pairs = adds_counts(merge) and {} or nil, fast = { code = COUNT_FAST, runs = true } }
   end
   -- (a keyed combining's reducer: the copy's own encoding may list its
   -- fields in another order, so the cut places it by the original's)
@@ -419,7 +436,7 @@ counting = function(acc_fun, fun, merge, keyed)
     return a
   end
   return { kind = "reduce", acc = acc_fun, f = fun, comb_f = comb_f, count = true, merge = add_counts,
-           merge_pairs = {}, keyed_by = "event", fast = { code = COUNT_FAST } }
+           merge_pairs = {}, keyed_by = "event", fast = { code = COUNT_FAST, runs = true } }
 end
 
 function Flow:emit_and_reduce(acc_fun, fun)

@@ -128,6 +128,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   -- the outbox `out` (new_out)
   w("local SNAPC, PUTTER, PUTARRAY = require('sluice')._snap, require('sluice')._putter, require('sluice')._put_array\n")
   w("local COPYEV = require('sluice.flow_error').copy_event\n")
+  w("local COUNT_RUNS = require('sluice')._count_runs\n")
   w("local function COLLECT(f, s, c)\n  local t, n = {}, 0\n  for x in f, s, c do n = n + 1; t[n] = x end\n  return t\nend\n")
   for i, st in ipairs(steps) do
     if st.f then
@@ -327,6 +328,17 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
     end
   end
 
+  -- what each event that reaches step k adds to acc[event], where the rest
+  -- of the loop from step k is only a count (reducer.fast.runs: its code
+  -- adds 1 to an integer count; pair_runs: a sum after a {x, K} map)
+  local function counts_by(k)
+    if comb or not red or red.kind ~= "reduce" or not red.fast then return nil end
+    local st = steps[k]
+    if st == nil and red.fast.runs then return "1" end
+    if st and st.pair and steps[k + 1] == nil and red.fast.pair_runs then return "PAIRK" end
+    return nil
+  end
+
   -- steps k.. and the sink; flat_maps is how many flat_maps came before;
   -- made: an earlier step's user function made e
   local function body(k, ind, flat_maps, made)
@@ -378,10 +390,20 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. ("local %s, %s_s, %s_c = %s(e)\n"):format(v, v, v, f))
       if flat_maps < MAX_ITER_FLAT_MAPS then
         w(ind .. ("if type(%s) == 'function' then\n"):format(v))
-        w(ind .. ("  for x in %s, %s_s, %s_c do\n"):format(v, v, v))
-        w(ind .. "    local e = x\n")
-        body(k + 1, ind .. "    ", flat_maps + 1, true)
-        w(ind .. "  end\n")
+        -- a count right after the flat_map (a count by 1, or a sum of the
+        -- literal K of a {x, K} map): a gmatch iterator's matches are
+        -- counted in C (sluice._count_runs), the loop runs the rest
+        local by = counts_by(k + 1)
+        local more = ind .. "  "
+        if by then
+          w(ind .. ("  if not COUNT_RUNS(%s, acc, %s) then\n"):format(v, by))
+          more = ind .. "    "
+        end
+        w(more .. ("for x in %s, %s_s, %s_c do\n"):format(v, v, v))
+        w(more .. "  local e = x\n")
+        body(k + 1, more .. "  ", flat_maps + 1, true)
+        w(more .. "end\n")
+        if by then w(ind .. "  end\n") end
         w(ind .. ("elseif type(%s) ~= 'table' then NILERR('flat_map', %s)\n"):format(v, v))
         w(ind .. "else\n")
       else
