@@ -596,14 +596,21 @@ for _, key in ipairs(order) do
   local g = scaled[key]
   local one, two = g[1], g[2]
   if one and two and one.s and two.s then
+    -- the two rows run minutes apart, and the machine's speed drifts in
+    -- between; each row's paired ratio (run i / its baseline run i, the
+    -- same program in both rows) takes the drift out
     local x, t = one.s.wall / two.s.wall, two.scale_target
-    scale_lines[#scale_lines + 1] = ("  %-36s %.3f s / %.3f s = %.2fx%s"):format(g.name, one.s.wall, two.s.wall, x,
-      t and (" (target >= %.2fx: %s)"):format(t, x >= t and "met" or "NOT met") or "")
+    local px = one.paired and two.paired and one.paired / two.paired
+    local judged = px or x
+    scale_lines[#scale_lines + 1] = ("  %-36s %.3f s / %.3f s = %.2fx%s%s"):format(g.name, one.s.wall, two.s.wall, x,
+      px and ("; paired %.2f / %.2f = %.2fx"):format(one.paired, two.paired, px) or "",
+      t and (" (target >= %.2fx: %s)"):format(t, judged >= t and "met" or "NOT met") or "")
   end
 end
 if #scale_lines > 0 then
   out("")
-  out("scaling (median s with -w 1 / with -w 2; 2.00x would be perfect on 2 cores):")
+  out("scaling (median s with -w 1 / with -w 2; 2.00x would be perfect on 2 cores; paired: the rows'")
+  out("paired ratios to the same baseline, -w 1 / -w 2, which the target is judged on):")
   for _, l in ipairs(scale_lines) do out(l) end
 end
 
