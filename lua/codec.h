@@ -119,9 +119,17 @@ int sl_encoded_int_field(const char *bytes, size_t len, lua_Integer index, const
 int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs);
 /* The partition hash of an encoded key: the engine's hash of its bytes,
  * except that a float with an integer value hashes as that integer (1.0
- * as 1, -0.0 as 0), as a Lua table keeps it: keys equal in Lua go to one
- * partition. */
+ * as 1, -0.0 as 0), as a Lua table keeps it, and a table hashes its
+ * canonical encoding (sl_key_canon): keys equal in Lua, and equal tables,
+ * go to one partition. */
 uint64_t sl_key_hash(const char *bytes, size_t len);
+/* The canonical encoding of an encoded value (codec_key.c): equal tables
+ * (as keys: equal scalars, tables equal the same way) have the same
+ * canonical bytes however they were built. Returns 0 when bytes are
+ * already canonical (out untouched), 1 with out holding them, -1 when the
+ * bytes do not parse or memory runs out. Tables are hashed (sl_key_hash)
+ * and compared as keys (sluice._key) this way. */
+int sl_key_canon(const char *bytes, size_t len, sl_buf *out);
 /* Pushes the scalar encoded at p (a key or value of a partial that
  * sl_encoded_partial checked) and returns where the next value starts. */
 const char *sl_push_scalar(lua_State *L, const char *p);

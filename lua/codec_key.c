@@ -8,6 +8,7 @@
  * part holds only pairs of scalars, merged pair by pair without a table
  * of the part (sl_encoded_partial, sl_push_scalar). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "codec.h"
 #include "codec_int.h"
@@ -141,17 +142,219 @@ int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const cha
   return nil_key(vp, vlen);
 }
 
-uint64_t sl_key_hash(const char *bytes, size_t len) {
-  if (len == 9 && (uint8_t)bytes[0] == T_FLT) {
-    lua_Number d = get_f64((const uint8_t *)bytes + 1);
-    /* [-2^63, 2^63): the doubles that convert to a lua_Integer */
-    if (d == floor(d) && d >= -0x1p63 && d < 0x1p63) {
-      char tmp[1 + MAXVARINT];
-      return sl_hash_bytes(tmp, int_put(tmp, (lua_Integer)d));
+/* {====================================================================
+** Canonical encodings: equal tables, equal bytes
+** =====================================================================
+** A table's encoding lists its pairs in the order lua_next gives them,
+** which follows how the table was built (and, for string keys, the
+** string hashes of the state that built it): two equal tables may encode
+** differently. Their canonical encoding is the same: the values of keys
+** 1..m (m the last of an unbroken run from 1) as the array, then every
+** other pair sorted by the canonical bytes of its key (then of its
+** value), each key and value canonical, and a float with an integer
+** value written as that integer (as a Lua table keeps 1.0 as 1). Other
+** values (strings, functions, modules, handles, back-references) keep
+** their bytes. Canonical bytes are compared and hashed, never decoded. */
+
+/* The integer a float holds, when it holds one (1.0, -0.0; not 2^63). */
+static int float_int(const uint8_t *p, lua_Integer *i) {
+  lua_Number d = get_f64(p);
+  /* [-2^63, 2^63): the doubles that convert to a lua_Integer */
+  if (d != floor(d) || !(d >= -0x1p63 && d < 0x1p63)) return 0;
+  *i = (lua_Integer)d;
+  return 1;
+}
+
+/* Whether the value at p (a whole encoding: 1..len) is its own canonical
+ * encoding: any value but a table or a float with an integer value, and
+ * a table with only an array part of such values, none nil (the
+ * common tuple event {word, 1}). */
+static int canonical_as_is(const uint8_t *p, size_t len) {
+  lua_Integer i;
+  if (*p == T_FLT) return len != 9 || !float_int(p + 1, &i);
+  if (*p != T_TABLE) return 1;
+  Rd r = {p + 1, p + len};
+  uint64_t narr, nhash;
+  if (rd_varint(&r, &narr) || rd_varint(&r, &nhash) || nhash != 0) return 0;
+  const uint8_t *q = r.p, *end = r.end;
+  for (uint64_t k = 0; k < narr; k++) {
+    if (q == end) return 0;
+    uint8_t t = *q;
+    if (t >= T_FIXSTR) {
+      q += 1 + (t - T_FIXSTR);
+    } else if (t >= T_FIXINT || t == T_TRUE || t == T_FALSE) {
+      q++;
+    } else if (t == T_INT) {
+      for (q++; q < end && (*q & 0x80); q++) {}
+      q++;
+    } else if (t == T_FLT) {
+      if (end - q < 9 || float_int(q + 1, &i)) return 0;
+      q += 9;
+    } else {   /* nil (a hole), a table; else a long string, a function... */
+      if (t == T_NIL || t == T_TABLE) return 0;
+      r.p = q;
+      if (skip_value(&r, 1)) return 0;
+      q = r.p;
     }
+    if (q > end) return 0;
+  }
+  return q == end;
+}
+
+typedef struct {
+  size_t k, v, end;        /* the key's and value's canonical bytes: arena[k..v), [v..end) */
+  const uint8_t *base;     /* the arena, once written */
+} centry;
+
+static int centry_cmp(const void *a, const void *b) {
+  const centry *x = a, *y = b;
+  size_t xk = x->v - x->k, yk = y->v - y->k;
+  int c = memcmp(x->base + x->k, y->base + y->k, xk < yk ? xk : yk);
+  if (c || xk != yk) return c ? c : (xk < yk ? -1 : 1);
+  size_t xv = x->end - x->v, yv = y->end - y->v;   /* equal keys: two tables equal as keys */
+  c = memcmp(x->base + x->v, y->base + y->v, xv < yv ? xv : yv);
+  return c ? c : (xv < yv ? -1 : xv > yv);
+}
+
+static int put_int(sl_buf *out, lua_Integer i) {
+  char *p = room(out, 1 + MAXVARINT);
+  if (!p) return -1;
+  out->len += int_put(p, i);
+  return 0;
+}
+
+static int canon_value(Rd *r, sl_buf *a, int depth);
+
+/* Appends the canonical encoding of the table whose tag r has just read
+ * to the arena a: its entries' canonical bytes first, then the table's
+ * own, which are then moved down to where the entries began. */
+static int canon_table(Rd *r, sl_buf *a, int depth) {
+  uint64_t narr, nhash;
+  if (rd_varint(r, &narr) || rd_varint(r, &nhash)) return -1;
+  size_t left = (size_t)(r->end - r->p);   /* each value takes a byte at least */
+  if (narr > left || nhash > left / 2) return -1;
+  size_t cap = (size_t)(narr + nhash), n = 0, m = (size_t)narr, at = a->len;
+  centry few[16], *es = cap <= 16 ? few : malloc(cap * sizeof *es);
+  int rc = es ? 0 : -1;
+  for (uint64_t i = 1; rc == 0 && i <= narr; i++) {
+    if (r->p < r->end && *r->p == T_NIL) {   /* a hole: the array ends before it */
+      r->p++;
+      if (m == narr) m = (size_t)i - 1;
+      continue;
+    }
+    centry *e = &es[n++];
+    e->k = a->len;
+    rc = put_int(a, (lua_Integer)i);
+    e->v = a->len;
+    if (rc == 0) rc = canon_value(r, a, depth + 1);
+    e->end = a->len;
+  }
+  for (uint64_t i = 0; rc == 0 && i < nhash; i++) {
+    centry *e = &es[n++];
+    e->k = a->len;
+    rc = canon_value(r, a, depth + 1);
+    e->v = a->len;
+    if (rc == 0) rc = canon_value(r, a, depth + 1);
+    e->end = a->len;
+  }
+  size_t own = a->len;
+  if (rc == 0) {
+    for (size_t i = 0; i < n; i++) es[i].base = (const uint8_t *)a->data;
+    if (n - m > 16) {
+      qsort(es + m, n - m, sizeof *es, centry_cmp);
+    } else {   /* a few pairs (most tables): by insertion */
+      for (size_t i = m + 1; i < n; i++) {
+        centry e = es[i];
+        size_t j = i;
+        for (; j > m && centry_cmp(&es[j - 1], &e) > 0; j--) es[j] = es[j - 1];
+        es[j] = e;
+      }
+    }
+    char *p = put_tag_varint(a, T_TABLE, m) ? NULL : room(a, MAXVARINT);
+    if (p) a->len += varint_put(p, n - m);
+    else rc = -1;
+  }
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    const centry *e = &es[i];
+    size_t from = i < m ? e->v : e->k;   /* the array's values, then key and value */
+    if (!room(a, e->end - from)) rc = -1;
+    else {
+      memcpy(a->data + a->len, a->data + from, e->end - from);
+      a->len += e->end - from;
+    }
+  }
+  if (rc == 0) {
+    memmove(a->data + at, a->data + own, a->len - own);
+    a->len = at + (a->len - own);
+  }
+  if (es != few) free(es);
+  return rc;
+}
+
+/* Appends the canonical encoding of the value at r to the arena a. */
+static int canon_value(Rd *r, sl_buf *a, int depth) {
+  if (r->p == r->end || depth > SL_CODEC_MAX_DEPTH) return -1;
+  const uint8_t *v = r->p;
+  lua_Integer i;
+  if (*v >= T_FIXINT) {   /* a small integer or a short string: its bytes */
+    size_t n = *v >= T_FIXSTR ? 1 + (size_t)(*v - T_FIXSTR) : 1;
+    char *p = n <= (size_t)(r->end - v) ? room(a, n) : NULL;
+    if (!p) return -1;
+    memcpy(p, v, n);
+    a->len += n;
+    r->p += n;
+    return 0;
+  }
+  if (*v == T_TABLE) {
+    r->p++;
+    return canon_table(r, a, depth);
+  }
+  if (skip_value(r, depth)) return -1;
+  if (*v == T_FLT && float_int(v + 1, &i)) return put_int(a, i);
+  return sl_buf_append(a, v, (size_t)(r->p - v)) ? -1 : 0;
+}
+
+/* Each thread's arena, kept between calls (given back past 64 KiB). */
+static _Thread_local sl_buf arena;
+
+static void arena_done(void) {
+  if (arena.cap > 65536) sl_buf_free(&arena);
+}
+
+/* The canonical bytes of a value that is not canonical as it is, in the
+ * thread's arena (until arena_done): 0, or -1. */
+static int canon_in_arena(const char *bytes, size_t len) {
+  Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};
+  arena.len = 0;
+  return canon_value(&r, &arena, 1) || r.p != r.end ? -1 : 0;
+}
+
+int sl_key_canon(const char *bytes, size_t len, sl_buf *out) {
+  if (len == 0 || canonical_as_is((const uint8_t *)bytes, len)) return 0;
+  int rc = canon_in_arena(bytes, len);
+  if (rc == 0) {
+    out->len = 0;
+    rc = sl_buf_append(out, arena.data, arena.len) ? -1 : 1;
+  }
+  arena_done();
+  return rc;
+}
+
+uint64_t sl_key_hash(const char *bytes, size_t len) {
+  lua_Integer i;
+  if (len == 9 && (uint8_t)bytes[0] == T_FLT && float_int((const uint8_t *)bytes + 1, &i)) {
+    char tmp[1 + MAXVARINT];
+    return sl_hash_bytes(tmp, int_put(tmp, i));
+  }
+  if (len > 0 && (uint8_t)bytes[0] == T_TABLE && !canonical_as_is((const uint8_t *)bytes, len)) {
+    uint64_t h = canon_in_arena(bytes, len) == 0 ? sl_hash_bytes(arena.data, arena.len) : sl_hash_bytes(bytes, len);
+    arena_done();
+    return h;
   }
   return sl_hash_bytes(bytes, len);
 }
+
+/* }==================================================================== */
 
 int64_t sl_encoded_partial(const char *bytes, size_t len, const char **pairs) {
   Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};

@@ -85,17 +85,22 @@ static int l_take(lua_State *L) {
   return 1;
 }
 
-/* sluice._key(v) -> the encoded bytes of v as a string (uniq on tables). */
+/* sluice._key(v) -> the canonical encoding of v as a string (sl_key_canon):
+ * equal tables give equal strings, however they were built (uniq and
+ * joins on table keys). */
 static int l_key(lua_State *L) {
   luaL_checkany(L, 1);
-  sl_buf b = SL_BUF_INIT;
+  sl_buf b = SL_BUF_INIT, c = SL_BUF_INIT;
   char err[256];
   if (sl_encode(L, 1, &b, "key", err, sizeof err) != 0) {
     sl_buf_free(&b);
     return luaL_error(L, "key: %s", err);
   }
-  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  /* (bytes just encoded parse: -1 is memory, and then the encoding as it is) */
+  const sl_buf *k = sl_key_canon(b.data ? b.data : "", b.len, &c) == 1 ? &c : &b;
+  lua_pushlstring(L, k->data ? k->data : "", k->len);
   sl_buf_free(&b);
+  sl_buf_free(&c);
   return 1;
 }
 

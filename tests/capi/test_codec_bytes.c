@@ -247,6 +247,7 @@ static void test_key_hash(void) {
     {"return 3", "return 3.0"}, {"return 0", "return -0.0"}, {"return 0", "return 0.0"},
     {"return -70", "return -70.0"}, {"return 2^53", "return math.tointeger(2^53)"},
     {"return math.mininteger", "return -2^63"}, {"return 1e15", "return 1000000000000000"},
+    {"return {3}", "return {3.0}"},   /* in a table too (test_key_canon.c) */
   };
   for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
     size_t n, m;
@@ -263,7 +264,7 @@ static void test_key_hash(void) {
   }
   static const char *const own[] = {
     "return 0.5", "return 2^63", "return -2^64", "return 1/0", "return -1/0", "return 0/0",
-    "return 'x'", "return {3.0}", "return true",
+    "return 'x'", "return {3.5, 'x'}", "return true",
   };
   for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
     size_t n;
