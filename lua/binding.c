@@ -357,6 +357,7 @@ static void worker_stop(void *ctx) {
   lua_close(c->L);
   sl_pool_free(c->pool);
   sl_snap_release(c->snap);
+  sl_key_canon_release();
   free(c);
 }
 

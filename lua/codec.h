@@ -127,9 +127,14 @@ uint64_t sl_key_hash(const char *bytes, size_t len);
  * (as keys: equal scalars, tables equal the same way) have the same
  * canonical bytes however they were built. Returns 0 when bytes are
  * already canonical (out untouched), 1 with out holding them, -1 when the
- * bytes do not parse or memory runs out. Tables are hashed (sl_key_hash)
+ * value has no canonical form (it holds a function or the same table
+ * twice: compare its own bytes then), the bytes do not parse or memory
+ * runs out. Tables are hashed (sl_key_hash)
  * and compared as keys (sluice._key) this way. */
 int sl_key_canon(const char *bytes, size_t len, sl_buf *out);
+/* Frees the calling thread's working memory of sl_key_canon and
+ * sl_key_hash (a worker calls it as it ends). */
+void sl_key_canon_release(void);
 /* Pushes the scalar encoded at p (a key or value of a partial that
  * sl_encoded_partial checked) and returns where the next value starts. */
 const char *sl_push_scalar(lua_State *L, const char *p);

@@ -152,9 +152,13 @@ int sl_encoded_field(const char *bytes, size_t len, lua_Integer index, const cha
 ** 1..m (m the last of an unbroken run from 1) as the array, then every
 ** other pair sorted by the canonical bytes of its key (then of its
 ** value), each key and value canonical, and a float with an integer
-** value written as that integer (as a Lua table keeps 1.0 as 1). Other
-** values (strings, functions, modules, handles, back-references) keep
-** their bytes. Canonical bytes are compared and hashed, never decoded. */
+** value written as that integer (as a Lua table keeps 1.0 as 1). Strings,
+** modules and handles keep their bytes. A value holding a back-reference
+** (the same table twice) or a function has none: a back-reference is
+** numbered in the order the encoder visited the fields, which sorting
+** would change, so two different tables could read alike; such a value
+** is compared by its own bytes, which decode to it alone. Canonical
+** bytes are compared and hashed, never decoded. */
 
 /* The integer a float holds, when it holds one (1.0, -0.0; not 2^63). */
 static int float_int(const uint8_t *p, lua_Integer *i) {
@@ -309,24 +313,30 @@ static int canon_value(Rd *r, sl_buf *a, int depth) {
     r->p++;
     return canon_table(r, a, depth);
   }
+  if (*v == T_REF || *v == T_FUNC) return -1;   /* (an upvalue may be a back-reference) */
   if (skip_value(r, depth)) return -1;
   if (*v == T_FLT && float_int(v + 1, &i)) return put_int(a, i);
   return sl_buf_append(a, v, (size_t)(r->p - v)) ? -1 : 0;
 }
 
-/* Each thread's arena, kept between calls (given back past 64 KiB). */
+/* Each thread's arena, kept between calls (given back past 1 MiB, and
+ * by sl_key_canon_release when a worker ends). */
 static _Thread_local sl_buf arena;
 
 static void arena_done(void) {
-  if (arena.cap > 65536) sl_buf_free(&arena);
+  if (arena.cap > ((size_t)1 << 20)) sl_buf_free(&arena);
 }
 
+void sl_key_canon_release(void) { sl_buf_free(&arena); }
+
 /* The canonical bytes of a value that is not canonical as it is, in the
- * thread's arena (until arena_done): 0, or -1. */
+ * thread's arena (until arena_done): 0, or -1 (the value has none, or
+ * memory ran out). The value is at depth 0: the encoder's deepest
+ * nesting is within reach, as it is for skip_value. */
 static int canon_in_arena(const char *bytes, size_t len) {
   Rd r = {(const uint8_t *)bytes, (const uint8_t *)bytes + len};
   arena.len = 0;
-  return canon_value(&r, &arena, 1) || r.p != r.end ? -1 : 0;
+  return canon_value(&r, &arena, 0) || r.p != r.end ? -1 : 0;
 }
 
 int sl_key_canon(const char *bytes, size_t len, sl_buf *out) {

@@ -2,7 +2,8 @@
  * tables built in other orders, with holes, after deletions, in states
  * with other string hash seeds, or holding 1.0 where the other holds 1,
  * have the same canonical bytes and the same partition hash
- * (sl_key_hash); tables that differ have different canonical bytes; the
+ * (sl_key_hash); tables that differ have different canonical bytes; a
+ * table holding the same table twice, or a function, has none; the
  * canonical bytes of a table without shared references decode to an
  * equal table; values already canonical (scalars, arrays of scalars)
  * hash as their own bytes. The helpers are codec_check.h's. */
@@ -125,10 +126,16 @@ static void test_as_is(void) {
   CHECK(r3 == 0 && r3f == 1 && same_bytes(&i3, &f3));
   sl_buf_free(&i3);
   sl_buf_free(&f3);
-  static const char bad[][4] = {{0x06, 0x05, 0x00, 0x40}, {0x06, 0x00, 0x02, 0x40}, {0x06, 0x01, 0x01, 0x7f}};
+  /* bytes that do not parse: counts past the end, a nested table or a
+   * string cut short, a tag that is no tag */
+  static const struct { const char *p; size_t n; } bad[] = {
+    {"\x06\x05\x00\x40", 4}, {"\x06\x00\x02\x40", 4}, {"\x06\x01\x01\x7f", 4},
+    {"\x06\x00\x01\x81" "a" "\x06\x00\x01", 7}, {"\x06\x00\x02\x41\x41\x42\xa5" "x", 8},
+    {"\x06\x01\x00\x06\x00\x01\x41", 7}, {"\x06\x00\x01\x41\x41\x1f", 6},
+  };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     sl_buf c = SL_BUF_INIT;
-    CHECK_INT(sl_key_canon(bad[i], sizeof bad[i], &c), -1);
+    CHECK_INT(sl_key_canon(bad[i].p, bad[i].n, &c), -1);
     sl_buf_free(&c);
   }
   lua_close(A);
@@ -195,10 +202,41 @@ static void test_random_tables(void) {
   lua_close(B);
 }
 
+/* A value that holds the same table twice, or a function, has no
+ * canonical form (sl_key_canon: -1): a back-reference is numbered in the
+ * order the fields were visited, so sorting could make two different
+ * tables read alike. They hash and compare as their own bytes, which
+ * decode to them alone. */
+static void test_no_canonical_form(void) {
+  lua_State *A = newstate();
+  static const char *const none[] = {
+    "local s = {1} return {a = s, b = s}", "local t = {x = 1} t.self = t return t",
+    "return {f = function() return 1 end}", "return {{1}, x = {g = function() end}}",
+  };
+  for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+    int rc;
+    sl_buf c = canon_of(A, none[i], &rc);
+    CHECK_INT(rc, -1);
+    sl_buf_free(&c);
+  }
+  /* {k1 = {1}, k2 = <k1's table>, k6 = {2}} against the same built with k2
+   * sharing k6's: different tables, different bytes (and the reference
+   * keeps its place whatever order the fields came in) */
+  size_t nx, ny;
+  char *x = encode_chunk(A, "local X = {k1 = {1}, k6 = {2}} X.k2 = X.k1 return X", &nx);
+  char *y = encode_chunk(A, "local Y = {} Y.k6 = {2} Y.k2 = {1} Y.k1 = {1} Y.k2 = Y.k6 return Y", &ny);
+  CHECK(x && y && (nx != ny || memcmp(x, y, nx) != 0));
+  CHECK(sl_key_hash(x, nx) == sl_hash_bytes(x, nx));
+  free(x);
+  free(y);
+  lua_close(A);
+}
+
 int main(void) {
   RUN(test_equal_tables);
   RUN(test_different_tables);
   RUN(test_as_is);
+  RUN(test_no_canonical_form);
   RUN(test_random_tables);
   return CHECK_SUMMARY();
 }

@@ -227,6 +227,34 @@ function TestFlowRuns:test_the_loop_uses_it_where_it_applies()
   end)), "COUNT_RUNS(")
   lu.assertNotStrContains(src(base:map(string.upper):frequencies()), "COUNT_RUNS(")
   lu.assertNotStrContains(src(base:frequencies_by(string.upper)), "COUNT_RUNS(")
+  -- the first layer of a keyed combining (the planner's own combining
+  -- spec): one accumulator, counted in C; per partition (a partition by
+  -- another key): not
+  local P = require("sluice.flow_plan")
+  local function comb_src(fl)
+    local comb = assert(P.combining(fl, 2))
+    local up = fl.src.flows[1]
+    return (C.compile(up.ops, up.red, nil, comb)), comb.keyed
+  end
+  local lines = F.from_enumerable({ "a" }):flat_map(words)
+  local merge = function(part, acc)
+    for k, n in pairs(part) do acc[k] = (acc[k] or 0) + n end
+    return acc
+  end
+  for name, fl in pairs({
+    frequencies = lines:partition():frequencies(),
+    count = lines:partition():reduce(function() return {} end, count),
+    count_merge = lines:partition():reduce(function() return {} end, count, { merge = merge, keyed = true }),
+    reduce_by_key = lines:map(function(w) return { w, 1 } end):partition({ key = { index = 1 } })
+      :reduce_by_key(function(a, b) return a + b end),
+  }) do
+    local s, keyed = comb_src(fl)
+    lu.assertTrue(keyed, name)
+    lu.assertStrContains(s, "if not COUNT_RUNS(xs1, acc, ", false, name)
+  end
+  local s, keyed = comb_src(lines:partition({ key = string.upper }):frequencies())
+  lu.assertNil(keyed)
+  lu.assertNotStrContains(s, "COUNT_RUNS(")
 end
 
 os.exit(lu.LuaUnit.run())

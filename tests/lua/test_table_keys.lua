@@ -43,9 +43,29 @@ function TestTableKeys:test_key_and_hash()
     lu.assertEquals(sluice._hash(a, n), sluice._hash(b, n))
     lu.assertEquals(sluice._hash({ 1, nil, 3 }, n), sluice._hash({ [3] = 3, [1] = 1 }, n))
   end
-  -- a table that holds one table twice: by its encoding as sent
+  -- a table that holds one table twice: by its encoding as sent, which
+  -- tells two different such tables apart (X.k2 is {1}, Y.k2 is {2})
   local shared = { 1 }
   lu.assertEquals(sluice._key({ a = shared, b = shared }), sluice._key({ a = shared, b = shared }))
+  local X = { k1 = { 1 }, k6 = { 2 } }
+  X.k2 = X.k1
+  local Y = {}
+  Y.k6 = { 2 }
+  Y.k2 = { 1 }
+  Y.k1 = { 1 }
+  Y.k2 = Y.k6
+  lu.assertNotEquals(sluice._key(X), sluice._key(Y))
+  -- the deepest nesting a key may have (200 tables), built both ways
+  local function nest(n, backward)
+    local t = { a = 1, b = 2 }
+    for _ = 2, n do
+      if backward then t = { y = 2, x = t } else t = { x = t }; t.y = 2 end
+    end
+    return t
+  end
+  lu.assertEquals(sluice._key(nest(200)), sluice._key(nest(200, true)))
+  lu.assertEquals(sluice._hash(nest(200), 1000), sluice._hash(nest(200, true), 1000))
+  lu.assertErrorMsgContains("nested deeper than 200 levels", sluice._key, nest(201))
 end
 
 function TestTableKeys:test_uniq_across_stages()
