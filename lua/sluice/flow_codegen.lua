@@ -423,7 +423,7 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
       w(ind .. "end\n")
     elseif op == "uniq" or op == "uniq_by" then
       w(ind .. ("local k = %s\n"):format(op == "uniq" and "e" or f .. "(e)"))
-      w(ind .. "if type(k) == 'table' then k = KEY(k) elseif k == nil then NILERR('uniq_by') end\n")
+      w(ind .. "if type(k) == 'table' then k = KEY(k, seen) elseif k == nil then NILERR('uniq_by') end\n")
       w(ind .. "if not seen[k] then\n")
       w(ind .. "  seen[k] = true\n")
       body(k + 1, ind .. "  ", flat_maps, made)
@@ -441,7 +441,25 @@ local function compile(ops, red, mode, comb, copy_out, copy_groups)
   return table.concat(src), F
 end
 
-local function encode_key(k) return sluice._key(k) end
+-- A table used as a key (uniq, uniq_by, joins) compares by content: its
+-- key is a box (an empty table) that stands for its canonical encoding
+-- (sluice._key), one box per encoding in `store` (the stage's own), so it
+-- never meets a string key that has the same bytes.
+local BOXES = {}
+local function table_key(k, store)
+  local s = sluice._key(k)
+  local boxes = store[BOXES]
+  if not boxes then
+    boxes = {}
+    store[BOXES] = boxes
+  end
+  local b = boxes[s]
+  if not b then
+    b = {}
+    boxes[s] = b
+  end
+  return b
+end
 
 -- A combining layer read an event time that is not an integer: an
 -- integral float in range is taken as its integer (as the next layer's
@@ -474,7 +492,7 @@ local function load_run(cfg, src)
     chunk = assert(load(src, name, "t"))
     compiled[key] = chunk
   end
-  return chunk(cfg.F, nilerr, encode_key, sluice._hash, badpart, snapshot, nilacc, badtime)
+  return chunk(cfg.F, nilerr, table_key, sluice._hash, badpart, snapshot, nilacc, badtime)
 end
 
 -- What a stage's loop and triggers append their output to: an outbox
@@ -486,6 +504,6 @@ local function new_out(cfg)
   return OUTBOX()
 end
 
-M.snapshot, M.compile, M.load_run, M.new_out = snapshot, compile, load_run, new_out
+M.snapshot, M.compile, M.load_run, M.new_out, M.table_key = snapshot, compile, load_run, new_out, table_key
 
 return M

@@ -5,7 +5,6 @@
 -- batch before the layer's map_batch and fused loop; join_done gives the
 -- unmatched rows of an outer join when the join's window ends (called by
 -- sluice.flow_trigger's layer_done).
-local sluice = require("sluice")
 local E = require("sluice.flow_error")
 local codegen = require("sluice.flow_codegen")
 
@@ -13,12 +12,13 @@ local op_error, snapshot = E.op_error, codegen.snapshot
 
 local M = {}
 
-local function encode_key(k) return sluice._key(k) end
+local table_key = codegen.table_key
 
--- A join key as a table key: tables by content, integral floats as integers.
-local function join_key(k, side)
+-- A join key as a table key: tables by content (a box per content, in
+-- the stage's st.boxes), integral floats as integers.
+local function join_key(k, side, st)
   if k == nil then op_error("bounded_join " .. side, side .. " returned nil where a key was expected") end
-  if type(k) == "table" then return encode_key(k) end
+  if type(k) == "table" then return table_key(k, st.boxes) end
   return math.tointeger(k) or k
 end
 
@@ -34,10 +34,10 @@ local function join_events(st, events, side)
     local k
     if side == 1 then
       local left_key_fn = key_fn
-      k = join_key(left_key_fn(e), "left_key")
+      k = join_key(left_key_fn(e), "left_key", st)
     else
       local right_key_fn = key_fn
-      k = join_key(right_key_fn(e), "right_key")
+      k = join_key(right_key_fn(e), "right_key", st)
     end
     local list = mine[k]
     if not list then list = {}; mine[k] = list end
@@ -76,7 +76,7 @@ local function join_done(st)
   end
   if cfg.join_mode == "left_outer" or cfg.join_mode == "full_outer" then unmatched(st.lt, st.rt, true) end
   if cfg.join_mode == "right_outer" or cfg.join_mode == "full_outer" then unmatched(st.rt, st.lt, false) end
-  st.lt, st.rt = {}, {}
+  st.lt, st.rt, st.boxes = {}, {}, {}
   return out
 end
 

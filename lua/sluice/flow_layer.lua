@@ -85,7 +85,7 @@ local function layer_init(cfg)
       st.run = merge_run(red.merge, window.needed(cfg.window) and 3 or 2)
     end
   end
-  if cfg.join then st.lt, st.rt = {}, {} end
+  if cfg.join then st.lt, st.rt, st.boxes = {}, {}, {} end
   if window.needed(cfg.window) then
     window.init(st, cfg)
     if window.raw_input(cfg) then

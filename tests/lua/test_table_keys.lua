@@ -1,7 +1,8 @@
 -- Equal tables are one key (lua/README.md §8.3): partition() sends equal
 -- table events to one partition, and uniq, uniq_by and bounded_join
 -- treat them as one, however each was built (the order its fields were
--- set, keys set and removed, the worker that made it, 1.0 for 1). The
+-- set, keys set and removed, the worker that made it, 1.0 for 1), and
+-- never as a string that has the bytes of their encoding. The
 -- tables here are built on the first layer's stages, on whichever
 -- workers run them, in an order that depends on the event.
 local lu = require("luaunit")
@@ -112,6 +113,24 @@ function TestTableKeys:test_join_on_table_keys()
   -- build(6) is {f1 = 6.0, ...} built forward, build(16) {f1 = 6, ...}
   -- built backward: equal keys
   lu.assertEquals(sorted(got, by_inspect), { { 6, 16 } })
+end
+
+function TestTableKeys:test_a_string_never_meets_a_table()
+  -- a string with the bytes of a table's canonical encoding is another key
+  local t = { a = 1, b = 2 }
+  local s = sluice._key(t)
+  local got = F.from_enumerable({ s, t, { b = 2, a = 1.0 }, s }, { stages = 1 }):uniq():to_list()
+  lu.assertEquals(got, { s, t })
+  local by = F.from_enumerable({ 1, 2, 3 }, { stages = 1 })
+    :uniq_by(function(x) return x == 1 and s or { a = 1, b = 2 } end):to_list()
+  lu.assertEquals(by, { 1, 2 })
+  for _, st in ipairs({ 1, 2 }) do
+    local left = F.from_enumerable({ { id = 1, k = s }, { id = 3, k = t } }, { stages = 1 })
+    local right = F.from_enumerable({ { id = 2, k = { b = 2, a = 1 } }, { id = 4, k = s } }, { stages = 1 })
+    local joined = F.bounded_join("full_outer", left, right, function(e) return e.k end, function(e) return e.k end,
+      function(l, r) return { l and l.id or 0, r and r.id or 0 } end, { stages = st }):to_list()
+    lu.assertEquals(sorted(joined, by_inspect), { { 1, 4 }, { 3, 2 } }, "stages " .. st)
+  end
 end
 
 os.exit(lu.LuaUnit.run())
