@@ -351,17 +351,10 @@ int sl_key_canon(const char *bytes, size_t len, sl_buf *out) {
 }
 
 uint64_t sl_key_hash(const char *bytes, size_t len) {
-  lua_Integer i;
-  if (len == 9 && (uint8_t)bytes[0] == T_FLT && float_int((const uint8_t *)bytes + 1, &i)) {
-    char tmp[1 + MAXVARINT];
-    return sl_hash_bytes(tmp, int_put(tmp, i));
-  }
-  if (len > 0 && (uint8_t)bytes[0] == T_TABLE && !canonical_as_is((const uint8_t *)bytes, len)) {
-    uint64_t h = canon_in_arena(bytes, len) == 0 ? sl_hash_bytes(arena.data, arena.len) : sl_hash_bytes(bytes, len);
-    arena_done();
-    return h;
-  }
-  return sl_hash_bytes(bytes, len);
+  if (len == 0 || canonical_as_is((const uint8_t *)bytes, len)) return sl_hash_bytes(bytes, len);
+  uint64_t h = canon_in_arena(bytes, len) == 0 ? sl_hash_bytes(arena.data, arena.len) : sl_hash_bytes(bytes, len);
+  arena_done();
+  return h;
 }
 
 /* }==================================================================== */

@@ -376,10 +376,8 @@ local SUM_SRC = {
 }
 local refs
 
-local COUNT_FAST = [[
-local c = acc[e]
-if c then acc[e] = c + 1 else acc = reduce_reduce(e, acc) end
-]]
+-- (a key already counted adds 1, as frequencies' own loop code does)
+local COUNT_FAST = FREQUENCIES_FAST
 
 local function same_as_one_of(f, list)
   for _, ref in ipairs(list) do
@@ -422,8 +420,10 @@ counting = function(acc_fun, fun, merge, keyed)
     return { kind = "reduce", acc = acc_fun, f = fun, merge = merge, keyed = keyed or nil,
              merge_pairs = adds_counts(merge) and {} or nil, fast = { code = COUNT_FAST, runs = true } }
   end
-  -- (a keyed combining's reducer: the copy's own encoding may list its
-  -- fields in another order, so the cut places it by the original's)
+  -- (a keyed combining's reducer: the cut places the copy by the
+  -- original's encoding; canonical hashing makes the two agree, except
+  -- for a table holding one table twice or a function, which hash as
+  -- their bytes, and the copy's may list its fields in another order)
   local reduce_reduce = fun
   local function comb_f(e, acc)
     local t = type(e)

@@ -614,7 +614,8 @@ for _, key in ipairs(order) do
   if one and two and one.s and two.s then
     -- the two rows run minutes apart, and the machine's speed drifts in
     -- between; each row's paired ratio (run i / its baseline run i, the
-    -- same program in both rows) takes the drift out
+    -- same program in both rows) takes out some of it (the target is
+    -- judged by the scaling row, which alternates -w 2 and -w 1)
     local x = one.s.wall / two.s.wall
     local px = one.paired and two.paired and one.paired / two.paired
     scale_lines[#scale_lines + 1] = ("  %-36s %.3f s / %.3f s = %.2fx%s%s"):format(g.name, one.s.wall, two.s.wall, x,

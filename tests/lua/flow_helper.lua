@@ -18,6 +18,14 @@ function H.pairs_of(t)
   return sorted(out, by_inspect)
 end
 
+-- {key, value} pairs that may hold a key more than once, added up per
+-- key (a flow whose partitions each emit a key), as sorted pairs.
+function H.summed(list)
+  local t = {}
+  for _, kv in ipairs(list) do t[kv[1]] = (t[kv[1]] or 0) + kv[2] end
+  return H.pairs_of(t)
+end
+
 -- What each partition of a reducing flow ends with, as {index, sorted
 -- pairs of its accumulator}, sorted.
 function H.per_partition(fl)

@@ -13,12 +13,7 @@ local function words(line) return line:lower():gmatch("%a+") end
 
 local pairs_of, per_partition = H.pairs_of, H.per_partition
 
--- Pairs that may hold a key more than once, added up per key.
-local function summed(list)
-  local t = {}
-  for _, kv in ipairs(list) do t[kv[1]] = (t[kv[1]] or 0) + kv[2] end
-  return pairs_of(t)
-end
+local summed = H.summed
 
 -- 1..n as {x % m, x} pairs, and their sums per key in plain Lua.
 local function mod_pairs(n, m) return sluice.range(1, n), function(x) return { x % m, x } end end

@@ -32,12 +32,7 @@ local function plain_count(lines, pattern, skip, by)
   return pairs_of(t)
 end
 
--- A flow's pairs summed per key (a partition may emit a key more than once).
-local function summed(list)
-  local t = {}
-  for _, kv in ipairs(list) do t[kv[1]] = (t[kv[1]] or 0) + kv[2] end
-  return pairs_of(t)
-end
+local summed = H.summed
 
 local function count(w, acc)
   acc[w] = (acc[w] or 0) + 1
